@@ -1,0 +1,52 @@
+"""Admin for alarms: list with filters, the timeline and deliveries inline."""
+
+from django.contrib import admin
+
+from notifications.models import Delivery
+
+from .models import Alarm, AlarmEvent
+
+
+class EventInline(admin.TabularInline):
+    model = AlarmEvent
+    fields = ["at", "kind", "actor", "text", "source_ip"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    ordering = ["at", "id"]
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+class DeliveryInline(admin.TabularInline):
+    model = Delivery
+    fields = ["step", "round", "method", "address", "status", "attempts", "error", "message"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Alarm)
+class AlarmAdmin(admin.ModelAdmin):
+    list_display = [
+        "created_at", "title", "severity", "status", "site", "room", "person", "device",
+        "occurrences", "current_step", "next_escalation_at",
+    ]  # fmt: skip
+    list_filter = ["status", "severity", "source", "site"]
+    search_fields = ["title", "message", "dedup_key", "device__name", "person__name"]
+    list_select_related = ["site", "room", "person", "device"]
+    date_hierarchy = "created_at"
+    readonly_fields = [f.name for f in Alarm._meta.fields] + ["steps_snapshot"]
+    inlines = [EventInline, DeliveryInline]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        # Status changes go through the lifecycle (the API or the board), never a form.
+        return False

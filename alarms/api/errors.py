@@ -1,0 +1,16 @@
+"""Every API error is JSON: DRF's own, plus the ones Django raises before DRF sees the data."""
+
+from django.core.exceptions import RequestDataTooBig
+from rest_framework.response import Response
+from rest_framework.views import exception_handler
+
+
+def json_exception_handler(exc, context):
+    if isinstance(exc, RequestDataTooBig):
+        return Response({"error": "request body too large"}, status=413)
+    response = exception_handler(exc, context)
+    if response is not None and isinstance(response.data, dict) and "detail" in response.data:
+        response.data = {"error": str(response.data["detail"])}
+    elif response is not None:
+        response.data = {"error": "invalid input", "fields": response.data}
+    return response

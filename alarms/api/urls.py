@@ -1,0 +1,16 @@
+"""Routes of the /v1/ API."""
+
+from django.urls import path
+from rest_framework.routers import SimpleRouter
+
+from .views import AlarmViewSet, ClearView, RaiseView, YealinkAlarmView
+
+router = SimpleRouter(trailing_slash="/?")
+router.register("alarms", AlarmViewSet, basename="alarm")
+
+urlpatterns = [
+    path("yealink/alarm", YealinkAlarmView.as_view(), name="yealink-alarm"),
+    path("alarms/raise", RaiseView.as_view(), name="alarm-raise"),
+    path("alarms/clear", ClearView.as_view(), name="alarm-clear"),
+    *router.urls,
+]

@@ -1,0 +1,191 @@
+"""The alarm API: ingest (Yealink Action URL, JSON raise/clear) and alarm reads and actions."""
+
+import uuid
+
+import django_filters
+from django.utils import timezone
+from rest_framework import status, viewsets
+from rest_framework.decorators import action
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from devices.models import Device
+
+from .. import lifecycle, ratelimit
+from ..models import Alarm
+from ..timeline import Actor
+from .serializers import (
+    AlarmDetailSerializer,
+    AlarmSerializer,
+    ClearSerializer,
+    NoteSerializer,
+    RaiseSerializer,
+)
+
+
+def error(message: str, code: int, **headers) -> Response:
+    return Response({"error": message}, status=code, headers=headers)
+
+
+def client_ip(request) -> str | None:
+    return request.META.get("REMOTE_ADDR") or None
+
+
+def actor_for(request) -> Actor:
+    if isinstance(request.auth, Device):
+        return Actor(f"device {request.auth.name}", ip=client_ip(request))
+    user = request.user
+    return Actor(
+        user.get_full_name() or user.get_username(),
+        user=user,
+        person=getattr(user, "person", None),
+        ip=client_ip(request),
+    )
+
+
+def scoped_dedup_key(request, key: str) -> str:
+    """Dedup keys are per device token (as PagerDuty's are per routing key)."""
+    if isinstance(request.auth, Device):
+        return f"device:{request.auth.pk}:{key}"
+    return f"api:{key}"
+
+
+def over_rate_limit(device: Device) -> Response | None:
+    Device.objects.filter(pk=device.pk).update(last_seen_at=timezone.now())
+    if ratelimit.allow(f"device:{device.pk}", device.rate_limit_per_minute):
+        return None
+    return error("rate limit exceeded for this device", 429, **{"Retry-After": "60"})
+
+
+def raised(outcome: lifecycle.Outcome) -> Response:
+    alarm = outcome.alarm
+    body = {
+        "alarm_id": str(alarm.pk),
+        "status": alarm.status,
+        "created": outcome.changed,
+        "occurrences": alarm.occurrences,
+    }
+    return Response(body, status=status.HTTP_201_CREATED if outcome.changed else 200)
+
+
+class YealinkAlarmView(APIView):
+    """GET /v1/yealink/alarm?token=…: a Yealink Action URL can send neither headers nor body."""
+
+    authentication_classes = []
+    permission_classes = [AllowAny]
+
+    def get(self, request):
+        device = Device.by_token(request.query_params.get("token", ""))
+        if device is None or not device.enabled:
+            return error("unknown or disabled device token", 404)
+        if device.mapping_problem:
+            return error(device.mapping_problem, 409)
+        if limited := over_rate_limit(device):
+            return limited
+        outcome = lifecycle.raise_alarm(
+            source="yealink",
+            dedup_key=f"device:{device.pk}:emergency",
+            title=f"Emergency key pressed: {device.person or device.room}",
+            message=f"Emergency key on {device.name}.",
+            severity="critical",
+            labels={"device": device.name},
+            device=device,
+            actor=Actor(f"device {device.name}", ip=client_ip(request)),
+        )
+        response = raised(outcome)
+        response.status_code = 200
+        return response
+
+
+class RaiseView(APIView):
+    """POST /v1/alarms/raise: open an alarm, or add an occurrence to the open one."""
+
+    def post(self, request):
+        serializer = RaiseSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        device = request.auth if isinstance(request.auth, Device) else None
+        if device and (limited := over_rate_limit(device)):
+            return limited
+        outcome = lifecycle.raise_alarm(
+            source=data["source"],
+            dedup_key=scoped_dedup_key(request, data.get("dedup_key") or str(uuid.uuid4())),
+            title=data["title"],
+            message=data.get("message", ""),
+            severity=data["severity"],
+            labels=data["labels"],
+            device=device,
+            actor=actor_for(request),
+        )
+        return raised(outcome)
+
+
+class ClearView(APIView):
+    """POST /v1/alarms/clear: resolve the open alarm with this dedup key."""
+
+    def post(self, request):
+        serializer = ClearSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        if isinstance(request.auth, Device) and (limited := over_rate_limit(request.auth)):
+            return limited
+        key = scoped_dedup_key(request, serializer.validated_data["dedup_key"])
+        note = serializer.validated_data.get("message", "")
+        outcome = lifecycle.clear(key, actor_for(request), note)
+        if outcome is None:
+            return error("no open alarm with this dedup_key", 404)
+        return Response({"alarm_id": str(outcome.alarm.pk), "status": outcome.alarm.status})
+
+
+class AlarmFilter(django_filters.FilterSet):
+    site = django_filters.CharFilter(field_name="site__name")
+
+    class Meta:
+        model = Alarm
+        fields = ["status", "severity", "source", "site"]
+
+
+class AlarmViewSet(viewsets.ReadOnlyModelViewSet):
+    """Alarms (a device sees only its own) and the acknowledge/resolve/cancel actions."""
+
+    serializer_class = AlarmSerializer
+    filterset_class = AlarmFilter
+
+    def get_queryset(self):
+        alarms = Alarm.objects.select_related("site", "room", "person", "device", "policy")
+        if isinstance(self.request.auth, Device):
+            alarms = alarms.filter(device=self.request.auth)
+        if self.action == "retrieve":
+            alarms = alarms.prefetch_related("events")
+        return alarms
+
+    def get_serializer_class(self):
+        return AlarmDetailSerializer if self.action == "retrieve" else AlarmSerializer
+
+    def _act(self, request, transition):
+        alarm = self.get_object()
+        serializer = NoteSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            outcome = transition(alarm.pk, actor_for(request), serializer.validated_data["note"])
+        except lifecycle.AlarmClosed as exc:
+            return error(f"alarm is already {exc.alarm.status}", 409)
+        body = AlarmSerializer(outcome.alarm).data | {"changed": outcome.changed}
+        if not outcome.changed and outcome.alarm.status == "acknowledged":
+            body["detail"] = (
+                f"already acknowledged by {outcome.alarm.acknowledged_by} "
+                f"at {outcome.alarm.acknowledged_at.isoformat()}"
+            )
+        return Response(body)
+
+    @action(detail=True, methods=["post"])
+    def acknowledge(self, request, pk=None):
+        return self._act(request, lifecycle.acknowledge)
+
+    @action(detail=True, methods=["post"])
+    def resolve(self, request, pk=None):
+        return self._act(request, lifecycle.resolve)
+
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        return self._act(request, lifecycle.cancel)

@@ -1,0 +1,137 @@
+"""The alarm's state machine: raise (or repeat), acknowledge, resolve, cancel.
+
+Each transition runs in one transaction under the alarm's row lock, writes its timeline event,
+and leaves side effects (tasks) to after commit. Nothing else sets Alarm.status.
+"""
+
+from dataclasses import dataclass
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from escalation import engine, routing
+
+from .models import OPEN_STATUSES, Alarm, AlarmEvent, Status
+from .timeline import Actor, record
+
+
+class AlarmClosed(Exception):
+    """The alarm is resolved or cancelled: it can no longer be acknowledged."""
+
+    def __init__(self, alarm: Alarm):
+        super().__init__(f"alarm is already {alarm.status}")
+        self.alarm = alarm
+
+
+@dataclass(frozen=True)
+class Outcome:
+    alarm: Alarm
+    changed: bool
+
+
+def raise_alarm(
+    *,
+    source: str,
+    dedup_key: str,
+    title: str,
+    actor: Actor,
+    message: str = "",
+    severity: str = "critical",
+    labels: dict | None = None,
+    device=None,
+) -> Outcome:
+    """Open an alarm, or count another occurrence on the open one with the same dedup key."""
+    with transaction.atomic():
+        existing = _open_alarm_for_update(dedup_key)
+        if existing:
+            return Outcome(_add_occurrence(existing, actor), changed=False)
+        try:
+            with transaction.atomic():
+                alarm = Alarm.objects.create(
+                    source=source,
+                    dedup_key=dedup_key,
+                    title=title,
+                    message=message,
+                    severity=severity,
+                    labels=labels or {},
+                    device=device,
+                    site=device.site if device else None,
+                    room=device.room if device else None,
+                    person=device.person if device else None,
+                )
+        except IntegrityError:
+            # A concurrent request opened it first; this one is a repeat of that alarm.
+            return Outcome(_add_occurrence(_open_alarm_for_update(dedup_key), actor), False)
+        record(alarm, AlarmEvent.Kind.TRIGGERED, f"Raised by {actor.name}", actor, source=source)
+        policy, reason = routing.choose_policy(alarm)
+        engine.start(alarm, policy, reason)
+        return Outcome(alarm, changed=True)
+
+
+def _open_alarm_for_update(dedup_key: str) -> Alarm | None:
+    return (
+        Alarm.objects.select_for_update()
+        .filter(dedup_key=dedup_key, status__in=OPEN_STATUSES)
+        .first()
+    )
+
+
+def _add_occurrence(alarm: Alarm, actor: Actor) -> Alarm:
+    alarm.occurrences += 1
+    alarm.last_occurrence_at = timezone.now()
+    alarm.save(update_fields=["occurrences", "last_occurrence_at"])
+    record(alarm, AlarmEvent.Kind.REPEATED, f"Occurrence {alarm.occurrences}", actor)
+    return alarm
+
+
+def _locked(alarm_id) -> Alarm:
+    return Alarm.objects.select_for_update().get(pk=alarm_id)
+
+
+def acknowledge(alarm_id, actor: Actor, note: str = "") -> Outcome:
+    """Acknowledge and stop escalation. Repeating it changes nothing; a closed alarm refuses."""
+    with transaction.atomic():
+        alarm = _locked(alarm_id)
+        if alarm.status == Status.ACKNOWLEDGED:
+            return Outcome(alarm, changed=False)
+        if alarm.status != Status.TRIGGERED:
+            raise AlarmClosed(alarm)
+        alarm.status = Status.ACKNOWLEDGED
+        alarm.acknowledged_at = timezone.now()
+        alarm.acknowledged_by = actor.name
+        engine.stop(alarm)
+        alarm.save()
+        record(alarm, AlarmEvent.Kind.ACKNOWLEDGED, note, actor)
+        return Outcome(alarm, changed=True)
+
+
+def resolve(alarm_id, actor: Actor, note: str = "") -> Outcome:
+    """Close the alarm as handled; wins over a racing ACK because both take the row lock."""
+    return _close(alarm_id, Status.RESOLVED, AlarmEvent.Kind.RESOLVED, actor, note)
+
+
+def cancel(alarm_id, actor: Actor, note: str = "") -> Outcome:
+    """Close the alarm as raised in error."""
+    return _close(alarm_id, Status.CANCELLED, AlarmEvent.Kind.CANCELLED, actor, note)
+
+
+def _close(alarm_id, status: str, kind: str, actor: Actor, note: str) -> Outcome:
+    with transaction.atomic():
+        alarm = _locked(alarm_id)
+        if alarm.status not in OPEN_STATUSES:
+            return Outcome(alarm, changed=False)
+        alarm.status = status
+        alarm.resolved_at = timezone.now()
+        alarm.resolved_by = actor.name
+        engine.stop(alarm)
+        alarm.save()
+        record(alarm, kind, note, actor)
+        return Outcome(alarm, changed=True)
+
+
+def clear(dedup_key: str, actor: Actor, note: str = "") -> Outcome | None:
+    """Resolve the open alarm with this dedup key, if there is one (a source's "all clear")."""
+    alarm = Alarm.objects.filter(dedup_key=dedup_key, status__in=OPEN_STATUSES).first()
+    if alarm is None:
+        return None
+    return resolve(alarm.pk, actor, note)

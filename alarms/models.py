@@ -1,0 +1,146 @@
+"""Alarms, their timeline, and the per-recipient links that acknowledge them."""
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class Severity(models.TextChoices):
+    CRITICAL = "critical"
+    HIGH = "high"
+    WARNING = "warning"
+    INFO = "info"
+
+
+SEVERITY_RANK = {Severity.CRITICAL: 0, Severity.HIGH: 1, Severity.WARNING: 2, Severity.INFO: 3}
+
+
+class Status(models.TextChoices):
+    TRIGGERED = "triggered"
+    ACKNOWLEDGED = "acknowledged"
+    RESOLVED = "resolved"
+    CANCELLED = "cancelled"
+
+
+OPEN_STATUSES = (Status.TRIGGERED, Status.ACKNOWLEDGED)
+
+
+class Alarm(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    source = models.CharField(max_length=50, help_text="yealink, api, …")
+    device = models.ForeignKey(
+        "devices.Device", null=True, blank=True, on_delete=models.SET_NULL, related_name="alarms"
+    )
+    site = models.ForeignKey("devices.Site", null=True, blank=True, on_delete=models.SET_NULL)
+    room = models.ForeignKey("devices.Room", null=True, blank=True, on_delete=models.SET_NULL)
+    person = models.ForeignKey(
+        "devices.Person",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="alarms_about",
+        help_text="Who the alarm is about (the person the device stands for).",
+    )
+    dedup_key = models.CharField(max_length=255)
+    title = models.CharField(max_length=255)
+    message = models.TextField(blank=True)
+    severity = models.CharField(max_length=10, choices=Severity.choices, default=Severity.CRITICAL)
+    labels = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=15, choices=Status.choices, default=Status.TRIGGERED)
+    occurrences = models.PositiveIntegerField(default=1)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    last_occurrence_at = models.DateTimeField(auto_now_add=True)
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    acknowledged_by = models.CharField(max_length=200, blank=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.CharField(max_length=200, blank=True)
+
+    # Escalation state, owned by escalation.engine.
+    policy = models.ForeignKey(
+        "escalation.EscalationPolicy", null=True, blank=True, on_delete=models.SET_NULL
+    )
+    steps_snapshot = models.JSONField(default=list, blank=True, editable=False)
+    repeat_count = models.PositiveIntegerField(default=0, editable=False)
+    repeat_after_seconds = models.PositiveIntegerField(default=0, editable=False)
+    current_step = models.IntegerField(default=-1, help_text="-1 until the first step has run.")
+    current_round = models.PositiveIntegerField(default=0)
+    next_escalation_at = models.DateTimeField(null=True, blank=True)
+    escalation_token = models.UUIDField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["dedup_key"],
+                condition=Q(status__in=["triggered", "acknowledged"]),
+                name="one_open_alarm_per_dedup_key",
+            )
+        ]
+        indexes = [
+            models.Index(
+                fields=["next_escalation_at"],
+                condition=Q(status="triggered"),
+                name="alarm_due_escalation",
+            ),
+            models.Index(fields=["status", "-created_at"]),
+        ]
+
+    def __str__(self):
+        return f"{self.title} [{self.status}]"
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in OPEN_STATUSES
+
+
+class AlarmEvent(models.Model):
+    """One entry of an alarm's timeline: what happened, when, who did it, from where."""
+
+    class Kind(models.TextChoices):
+        TRIGGERED = "triggered"
+        REPEATED = "repeated"
+        ROUTED = "routed"
+        STEP_NOTIFIED = "step_notified"
+        STEP_SKIPPED = "step_skipped"
+        ESCALATION_ENDED = "escalation_ended"
+        DELIVERY_SENT = "delivery_sent"
+        DELIVERY_FAILED = "delivery_failed"
+        ACK_LINK_OPENED = "ack_link_opened"
+        ACKNOWLEDGED = "acknowledged"
+        RESOLVED = "resolved"
+        CANCELLED = "cancelled"
+
+    alarm = models.ForeignKey(Alarm, on_delete=models.CASCADE, related_name="events")
+    at = models.DateTimeField(auto_now_add=True, db_index=True)
+    kind = models.CharField(max_length=30, choices=Kind.choices)
+    actor = models.CharField(max_length=200, blank=True, help_text="Who or what did it.")
+    person = models.ForeignKey(
+        "devices.Person", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    source_ip = models.GenericIPAddressField(null=True, blank=True)
+    text = models.TextField(blank=True)
+    detail = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["at", "id"]
+
+    def __str__(self):
+        return f"{self.at:%Y-%m-%d %H:%M:%S} {self.kind} {self.text}"
+
+
+class AckLink(models.Model):
+    """A recipient's capability to acknowledge one alarm: the URL holds the token, we its hash."""
+
+    alarm = models.ForeignKey(Alarm, on_delete=models.CASCADE, related_name="ack_links")
+    person = models.ForeignKey("devices.Person", on_delete=models.CASCADE, related_name="+")
+    token_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self):
+        return f"ACK link for {self.person} on {self.alarm_id}"

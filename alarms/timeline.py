@@ -1,0 +1,31 @@
+"""Writing an alarm's timeline: who did what, from where."""
+
+from dataclasses import dataclass
+
+from .models import AlarmEvent
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who caused a change: a person (ACK link), a user (board, admin), a device, or the system."""
+
+    name: str
+    person: object = None
+    user: object = None
+    ip: str | None = None
+
+
+SYSTEM = Actor("system")
+
+
+def record(alarm, kind: str, text: str = "", actor: Actor = SYSTEM, **detail) -> AlarmEvent:
+    return AlarmEvent.objects.create(
+        alarm=alarm,
+        kind=kind,
+        text=text,
+        actor=actor.name,
+        person=actor.person,
+        user=actor.user,
+        source_ip=actor.ip,
+        detail=detail,
+    )

@@ -1,0 +1,36 @@
+"""ACK pages: GET shows the alarm and a button (link scanners change nothing), POST acts."""
+
+from django.shortcuts import render
+from django.views.decorators.http import require_http_methods
+
+from . import lifecycle
+from .acklinks import find_ack_link
+from .models import AlarmEvent
+from .timeline import Actor, record
+
+
+def _actor(request, link) -> Actor:
+    return Actor(
+        f"{link.person.name} (ACK link)", person=link.person, ip=request.META.get("REMOTE_ADDR")
+    )
+
+
+@require_http_methods(["GET", "POST"])
+def ack(request, token: str):
+    link = find_ack_link(token)
+    if link is None:
+        return render(request, "alarms/ack_invalid.html", status=404)
+    alarm = link.alarm
+    actor = _actor(request, link)
+    context = {"alarm": alarm, "person": link.person}
+    if request.method == "GET":
+        if alarm.is_open:
+            record(alarm, AlarmEvent.Kind.ACK_LINK_OPENED, "ACK link opened", actor)
+        return render(request, "alarms/ack.html", context)
+    try:
+        outcome = lifecycle.acknowledge(alarm.pk, actor)
+    except lifecycle.AlarmClosed as exc:
+        context["alarm"] = exc.alarm
+        return render(request, "alarms/ack.html", context, status=410)
+    context.update(alarm=outcome.alarm, changed=outcome.changed, acted=True)
+    return render(request, "alarms/ack.html", context)

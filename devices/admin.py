@@ -1,0 +1,74 @@
+"""Admin for sites, rooms, people and devices. A device's token is shown once, when issued."""
+
+from django.conf import settings
+from django.contrib import admin, messages
+from django.urls import reverse
+from django.utils.html import format_html
+
+from .models import Device, Person, Room, Site
+
+
+class RoomInline(admin.TabularInline):
+    model = Room
+    extra = 1
+
+
+@admin.register(Site)
+class SiteAdmin(admin.ModelAdmin):
+    list_display = ["name", "address"]
+    search_fields = ["name", "address"]
+    inlines = [RoomInline]
+
+
+@admin.register(Room)
+class RoomAdmin(admin.ModelAdmin):
+    list_display = ["name", "site"]
+    list_filter = ["site"]
+    search_fields = ["name", "site__name"]
+
+
+@admin.register(Person)
+class PersonAdmin(admin.ModelAdmin):
+    list_display = ["name", "email", "phone", "signal_number", "user", "active"]
+    list_filter = ["active"]
+    search_fields = ["name", "email", "phone"]
+    autocomplete_fields = ["user"]
+
+
+def _show_token(request, device: Device, token: str) -> None:
+    url = settings.PUBLIC_BASE_URL + reverse("yealink-alarm") + f"?token={token}"
+    messages.warning(
+        request,
+        format_html(
+            "Token for {}: <code>{}</code> — copy it now, it is stored only as a hash and "
+            "cannot be shown again. Yealink Action URL: <code>{}</code>",
+            device.name,
+            token,
+            url,
+        ),
+    )
+
+
+@admin.register(Device)
+class DeviceAdmin(admin.ModelAdmin):
+    list_display = [
+        "name", "kind", "site", "room", "person", "enabled", "last_seen_at",
+        "rate_limit_per_minute", "default_policy",
+    ]  # fmt: skip
+    list_filter = ["kind", "enabled", "site"]
+    search_fields = ["name", "person__name", "room__name", "site__name"]
+    autocomplete_fields = ["site", "room", "person"]
+    readonly_fields = ["last_seen_at", "created_at"]
+    actions = ["rotate_tokens"]
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        if not change:
+            _show_token(request, obj, obj.issued_token)
+
+    @admin.action(description="Issue a new token (the old one stops working)")
+    def rotate_tokens(self, request, queryset):
+        for device in queryset:
+            token = device.rotate_token()
+            device.save(update_fields=["token_hash"])
+            _show_token(request, device, token)

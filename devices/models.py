@@ -1,0 +1,138 @@
+"""Where alarms come from and who they concern: sites, rooms, people and devices."""
+
+import phonenumbers
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models
+
+from alarmsite.tokens import hash_token, new_token
+
+
+def validate_e164(value: str) -> None:
+    try:
+        number = phonenumbers.parse(value, None)
+    except phonenumbers.NumberParseException as exc:
+        raise ValidationError(f"{value!r} is not a phone number in E.164 form (+4930…).") from exc
+    if not phonenumbers.is_valid_number(number) or value != phonenumbers.format_number(
+        number, phonenumbers.PhoneNumberFormat.E164
+    ):
+        raise ValidationError(f"{value!r} is not a valid phone number in E.164 form (+4930…).")
+
+
+class Site(models.Model):
+    name = models.CharField(max_length=200, unique=True)
+    address = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+
+class Room(models.Model):
+    site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="rooms")
+    name = models.CharField(max_length=200)
+
+    class Meta:
+        ordering = ["site__name", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["site", "name"], name="unique_room_per_site")
+        ]
+
+    def __str__(self):
+        return f"{self.site.name} / {self.name}"
+
+
+class Person(models.Model):
+    name = models.CharField(max_length=200)
+    email = models.EmailField(blank=True)
+    phone = models.CharField("phone (E.164)", max_length=20, blank=True, validators=[validate_e164])
+    signal_number = models.CharField(
+        "Signal number (E.164)", max_length=20, blank=True, validators=[validate_e164]
+    )
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="person",
+        help_text="The login of this person, if they use the board or the admin.",
+    )
+    active = models.BooleanField(default=True, help_text="Inactive people are never notified.")
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name_plural = "people"
+
+    def __str__(self):
+        return self.name
+
+
+class Device(models.Model):
+    class Kind(models.TextChoices):
+        YEALINK = "yealink", "Yealink desk phone (Action URL)"
+        GENERIC = "generic", "Generic device or service (JSON API)"
+
+    name = models.CharField(max_length=200, unique=True)
+    kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.GENERIC)
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    site = models.ForeignKey(Site, null=True, blank=True, on_delete=models.PROTECT)
+    room = models.ForeignKey(Room, null=True, blank=True, on_delete=models.PROTECT)
+    person = models.ForeignKey(
+        Person,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        help_text="The person this device stands for (whose desk phone, whose panic button).",
+    )
+    enabled = models.BooleanField(default=True)
+    last_seen_at = models.DateTimeField(null=True, blank=True, editable=False)
+    rate_limit_per_minute = models.PositiveIntegerField(
+        default=30, help_text="Requests per minute above which the device is answered 429."
+    )
+    default_policy = models.ForeignKey(
+        "escalation.EscalationPolicy", null=True, blank=True, on_delete=models.SET_NULL
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+    def clean(self):
+        if self.room and self.site and self.room.site_id != self.site_id:
+            raise ValidationError({"room": "This room belongs to another site."})
+
+    def save(self, *args, **kwargs):
+        if self.room and not self.site_id:
+            self.site = self.room.site
+        if not self.token_hash:
+            self.rotate_token()
+        super().save(*args, **kwargs)
+
+    def rotate_token(self) -> str:
+        """Set a new token and return it: the only time it is ever readable."""
+        token = new_token()
+        self.token_hash = hash_token(token)
+        self.issued_token = token
+        return token
+
+    @classmethod
+    def by_token(cls, token: str) -> "Device | None":
+        if not token:
+            return None
+        return (
+            cls.objects.select_related("site", "room", "person")
+            .filter(token_hash=hash_token(token))
+            .first()
+        )
+
+    @property
+    def mapping_problem(self) -> str:
+        """Why an alarm from this device could not say where or who, or '' when it can."""
+        if not self.room_id and not self.person_id:
+            return "The device is not mapped to a room or a person."
+        return ""

@@ -1,0 +1,141 @@
+"""The escalation engine: the database holds the clock, queues only speed it up.
+
+An alarm carries a snapshot of its policy's steps, the position it has reached, when the next
+step is due (`next_escalation_at`) and a token that changes with every step. `run_due_step`
+runs under the alarm's row lock and does nothing unless the alarm is still triggered, due, and
+(for countdown tasks) still carries the token the task was scheduled with, so a duplicate, late
+or stale task never notifies twice.
+"""
+
+import uuid
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from alarms.models import Alarm, AlarmEvent, Status
+from alarms.timeline import record
+from alarmsite.queue import enqueue
+from notifications import delivery
+
+# A countdown task may arrive a little early; treat a step due within this as due.
+EARLY_TOLERANCE = timedelta(milliseconds=250)
+
+
+def snapshot(policy) -> list[dict]:
+    return [
+        {
+            "order": step.order,
+            "delay_seconds": step.delay_seconds,
+            "person_ids": sorted(p.pk for p in step.persons.all()),
+            "methods": list(step.methods),
+            "channel_ids": sorted(c.pk for c in step.channels.all()),
+        }
+        for step in policy.steps.prefetch_related("persons", "channels").order_by("order")
+    ]
+
+
+def start(alarm: Alarm, policy, reason: str) -> None:
+    """Attach the policy to a new alarm (inside its transaction) and set the first step's time."""
+    alarm.policy = policy
+    alarm.steps_snapshot = snapshot(policy) if policy else []
+    alarm.repeat_count = policy.repeat_count if policy else 0
+    alarm.repeat_after_seconds = policy.repeat_after_seconds if policy else 0
+    if alarm.steps_snapshot:
+        _schedule(alarm, alarm.steps_snapshot[0]["delay_seconds"])
+    alarm.save()
+    text = f"Policy {policy.name}: {reason}" if policy else "No escalation policy: nobody notified"
+    record(alarm, AlarmEvent.Kind.ROUTED, text, policy_id=policy.pk if policy else None)
+    _after_commit_schedule(alarm)
+
+
+def stop(alarm: Alarm) -> None:
+    """Cancel further steps (the caller saves inside its transaction)."""
+    alarm.next_escalation_at = None
+    alarm.escalation_token = None
+
+
+def _schedule(alarm: Alarm, delay_seconds: float) -> None:
+    alarm.next_escalation_at = timezone.now() + timedelta(seconds=delay_seconds)
+    alarm.escalation_token = uuid.uuid4()
+
+
+def _after_commit_schedule(alarm: Alarm) -> None:
+    """Fast path: a countdown task for a step due soon. The sweeper covers the rest."""
+    if alarm.next_escalation_at is None:
+        return
+    delay = max(0.0, (alarm.next_escalation_at - timezone.now()).total_seconds())
+    if delay > settings.ESCALATION_COUNTDOWN_MAX:
+        return
+    args = (str(alarm.pk), str(alarm.escalation_token))
+    transaction.on_commit(lambda: enqueue("escalation.tasks.escalate", *args, countdown=delay))
+
+
+def _next_position(alarm: Alarm) -> tuple[int, int] | None:
+    """(step index, round) after the current one, or None when the policy is exhausted."""
+    index, round_ = alarm.current_step + 1, alarm.current_round
+    if index < len(alarm.steps_snapshot):
+        return index, round_
+    if round_ < alarm.repeat_count:
+        return 0, round_ + 1
+    return None
+
+
+def run_due_step(alarm_id, token=None) -> bool:
+    """Run the alarm's next step if it is due; return whether a step ran."""
+    with transaction.atomic():
+        alarm = (
+            Alarm.objects.select_for_update(skip_locked=True)
+            .filter(pk=alarm_id, status=Status.TRIGGERED, next_escalation_at__isnull=False)
+            .first()
+        )
+        if alarm is None:
+            return False
+        if token is not None and str(alarm.escalation_token) != str(token):
+            return False
+        if alarm.next_escalation_at > timezone.now() + EARLY_TOLERANCE:
+            return False
+        _advance(alarm)
+        alarm.save()
+        _after_commit_schedule(alarm)
+        return True
+
+
+def _advance(alarm: Alarm) -> None:
+    """Run the next step; a step that reaches nobody is skipped and the one after runs now."""
+    while (position := _next_position(alarm)) is not None:
+        index, round_ = position
+        alarm.current_step, alarm.current_round = index, round_
+        step = alarm.steps_snapshot[index]
+        label = f"Step {index + 1} of {len(alarm.steps_snapshot)}, round {round_ + 1}"
+        created = delivery.create_for_step(alarm, step, index, round_)
+        if created:
+            record(
+                alarm,
+                AlarmEvent.Kind.STEP_NOTIFIED,
+                f"{label}: notifying {', '.join(d.describe() for d in created)}",
+                step=index,
+                round=round_,
+            )
+            following = _next_position(alarm)
+            if following is None:
+                break
+            # Delays count from the previous step; a new round waits the policy's pause.
+            repeats = following[1] != round_
+            step_delay = alarm.steps_snapshot[following[0]]["delay_seconds"]
+            _schedule(alarm, alarm.repeat_after_seconds if repeats else step_delay)
+            return
+        record(alarm, AlarmEvent.Kind.STEP_SKIPPED, f"{label}: nobody to notify", step=index)
+    stop(alarm)
+    record(alarm, AlarmEvent.Kind.ESCALATION_ENDED, "Last step ran; the alarm stays open")
+
+
+def sweep(limit: int = 500) -> int:
+    """Run every overdue step (the safety net under lost or never-sent tasks)."""
+    due = (
+        Alarm.objects.filter(status=Status.TRIGGERED, next_escalation_at__lte=timezone.now())
+        .order_by("next_escalation_at")
+        .values_list("pk", flat=True)[:limit]
+    )
+    return sum(run_due_step(alarm_id) for alarm_id in due)

@@ -1,0 +1,19 @@
+"""Celery tasks for escalation: thin wrappers over escalation.engine."""
+
+from celery import shared_task
+
+from notifications import delivery
+
+from . import engine
+
+
+@shared_task(name="escalation.tasks.escalate")
+def escalate(alarm_id: str, token: str) -> bool:
+    """Fast path: run the step this task was scheduled for, if the alarm still expects it."""
+    return engine.run_due_step(alarm_id, token)
+
+
+@shared_task(name="escalation.tasks.sweep")
+def sweep() -> dict:
+    """Beat, every few seconds: overdue steps and deliveries whose tasks were lost."""
+    return {"steps": engine.sweep(), "deliveries": delivery.retry_overdue()}

@@ -1,0 +1,10 @@
+"""Celery tasks for notifications: thin wrappers over notifications.delivery."""
+
+from celery import shared_task
+
+from . import delivery
+
+
+@shared_task(name="notifications.tasks.deliver")
+def deliver(delivery_id: int) -> str | None:
+    return delivery.attempt(delivery_id)
