@@ -1,0 +1,155 @@
+"""The alarm path under faults: a dead SMTP server, a worker killed between steps, Redis down
+when the alarm arrives. Nothing accepted may be lost, nothing may be sent twice."""
+
+import os
+import signal
+import time
+
+import pytest
+import requests
+
+from alarms.models import Alarm
+from conftest import free_port, wait_until
+from notifications.models import Delivery
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_a_failing_smtp_server_marks_the_delivery_failed_and_the_next_step_still_runs(
+    client, celery_worker, smtp_server, settings, make_person, make_policy, make_device
+):
+    settings.DELIVERY_MAX_ATTEMPTS = 3
+    smtp_server.reply = "451 4.3.0 Try again later"
+    alice, bob = make_person("Alice"), make_person("Bob")
+    _, token = make_device(default_policy=make_policy([(0, [alice], []), (2, [bob], [])]))
+
+    alarm_id = client.get("/v1/yealink/alarm", {"token": token}).json()["alarm_id"]
+
+    def alice_failed():
+        return Delivery.objects.filter(person=alice, status="failed").first()
+
+    failed = wait_until(alice_failed)
+    assert failed.attempts == 3
+    assert "451" in failed.error
+    smtp_server.reply = None
+    wait_until(lambda: [m for m in smtp_server.messages if "bob@example.org" in m.rcpt_tos])
+    assert smtp_server.messages[0].rcpt_tos == ["bob@example.org"]
+    kinds = list(Alarm.objects.get(pk=alarm_id).events.values_list("kind", flat=True))
+    assert kinds.count("delivery_failed") == 1
+    assert kinds.count("step_notified") == 2
+
+
+def test_a_permanent_smtp_refusal_is_not_retried(
+    client, celery_worker, smtp_server, make_person, make_policy, make_device
+):
+    smtp_server.reply = "550 5.1.1 No such mailbox"
+    alice = make_person("Alice")
+    _, token = make_device(default_policy=make_policy([(0, [alice], [])]))
+
+    client.get("/v1/yealink/alarm", {"token": token})
+
+    failed = wait_until(lambda: Delivery.objects.filter(status="failed").first())
+    assert failed.attempts == 1
+    assert "550" in failed.error
+
+
+def _worker(start_process, env, name):
+    return start_process(
+        ["-m", "celery", "-A", "alarmsite", "worker", "--pool", "solo", "-l", "info", "-n",
+         f"{name}@%h", "--without-mingle", "--without-gossip"],
+        env,
+        log_name=name,
+    )  # fmt: skip
+
+
+def _worker_env(process_env, private_redis, smtp_server, **extra):
+    return process_env(
+        REDIS_URL=private_redis.url,
+        EMAIL_HOST="127.0.0.1",
+        EMAIL_PORT=smtp_server.port,
+        DELIVERY_RETRY_BASE_SECONDS=0.2,
+        **extra,
+    )
+
+
+def test_a_worker_killed_between_steps_loses_nothing_and_the_sweeper_sends_the_step_once(
+    client, smtp_server, private_redis, process_env, start_process, settings,
+    make_person, make_policy, make_device,
+):  # fmt: skip
+    alice, bob = make_person("Alice"), make_person("Bob")
+    _, token = make_device(default_policy=make_policy([(0, [alice], []), (3, [bob], [])]))
+    env = _worker_env(process_env, private_redis, smtp_server)
+    worker = _worker(start_process, env, "doomed")
+    # Trigger through a web process on the same private broker.
+    port = free_port()
+    start_process(
+        ["-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "alarmsite.asgi:application"],
+        env,
+        log_name="web",
+    )
+    trigger = f"http://127.0.0.1:{port}/v1/yealink/alarm"
+    wait_until(lambda: _get(trigger, token=token) == 200, timeout=20)
+
+    wait_until(lambda: Delivery.objects.filter(person=alice, status="sent").exists(), 20)
+    # The worker now holds step 2's countdown task; it dies before it comes due.
+    worker.send_signal(signal.SIGKILL)
+    worker.wait(10)
+    alarm = Alarm.objects.get()
+    assert alarm.current_step == 0
+    time.sleep(max(0.0, (alarm.next_escalation_at.timestamp() - time.time())) + 0.5)
+    assert not Delivery.objects.filter(person=bob).exists()
+
+    # A new worker with beat: the sweeper finds the overdue step in the database.
+    _worker_with_beat(start_process, env)
+    wait_until(lambda: Delivery.objects.filter(person=bob, status="sent").exists(), 30)
+    time.sleep(2)  # a few more sweeps: none may send again
+    assert Delivery.objects.filter(person=bob).count() == 1
+    assert [m.rcpt_tos for m in smtp_server.messages] == [["alice@example.org"], ["bob@example.org"]]
+
+
+def _worker_with_beat(start_process, env):
+    env = dict(env, ESCALATION_SWEEP_INTERVAL="1")
+    return start_process(
+        ["-m", "celery", "-A", "alarmsite", "worker", "--beat", "--pool", "solo", "-l", "info",
+         "-n", "survivor@%h", "--without-mingle", "--without-gossip",
+         "--schedule", os.path.join(env.get("VAR_DIR", "var"), "beat-schedule")],
+        env,
+        log_name="survivor",
+    )  # fmt: skip
+
+
+def _get(url, **params) -> int | None:
+    try:
+        return requests.get(url, params=params, timeout=5).status_code
+    except requests.ConnectionError:
+        return None
+
+
+def test_an_alarm_raised_while_redis_is_down_is_stored_answered_and_fanned_out_later(
+    smtp_server, private_redis, process_env, start_process, make_person, make_policy, make_device
+):
+    alice = make_person("Alice")
+    _, token = make_device(default_policy=make_policy([(0, [alice], [])]))
+    env = _worker_env(process_env, private_redis, smtp_server)
+    port = free_port()
+    start_process(
+        ["-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "alarmsite.asgi:application"],
+        env,
+        log_name="web",
+    )
+    wait_until(lambda: _get(f"http://127.0.0.1:{port}/v1/alarms/") == 401, timeout=20)
+    private_redis.stop()
+
+    response = requests.get(
+        f"http://127.0.0.1:{port}/v1/yealink/alarm", params={"token": token}, timeout=30
+    )
+    assert response.status_code == 200
+    alarm = Alarm.objects.get(pk=response.json()["alarm_id"])
+    assert alarm.status == "triggered"
+    assert not Delivery.objects.exists()
+
+    private_redis.start()
+    _worker_with_beat(start_process, env)
+    wait_until(lambda: Delivery.objects.filter(person=alice, status="sent").exists(), 30)
+    time.sleep(2)
+    assert [m.rcpt_tos for m in smtp_server.messages] == [["alice@example.org"]]
