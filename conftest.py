@@ -3,6 +3,7 @@
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -261,14 +262,30 @@ def start_process():
     def start(args, env, log_name="process"):
         log = open(Path(env.get("VAR_DIR", ROOT / "var")) / f"{log_name}.log", "w")  # noqa: SIM115
         process = subprocess.Popen(
-            [sys.executable, *args], env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT
+            [sys.executable, *args],
+            env=env,
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: children (beat) go with it
         )
         processes.append((process, log))
         return process
 
     yield start
     for process, log in processes:
-        if process.poll() is None:
-            process.kill()
-            process.wait(10)
+        _stop_group(process)
         log.close()
+
+
+def _stop_group(process):
+    for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
