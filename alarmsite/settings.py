@@ -140,7 +140,7 @@ CHANNEL_LAYERS = {
     }
 }
 
-# Escalation: countdown tasks are only a fast path for delays well inside the broker's visibility timeout.
+# Countdown tasks are only a fast path, for delays well inside the visibility timeout.
 ESCALATION_COUNTDOWN_MAX = min(
     env.int("ESCALATION_COUNTDOWN_MAX", default=900), CELERY_BROKER_VISIBILITY_TIMEOUT // 2
 )

@@ -102,16 +102,16 @@ class Device(models.Model):
     def __str__(self):
         return self.name
 
-    def clean(self):
-        if self.room and self.site and self.room.site_id != self.site_id:
-            raise ValidationError({"room": "This room belongs to another site."})
-
     def save(self, *args, **kwargs):
         if self.room and not self.site_id:
             self.site = self.room.site
         if not self.token_hash:
             self.rotate_token()
         super().save(*args, **kwargs)
+
+    def clean(self):
+        if self.room and self.site and self.room.site_id != self.site_id:
+            raise ValidationError({"room": "This room belongs to another site."})
 
     def rotate_token(self) -> str:
         """Set a new token and return it: the only time it is ever readable."""

@@ -66,7 +66,8 @@ def _lease() -> timedelta:
 
 def _backoff(attempts: int, retry_after: float | None) -> float:
     delay = settings.DELIVERY_RETRY_BASE_SECONDS * 2 ** (attempts - 1)
-    return max(delay, retry_after or 0)
+    # Honour a provider's Retry-After, but never let it park a delivery for more than an hour.
+    return min(max(delay, retry_after or 0), 3600.0)
 
 
 def attempt(delivery_id: int) -> str | None:

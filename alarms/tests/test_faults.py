@@ -104,7 +104,8 @@ def test_a_worker_killed_between_steps_loses_nothing_and_the_sweeper_sends_the_s
     wait_until(lambda: Delivery.objects.filter(person=bob, status="sent").exists(), 30)
     time.sleep(2)  # a few more sweeps: none may send again
     assert Delivery.objects.filter(person=bob).count() == 1
-    assert [m.rcpt_tos for m in smtp_server.messages] == [["alice@example.org"], ["bob@example.org"]]
+    recipients = [m.rcpt_tos for m in smtp_server.messages]
+    assert recipients == [["alice@example.org"], ["bob@example.org"]]
 
 
 def _worker_with_beat(start_process, env):
