@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from escalation import engine, routing
 
+from . import board
 from .models import OPEN_STATUSES, Alarm, AlarmEvent, Status
 from .timeline import Actor, record
 
@@ -65,6 +66,7 @@ def raise_alarm(
         record(alarm, AlarmEvent.Kind.TRIGGERED, f"Raised by {actor.name}", actor, source=source)
         policy, reason = routing.choose_policy(alarm)
         engine.start(alarm, policy, reason)
+        board.publish(alarm)
         return Outcome(alarm, changed=True)
 
 
@@ -81,6 +83,7 @@ def _add_occurrence(alarm: Alarm, actor: Actor) -> Alarm:
     alarm.last_occurrence_at = timezone.now()
     alarm.save(update_fields=["occurrences", "last_occurrence_at"])
     record(alarm, AlarmEvent.Kind.REPEATED, f"Occurrence {alarm.occurrences}", actor)
+    board.publish(alarm)
     return alarm
 
 
@@ -102,6 +105,7 @@ def acknowledge(alarm_id, actor: Actor, note: str = "") -> Outcome:
         engine.stop(alarm)
         alarm.save()
         record(alarm, AlarmEvent.Kind.ACKNOWLEDGED, note, actor)
+        board.publish(alarm)
         return Outcome(alarm, changed=True)
 
 
@@ -126,6 +130,7 @@ def _close(alarm_id, status: str, kind: str, actor: Actor, note: str) -> Outcome
         engine.stop(alarm)
         alarm.save()
         record(alarm, kind, note, actor)
+        board.publish(alarm)
         return Outcome(alarm, changed=True)
 
 

@@ -71,6 +71,11 @@ class Alarm(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        permissions = [
+            ("acknowledge_alarm", "Can acknowledge alarms"),
+            ("resolve_alarm", "Can resolve alarms"),
+            ("cancel_alarm", "Can cancel alarms"),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["dedup_key"],

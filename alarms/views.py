@@ -1,11 +1,15 @@
-"""ACK pages: GET shows the alarm and a button (link scanners change nothing), POST acts."""
+"""Pages: the ACK link (GET shows the alarm and a button, POST acts; link scanners change
+nothing) and the dispatch board."""
 
+from django.contrib.auth.decorators import login_required
 from django.shortcuts import render
 from django.views.decorators.http import require_http_methods
 
-from . import lifecycle
+from devices.models import Site
+
+from . import board, lifecycle
 from .acklinks import find_ack_link
-from .models import AlarmEvent
+from .models import AlarmEvent, Severity
 from .timeline import Actor, record
 
 
@@ -34,3 +38,20 @@ def ack(request, token: str):
         return render(request, "alarms/ack.html", context, status=410)
     context.update(alarm=outcome.alarm, changed=outcome.changed, acted=True)
     return render(request, "alarms/ack.html", context)
+
+
+ACTION_NAMES = ("acknowledge", "resolve", "cancel")
+
+
+@login_required
+def board_page(request):
+    """The dispatch board: the page itself; its data arrives over /ws/board/."""
+    if not board.can_watch(request.user):
+        return render(request, "alarms/board_forbidden.html", status=403)
+    user = request.user
+    context = {
+        "sites": Site.objects.order_by("name"),
+        "severities": Severity.choices,
+        "may": {action: user.has_perm(f"alarms.{action}_alarm") for action in ACTION_NAMES},
+    }
+    return render(request, "alarms/board.html", context)

@@ -178,6 +178,9 @@ REST_FRAMEWORK = {
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
 
+# The board's heartbeat: proves the socket alive and re-checks the user is still allowed.
+BOARD_HEARTBEAT_SECONDS = env.float("BOARD_HEARTBEAT_SECONDS", default=15.0)
+
 # Largest request body the API reads; anything larger is answered 413.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=64 * 1024)
 
@@ -194,7 +197,9 @@ STORAGES = {
 }
 WHITENOISE_USE_FINDERS = True
 
-LOGIN_URL = "admin:login"
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "board"
+LOGOUT_REDIRECT_URL = "login"
 
 LOGGING = {
     "version": 1,

@@ -1,4 +1,4 @@
-"""Top-level routes: admin, API, ACK links, metrics."""
+"""Top-level routes: admin, API, ACK links, the board, logins, metrics."""
 
 from django.contrib import admin
 from django.urls import include, path
@@ -9,6 +9,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("v1/", include("alarms.api.urls")),
     path("a/<str:token>", alarm_views.ack, name="ack"),
+    path("board/", alarm_views.board_page, name="board"),
+    path("accounts/", include("django.contrib.auth.urls")),
     path("", include("django_prometheus.urls")),
 ]
 

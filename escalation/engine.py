@@ -14,6 +14,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from alarms import board
 from alarms.models import Alarm, AlarmEvent, Status
 from alarms.timeline import record
 from alarmsite.queue import enqueue
@@ -99,6 +100,7 @@ def run_due_step(alarm_id, token=None) -> bool:
         _advance(alarm)
         alarm.save()
         _after_commit_schedule(alarm)
+        board.publish(alarm)
         return True
 
 

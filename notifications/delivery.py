@@ -13,6 +13,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from alarms import board
 from alarms.acklinks import issue_ack_link
 from alarms.models import AlarmEvent
 from alarms.timeline import record
@@ -128,6 +129,7 @@ def _record_success(delivery: Delivery, message, response: str) -> str:
             f"Sent to {delivery.describe()} ({delivery.address})",
             delivery_id=delivery.pk,
         )
+        board.publish(delivery.alarm)
     return delivery.status
 
 
@@ -145,6 +147,7 @@ def _record_failure(delivery: Delivery, message, exc: TransportError) -> str:
                 f"Failed to reach {delivery.describe()} after {why}: {exc.message}",
                 delivery_id=delivery.pk,
             )
+            board.publish(delivery.alarm)
         else:
             delay = _backoff(delivery.attempts, exc.retry_after)
             delivery.next_attempt_at = timezone.now() + timedelta(seconds=delay)

@@ -1,0 +1,132 @@
+"""The dispatch board's data: alarm cards, the open-alarm snapshot, and publishing changes.
+
+Every change reaches the board through `publish(alarm)`, called inside the transaction that
+made it; the event is sent after commit, stamped with a sequence number from Redis, so a page
+that misses one notices the gap and asks for a fresh snapshot.
+"""
+
+import logging
+
+import redis
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.db import transaction
+
+from alarmsite.redis import client
+
+from .models import OPEN_STATUSES, SEVERITY_RANK, Alarm
+
+log = logging.getLogger(__name__)
+
+GROUP = "board"
+SEQUENCE_KEY = "board:sequence"
+
+
+def user_group(user_id: int) -> str:
+    return f"board.user.{user_id}"
+
+
+def can_watch(user) -> bool:
+    return bool(
+        user
+        and user.is_authenticated
+        and user.is_active
+        and (user.is_staff or user.groups.filter(name="Dispatch").exists())
+    )
+
+
+def _iso(value):
+    return value.isoformat() if value else None
+
+
+def card(alarm: Alarm) -> dict:
+    """Everything a board card shows; plain data, rendered as text by the page."""
+    return {
+        "id": str(alarm.pk),
+        "title": alarm.title,
+        "message": alarm.message,
+        "severity": alarm.severity,
+        "severity_rank": SEVERITY_RANK.get(alarm.severity, 9),
+        "status": alarm.status,
+        "source": alarm.source,
+        "site": alarm.site.name if alarm.site else "",
+        "site_id": alarm.site_id,
+        "room": alarm.room.name if alarm.room else "",
+        "person": alarm.person.name if alarm.person else "",
+        "device": alarm.device.name if alarm.device else "",
+        "occurrences": alarm.occurrences,
+        "created_at": _iso(alarm.created_at),
+        "last_occurrence_at": _iso(alarm.last_occurrence_at),
+        "acknowledged_by": alarm.acknowledged_by,
+        "acknowledged_at": _iso(alarm.acknowledged_at),
+        "resolved_by": alarm.resolved_by,
+        "resolved_at": _iso(alarm.resolved_at),
+        "step": alarm.current_step + 1,
+        "steps": len(alarm.steps_snapshot),
+        "round": alarm.current_round + 1,
+        "policy": alarm.policy.name if alarm.policy else "",
+        "next_escalation_at": _iso(alarm.next_escalation_at),
+        "deliveries": [
+            {
+                "target": str(d.person or d.channel or d.target),
+                "method": d.method,
+                "status": d.status,
+                "step": d.step + 1,
+                "round": d.round + 1,
+                "error": d.error[:200],
+            }
+            for d in alarm.deliveries.all()
+        ],
+    }
+
+
+def _cards(alarms) -> list[dict]:
+    alarms = alarms.select_related("site", "room", "person", "device", "policy")
+    return [card(a) for a in alarms.prefetch_related("deliveries__person", "deliveries__channel")]
+
+
+def snapshot() -> dict:
+    # Read the sequence before the database: any event numbered up to it was committed before
+    # this query ran, so the snapshot already contains it.
+    sequence = current_sequence()
+    return {
+        "type": "snapshot",
+        "seq": sequence,
+        "alarms": _cards(Alarm.objects.filter(status__in=OPEN_STATUSES)),
+    }
+
+
+def current_sequence() -> int:
+    try:
+        return int(client().get(SEQUENCE_KEY) or 0)
+    except redis.RedisError:
+        return 0
+
+
+def publish(alarm: Alarm) -> None:
+    """Send the alarm's new state to every board once the current transaction commits."""
+    alarm_id = alarm.pk
+    transaction.on_commit(lambda: send_card(alarm_id))
+
+
+def send_card(alarm_id) -> None:
+    try:
+        # Number first, read second: of all events for one alarm, the highest number then
+        # always carries its latest state, whatever order the events arrive in.
+        sequence = client().incr(SEQUENCE_KEY)
+        alarm_card = _cards(Alarm.objects.filter(pk=alarm_id))[0]
+        async_to_sync(get_channel_layer().group_send)(
+            GROUP, {"type": "board.alarm", "seq": sequence, "alarm": alarm_card}
+        )
+    except Exception:  # noqa: BLE001 (boards resync from the database; never fail the caller)
+        log.warning("could not publish alarm %s to the board", alarm_id, exc_info=True)
+
+
+def disconnect_user(user_id: int) -> None:
+    """Close every board socket of this user (logged out or deactivated)."""
+    try:
+        async_to_sync(get_channel_layer().group_send)(
+            user_group(user_id), {"type": "board.disconnect"}
+        )
+    except Exception:  # noqa: BLE001
+        log.warning("could not close the board sockets of user %s", user_id, exc_info=True)

@@ -1,0 +1,100 @@
+"""The dispatch board's WebSocket: a snapshot on connect, then live alarm events.
+
+Actions sent over the socket (acknowledge, resolve, cancel) are checked against the user's
+permissions and carried out by alarms.lifecycle, like every other change.
+"""
+
+import asyncio
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
+
+from . import board, lifecycle
+from .models import Alarm
+from .timeline import Actor
+
+ACTIONS = {
+    "acknowledge": (lifecycle.acknowledge, "alarms.acknowledge_alarm"),
+    "resolve": (lifecycle.resolve, "alarms.resolve_alarm"),
+    "cancel": (lifecycle.cancel, "alarms.cancel_alarm"),
+}
+
+# Close codes the page understands: do not reconnect on these.
+CLOSE_FORBIDDEN = 4403
+CLOSE_LOGGED_OUT = 4401
+
+
+def act(user, action: str, alarm_id, note: str, ip: str | None) -> dict:
+    """Carry out a board action for this user; return the answer for the page."""
+    transition, permission = ACTIONS[action]
+    if not user.has_perm(permission):
+        return {"ok": False, "error": f"You may not {action} alarms."}
+    actor = Actor(user.get_full_name() or user.get_username(), user=user, ip=ip)
+    try:
+        outcome = transition(alarm_id, actor, note[:2000])
+    except lifecycle.AlarmClosed as exc:
+        return {"ok": False, "error": f"The alarm is already {exc.alarm.status}."}
+    except (Alarm.DoesNotExist, ValidationError, ValueError):
+        return {"ok": False, "error": "No such alarm."}
+    return {"ok": True, "changed": outcome.changed, "status": outcome.alarm.status}
+
+
+def user_may_watch(user_id: int) -> bool:
+    return board.can_watch(get_user_model().objects.filter(pk=user_id).first())
+
+
+class BoardConsumer(AsyncJsonWebsocketConsumer):
+    async def connect(self):
+        self.user = self.scope["user"]
+        if not await database_sync_to_async(board.can_watch)(self.user):
+            await self.close(code=CLOSE_FORBIDDEN)
+            return
+        await self.channel_layer.group_add(board.GROUP, self.channel_name)
+        await self.channel_layer.group_add(board.user_group(self.user.pk), self.channel_name)
+        await self.accept()
+        await self.send_snapshot()
+        self.heartbeat = asyncio.create_task(self.beat())
+
+    async def disconnect(self, code):
+        if hasattr(self, "heartbeat"):
+            self.heartbeat.cancel()
+            await self.channel_layer.group_discard(board.GROUP, self.channel_name)
+            await self.channel_layer.group_discard(
+                board.user_group(self.user.pk), self.channel_name
+            )
+
+    async def send_snapshot(self):
+        await self.send_json(await database_sync_to_async(board.snapshot)())
+
+    async def beat(self):
+        """Every few seconds: prove the socket is alive, and drop users no longer allowed."""
+        while True:
+            await asyncio.sleep(settings.BOARD_HEARTBEAT_SECONDS)
+            if not await database_sync_to_async(user_may_watch)(self.user.pk):
+                await self.close(code=CLOSE_LOGGED_OUT)
+                return
+            seq = await database_sync_to_async(board.current_sequence)()
+            await self.send_json({"type": "heartbeat", "seq": seq})
+
+    async def receive_json(self, content, **kwargs):
+        action = content.get("action") if isinstance(content, dict) else None
+        if action == "resync":
+            await self.send_snapshot()
+            return
+        if action not in ACTIONS:
+            await self.send_json({"type": "result", "ok": False, "error": "Unknown action."})
+            return
+        client = self.scope.get("client") or [None]
+        answer = await database_sync_to_async(act)(
+            self.user, action, content.get("alarm_id"), str(content.get("note") or ""), client[0]
+        )
+        await self.send_json({"type": "result", "action": action, **answer})
+
+    async def board_alarm(self, event):
+        await self.send_json({"type": "alarm", "seq": event["seq"], "alarm": event["alarm"]})
+
+    async def board_disconnect(self, event):
+        await self.close(code=CLOSE_LOGGED_OUT)

@@ -1,0 +1,206 @@
+"""The board's WebSocket consumer, through the real ASGI stack and the Redis channel layer."""
+
+import asyncio
+
+import pytest
+from asgiref.sync import async_to_sync
+from channels.testing import WebsocketCommunicator
+from django.contrib.auth.models import Group, User
+from django.test import Client
+
+from alarms import lifecycle
+from alarms.models import Alarm
+from alarms.timeline import SYSTEM
+from alarmsite.asgi import application
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def dispatcher(db):
+    user = User.objects.create_user("dana", password="pw")
+    user.groups.add(Group.objects.get(name="Dispatch"))
+    return user
+
+
+def session_cookie(client, user) -> bytes:
+    """The session cookie of this user, logged in on this client (one user per client)."""
+    client.force_login(user)
+    return f"sessionid={client.cookies['sessionid'].value}".encode()
+
+
+def communicator(cookie: bytes | None = None) -> WebsocketCommunicator:
+    headers = [(b"origin", b"http://localhost"), (b"host", b"localhost")]
+    if cookie:
+        headers.append((b"cookie", cookie))
+    return WebsocketCommunicator(application, "/ws/board/", headers=headers)
+
+
+async def receive_until(socket, predicate, timeout=10):
+    """Next message matching predicate, skipping others (heartbeats, unrelated alarms)."""
+    async with asyncio.timeout(timeout):
+        while True:
+            message = await socket.receive_json_from(timeout=timeout)
+            if predicate(message):
+                return message
+
+
+def raise_through_api(client, token, title="Smoke in room 2", dedup_key="smoke-2"):
+    response = client.post(
+        "/v1/alarms/raise",
+        {"title": title, "dedup_key": dedup_key, "severity": "high"},
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {token}",
+    )
+    assert response.status_code == 201
+    return response.json()["alarm_id"]
+
+
+def test_an_anonymous_socket_is_refused():
+    async def scenario():
+        socket = communicator()
+        connected, code = await socket.connect()
+        assert not connected
+        assert code == 4403
+
+    async_to_sync(scenario)()
+
+
+def test_a_user_outside_dispatch_is_refused(client):
+    outsider = User.objects.create_user("olga", password="pw")
+    cookie = session_cookie(client, outsider)
+
+    async def scenario():
+        connected, code = await communicator(cookie).connect()
+        assert (connected, code) == (False, 4403)
+
+    async_to_sync(scenario)()
+
+
+def test_a_dispatcher_gets_a_snapshot_of_open_alarms_on_connect(client, dispatcher):
+    open_alarm = lifecycle.raise_alarm(source="api", dedup_key="a", title="Open", actor=SYSTEM)
+    closed = lifecycle.raise_alarm(source="api", dedup_key="b", title="Closed", actor=SYSTEM)
+    lifecycle.resolve(closed.alarm.pk, SYSTEM)
+    cookie = session_cookie(client, dispatcher)
+
+    async def scenario():
+        socket = communicator(cookie)
+        assert (await socket.connect())[0]
+        snapshot = await socket.receive_json_from()
+        await socket.disconnect()
+        return snapshot
+
+    snapshot = async_to_sync(scenario)()
+    assert snapshot["type"] == "snapshot"
+    assert [a["id"] for a in snapshot["alarms"]] == [str(open_alarm.alarm.pk)]
+    assert snapshot["alarms"][0]["title"] == "Open"
+
+
+def test_an_alarm_raised_through_the_api_arrives_as_an_event(client, dispatcher, make_device):
+    _, token = make_device(kind="generic")
+    cookie = session_cookie(client, dispatcher)
+
+    async def scenario():
+        socket = communicator(cookie)
+        await socket.connect()
+        snapshot = await socket.receive_json_from()
+        alarm_id = await asyncio.to_thread(raise_through_api, client, token)
+        event = await receive_until(socket, lambda m: m["type"] == "alarm")
+        await socket.disconnect()
+        return snapshot, alarm_id, event
+
+    snapshot, alarm_id, event = async_to_sync(scenario)()
+    assert event["alarm"]["id"] == alarm_id
+    assert event["alarm"]["status"] == "triggered"
+    assert event["seq"] > snapshot["seq"]
+
+
+def test_a_step_escalated_by_the_worker_arrives_as_an_event(
+    client, dispatcher, celery_worker, smtp_server, make_person, make_policy, make_device
+):
+    alice = make_person("Alice")
+    _, token = make_device(kind="generic", default_policy=make_policy([(1, [alice], [])]))
+    cookie = session_cookie(client, dispatcher)
+
+    async def scenario():
+        socket = communicator(cookie)
+        await socket.connect()
+        await socket.receive_json_from()
+        await asyncio.to_thread(raise_through_api, client, token)
+        stepped = await receive_until(socket, lambda m: m.get("alarm", {}).get("step") == 1)
+        sent = await receive_until(
+            socket, lambda m: any(d["status"] == "sent" for d in m["alarm"]["deliveries"])
+        )
+        await socket.disconnect()
+        return stepped, sent
+
+    stepped, sent = async_to_sync(scenario)()
+    assert stepped["alarm"]["deliveries"][0]["target"] == "Alice"
+    assert sent["alarm"]["deliveries"][0]["method"] == "email"
+
+
+def test_acknowledging_over_the_socket_needs_the_permission_and_reaches_every_board(
+    client, dispatcher
+):
+    staff_only = User.objects.create_user("sam", password="pw", is_staff=True)
+    alarm = lifecycle.raise_alarm(source="api", dedup_key="k", title="Fall", actor=SYSTEM).alarm
+    allowed_cookie = session_cookie(client, dispatcher)
+    refused_cookie = session_cookie(Client(), staff_only)
+
+    async def scenario():
+        refused, allowed = communicator(refused_cookie), communicator(allowed_cookie)
+        for socket in (refused, allowed):
+            assert (await socket.connect())[0]
+            await socket.receive_json_from()
+        await refused.send_json_to({"action": "acknowledge", "alarm_id": str(alarm.pk)})
+        denial = await receive_until(refused, lambda m: m["type"] == "result")
+        await allowed.send_json_to(
+            {"action": "acknowledge", "alarm_id": str(alarm.pk), "note": "on my way"}
+        )
+        result = await receive_until(allowed, lambda m: m["type"] == "result")
+        seen_elsewhere = await receive_until(
+            refused, lambda m: m["type"] == "alarm" and m["alarm"]["status"] == "acknowledged"
+        )
+        for socket in (refused, allowed):
+            await socket.disconnect()
+        return denial, result, seen_elsewhere
+
+    denial, result, seen_elsewhere = async_to_sync(scenario)()
+    assert denial == {"type": "result", "action": "acknowledge", "ok": False,
+                      "error": "You may not acknowledge alarms."}  # fmt: skip
+    assert result["ok"] and result["status"] == "acknowledged"
+    assert seen_elsewhere["alarm"]["acknowledged_by"] == "dana"
+    event = Alarm.objects.get(pk=alarm.pk).events.get(kind="acknowledged")
+    assert (event.user, event.text) == (dispatcher, "on my way")
+
+
+def test_logging_out_closes_the_users_board_sockets(client, dispatcher):
+    cookie = session_cookie(client, dispatcher)
+
+    async def scenario():
+        socket = communicator(cookie)
+        await socket.connect()
+        await socket.receive_json_from()
+        await asyncio.to_thread(client.post, "/accounts/logout/")
+        closed = await socket.receive_output(timeout=5)
+        return closed
+
+    assert async_to_sync(scenario)() == {"type": "websocket.close", "code": 4401}
+
+
+def test_a_resync_request_answers_with_a_fresh_snapshot(client, dispatcher):
+    cookie = session_cookie(client, dispatcher)
+
+    async def scenario():
+        socket = communicator(cookie)
+        await socket.connect()
+        await socket.receive_json_from()
+        await asyncio.to_thread(
+            lifecycle.raise_alarm, source="api", dedup_key="late", title="Late", actor=SYSTEM
+        )
+        await socket.send_json_to({"action": "resync"})
+        snapshot = await receive_until(socket, lambda m: m["type"] == "snapshot")
+        await socket.disconnect()
+        return snapshot
+
+    assert [a["title"] for a in async_to_sync(scenario)()["alarms"]] == ["Late"]

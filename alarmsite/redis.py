@@ -1,0 +1,16 @@
+"""One Redis client for small, fast bookkeeping (rate limits, board sequence numbers).
+
+Short timeouts: callers fail open rather than hold up an alarm when Redis is slow or down.
+"""
+
+import redis
+from django.conf import settings
+
+_clients: dict[str, redis.Redis] = {}
+
+
+def client() -> redis.Redis:
+    url = settings.REDIS_URL
+    if url not in _clients:
+        _clients[url] = redis.Redis.from_url(url, socket_timeout=0.3, socket_connect_timeout=0.3)
+    return _clients[url]
