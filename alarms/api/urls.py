@@ -5,7 +5,9 @@ from rest_framework.routers import SimpleRouter
 
 from .views import AlarmViewSet, ClearView, RaiseView, YealinkAlarmView
 
-router = SimpleRouter(trailing_slash="/?")
+router = SimpleRouter()
+# Slash optional: DRF's constructor takes only a bool, and a POST cannot follow APPEND_SLASH's 301.
+router.trailing_slash = "/?"
 router.register("alarms", AlarmViewSet, basename="alarm")
 
 urlpatterns = [
