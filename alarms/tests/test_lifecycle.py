@@ -1,0 +1,240 @@
+"""The alarm's state machine: raise or repeat, acknowledge, resolve, cancel, and their races."""
+
+import threading
+
+import pytest
+from django.db import IntegrityError, connections, transaction
+
+from alarms import lifecycle
+from alarms.models import Alarm
+from alarms.timeline import SYSTEM, Actor
+
+
+def raise_(dedup_key="boiler-room/smoke", **fields):
+    fields.setdefault("title", "Smoke in the boiler room")
+    return lifecycle.raise_alarm(source="api", dedup_key=dedup_key, actor=SYSTEM, **fields)
+
+
+def kinds(alarm) -> list[str]:
+    return list(alarm.events.values_list("kind", flat=True))
+
+
+def fresh(alarm) -> Alarm:
+    return Alarm.objects.get(pk=alarm.pk)
+
+
+@pytest.mark.django_db
+def test_raising_opens_a_triggered_alarm_with_its_timeline():
+    outcome = raise_(severity="high", labels={"floor": "-1"})
+
+    assert outcome.changed is True
+    alarm = fresh(outcome.alarm)
+    assert (alarm.status, alarm.severity, alarm.occurrences) == ("triggered", "high", 1)
+    assert alarm.labels == {"floor": "-1"}
+    assert kinds(alarm) == ["triggered", "routed"]
+
+
+@pytest.mark.django_db
+def test_raising_an_open_key_again_counts_an_occurrence_and_keeps_the_first_title():
+    first = raise_().alarm
+
+    outcome = raise_(title="Different words, same smoke")
+
+    assert outcome.changed is False
+    assert outcome.alarm.pk == first.pk
+    alarm = fresh(first)
+    assert alarm.occurrences == 2
+    assert alarm.title == "Smoke in the boiler room"
+    assert alarm.last_occurrence_at > alarm.created_at
+    assert kinds(alarm) == ["triggered", "routed", "repeated"]
+
+
+@pytest.mark.django_db
+def test_acknowledge_records_who_and_when():
+    alarm = raise_().alarm
+
+    outcome = lifecycle.acknowledge(alarm.pk, Actor("Dana"), note="Checking")
+
+    assert outcome.changed is True
+    alarm = fresh(alarm)
+    assert alarm.status == "acknowledged"
+    assert alarm.acknowledged_by == "Dana"
+    assert alarm.acknowledged_at is not None
+    assert alarm.events.last().text == "Checking"
+
+
+@pytest.mark.django_db
+def test_acknowledging_twice_changes_nothing_the_second_time():
+    alarm = raise_().alarm
+    lifecycle.acknowledge(alarm.pk, Actor("Dana"))
+
+    outcome = lifecycle.acknowledge(alarm.pk, Actor("Eve"))
+
+    assert outcome.changed is False
+    assert outcome.alarm.acknowledged_by == "Dana"
+    assert kinds(alarm).count("acknowledged") == 1
+
+
+@pytest.mark.django_db
+def test_an_ack_never_un_resolves():
+    alarm = raise_().alarm
+    lifecycle.resolve(alarm.pk, Actor("Dana"))
+
+    with pytest.raises(lifecycle.AlarmClosed):
+        lifecycle.acknowledge(alarm.pk, Actor("Eve"))
+
+    alarm = fresh(alarm)
+    assert alarm.status == "resolved"
+    assert alarm.acknowledged_at is None
+    assert "acknowledged" not in kinds(alarm)
+
+
+@pytest.mark.django_db
+def test_an_ack_does_not_reopen_a_cancelled_alarm():
+    alarm = raise_().alarm
+    lifecycle.cancel(alarm.pk, Actor("Dana"))
+
+    with pytest.raises(lifecycle.AlarmClosed):
+        lifecycle.acknowledge(alarm.pk, Actor("Eve"))
+
+    assert fresh(alarm).status == "cancelled"
+
+
+@pytest.mark.django_db
+def test_resolve_after_acknowledge_closes_the_alarm():
+    alarm = raise_().alarm
+    lifecycle.acknowledge(alarm.pk, Actor("Dana"))
+
+    outcome = lifecycle.resolve(alarm.pk, Actor("Dana"), note="Burnt toast")
+
+    assert outcome.changed is True
+    alarm = fresh(alarm)
+    assert (alarm.status, alarm.resolved_by) == ("resolved", "Dana")
+    assert kinds(alarm)[-2:] == ["acknowledged", "resolved"]
+
+
+@pytest.mark.django_db
+def test_cancel_closes_an_open_alarm():
+    alarm = raise_().alarm
+
+    outcome = lifecycle.cancel(alarm.pk, Actor("Dana"), note="Raised by mistake")
+
+    assert outcome.changed is True
+    alarm = fresh(alarm)
+    assert alarm.status == "cancelled"
+    assert alarm.resolved_by == "Dana"
+    assert alarm.next_escalation_at is None
+    assert alarm.events.last().kind == "cancelled"
+    assert alarm.events.last().text == "Raised by mistake"
+
+
+@pytest.mark.django_db
+def test_closing_a_closed_alarm_changes_nothing():
+    alarm = raise_().alarm
+    lifecycle.resolve(alarm.pk, Actor("Dana"))
+
+    outcome = lifecycle.cancel(alarm.pk, Actor("Eve"))
+
+    assert outcome.changed is False
+    alarm = fresh(alarm)
+    assert (alarm.status, alarm.resolved_by) == ("resolved", "Dana")
+    assert kinds(alarm).count("resolved") == 1
+    assert "cancelled" not in kinds(alarm)
+
+
+@pytest.mark.django_db
+def test_clear_resolves_the_open_alarm_of_its_key_and_ignores_others():
+    alarm = raise_().alarm
+
+    assert lifecycle.clear("some/other/key", SYSTEM) is None
+    assert fresh(alarm).status == "triggered"
+    assert lifecycle.clear("boiler-room/smoke", SYSTEM).alarm.pk == alarm.pk
+    assert fresh(alarm).status == "resolved"
+
+
+@pytest.mark.django_db
+def test_after_resolve_the_same_dedup_key_opens_a_new_alarm():
+    first = raise_().alarm
+    lifecycle.resolve(first.pk, SYSTEM)
+
+    outcome = raise_()
+
+    assert outcome.changed is True
+    assert outcome.alarm.pk != first.pk
+    assert Alarm.objects.filter(dedup_key="boiler-room/smoke").count() == 2
+
+
+@pytest.mark.django_db
+def test_the_database_allows_many_closed_alarms_with_one_dedup_key():
+    for status in ["resolved", "resolved", "cancelled"]:
+        Alarm.objects.create(dedup_key="k", title="old", status=status, source="api")
+
+    Alarm.objects.create(dedup_key="k", title="open", source="api")
+
+    assert Alarm.objects.filter(dedup_key="k").count() == 4
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("second_status", ["triggered", "acknowledged"])
+def test_the_database_refuses_two_open_alarms_with_one_dedup_key(second_status):
+    Alarm.objects.create(dedup_key="k", title="first", source="api")
+
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Alarm.objects.create(dedup_key="k", title="second", status=second_status, source="api")
+
+    assert Alarm.objects.filter(dedup_key="k").count() == 1
+
+
+def run_together(*calls):
+    """Run the calls in threads released at the same moment; return results or exceptions."""
+    start = threading.Barrier(len(calls))
+    results = [None] * len(calls)
+
+    def run(index, call):
+        try:
+            start.wait()
+            results[index] = call()
+        except Exception as exc:  # noqa: BLE001 (the test inspects what each call raised)
+            results[index] = exc
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=run, args=(i, c)) for i, c in enumerate(calls)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    return results
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_racing_raises_of_one_key_open_one_alarm_and_count_every_press():
+    results = run_together(*[raise_ for _ in range(8)])
+
+    assert not [r for r in results if isinstance(r, Exception)], results
+    alarm = Alarm.objects.get()
+    assert alarm.occurrences == 8
+    assert sum(r.changed for r in results) == 1
+    assert {r.alarm.pk for r in results} == {alarm.pk}
+    assert kinds(alarm).count("triggered") == 1
+    assert kinds(alarm).count("repeated") == 7
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_resolve_wins_over_a_racing_ack():
+    alarms = [raise_(dedup_key=f"race-{i}").alarm for i in range(5)]
+
+    for alarm in alarms:
+        ack, resolved = run_together(
+            lambda pk=alarm.pk: lifecycle.acknowledge(pk, Actor("Dana")),
+            lambda pk=alarm.pk: lifecycle.resolve(pk, Actor("Eve")),
+        )
+
+        assert isinstance(ack, lifecycle.Outcome | lifecycle.AlarmClosed), ack
+        assert resolved.changed is True
+        alarm = fresh(alarm)
+        assert (alarm.status, alarm.resolved_by) == ("resolved", "Eve")
+        assert kinds(alarm)[-1] == "resolved"
+        assert alarm.next_escalation_at is None
