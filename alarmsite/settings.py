@@ -133,9 +133,12 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 
+# Pub/sub: a board event is published once and fanned out to every socket inside each web
+# process, instead of queued once per socket. It delivers at most once, as any layer may:
+# the board's sequence numbers and snapshots make up for a lost event.
 CHANNEL_LAYERS = {
     "default": {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
         "CONFIG": {"hosts": [REDIS_URL]},
     }
 }
