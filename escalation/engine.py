@@ -105,30 +105,34 @@ def run_due_step(alarm_id, token=None) -> bool:
 
 
 def _advance(alarm: Alarm) -> None:
-    """Run the next step; a step that reaches nobody is skipped and the one after runs now."""
+    """Run the next step; a step that reaches nobody is skipped and the one after runs now
+    (a new round still waits the policy's pause)."""
     while (position := _next_position(alarm)) is not None:
         index, round_ = position
         alarm.current_step, alarm.current_round = index, round_
         step = alarm.steps_snapshot[index]
         label = f"Step {index + 1} of {len(alarm.steps_snapshot)}, round {round_ + 1}"
-        created = delivery.create_for_step(alarm, step, index, round_)
-        if created:
+        notified = delivery.create_for_step(alarm, step, index, round_)
+        if notified:
             record(
                 alarm,
                 AlarmEvent.Kind.STEP_NOTIFIED,
-                f"{label}: notifying {', '.join(d.describe() for d in created)}",
+                f"{label}: notifying {', '.join(d.describe() for d in notified)}",
                 step=index,
                 round=round_,
             )
-            following = _next_position(alarm)
-            if following is None:
-                break
-            # Delays count from the previous step; a new round waits the policy's pause.
-            repeats = following[1] != round_
-            step_delay = alarm.steps_snapshot[following[0]]["delay_seconds"]
-            _schedule(alarm, alarm.repeat_after_seconds if repeats else step_delay)
+        else:
+            record(alarm, AlarmEvent.Kind.STEP_SKIPPED, f"{label}: nobody to notify", step=index)
+        following = _next_position(alarm)
+        if following is None:
+            break
+        if following[1] != round_:
+            _schedule(alarm, alarm.repeat_after_seconds)
             return
-        record(alarm, AlarmEvent.Kind.STEP_SKIPPED, f"{label}: nobody to notify", step=index)
+        if notified:
+            # Delays count from the previous step.
+            _schedule(alarm, alarm.steps_snapshot[following[0]]["delay_seconds"])
+            return
     stop(alarm)
     record(alarm, AlarmEvent.Kind.ESCALATION_ENDED, "Last step ran; the alarm stays open")
 

@@ -29,7 +29,8 @@ log = logging.getLogger(__name__)
 
 
 def create_for_step(alarm, step: dict, index: int, round_: int) -> list[Delivery]:
-    """Create this step's deliveries (inside the escalation transaction); enqueue on commit."""
+    """Create this step's deliveries (inside the escalation transaction) and return them all;
+    the pending ones are enqueued on commit."""
     rows = []
     people = Person.objects.filter(pk__in=step["person_ids"], active=True)
     for person in people:
@@ -46,14 +47,14 @@ def create_for_step(alarm, step: dict, index: int, round_: int) -> list[Delivery
             deliveries.append(row)
     # ignore_conflicts: a step that somehow runs twice finds its rows already there.
     Delivery.objects.bulk_create(deliveries, ignore_conflicts=True)
-    created = list(
-        Delivery.objects.filter(
-            alarm=alarm, step=index, round=round_, status="pending"
-        ).select_related("person", "channel")
+    step_deliveries = list(
+        Delivery.objects.filter(alarm=alarm, step=index, round=round_).select_related(
+            "person", "channel"
+        )
     )
-    ids = [d.pk for d in created]
+    ids = [d.pk for d in step_deliveries if d.status == Delivery.Status.PENDING]
     transaction.on_commit(lambda: [enqueue("notifications.tasks.deliver", pk) for pk in ids])
-    return created
+    return step_deliveries
 
 
 def _transport(delivery: Delivery):

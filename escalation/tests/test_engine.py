@@ -276,6 +276,23 @@ def test_after_the_last_step_the_steps_repeat_after_the_pause_then_escalation_en
     assert engine.run_due_step(alarm.pk) is False
 
 
+def test_a_skipped_last_step_still_waits_the_pause_before_the_next_round(
+    start_alarm, make_policy, make_person, alice
+):
+    away = make_person("Away", active=False)
+    policy = make_policy([(0, [alice], []), (60, [away], [])], repeat_count=1)
+    alarm = start_alarm(policy)
+    engine.run_due_step(alarm.pk)
+
+    run_now(alarm)
+
+    alarm = fresh(alarm)
+    assert kinds(alarm)[-1] == "step_skipped"
+    assert (alarm.current_round, alarm.current_step) == (0, 1)
+    assert alarm.next_escalation_at - timezone.now() > timedelta(seconds=250)
+    assert notified(alarm) == [(0, 0, "Alice", "email")]
+
+
 def test_without_repeats_escalation_ends_with_the_last_step(start_alarm, make_policy, alice):
     alarm = start_alarm(make_policy([(0, [alice], [])]))
 
