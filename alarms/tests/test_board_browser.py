@@ -120,3 +120,28 @@ def test_the_board_shows_a_banner_when_the_socket_drops_and_resyncs_on_reconnect
     page.wait_for_selector("#banner[hidden]", state="attached", timeout=15000)
     card = page.wait_for_selector(".card", timeout=5000)
     assert card.query_selector(".title").text_content() == "Raised while offline"
+
+
+def test_filters_hide_other_alarms_and_survive_a_reload(server, browser, make_device):
+    user = User.objects.create_user("dana", password="pw")
+    user.groups.add(Group.objects.get(name="Dispatch"))
+    _, token = make_device(kind="generic")
+    page = open_board(browser, server, "dana")
+    for title, severity in (("Door ajar", "info"), ("Person down", "critical")):
+        requests.post(
+            server + "/v1/alarms/raise",
+            json={"title": title, "severity": severity},
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=10,
+        )
+    page.wait_for_function("document.querySelectorAll('.card').length === 2")
+
+    page.select_option("#filter-severity", "critical")
+    page.wait_for_function("document.querySelectorAll('.card').length === 1")
+    page.reload()
+
+    assert page.input_value("#filter-severity") == "critical"
+    page.wait_for_selector(".card")
+    titles = [t.text_content() for t in page.query_selector_all(".card .title")]
+    assert titles == ["Person down"]
+    assert page.text_content(".counter.sev-info b") == "1", "counters count every open alarm"
