@@ -1,0 +1,36 @@
+# Everyday commands: run the embedded default, test, lint. The virtualenv is made on first use.
+
+VENV := .venv
+PYTHON := $(VENV)/bin/python
+STAMP := $(VENV)/.requirements-installed
+TEST_DATABASE_URL := $(or $(DATABASE_URL),postgres://postgres@127.0.0.1:5432/alarmbroker)
+TEST_REDIS_URL := $(or $(REDIS_URL),redis://127.0.0.1:6379/0)
+
+.PHONY: run test lint migrate demo
+
+run: $(STAMP)
+	$(PYTHON) -m alarmsite.runner
+
+# Twice: PostgreSQL and Redis (row locks, SKIP LOCKED), then the SQLite default without the
+# tests that need row locks.
+test: $(STAMP)
+	DATABASE_URL='$(TEST_DATABASE_URL)' REDIS_URL='$(TEST_REDIS_URL)' $(VENV)/bin/pytest
+	env -u DATABASE_URL REDIS_URL='$(TEST_REDIS_URL)' $(VENV)/bin/pytest -m "not postgres"
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
+
+migrate: $(STAMP)
+	$(PYTHON) manage.py migrate --noinput
+
+demo: migrate
+	$(PYTHON) manage.py load_demo
+
+$(PYTHON):
+	python3 -m venv $(VENV)
+
+# Reinstall only when requirements.txt changed since the last install.
+$(STAMP): requirements.txt | $(PYTHON)
+	$(PYTHON) -m pip install -r requirements.txt
+	touch $(STAMP)

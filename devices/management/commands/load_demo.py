@@ -1,0 +1,151 @@
+"""Demo data for a first look: a clinic, its people, a desk phone, a panic button and a policy.
+
+Idempotent: a second run finds everything in place, creates nothing and shows no secret again.
+"""
+
+import os
+import secrets
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand
+from django.db import transaction
+from django.urls import reverse
+
+from devices.models import Device, Person, Room, Site
+from escalation.models import EscalationPolicy, EscalationStep
+from notifications.models import NotificationChannel
+
+PEOPLE = [
+    ("Alice Adams", "alice@example.org", "+442079460018"),
+    ("Bob Baker", "bob@example.org", ""),
+    ("Carol Chen", "carol@example.org", ""),
+]
+
+
+@dataclass
+class Created:
+    """What this run created, and the secrets to show once."""
+
+    names: list[str] = field(default_factory=list)
+    secrets: list[str] = field(default_factory=list)
+
+
+def trigger_url_file():
+    return settings.VAR_DIR / "demo-trigger-url"
+
+
+def write_private(path, text: str) -> None:
+    """Write a file only its owner can read: it holds a live device token."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.chmod(path, 0o600)  # O_CREAT's mode does not apply to a file that already existed
+    with os.fdopen(fd, "w") as f:
+        f.write(text + "\n")
+
+
+class Command(BaseCommand):
+    help = "Create the demo clinic, its people, devices and escalation policy (idempotent)."
+
+    def handle(self, *args, **options):
+        created = Created()
+        with transaction.atomic():
+            self.load(created)
+        for line in created.secrets:
+            self.stdout.write(line)
+        if created.names:
+            self.stdout.write(self.style.SUCCESS(f"Created {len(created.names)} demo objects:"))
+            for name in created.names:
+                self.stdout.write(f"  {name}")
+        else:
+            self.stdout.write("Demo data already present; nothing created.")
+
+    def load(self, created: Created) -> None:
+        self.load_admin(created)
+        site = self.get_or_create(created, Site, name="Demo Clinic")
+        reception = self.get_or_create(created, Room, site=site, name="Reception")
+        treatment = self.get_or_create(created, Room, site=site, name="Treatment 1")
+        alice, bob, carol = (
+            self.get_or_create(
+                created, Person, name=name, defaults={"email": email, "phone": phone}
+            )
+            for name, email, phone in PEOPLE
+        )
+        # No receiver runs on this machine: the channel shows the shape and is off until an
+        # operator sets a real URL and enables it.
+        webhook = self.get_or_create(
+            created,
+            NotificationChannel,
+            name="Demo webhook (disabled: set its URL, then enable)",
+            defaults={
+                "kind": "webhook",
+                "config": {"url": "http://127.0.0.1:9/alarm-hook"},
+                "enabled": False,
+            },
+        )
+        policy = self.load_policy(created, alice, bob, carol, webhook)
+        phone = self.load_device(
+            created,
+            name="Reception desk phone",
+            kind=Device.Kind.YEALINK,
+            room=reception,
+            person=carol,
+            default_policy=policy,
+        )
+        if phone is not None:
+            url = settings.PUBLIC_BASE_URL + reverse("yealink-alarm") + f"?token={phone}"
+            write_private(trigger_url_file(), url)
+            created.secrets.append(f"Desk phone trigger URL (shown once, kept in var/): {url}")
+        button = self.load_device(
+            created,
+            name="Treatment 1 panic button",
+            kind=Device.Kind.GENERIC,
+            room=treatment,
+            default_policy=policy,
+        )
+        if button is not None:
+            created.secrets.append(f"Panic button API token (shown once): {button}")
+
+    def get_or_create(self, created: Created, model, defaults=None, **lookup):
+        obj, new = model.objects.get_or_create(defaults=defaults, **lookup)
+        if new:
+            created.names.append(f"{model._meta.verbose_name} {obj}")
+        return obj
+
+    def load_admin(self, created: Created) -> None:
+        users = get_user_model().objects
+        if users.filter(username="admin").exists():
+            return
+        password = secrets.token_urlsafe(12)
+        users.create_superuser("admin", "admin@example.org", password)
+        created.names.append("superuser admin")
+        created.secrets.append(f"Admin login (shown once): admin / {password}")
+
+    def load_policy(self, created: Created, alice, bob, carol, webhook) -> EscalationPolicy:
+        policy = self.get_or_create(
+            created,
+            EscalationPolicy,
+            name="Demo: on call, then everyone",
+            defaults={"repeat_count": 1, "repeat_after_seconds": 120},
+        )
+        for order, delay, persons, channels in [
+            (0, 0, [alice], [webhook]),
+            (1, 60, [bob, carol], []),
+        ]:
+            step, new = EscalationStep.objects.get_or_create(
+                policy=policy, order=order, defaults={"delay_seconds": delay, "methods": ["email"]}
+            )
+            # Only a new step gets its targets: an operator's edits survive a second run.
+            if new:
+                step.persons.set(persons)
+                step.channels.set(channels)
+                created.names.append(f"escalation step {step}")
+        return policy
+
+    def load_device(self, created: Created, name: str, **fields) -> str | None:
+        """Create the device unless it exists; return its token only when it was just issued."""
+        if Device.objects.filter(name=name).exists():
+            return None
+        device = Device.objects.create(name=name, **fields)
+        created.names.append(f"device {device}")
+        return device.issued_token
