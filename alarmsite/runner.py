@@ -119,8 +119,9 @@ def run_processes(host: str, port: str, local_url: str, env: dict) -> int:
     commands = {
         "web": f"{PYTHON} -m daphne -b {shlex.quote(host)} -p {shlex.quote(port)} "
         "alarmsite.asgi:application",
-        "worker": f"{PYTHON} -m celery -A alarmsite worker -l info --concurrency 2{pool}",
-        "beat": f"{PYTHON} -m celery -A alarmsite beat -l info",
+        # Warnings only: at info the 5-second sweep alone buries the banner within a minute.
+        "worker": f"{PYTHON} -m celery -A alarmsite worker -l warning --concurrency 2{pool}",
+        "beat": f"{PYTHON} -m celery -A alarmsite beat -l warning",
     }
     for name, command in commands.items():
         manager.add_process(name, f"exec {command}", env=env, cwd=str(ROOT))
