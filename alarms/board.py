@@ -5,6 +5,7 @@ made it; the event is sent after commit, stamped with a sequence number from Red
 that misses one notices the gap and asks for a fresh snapshot.
 """
 
+import json
 import logging
 
 import redis
@@ -115,9 +116,9 @@ def send_card(alarm_id) -> None:
         # always carries its latest state, whatever order the events arrive in.
         sequence = client().incr(SEQUENCE_KEY)
         alarm_card = _cards(Alarm.objects.filter(pk=alarm_id))[0]
-        async_to_sync(get_channel_layer().group_send)(
-            GROUP, {"type": "board.alarm", "seq": sequence, "alarm": alarm_card}
-        )
+        # Encoded once here, not once per socket in every web process.
+        text = json.dumps({"type": "alarm", "seq": sequence, "alarm": alarm_card})
+        async_to_sync(get_channel_layer().group_send)(GROUP, {"type": "board.alarm", "text": text})
     except Exception:  # noqa: BLE001 (boards resync from the database; never fail the caller)
         log.warning("could not publish alarm %s to the board", alarm_id, exc_info=True)
 

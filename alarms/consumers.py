@@ -94,7 +94,7 @@ class BoardConsumer(AsyncJsonWebsocketConsumer):
         await self.send_json({"type": "result", "action": action, **answer})
 
     async def board_alarm(self, event):
-        await self.send_json({"type": "alarm", "seq": event["seq"], "alarm": event["alarm"]})
+        await self.send(text_data=event["text"])
 
     async def board_disconnect(self, event):
         await self.close(code=CLOSE_LOGGED_OUT)
