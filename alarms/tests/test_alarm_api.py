@@ -5,8 +5,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-import redis
-from django.conf import settings as django_settings
 
 from alarms import lifecycle
 from alarms.models import Alarm
@@ -16,26 +14,17 @@ from devices.models import Device, Room, Site
 pytestmark = pytest.mark.django_db
 
 FIXTURES = Path(__file__).parent / "fixtures"
-REAL_REDIS = redis.Redis.from_url(django_settings.REDIS_URL)
 
 
 def fixture(name: str) -> dict:
     return json.loads((FIXTURES / name).read_text())
 
 
-def forget_rate_limit(device: Device) -> None:
-    """Drop the device's counters: test databases reuse primary keys, Redis outlives them."""
-    for key in REAL_REDIS.scan_iter(f"ratelimit:device:{device.pk}:*"):
-        REAL_REDIS.delete(key)
-
-
 @pytest.fixture
 def make_device(make_device):
     def make(*args, **fields):
         fields.setdefault("kind", Device.Kind.GENERIC)
-        device, token = make_device(*args, **fields)
-        forget_rate_limit(device)
-        return device, token
+        return make_device(*args, **fields)
 
     return make
 

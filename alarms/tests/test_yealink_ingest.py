@@ -3,36 +3,15 @@
 import time
 
 import pytest
-import redis
-from django.conf import settings as django_settings
 
 from alarms import lifecycle, ratelimit
 from alarms.models import Alarm
 from alarms.timeline import SYSTEM
 from conftest import free_port
-from devices.models import Device
 
 pytestmark = pytest.mark.django_db
 
 URL = "/v1/yealink/alarm"
-# The Redis the rate limiter uses, even while a test points the limiter elsewhere.
-REAL_REDIS = redis.Redis.from_url(django_settings.REDIS_URL)
-
-
-def forget_rate_limit(device: Device) -> None:
-    """Drop the device's counters: test databases reuse primary keys, Redis outlives them."""
-    for key in REAL_REDIS.scan_iter(f"ratelimit:device:{device.pk}:*"):
-        REAL_REDIS.delete(key)
-
-
-@pytest.fixture
-def make_device(make_device):
-    def make(*args, **fields):
-        device, token = make_device(*args, **fields)
-        forget_rate_limit(device)
-        return device, token
-
-    return make
 
 
 @pytest.fixture

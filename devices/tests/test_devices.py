@@ -4,8 +4,6 @@ import hashlib
 import re
 
 import pytest
-import redis
-from django.conf import settings as django_settings
 from django.contrib import admin
 from django.core.exceptions import ValidationError
 from django.urls import reverse
@@ -21,20 +19,6 @@ pytestmark = pytest.mark.django_db
 YEALINK = "/v1/yealink/alarm"
 TOKEN_IN_MESSAGE = re.compile(r"<code>([A-Za-z0-9_\-]+)</code>")
 OUR_APPS = {"alarms", "devices", "escalation", "notifications"}
-REAL_REDIS = redis.Redis.from_url(django_settings.REDIS_URL)
-
-
-@pytest.fixture
-def make_device(make_device):
-    """Devices whose rate-limit counters start at zero (test databases reuse primary keys)."""
-
-    def make(*args, **fields):
-        device, token = make_device(*args, **fields)
-        for key in REAL_REDIS.scan_iter(f"ratelimit:device:{device.pk}:*"):
-            REAL_REDIS.delete(key)
-        return device, token
-
-    return make
 
 
 def sha256(text: str) -> str:

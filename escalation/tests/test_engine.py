@@ -17,16 +17,6 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def alice(make_person):
-    return make_person("Alice")
-
-
-@pytest.fixture
-def bob(make_person):
-    return make_person("Bob")
-
-
-@pytest.fixture
 def start_alarm(make_device):
     """Raise an alarm from a device whose default policy is the given one."""
 
