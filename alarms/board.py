@@ -20,6 +20,12 @@ from .models import OPEN_STATUSES, SEVERITY_RANK, Alarm
 log = logging.getLogger(__name__)
 
 GROUP = "board"
+# What the board's buttons do, and the permission each needs.
+ACTION_PERMISSIONS = {
+    "acknowledge": "alarms.acknowledge_alarm",
+    "resolve": "alarms.resolve_alarm",
+    "cancel": "alarms.cancel_alarm",
+}
 SEQUENCE_KEY = "board:sequence"
 
 

@@ -14,12 +14,12 @@ from django.core.exceptions import ValidationError
 
 from . import board, lifecycle
 from .models import Alarm
-from .timeline import Actor
+from .timeline import user_actor
 
-ACTIONS = {
-    "acknowledge": (lifecycle.acknowledge, "alarms.acknowledge_alarm"),
-    "resolve": (lifecycle.resolve, "alarms.resolve_alarm"),
-    "cancel": (lifecycle.cancel, "alarms.cancel_alarm"),
+TRANSITIONS = {
+    "acknowledge": lifecycle.acknowledge,
+    "resolve": lifecycle.resolve,
+    "cancel": lifecycle.cancel,
 }
 
 # Close codes the page understands: do not reconnect on these.
@@ -29,12 +29,10 @@ CLOSE_LOGGED_OUT = 4401
 
 def act(user, action: str, alarm_id, note: str, ip: str | None) -> dict:
     """Carry out a board action for this user; return the answer for the page."""
-    transition, permission = ACTIONS[action]
-    if not user.has_perm(permission):
+    if not user.has_perm(board.ACTION_PERMISSIONS[action]):
         return {"ok": False, "error": f"You may not {action} alarms."}
-    actor = Actor(user.get_full_name() or user.get_username(), user=user, ip=ip)
     try:
-        outcome = transition(alarm_id, actor, note[:2000])
+        outcome = TRANSITIONS[action](alarm_id, user_actor(user, ip), note[:2000])
     except lifecycle.AlarmClosed as exc:
         return {"ok": False, "error": f"The alarm is already {exc.alarm.status}."}
     except (Alarm.DoesNotExist, ValidationError, ValueError):
@@ -84,7 +82,7 @@ class BoardConsumer(AsyncJsonWebsocketConsumer):
         if action == "resync":
             await self.send_snapshot()
             return
-        if action not in ACTIONS:
+        if action not in TRANSITIONS:
             await self.send_json({"type": "result", "ok": False, "error": "Unknown action."})
             return
         client = self.scope.get("client") or [None]

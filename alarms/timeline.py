@@ -18,6 +18,16 @@ class Actor:
 SYSTEM = Actor("system")
 
 
+def user_actor(user, ip: str | None = None) -> Actor:
+    """A logged-in user (board, admin session) as the actor of a change."""
+    return Actor(
+        user.get_full_name() or user.get_username(),
+        user=user,
+        person=getattr(user, "person", None),
+        ip=ip,
+    )
+
+
 def record(alarm, kind: str, text: str = "", actor: Actor = SYSTEM, **detail) -> AlarmEvent:
     return AlarmEvent.objects.create(
         alarm=alarm,

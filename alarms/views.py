@@ -40,9 +40,6 @@ def ack(request, token: str):
     return render(request, "alarms/ack.html", context)
 
 
-ACTION_NAMES = ("acknowledge", "resolve", "cancel")
-
-
 @login_required
 def board_page(request):
     """The dispatch board: the page itself; its data arrives over /ws/board/."""
@@ -52,6 +49,6 @@ def board_page(request):
     context = {
         "sites": Site.objects.order_by("name"),
         "severities": Severity.choices,
-        "may": {action: user.has_perm(f"alarms.{action}_alarm") for action in ACTION_NAMES},
+        "may": {action: user.has_perm(perm) for action, perm in board.ACTION_PERMISSIONS.items()},
     }
     return render(request, "alarms/board.html", context)

@@ -14,7 +14,7 @@ from devices.models import Device
 
 from .. import lifecycle, ratelimit
 from ..models import Alarm
-from ..timeline import Actor
+from ..timeline import Actor, user_actor
 from .serializers import (
     AlarmDetailSerializer,
     AlarmSerializer,
@@ -35,13 +35,7 @@ def client_ip(request) -> str | None:
 def actor_for(request) -> Actor:
     if isinstance(request.auth, Device):
         return Actor(f"device {request.auth.name}", ip=client_ip(request))
-    user = request.user
-    return Actor(
-        user.get_full_name() or user.get_username(),
-        user=user,
-        person=getattr(user, "person", None),
-        ip=client_ip(request),
-    )
+    return user_actor(request.user, client_ip(request))
 
 
 def scoped_dedup_key(request, key: str) -> str:
@@ -51,7 +45,8 @@ def scoped_dedup_key(request, key: str) -> str:
     return f"api:{key}"
 
 
-def over_rate_limit(device: Device) -> Response | None:
+def refuse_over_limit(device: Device) -> Response | None:
+    """Mark the device seen and count its request; a 429 answer once it is over its limit."""
     Device.objects.filter(pk=device.pk).update(last_seen_at=timezone.now())
     if ratelimit.allow(f"device:{device.pk}", device.rate_limit_per_minute):
         return None
@@ -81,7 +76,7 @@ class YealinkAlarmView(APIView):
             return error("unknown or disabled device token", 404)
         if device.mapping_problem:
             return error(device.mapping_problem, 409)
-        if limited := over_rate_limit(device):
+        if limited := refuse_over_limit(device):
             return limited
         outcome = lifecycle.raise_alarm(
             source="yealink",
@@ -106,7 +101,7 @@ class RaiseView(APIView):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         device = request.auth if isinstance(request.auth, Device) else None
-        if device and (limited := over_rate_limit(device)):
+        if device and (limited := refuse_over_limit(device)):
             return limited
         outcome = lifecycle.raise_alarm(
             source=data["source"],
@@ -127,7 +122,7 @@ class ClearView(APIView):
     def post(self, request):
         serializer = ClearSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        if isinstance(request.auth, Device) and (limited := over_rate_limit(request.auth)):
+        if isinstance(request.auth, Device) and (limited := refuse_over_limit(request.auth)):
             return limited
         key = scoped_dedup_key(request, serializer.validated_data["dedup_key"])
         note = serializer.validated_data.get("message", "")

@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from alarms import lifecycle, ratelimit
+from alarms import lifecycle
 from alarms.models import Alarm
 from alarms.timeline import SYSTEM
 from conftest import free_port
@@ -17,10 +17,7 @@ URL = "/v1/yealink/alarm"
 @pytest.fixture
 def dead_redis(settings):
     """Point the rate limiter at a port where no Redis listens."""
-    ratelimit._client = None
     settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"
-    yield
-    ratelimit._client = None
 
 
 def press(client, token):
