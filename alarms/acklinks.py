@@ -8,10 +8,13 @@ from alarmsite.tokens import hash_token, new_token
 from .models import AckLink
 
 
-def issue_ack_link(alarm, person) -> str:
-    """Create a link for this person on this alarm and return its full URL."""
+def issue_ack_link(alarm, person=None, channel=None) -> str:
+    """Create a link for this person (or for the readers of this channel) on this alarm and
+    return its full URL."""
     token = new_token()
-    AckLink.objects.create(alarm=alarm, person=person, token_hash=hash_token(token))
+    AckLink.objects.create(
+        alarm=alarm, person=person, channel=channel, token_hash=hash_token(token)
+    )
     return settings.PUBLIC_BASE_URL + reverse("ack", args=[token])
 
 
@@ -20,7 +23,7 @@ def find_ack_link(token: str) -> AckLink | None:
     if not token or len(token) > 100:
         return None
     return (
-        AckLink.objects.select_related("alarm", "person", "alarm__site", "alarm__room")
+        AckLink.objects.select_related("alarm", "person", "channel", "alarm__site", "alarm__room")
         .filter(token_hash=hash_token(token))
         .first()
     )

@@ -77,6 +77,7 @@ def card(alarm: Alarm) -> dict:
             {
                 "target": str(d.person or d.channel or d.target),
                 "method": d.method,
+                "event": d.event,
                 "status": d.status,
                 "step": d.step + 1,
                 "round": d.round + 1,

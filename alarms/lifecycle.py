@@ -1,7 +1,8 @@
 """The alarm's state machine: raise (or repeat), acknowledge, resolve, cancel.
 
 Each transition runs in one transaction under the alarm's row lock, writes its timeline event,
-and leaves side effects (tasks) to after commit. Nothing else sets Alarm.status.
+queues the channels' follow-ups, and leaves side effects (tasks) to after commit. Nothing else
+sets Alarm.status.
 """
 
 from dataclasses import dataclass
@@ -10,6 +11,8 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from escalation import engine, routing
+from notifications import delivery
+from notifications.transports.base import ACKNOWLEDGED
 
 from . import board
 from .models import OPEN_STATUSES, Alarm, AlarmEvent, Status
@@ -105,6 +108,7 @@ def acknowledge(alarm_id, actor: Actor, note: str = "") -> Outcome:
         engine.stop(alarm)
         alarm.save()
         record(alarm, AlarmEvent.Kind.ACKNOWLEDGED, note, actor)
+        delivery.on_transition(alarm, ACKNOWLEDGED)
         board.publish(alarm)
         return Outcome(alarm, changed=True)
 
@@ -130,6 +134,7 @@ def _close(alarm_id, status: str, kind: str, actor: Actor, note: str) -> Outcome
         engine.stop(alarm)
         alarm.save()
         record(alarm, kind, note, actor)
+        delivery.on_transition(alarm, status)
         board.publish(alarm)
         return Outcome(alarm, changed=True)
 

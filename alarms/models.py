@@ -69,6 +69,10 @@ class Alarm(models.Model):
     next_escalation_at = models.DateTimeField(null=True, blank=True)
     escalation_token = models.UUIDField(null=True, blank=True, editable=False)
 
+    # What channels remember about what they posted (a Zammad ticket id…), keyed "channel:<id>",
+    # so a later step or the ACK updates that post instead of making a new one.
+    external_refs = models.JSONField(default=dict, blank=True)
+
     class Meta:
         ordering = ["-created_at"]
         permissions = [
@@ -142,10 +146,20 @@ class AckLink(models.Model):
     """A recipient's capability to acknowledge one alarm: the URL holds the token, we its hash."""
 
     alarm = models.ForeignKey(Alarm, on_delete=models.CASCADE, related_name="ack_links")
-    person = models.ForeignKey("devices.Person", on_delete=models.CASCADE, related_name="+")
+    person = models.ForeignKey(
+        "devices.Person", null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    channel = models.ForeignKey(
+        "notifications.NotificationChannel",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="+",
+        help_text="For a link posted to a channel (a chat room): whoever reads it may use it.",
+    )
     token_hash = models.CharField(max_length=64, unique=True)
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self):
-        return f"ACK link for {self.person} on {self.alarm_id}"
+        return f"ACK link for {self.person or self.channel} on {self.alarm_id}"

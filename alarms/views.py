@@ -14,9 +14,12 @@ from .timeline import Actor, record
 
 
 def _actor(request, link) -> Actor:
-    return Actor(
-        f"{link.person.name} (ACK link)", person=link.person, ip=request.META.get("REMOTE_ADDR")
-    )
+    ip = request.META.get("REMOTE_ADDR")
+    if link.person:
+        return Actor(f"{link.person.name} (ACK link)", person=link.person, ip=ip)
+    # A link posted to a channel: whoever reads the channel may use it and say who they are.
+    name = " ".join(request.POST.get("name", "").split())[:100] or "someone"
+    return Actor(f"{name} (link in {link.channel.name if link.channel else 'a channel'})", ip=ip)
 
 
 @require_http_methods(["GET", "POST"])
@@ -26,7 +29,7 @@ def ack(request, token: str):
         return render(request, "alarms/ack_invalid.html", status=404)
     alarm = link.alarm
     actor = _actor(request, link)
-    context = {"alarm": alarm, "person": link.person}
+    context = {"alarm": alarm, "person": link.person, "channel": link.channel}
     if request.method == "GET":
         if alarm.is_open:
             record(alarm, AlarmEvent.Kind.ACK_LINK_OPENED, "ACK link opened", actor)

@@ -1,75 +1,139 @@
-"""Deliveries: one row per (alarm, step, round, target, method), then the attempts to send it.
+"""Deliveries: one row per (alarm, event, step, round, target, method), then its attempts.
 
-An attempt claims its row (attempts + 1, a lease in `next_attempt_at`) and commits before
-calling the transport, so no lock is held across the network. A worker that dies mid-send
-leaves the row pending; once the lease runs out the sweeper tries it again, at most
+An attempt claims its row (status `sending`, attempts + 1, a lease in `next_attempt_at`) and
+commits before calling the transport, so no lock is held across the network. A worker that dies
+mid-send leaves the row `sending`; once the lease runs out the sweeper tries it again, at most
 DELIVERY_MAX_ATTEMPTS times in all.
+
+Follow-ups (acknowledged, resolved, cancelled) go to the channels a step posted to. Deliveries to
+an `ordered` channel for one alarm go out one at a time, and a follow-up waits for the posts
+before it, so a ticket is created once before it is noted and closed.
 """
 
 import logging
+import random
+import time
+import traceback
 from datetime import timedelta
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
 from alarms import board
 from alarms.acklinks import issue_ack_link
-from alarms.models import AlarmEvent
+from alarms.models import Alarm, AlarmEvent
 from alarms.timeline import record
 from alarmsite.queue import enqueue
 from devices.models import Person
 
-from .messages import build_message
+from .messages import build_message, sample_alarm
 from .models import Delivery, NotificationChannel
-from .transports import transport_class
-from .transports.base import TransportError
+from .transports import PERSON_METHODS, gateway_kinds
+from .transports.base import NOTIFY, RESOLVED, TEST, Outgoing, Sent, TransportError
+from .transports.email import EmailTransport
 
 log = logging.getLogger(__name__)
+
+Status = Delivery.Status
+BUSY = (Status.PENDING, Status.SENDING)
+
+
+def gateway_for(method: str) -> NotificationChannel | None:
+    """The enabled channel that carries this person method (the first by name)."""
+    return (
+        NotificationChannel.objects.filter(kind__in=gateway_kinds(method), enabled=True)
+        .order_by("name")
+        .first()
+    )
+
+
+def transport_for(channel: NotificationChannel | None):
+    """A channel's transport; email to a person needs no channel (Django's mail settings)."""
+    return channel.transport() if channel else EmailTransport({})
 
 
 def create_for_step(alarm, step: dict, index: int, round_: int) -> list[Delivery]:
     """Create this step's deliveries (inside the escalation transaction) and return them all;
     the pending ones are enqueued on commit."""
     rows = []
-    people = Person.objects.filter(pk__in=step["person_ids"], active=True)
-    for person in people:
+    gateways = {}
+    for person in Person.objects.filter(pk__in=step["person_ids"], active=True):
         for method in step["methods"]:
-            rows.append(Delivery(person=person, target=f"person:{person.pk}", method=method))
+            if method not in gateways:
+                gateways[method] = gateway_for(method)
+            gateway = gateways[method]
+            if gateway is None and method != "email":
+                continue
+            address = transport_for(gateway).address_for(person)
+            rows.append(
+                Delivery(person=person, channel=gateway, address=address,
+                         target=f"person:{person.pk}", method=method)
+            )  # fmt: skip
     for channel in NotificationChannel.objects.filter(pk__in=step["channel_ids"], enabled=True):
-        rows.append(Delivery(channel=channel, target=f"channel:{channel.pk}", method=channel.kind))
+        rows.append(
+            Delivery(channel=channel, address=channel.transport().address_for(None),
+                     target=f"channel:{channel.pk}", method=channel.kind)
+        )  # fmt: skip
     now = timezone.now()
-    deliveries = []
+    rows = [row for row in rows if row.address]
     for row in rows:
         row.alarm, row.step, row.round, row.next_attempt_at = alarm, index, round_, now
-        row.address = _transport(row).address_for(row)
-        if row.address:
-            deliveries.append(row)
     # ignore_conflicts: a step that somehow runs twice finds its rows already there.
-    Delivery.objects.bulk_create(deliveries, ignore_conflicts=True)
+    Delivery.objects.bulk_create(rows, ignore_conflicts=True)
     step_deliveries = list(
-        Delivery.objects.filter(alarm=alarm, step=index, round=round_).select_related(
-            "person", "channel"
-        )
-    )
-    ids = [d.pk for d in step_deliveries if d.status == Delivery.Status.PENDING]
-    transaction.on_commit(lambda: [enqueue("notifications.tasks.deliver", pk) for pk in ids])
+        Delivery.objects.filter(alarm=alarm, event=NOTIFY, step=index, round=round_)
+        .select_related("person", "channel")
+    )  # fmt: skip
+    _enqueue_on_commit([d.pk for d in step_deliveries if d.status == Status.PENDING])
     return step_deliveries
 
 
-def _transport(delivery: Delivery):
-    config = delivery.channel.config if delivery.channel else {}
-    return transport_class(delivery.method)(config)
+def on_transition(alarm, event: str) -> None:
+    """Inside an ACK/resolve/cancel transaction: stop what has not gone out yet, and queue a
+    follow-up to each channel that a step posted to and that wants this event."""
+    Delivery.objects.filter(alarm=alarm, event=NOTIFY, status=Status.PENDING).update(
+        status=Status.CANCELLED,
+        error=f"not sent: the alarm was {alarm.status} first",
+        next_attempt_at=None,
+    )
+    posted = Delivery.objects.filter(
+        alarm=alarm, event=NOTIFY, person=None, status__in=[Status.SENT, Status.SENDING]
+    ).values("channel")
+    now = timezone.now()
+    rows = []
+    for channel in NotificationChannel.objects.filter(pk__in=posted):
+        transport = channel.transport()
+        if event in transport.follows_up:
+            rows.append(
+                Delivery(alarm=alarm, event=event, step=0, round=0, channel=channel,
+                         target=f"channel:{channel.pk}", method=channel.kind,
+                         address=transport.address_for(None), next_attempt_at=now)
+            )  # fmt: skip
+    if rows:
+        Delivery.objects.bulk_create(rows, ignore_conflicts=True)
+        pending = Delivery.objects.filter(alarm=alarm, event=event, status=Status.PENDING)
+        _enqueue_on_commit(list(pending.values_list("pk", flat=True)))
+
+
+def _enqueue_on_commit(ids: list[int]) -> None:
+    if ids:
+        transaction.on_commit(lambda: [enqueue("notifications.tasks.deliver", pk) for pk in ids])
 
 
 def _lease() -> timedelta:
     return timedelta(seconds=settings.DELIVERY_TIMEOUT_SECONDS * 3 + 30)
 
 
-def _backoff(attempts: int, retry_after: float | None) -> float:
-    delay = settings.DELIVERY_RETRY_BASE_SECONDS * 2 ** (attempts - 1)
-    # Honour a provider's Retry-After, but never let it park a delivery for more than an hour.
-    return min(max(delay, retry_after or 0), 3600.0)
+def backoff_seconds(attempts: int, retry_after: float | None) -> float:
+    """Exponential backoff with jitter, so many failed deliveries do not return in one burst;
+    a provider's Retry-After is honoured, but never parks a delivery for more than an hour."""
+    ceiling = settings.DELIVERY_RETRY_BASE_SECONDS * 2 ** (attempts - 1)
+    delay = ceiling / 2 + random.uniform(0, ceiling / 2)
+    if retry_after is not None:
+        delay = max(delay, retry_after + random.uniform(0, 1))
+    return min(delay, 3600.0)
 
 
 def attempt(delivery_id: int) -> str | None:
@@ -77,80 +141,164 @@ def attempt(delivery_id: int) -> str | None:
     claimed = _claim(delivery_id)
     if claimed is None:
         return None
-    delivery, message = claimed
+    delivery, transport, out = claimed
+    started = time.monotonic()
     try:
-        response = _transport(delivery).send(delivery, message)
+        transport.clean_config(transport.config)
+        sent = transport.send(out)
+    except ValidationError as exc:
+        error = TransportError(f"invalid configuration: {' '.join(exc.messages)}", permanent=True)
+        return _record_failure(delivery, transport, error, started)
     except TransportError as exc:
-        return _record_failure(delivery, message, exc)
+        return _record_failure(delivery, transport, exc, started)
     except Exception as exc:  # noqa: BLE001 (a transport bug must not lose the delivery)
-        log.exception("transport %s crashed", delivery.method)
-        return _record_failure(delivery, message, TransportError(f"internal error: {exc!r}"))
-    return _record_success(delivery, message, response)
+        log.error("transport %s crashed: %s", delivery.method, transport.redact(_trace(exc)))
+        error = TransportError(f"internal error: {exc.__class__.__name__}")
+        return _record_failure(delivery, transport, error, started)
+    return _record_success(delivery, transport, sent, started)
+
+
+def _trace(exc: Exception) -> str:
+    return "".join(traceback.format_exception(exc))
 
 
 def _claim(delivery_id: int):
+    """Take the delivery for one attempt, or say why not (closed alarm, a post still ahead)."""
     with transaction.atomic():
         delivery = (
             Delivery.objects.select_for_update(skip_locked=True, of=("self",))
             .select_related("alarm", "alarm__site", "alarm__room", "alarm__person", "person")
             .select_related("alarm__device", "channel")
-            .filter(pk=delivery_id, status=Delivery.Status.PENDING)
+            .filter(pk=delivery_id, status__in=BUSY)
             .first()
         )
         now = timezone.now()
         if delivery is None or (delivery.next_attempt_at and delivery.next_attempt_at > now):
             return None
-        if delivery.alarm.status != "triggered":
-            delivery.status = Delivery.Status.CANCELLED
-            delivery.error = f"not sent: the alarm was {delivery.alarm.status} first"
-            delivery.save()
-            return None
+        alarm, transport = delivery.alarm, transport_for(delivery.channel)
+        if delivery.event == NOTIFY and alarm.status != "triggered":
+            return _give_up(delivery, f"not sent: the alarm was {alarm.status} first")
+        if delivery.event != NOTIFY or transport.ordered:
+            ahead = _ahead_of(delivery)
+            if ahead is not None:
+                return _defer(delivery, ahead, now)
+            if delivery.event != NOTIFY and not _was_posted(delivery):
+                return _give_up(delivery, "not sent: no step ever posted to this channel")
+        delivery.status = Status.SENDING
         delivery.attempts += 1
         delivery.next_attempt_at = now + _lease()
-        ack_url = issue_ack_link(delivery.alarm, delivery.person) if delivery.person else ""
+        ack_url = ""
+        if delivery.event == NOTIFY and transport.ack_link:
+            ack_url = issue_ack_link(alarm, person=delivery.person, channel=_posted_to(delivery))
         message = build_message(
-            delivery.alarm, step=delivery.step, round_=delivery.round, ack_url=ack_url
-        )
-        delivery.message = message.stored_text()
+            alarm, transport, event=delivery.event, step=delivery.step, round_=delivery.round,
+            ack_url=ack_url, channel=delivery.channel,
+        )  # fmt: skip
+        delivery.message = transport.redact(message.stored_text())
         delivery.save()
-    return delivery, message
+    ref = alarm.external_refs.get(_ref_key(delivery), {}) if delivery.channel_id else {}
+    out = Outgoing(alarm, delivery.event, message, delivery.address, delivery.person, ref)
+    return delivery, transport, out
 
 
-def _record_success(delivery: Delivery, message, response: str) -> str:
+def _posted_to(delivery: Delivery):
+    return None if delivery.person_id else delivery.channel
+
+
+def _ref_key(delivery: Delivery) -> str:
+    return f"channel:{delivery.channel_id}"
+
+
+def _ahead_of(delivery: Delivery) -> Delivery | None:
+    """An earlier delivery to the same channel for this alarm that has not finished."""
+    return (
+        Delivery.objects.filter(
+            alarm_id=delivery.alarm_id,
+            channel_id=delivery.channel_id,
+            person=None,
+            pk__lt=delivery.pk,
+            status__in=BUSY,
+        )  # fmt: skip
+        .order_by("pk")
+        .first()
+    )
+
+
+def _was_posted(delivery: Delivery) -> bool:
+    return Delivery.objects.filter(
+        alarm_id=delivery.alarm_id, channel_id=delivery.channel_id, person=None,
+        event=NOTIFY, status=Status.SENT,
+    ).exists()  # fmt: skip
+
+
+def _defer(delivery: Delivery, ahead: Delivery, now) -> None:
+    """Wait for the delivery ahead; this costs no attempt."""
+    wake = max(ahead.next_attempt_at or now, now) + timedelta(seconds=1)
+    delivery.status, delivery.next_attempt_at = Status.PENDING, wake
+    delivery.save(update_fields=["status", "next_attempt_at", "updated_at"])
+    delay = (wake - now).total_seconds()
+    transaction.on_commit(
+        lambda: enqueue("notifications.tasks.deliver", delivery.pk, countdown=delay)
+    )
+
+
+def _give_up(delivery: Delivery, why: str) -> None:
+    delivery.status, delivery.error, delivery.next_attempt_at = Status.CANCELLED, why, None
+    delivery.save(update_fields=["status", "error", "next_attempt_at", "updated_at"])
+    board.publish(delivery.alarm)
+
+
+def _record_success(delivery: Delivery, transport, sent: Sent, started: float) -> str:
     with transaction.atomic():
-        delivery.status = Delivery.Status.SENT
+        if sent.ref:
+            # The alarm's row lock serialises writers of external_refs.
+            alarm = Alarm.objects.select_for_update().get(pk=delivery.alarm_id)
+            alarm.external_refs[_ref_key(delivery)] = {
+                **alarm.external_refs.get(_ref_key(delivery), {}),
+                **sent.ref,
+            }
+            alarm.save(update_fields=["external_refs"])
+        delivery.status = Status.SENT
         delivery.sent_at = timezone.now()
         delivery.next_attempt_at = None
-        delivery.response = response
+        delivery.latency_ms = _elapsed_ms(started)
+        delivery.provider_status = sent.status[:50]
+        delivery.provider_message_id = transport.redact(sent.message_id)[:200]
+        delivery.response = transport.redact(sent.response)
         delivery.error = ""
         delivery.save()
+        what = "Sent to" if delivery.event == NOTIFY else f"Told {delivery.event} to"
         record(
             delivery.alarm,
             AlarmEvent.Kind.DELIVERY_SENT,
-            f"Sent to {delivery.describe()} ({delivery.address})",
+            f"{what} {delivery.describe()} ({delivery.address}): {delivery.provider_status}",
             delivery_id=delivery.pk,
         )
         board.publish(delivery.alarm)
     return delivery.status
 
 
-def _record_failure(delivery: Delivery, message, exc: TransportError) -> str:
+def _record_failure(delivery: Delivery, transport, exc: TransportError, started: float) -> str:
     with transaction.atomic():
-        delivery.error = exc.message
+        delivery.latency_ms = _elapsed_ms(started)
+        delivery.provider_status = exc.status[:50]
+        delivery.error = transport.redact(exc.message)
         final = exc.permanent or delivery.attempts >= settings.DELIVERY_MAX_ATTEMPTS
         if final:
-            delivery.status = Delivery.Status.FAILED
+            delivery.status = Status.FAILED
             delivery.next_attempt_at = None
-            why = "permanent error" if exc.permanent else f"{delivery.attempts} attempts"
+            why = "a permanent error" if exc.permanent else f"{delivery.attempts} attempts"
             record(
                 delivery.alarm,
                 AlarmEvent.Kind.DELIVERY_FAILED,
-                f"Failed to reach {delivery.describe()} after {why}: {exc.message}",
+                f"Failed to reach {delivery.describe()} ({delivery.what()}) after {why}: "
+                f"{delivery.error}",
                 delivery_id=delivery.pk,
             )
             board.publish(delivery.alarm)
         else:
-            delay = _backoff(delivery.attempts, exc.retry_after)
+            delay = backoff_seconds(delivery.attempts, exc.retry_after)
+            delivery.status = Status.PENDING
             delivery.next_attempt_at = timezone.now() + timedelta(seconds=delay)
             transaction.on_commit(
                 lambda: enqueue("notifications.tasks.deliver", delivery.pk, countdown=delay)
@@ -159,14 +307,74 @@ def _record_failure(delivery: Delivery, message, exc: TransportError) -> str:
     return delivery.status
 
 
+def _elapsed_ms(started: float) -> int:
+    return int((time.monotonic() - started) * 1000)
+
+
 def retry_overdue(limit: int = 500) -> int:
-    """Enqueue pending deliveries whose task was lost (their time is well past)."""
+    """Enqueue deliveries whose task was lost or whose sender died (their time is well past)."""
     cutoff = timezone.now() - timedelta(seconds=10)
     ids = list(
-        Delivery.objects.filter(status=Delivery.Status.PENDING, next_attempt_at__lte=cutoff)
+        Delivery.objects.filter(status__in=BUSY, next_attempt_at__lte=cutoff)
         .order_by("next_attempt_at")
         .values_list("pk", flat=True)[:limit]
     )
     for pk in ids:
         enqueue("notifications.tasks.deliver", pk)
     return len(ids)
+
+
+def send_test(*, channel: NotificationChannel | None = None, person: Person | None = None):
+    """Send a test message now (the admin's action) and return [(what, answer, ok)].
+
+    A channel that opens something (a ticket, an incident, an upstream alarm) is sent the
+    sample alarm's resolve right after, so the test leaves nothing open. Nothing is stored.
+    """
+    alarm = sample_alarm()
+    if channel is not None:
+        results = []
+        transport = channel.transport()
+        sent = _test_one(
+            results, channel.name, transport, alarm, transport.address_for(None), channel
+        )
+        if sent and RESOLVED in transport.follows_up:
+            alarm.status, alarm.resolved_by = "resolved", "test"
+            _test_one(results, f"{channel.name} (resolve)", transport, alarm,
+                      transport.address_for(None), channel, RESOLVED, sent.ref or {})  # fmt: skip
+        return results
+    results = []
+    for method, label in PERSON_METHODS.items():
+        gateway = gateway_for(method)
+        if gateway is None and method != "email":
+            results.append((label, f"no enabled {label} channel to send through", False))
+            continue
+        transport = transport_for(gateway)
+        address = transport.address_for(person)
+        if not address:
+            results.append((label, f"{person.name} has no {label} address", False))
+            continue
+        _test_one(
+            results, f"{label} to {address}", transport, alarm, address, gateway, person=person
+        )
+    return results
+
+
+def _test_one(results, what, transport, alarm, address, channel, event=TEST, ref=None, person=None):
+    message = build_message(alarm, transport, event=event, channel=channel)
+    try:
+        transport.clean_config(transport.config)
+        sent = transport.send(Outgoing(alarm, event, message, address, person, ref or {}))
+    except ValidationError as exc:
+        results.append((what, f"invalid configuration: {' '.join(exc.messages)}", False))
+        return None
+    except TransportError as exc:
+        results.append((what, transport.redact(exc.message), False))
+        return None
+    except Exception as exc:  # noqa: BLE001 (shown to the operator, not raised at them)
+        log.error("test message crashed: %s", transport.redact(_trace(exc)))
+        results.append((what, f"internal error: {exc.__class__.__name__}", False))
+        return None
+    answer = " ".join(filter(None, [sent.status, sent.message_id and f"id {sent.message_id}",
+                                    sent.response[:200]]))  # fmt: skip
+    results.append((what, transport.redact(answer), True))
+    return sent

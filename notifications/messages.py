@@ -1,10 +1,21 @@
-"""What a notification says: rendered once per delivery from templates/notifications/."""
+"""What a notification says: rendered per delivery from templates/notifications/<kind>/, or
+from the channel's own template when an operator has set one.
 
+Alarm text comes from devices and monitoring systems, so it is untrusted: the template context
+holds it already escaped for the transport's format (Slack's mrkdwn, Discord's markdown…), and
+HTML templates escape it as Django always does. Templates never see the Alarm object itself.
+"""
+
+import functools
+import uuid
 from dataclasses import dataclass, field
 
 from django.conf import settings
-from django.template.loader import render_to_string
+from django.template import Context, Engine, TemplateDoesNotExist, engines
 from django.urls import reverse
+from django.utils import timezone
+
+from .transports.base import ACKNOWLEDGED, CLOSING, NOTIFY, TEST
 
 REDACTED_LINK = "<ACK link: not stored>"
 
@@ -12,48 +23,176 @@ REDACTED_LINK = "<ACK link: not stored>"
 @dataclass
 class Message:
     subject: str
-    body: str
+    text: str
+    html: str = ""
     payload: dict = field(default_factory=dict)
     ack_url: str = ""
 
     def stored_text(self) -> str:
         """The message as kept on the Delivery row; the ACK link only where no mail leaves."""
-        text = f"Subject: {self.subject}\n\n{self.body}"
+        text = f"Subject: {self.subject}\n\n{self.text}"
         if self.ack_url and not settings.KEEP_FULL_MESSAGES:
             text = text.replace(self.ack_url, REDACTED_LINK)
         return text
 
 
-def alarm_payload(alarm, *, step: int, round_: int) -> dict:
+@functools.cache
+def _text_engine() -> Engine:
+    """Plain-text templates: no HTML escaping (the transport escapes for its own format)."""
+    return Engine(dirs=settings.TEMPLATES[0]["DIRS"], app_dirs=True, autoescape=False)
+
+
+def _engine(html: bool) -> Engine:
+    return engines["django"].engine if html else _text_engine()
+
+
+def compile_template(source: str, *, html: bool):
+    """A template from an operator's text; raises TemplateSyntaxError when it is broken."""
+    return _engine(html).from_string(source)
+
+
+def _render_file(names: list[str], context: dict, *, html: bool) -> str:
+    return _engine(html).select_template(names).render(Context(context))
+
+
+def _names(template_dir: str, name: str, severity: str, ext: str = "txt") -> list[str]:
+    return [
+        f"notifications/{template_dir}/{name}_{severity}.{ext}",
+        f"notifications/{template_dir}/{name}.{ext}",
+        f"notifications/{name}.{ext}",
+    ]
+
+
+def event_name(event: str, step: int, round_: int) -> str:
+    if event == NOTIFY:
+        return "alarm.triggered" if step == 0 and round_ == 0 else "alarm.escalated"
+    return f"alarm.{event}"
+
+
+def alarm_url(alarm) -> str:
+    return settings.PUBLIC_BASE_URL + reverse("admin:alarms_alarm_change", args=[alarm.pk])
+
+
+def alarm_facts(alarm) -> dict:
+    """The alarm as plain data: the webhook payload and every template's `alarm`."""
+    room = alarm.room.name if alarm.room else None
+    site = alarm.site.name if alarm.site else None
     return {
-        "event": "alarm.triggered",
-        "alarm": {
-            "id": str(alarm.pk),
-            "title": alarm.title,
-            "message": alarm.message,
-            "severity": alarm.severity,
-            "status": alarm.status,
-            "source": alarm.source,
-            "dedup_key": alarm.dedup_key,
-            "labels": alarm.labels,
-            "occurrences": alarm.occurrences,
-            "created_at": alarm.created_at.isoformat(),
-            "site": alarm.site.name if alarm.site else None,
-            "room": alarm.room.name if alarm.room else None,
-            "person": alarm.person.name if alarm.person else None,
-            "device": alarm.device.name if alarm.device else None,
-            "url": settings.PUBLIC_BASE_URL + reverse("admin:alarms_alarm_change", args=[alarm.pk]),
-        },
-        "escalation": {"step": step + 1, "round": round_ + 1},
+        "id": str(alarm.pk),
+        "title": alarm.title,
+        "message": alarm.message,
+        "severity": alarm.severity,
+        "status": alarm.status,
+        "source": alarm.source,
+        "dedup_key": alarm.dedup_key,
+        "labels": dict(alarm.labels or {}),
+        "occurrences": alarm.occurrences,
+        "created_at": alarm.created_at.isoformat(),
+        "site": site,
+        "room": room,
+        "location": " / ".join(filter(None, [site, room])),
+        "person": alarm.person.name if alarm.person else None,
+        "device": alarm.device.name if alarm.device else None,
+        "acknowledged_by": alarm.acknowledged_by or None,
+        "resolved_by": alarm.resolved_by or None,
+        "url": alarm_url(alarm),
     }
 
 
-def build_message(alarm, *, step: int, round_: int, ack_url: str = "") -> Message:
-    context = {"alarm": alarm, "step": step + 1, "round": round_ + 1, "ack_url": ack_url}
-    subject = render_to_string("notifications/alarm_subject.txt", context).strip()
+def alarm_payload(alarm, *, event: str, step: int = 0, round_: int = 0) -> dict:
+    """Our own JSON event (the webhook body), one per lifecycle change."""
+    return {
+        "event": event_name(event, step, round_),
+        # The same on every retry of one delivery, so receivers can drop repeats.
+        "event_id": f"{alarm.pk}:{event}:{round_ + 1}:{step + 1}",
+        "alarm": alarm_facts(alarm),
+        "escalation": {"step": step + 1, "round": round_ + 1},
+        "sent_at": timezone.now().isoformat(),
+    }
+
+
+def _escaped(value, escape):
+    if isinstance(value, str):
+        return escape(value)
+    if isinstance(value, dict):
+        return {escape(str(k)): _escaped(v, escape) for k, v in value.items()}
+    return value
+
+
+def template_context(alarm, transport, *, event, step, round_, ack_url, html=False) -> dict:
+    facts = alarm_facts(alarm)
+    actor = ""
+    if event == ACKNOWLEDGED:
+        actor = alarm.acknowledged_by
+    elif event in CLOSING:
+        actor = alarm.resolved_by
+    escape = (lambda text: text) if html else transport.escape
+    facts["created_at"] = alarm.created_at
+    return {
+        "alarm": _escaped(facts, escape),
+        "event": event,
+        "step": step + 1,
+        "round": round_ + 1,
+        "steps": len(alarm.steps_snapshot or []) or 1,
+        "actor": escape(actor or ""),
+        "ack_url": ack_url,
+        "test": event == TEST,
+    }
+
+
+def build_message(
+    alarm, transport, *, event: str = NOTIFY, step: int = 0, round_: int = 0,
+    ack_url: str = "", channel=None,
+) -> Message:  # fmt: skip
+    args = {"event": event, "step": step, "round_": round_, "ack_url": ack_url}
+    context = template_context(alarm, transport, **args)
+    folder, severity = transport.template_dir, alarm.severity
+    subject_source = channel.subject_template if channel else ""
+    body_source = channel.body_template if channel else ""
+    if subject_source:
+        subject = compile_template(subject_source, html=False).render(Context(context))
+    else:
+        subject = _render_file(_names(folder, "subject", severity), context, html=False)
+    if body_source:
+        text = compile_template(body_source, html=False).render(Context(context))
+    else:
+        text = _render_file(_names(folder, "body", severity), context, html=False)
+    html = ""
+    if not body_source:
+        try:
+            html_context = template_context(alarm, transport, **args, html=True)
+            html = _render_file(
+                _names(folder, "body", severity, "html")[:2], html_context, html=True
+            )
+        except TemplateDoesNotExist:
+            html = ""
     return Message(
         subject=" ".join(subject.split()),
-        body=render_to_string("notifications/alarm_body.txt", context),
-        payload=alarm_payload(alarm, step=step, round_=round_),
+        text=text.strip() + "\n",
+        html=html,
+        payload=alarm_payload(alarm, event=event, step=step, round_=round_),
         ack_url=ack_url,
+    )
+
+
+def sample_alarm():
+    """An unsaved alarm for previews and test messages, with text that needs escaping."""
+    from alarms.models import Alarm
+    from devices.models import Room, Site
+
+    site = Site(name="Main building")
+    now = timezone.now()
+    return Alarm(
+        id=uuid.uuid4(),
+        source="test",
+        dedup_key="test",
+        title="Test message: emergency key pressed <b>&</b> *not bold*",
+        message="This is a test of the notification channel. No action is needed.",
+        severity="critical",
+        labels={"test": "true"},
+        site=site,
+        room=Room(name="Room 1.07", site=site),
+        created_at=now,
+        last_occurrence_at=now,
+        steps_snapshot=[{}],
     )

@@ -2,8 +2,18 @@
 
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.template import TemplateSyntaxError
 
 from .transports import CHANNEL_KINDS, PERSON_METHODS, choices, transport_class
+from .transports.base import ACKNOWLEDGED, CANCELLED, NOTIFY, RESOLVED
+
+TEMPLATE_HELP = (
+    "Optional Django template replacing the shipped one for this channel. Variables: alarm.title, "
+    "alarm.message, alarm.severity, alarm.status, alarm.location, alarm.site, alarm.room, "
+    "alarm.person, alarm.device, alarm.source, alarm.occurrences, alarm.created_at, alarm.labels, "
+    "alarm.url, alarm.id, event (notify, acknowledged, resolved, cancelled, test), step, round, "
+    "actor, note, ack_url. Alarm text arrives already escaped for this channel's format."
+)
 
 
 class NotificationChannel(models.Model):
@@ -11,6 +21,8 @@ class NotificationChannel(models.Model):
     name = models.CharField(max_length=200, unique=True)
     config = models.JSONField(default=dict, blank=True)
     enabled = models.BooleanField(default=True)
+    subject_template = models.TextField(blank=True, help_text=TEMPLATE_HELP)
+    body_template = models.TextField(blank=True, help_text=TEMPLATE_HELP)
 
     class Meta:
         ordering = ["name"]
@@ -19,46 +31,75 @@ class NotificationChannel(models.Model):
         return f"{self.name} ({self.kind})"
 
     def clean(self):
+        from .messages import compile_template
+
+        errors = {}
         if self.kind in CHANNEL_KINDS:
             try:
                 self.config = transport_class(self.kind).clean_config(self.config)
             except ValidationError as exc:
-                raise ValidationError({"config": exc.messages}) from exc
+                errors["config"] = exc.messages
+        for name in ("subject_template", "body_template"):
+            try:
+                compile_template(getattr(self, name), html=False)
+            except TemplateSyntaxError as exc:
+                errors[name] = [f"Template error: {exc}"]
+        if errors:
+            raise ValidationError(errors)
 
     def transport(self):
         return transport_class(self.kind)(self.config)
 
 
 class Delivery(models.Model):
-    """One message to one target for one step of one round of an alarm.
+    """One message to one target for one step of one round of an alarm, or one follow-up
+    (acknowledged, resolved, cancelled) to a channel a step posted to.
 
     The natural key is unique, so a step that runs twice cannot send twice.
     """
 
     class Status(models.TextChoices):
         PENDING = "pending"
+        SENDING = "sending"
         SENT = "sent"
         FAILED = "failed"
         CANCELLED = "cancelled", "cancelled (alarm closed first)"
 
+    class Event(models.TextChoices):
+        NOTIFY = NOTIFY, "step notification"
+        ACKNOWLEDGED = ACKNOWLEDGED
+        RESOLVED = RESOLVED
+        CANCELLED = CANCELLED
+
     alarm = models.ForeignKey("alarms.Alarm", on_delete=models.CASCADE, related_name="deliveries")
+    event = models.CharField(max_length=15, choices=Event.choices, default=Event.NOTIFY)
     step = models.PositiveIntegerField()
     round = models.PositiveIntegerField(default=0)
     target = models.CharField(max_length=100, help_text="person:<id> or channel:<id>")
-    method = models.CharField(
-        max_length=30, choices=choices(PERSON_METHODS) + choices(CHANNEL_KINDS)
-    )
+    method = models.CharField(max_length=30, choices=choices({**PERSON_METHODS, **CHANNEL_KINDS}))
     person = models.ForeignKey(
         "devices.Person", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     channel = models.ForeignKey(
-        NotificationChannel, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        NotificationChannel,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The channel posted to, or the gateway that carried a person's SMS/Signal.",
     )
     address = models.CharField(max_length=500, blank=True)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     attempts = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField(null=True, blank=True, db_index=True)
-    response = models.TextField(blank=True)
+    provider_status = models.CharField(
+        max_length=50, blank=True, help_text="HTTP status or SMTP reply code of the last attempt."
+    )
+    provider_message_id = models.CharField(max_length=200, blank=True)
+    latency_ms = models.PositiveIntegerField(
+        null=True, blank=True, help_text="How long the last attempt's call took."
+    )
+    response = models.TextField(blank=True, help_text="What the provider answered.")
     error = models.TextField(blank=True)
     message = models.TextField(blank=True, help_text="What was sent.")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -70,13 +111,17 @@ class Delivery(models.Model):
         verbose_name_plural = "deliveries"
         constraints = [
             models.UniqueConstraint(
-                fields=["alarm", "step", "round", "target", "method"], name="one_delivery_per_key"
+                fields=["alarm", "event", "step", "round", "target", "method"],
+                name="one_delivery_per_key",
             )
         ]
         indexes = [models.Index(fields=["status", "next_attempt_at"])]
 
     def __str__(self):
-        return f"{self.describe()}, step {self.step + 1}: {self.status}"
+        return f"{self.describe()}, {self.what()}: {self.status}"
+
+    def what(self) -> str:
+        return f"step {self.step + 1}" if self.event == NOTIFY else self.event
 
     def describe(self) -> str:
         target = self.person or self.channel

@@ -64,10 +64,16 @@ def test_a_desk_phone_press_notifies_escalates_and_stops_at_the_ack(
     mails_before = len(smtp_server.messages)
     time.sleep(3)  # the repeat round would have started by now
     assert len(smtp_server.messages) == mails_before
-    assert Delivery.objects.filter(alarm=alarm, status="sent").count() == 3
+    assert Delivery.objects.filter(alarm=alarm, event="notify", status="sent").count() == 3
+    # The webhook channel that step 1 posted to hears about the ACK; the people do not.
+    told = wait_until(lambda: Delivery.objects.filter(alarm=alarm, event="acknowledged").first())
+    assert (told.channel, told.status) == (webhook_channel, "sent")
+    follow_up = webhook_receiver.requests[-1]["json"]
+    assert follow_up["event"] == "alarm.acknowledged"
+    assert follow_up["alarm"]["acknowledged_by"] == "Bob (ACK link)"
     kinds = list(alarm.events.values_list("kind", flat=True))
     assert kinds[:3] == ["triggered", "routed", "step_notified"]
     for kind in ["delivery_sent", "ack_link_opened", "acknowledged"]:
         assert kind in kinds
     assert kinds.count("step_notified") == 2
-    assert kinds[-1] == "acknowledged"
+    assert kinds.index("acknowledged") > kinds.index("ack_link_opened")

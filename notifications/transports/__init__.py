@@ -1,26 +1,42 @@
-"""The transport registry: one line per kind, which also gives the models their choices.
+"""The transport registry: one line per channel kind, which also gives the models their choices.
 
-Person methods reach a person at their own address (email to Person.email); channel kinds
-post to a configured destination (a webhook URL).
+People are reached by their own contact points (PERSON_METHODS); an escalation step names the
+methods. SMS and Signal go out through the enabled channel of a kind that `reaches` them (the
+gateway); email works without one, through Django's mail settings. Channels are posted to.
 """
 
 from django.utils.module_loading import import_string
 
-PERSON_METHODS = {
-    "email": ("Email", "notifications.transports.email.EmailTransport"),
-}
+PERSON_METHODS = {"email": "Email", "sms": "SMS", "signal": "Signal"}
 
+_T = "notifications.transports."
 CHANNEL_KINDS = {
-    "webhook": ("Generic JSON webhook", "notifications.transports.webhook.WebhookTransport"),
+    "email": ("Email (SMTP)", _T + "email.EmailTransport"),
+    "sms_http": ("SMS through an HTTP gateway", _T + "sms_http.SmsHttpTransport"),
+    "twilio": ("SMS through Twilio", _T + "twilio.TwilioTransport"),
+    "signal": ("Signal (signal-cli-rest-api)", _T + "signal.SignalTransport"),
+    "zammad": ("Zammad ticket", _T + "zammad.ZammadTransport"),
+    "slack": ("Slack incoming webhook", _T + "chat.SlackTransport"),
+    "teams": ("Microsoft Teams incoming webhook", _T + "chat.TeamsTransport"),
+    "discord": ("Discord webhook", _T + "chat.DiscordTransport"),
+    "pagerduty": ("PagerDuty Events API v2", _T + "pagerduty.PagerDutyTransport"),
+    "webhook": ("Signed JSON webhook", _T + "webhook.WebhookTransport"),
+    "upstream": ("Upstream alarm broker", _T + "upstream.UpstreamTransport"),
 }
 
 
 def choices(registry: dict) -> list[tuple[str, str]]:
-    return [(kind, label) for kind, (label, _) in registry.items()]
+    return [
+        (kind, value if isinstance(value, str) else value[0]) for kind, value in registry.items()
+    ]
 
 
 def transport_class(kind: str):
-    label_and_path = PERSON_METHODS.get(kind) or CHANNEL_KINDS.get(kind)
-    if label_and_path is None:
+    if kind not in CHANNEL_KINDS:
         raise KeyError(f"no transport for {kind!r}")
-    return import_string(label_and_path[1])
+    return import_string(CHANNEL_KINDS[kind][1])
+
+
+def gateway_kinds(method: str) -> list[str]:
+    """The channel kinds that can carry this person method."""
+    return [kind for kind in CHANNEL_KINDS if transport_class(kind).reaches == method]

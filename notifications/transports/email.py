@@ -1,33 +1,86 @@
-"""Email to a person through Django's mail backend (SMTP, or files under var/mail)."""
+"""Email (HTML and plain text) over SMTP: to a person's address, or to the channel's own `to`.
+
+Sent through Django's mail settings; with the SMTP backend the conversation is ours, so the
+Delivery records the server's reply to DATA (the queue id most servers put there).
+"""
 
 import smtplib
 
-from django.core.mail import EmailMessage, get_connection
+from django.core.mail import EmailMultiAlternatives, get_connection
+from django.core.mail.backends.smtp import EmailBackend as SmtpBackend
 
-from .base import Transport, TransportError
+from .base import Field, Sent, Transport, TransportError
 
 
 class EmailTransport(Transport):
-    def address_for(self, delivery) -> str:
-        return delivery.person.email if delivery.person else ""
+    label = "Email"
+    reaches = "email"
+    template_dir = "email"
+    config_fields = (
+        Field("to", "email", help="Comma-separated addresses, when used as a channel."),
+        Field("from_email", "email", help="Sender; DEFAULT_FROM_EMAIL when empty."),
+    )
 
-    def send(self, delivery, message) -> str:
-        email = EmailMessage(
-            subject=message.subject, body=message.body, to=[self.address_for(delivery)]
+    def send(self, out) -> Sent:
+        recipients = [a.strip() for a in out.address.split(",") if a.strip()]
+        email = EmailMultiAlternatives(
+            subject=out.message.subject,
+            body=out.message.text,
+            from_email=self.config.get("from_email") or None,
+            to=recipients,
         )
-        email.extra_headers["X-Alarm-Id"] = str(delivery.alarm_id)
+        if out.message.html:
+            email.attach_alternative(out.message.html, "text/html")
+        email.extra_headers["X-Alarm-Id"] = str(out.alarm.pk)
+        message_id = email.message()["Message-ID"]
+        email.extra_headers["Message-ID"] = message_id
+        connection = get_connection(fail_silently=False)
+        if not isinstance(connection, SmtpBackend):
+            connection.send_messages([email])
+            return Sent(
+                status="accepted", response=type(connection).__module__, message_id=message_id
+            )
         try:
-            get_connection(fail_silently=False).send_messages([email])
+            connection.open()
+            code, reply = _smtp_send(connection.connection, email)
         except smtplib.SMTPResponseException as exc:
             # 5xx is the server's final word; 4xx means try again later.
             raise TransportError(
-                f"SMTP {exc.smtp_code}: {exc.smtp_error!r}", permanent=exc.smtp_code >= 500
+                f"SMTP {exc.smtp_code}: {exc.smtp_error.decode(errors='replace')}",
+                permanent=exc.smtp_code >= 500,
+                status=f"SMTP {exc.smtp_code}",
             ) from exc
         except smtplib.SMTPRecipientsRefused as exc:
-            permanent = all(code >= 500 for code, _ in exc.recipients.values())
+            codes = [code for code, _ in exc.recipients.values()]
             raise TransportError(
-                f"recipient refused: {exc.recipients}", permanent=permanent
+                f"recipient refused: {exc.recipients}",
+                permanent=all(code >= 500 for code in codes),
+                status=f"SMTP {codes[0]}" if codes else "",
             ) from exc
         except (TimeoutError, smtplib.SMTPException, OSError) as exc:
             raise TransportError(f"{exc.__class__.__name__}: {exc}") from exc
-        return f"accepted for {self.address_for(delivery)}"
+        finally:
+            connection.close()
+        return Sent(status=f"SMTP {code}", response=reply, message_id=message_id)
+
+
+def _smtp_send(smtp: smtplib.SMTP, email) -> tuple[int, str]:
+    """MAIL, RCPT, DATA by hand, keeping the reply to DATA that sendmail() throws away."""
+    sender = email.from_email
+    smtp.ehlo_or_helo_if_needed()
+    code, reply = smtp.mail(sender)
+    if code != 250:
+        raise smtplib.SMTPSenderRefused(code, reply, sender)
+    refused = {}
+    for recipient in email.recipients():
+        code, reply = smtp.rcpt(recipient)
+        if code not in (250, 251):
+            refused[recipient] = (code, reply)
+    if len(refused) == len(email.recipients()):
+        smtp.rset()
+        raise smtplib.SMTPRecipientsRefused(refused)
+    code, reply = smtp.data(email.message().as_bytes(linesep="\r\n"))
+    if code != 250:
+        smtp.rset()
+        raise smtplib.SMTPDataError(code, reply)
+    return code, reply.decode(errors="replace")

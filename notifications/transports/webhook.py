@@ -1,39 +1,47 @@
-"""Generic JSON webhook: POSTs the alarm as JSON, signed with HMAC-SHA256 when a secret is set."""
+"""Our own JSON event, for every lifecycle change, signed so the receiver knows it is ours.
+
+Signature: `X-Alarm-Signature: v1=<hex HMAC-SHA256(secret, "<timestamp>.<body>")>` with the
+Unix time in `X-Alarm-Timestamp`; a receiver recomputes it over the raw body and rejects old
+timestamps (docs/WEBHOOKS.md).
+"""
 
 import hashlib
 import hmac
 import json
+import time
 
-from django.core.exceptions import ValidationError
-from django.core.validators import URLValidator
+from .base import FOLLOW_UPS, Field, Transport, answered, http
 
-from .base import Transport, post_json
+SIGNATURE_HEADER = "X-Alarm-Signature"
+TIMESTAMP_HEADER = "X-Alarm-Timestamp"
+
+
+def signature(secret: str, timestamp: str, body: bytes) -> str:
+    digest = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
+    return f"v1={digest.hexdigest()}"
 
 
 class WebhookTransport(Transport):
-    @classmethod
-    def clean_config(cls, config: dict) -> dict:
-        if not isinstance(config, dict):
-            raise ValidationError("The config must be a JSON object.")
-        url = config.get("url", "")
-        URLValidator(schemes=["http", "https"], message="'url' must be an http(s) URL.")(url)
-        headers = config.get("headers", {})
-        if not isinstance(headers, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
-        ):
-            raise ValidationError("'headers' must be an object of strings.")
-        if not isinstance(config.get("secret", ""), str):
-            raise ValidationError("'secret' must be a string.")
-        return config
+    label = "Signed JSON webhook"
+    follows_up = FOLLOW_UPS
+    ack_link = False
+    template_dir = "webhook"
+    config_fields = (
+        Field("url", "url", required=True),
+        Field("secret", secret=True, help="HMAC-SHA256 key; unsigned when empty."),
+        Field("headers", "dict", default={}, secret=True, help="Extra request headers."),
+    )
 
-    def address_for(self, delivery) -> str:
-        return self.config.get("url", "")
-
-    def send(self, delivery, message) -> str:
-        body = json.dumps(message.payload, separators=(",", ":"), sort_keys=True).encode()
-        headers = {"Content-Type": "application/json", **self.config.get("headers", {})}
+    def send(self, out):
+        body = json.dumps(out.message.payload, separators=(",", ":"), sort_keys=True).encode()
+        timestamp = str(int(time.time()))
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": "alarm-broker",
+            "X-Alarm-Event": out.message.payload["event"],
+            TIMESTAMP_HEADER: timestamp,
+            **self.config.get("headers", {}),
+        }
         if self.config.get("secret"):
-            digest = hmac.new(self.config["secret"].encode(), body, hashlib.sha256).hexdigest()
-            headers["X-Alarm-Signature"] = f"sha256={digest}"
-        response = post_json(self.config["url"], message.payload, headers=headers, body=body)
-        return f"HTTP {response.status_code}: {response.text[:500]}"
+            headers[SIGNATURE_HEADER] = signature(self.config["secret"], timestamp, body)
+        return answered(http("POST", self.config["url"], data=body, headers=headers))
