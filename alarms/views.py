@@ -3,13 +3,14 @@ nothing) and the dispatch board."""
 
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import render
+from django.utils import timezone
 from django.views.decorators.http import require_http_methods
 
 from devices.models import Site
 
 from . import board, lifecycle
 from .acklinks import find_ack_link
-from .models import AlarmEvent, Severity
+from .models import AckLink, AlarmEvent, Severity
 from .timeline import Actor, record
 
 
@@ -27,6 +28,7 @@ def ack(request, token: str):
     link = find_ack_link(token)
     if link is None:
         return render(request, "alarms/ack_invalid.html", status=404)
+    AckLink.objects.filter(pk=link.pk).update(last_used_at=timezone.now())
     alarm = link.alarm
     actor = _actor(request, link)
     context = {"alarm": alarm, "person": link.person, "channel": link.channel}

@@ -33,6 +33,15 @@ class PersonAdmin(admin.ModelAdmin):
     list_filter = ["active"]
     search_fields = ["name", "email", "phone"]
     autocomplete_fields = ["user"]
+    actions = ["send_test_message"]
+
+    @admin.action(description="Send a test message to their contact points")
+    def send_test_message(self, request, queryset):
+        from notifications.admin import report_test
+        from notifications.delivery import send_test
+
+        for person in queryset:
+            report_test(request, send_test(person=person))
 
 
 def _show_token(request, device: Device, token: str) -> None:

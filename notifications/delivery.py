@@ -30,7 +30,7 @@ from devices.models import Person
 
 from .messages import build_message, sample_alarm
 from .models import Delivery, NotificationChannel
-from .transports import PERSON_METHODS, gateway_kinds
+from .transports import CHANNEL_KINDS, PERSON_METHODS, gateway_kinds, transport_class
 from .transports.base import NOTIFY, RESOLVED, TEST, Outgoing, Sent, TransportError
 from .transports.email import EmailTransport
 
@@ -93,13 +93,15 @@ def create_for_step(alarm, step: dict, index: int, round_: int) -> list[Delivery
 def on_transition(alarm, event: str) -> None:
     """Inside an ACK/resolve/cancel transaction: stop what has not gone out yet, and queue a
     follow-up to each channel that a step posted to and that wants this event."""
-    Delivery.objects.filter(alarm=alarm, event=NOTIFY, status=Status.PENDING).update(
+    Delivery.objects.filter(alarm=alarm, event=NOTIFY, status=Status.PENDING).exclude(
+        person=None, method__in=record_kinds()
+    ).update(
         status=Status.CANCELLED,
         error=f"not sent: the alarm was {alarm.status} first",
         next_attempt_at=None,
     )
     posted = Delivery.objects.filter(
-        alarm=alarm, event=NOTIFY, person=None, status__in=[Status.SENT, Status.SENDING]
+        alarm=alarm, event=NOTIFY, person=None, status__in=[*BUSY, Status.SENT]
     ).values("channel")
     now = timezone.now()
     rows = []
@@ -115,6 +117,12 @@ def on_transition(alarm, event: str) -> None:
         Delivery.objects.bulk_create(rows, ignore_conflicts=True)
         pending = Delivery.objects.filter(alarm=alarm, event=event, status=Status.PENDING)
         _enqueue_on_commit(list(pending.values_list("pk", flat=True)))
+
+
+def record_kinds() -> list[str]:
+    """Channel kinds whose post is a record (a ticket, an upstream alarm): it is still made
+    when the alarm was acknowledged or closed before it went out, and then updated."""
+    return [kind for kind in CHANNEL_KINDS if transport_class(kind).keeps_record]
 
 
 def _enqueue_on_commit(ids: list[int]) -> None:
@@ -144,18 +152,19 @@ def attempt(delivery_id: int) -> str | None:
     delivery, transport, out = claimed
     started = time.monotonic()
     try:
-        transport.clean_config(transport.config)
+        transport.config = transport.clean_config(transport.config)
         sent = transport.send(out)
     except ValidationError as exc:
         error = TransportError(f"invalid configuration: {' '.join(exc.messages)}", permanent=True)
         return _record_failure(delivery, transport, error, started)
     except TransportError as exc:
+        exc.message = out.message.scrub(exc.message)
         return _record_failure(delivery, transport, exc, started)
     except Exception as exc:  # noqa: BLE001 (a transport bug must not lose the delivery)
         log.error("transport %s crashed: %s", delivery.method, transport.redact(_trace(exc)))
         error = TransportError(f"internal error: {exc.__class__.__name__}")
         return _record_failure(delivery, transport, error, started)
-    return _record_success(delivery, transport, sent, started)
+    return _record_success(delivery, transport, sent, started, out.message.scrub)
 
 
 def _trace(exc: Exception) -> str:
@@ -176,7 +185,8 @@ def _claim(delivery_id: int):
         if delivery is None or (delivery.next_attempt_at and delivery.next_attempt_at > now):
             return None
         alarm, transport = delivery.alarm, transport_for(delivery.channel)
-        if delivery.event == NOTIFY and alarm.status != "triggered":
+        keeps_record = transport.keeps_record and not delivery.person_id
+        if delivery.event == NOTIFY and alarm.status != "triggered" and not keeps_record:
             return _give_up(delivery, f"not sent: the alarm was {alarm.status} first")
         if delivery.event != NOTIFY or transport.ordered:
             ahead = _ahead_of(delivery)
@@ -242,13 +252,40 @@ def _defer(delivery: Delivery, ahead: Delivery, now) -> None:
     )
 
 
+def _wake_next(delivery: Delivery) -> None:
+    """A post to an ordered channel finished: the one waiting behind it may go now."""
+    if delivery.person_id or delivery.channel_id is None:
+        return
+    waiting = (
+        Delivery.objects.filter(
+            alarm_id=delivery.alarm_id,
+            channel_id=delivery.channel_id,
+            person=None,
+            pk__gt=delivery.pk,
+            status=Status.PENDING,
+        )  # fmt: skip
+        .order_by("pk")
+        .values_list("pk", flat=True)
+        .first()
+    )
+    if waiting is not None:
+        Delivery.objects.filter(pk=waiting).update(next_attempt_at=timezone.now())
+        _enqueue_on_commit([waiting])
+
+
 def _give_up(delivery: Delivery, why: str) -> None:
     delivery.status, delivery.error, delivery.next_attempt_at = Status.CANCELLED, why, None
     delivery.save(update_fields=["status", "error", "next_attempt_at", "updated_at"])
     board.publish(delivery.alarm)
+    _wake_next(delivery)
 
 
-def _record_success(delivery: Delivery, transport, sent: Sent, started: float) -> str:
+def _stored(transport, text: str) -> str:
+    """Provider text as kept on the row: redacted whole, then cut."""
+    return transport.redact(text)[:500]
+
+
+def _record_success(delivery: Delivery, transport, sent: Sent, started: float, scrub) -> str:
     with transaction.atomic():
         if sent.ref:
             # The alarm's row lock serialises writers of external_refs.
@@ -264,7 +301,7 @@ def _record_success(delivery: Delivery, transport, sent: Sent, started: float) -
         delivery.latency_ms = _elapsed_ms(started)
         delivery.provider_status = sent.status[:50]
         delivery.provider_message_id = transport.redact(sent.message_id)[:200]
-        delivery.response = transport.redact(sent.response)
+        delivery.response = _stored(transport, scrub(sent.response))
         delivery.error = ""
         delivery.save()
         what = "Sent to" if delivery.event == NOTIFY else f"Told {delivery.event} to"
@@ -275,6 +312,7 @@ def _record_success(delivery: Delivery, transport, sent: Sent, started: float) -
             delivery_id=delivery.pk,
         )
         board.publish(delivery.alarm)
+        _wake_next(delivery)
     return delivery.status
 
 
@@ -282,7 +320,7 @@ def _record_failure(delivery: Delivery, transport, exc: TransportError, started:
     with transaction.atomic():
         delivery.latency_ms = _elapsed_ms(started)
         delivery.provider_status = exc.status[:50]
-        delivery.error = transport.redact(exc.message)
+        delivery.error = _stored(transport, exc.message)
         final = exc.permanent or delivery.attempts >= settings.DELIVERY_MAX_ATTEMPTS
         if final:
             delivery.status = Status.FAILED
@@ -296,6 +334,7 @@ def _record_failure(delivery: Delivery, transport, exc: TransportError, started:
                 delivery_id=delivery.pk,
             )
             board.publish(delivery.alarm)
+            _wake_next(delivery)
         else:
             delay = backoff_seconds(delivery.attempts, exc.retry_after)
             delivery.status = Status.PENDING
@@ -362,13 +401,13 @@ def send_test(*, channel: NotificationChannel | None = None, person: Person | No
 def _test_one(results, what, transport, alarm, address, channel, event=TEST, ref=None, person=None):
     message = build_message(alarm, transport, event=event, channel=channel)
     try:
-        transport.clean_config(transport.config)
+        transport.config = transport.clean_config(transport.config)
         sent = transport.send(Outgoing(alarm, event, message, address, person, ref or {}))
     except ValidationError as exc:
         results.append((what, f"invalid configuration: {' '.join(exc.messages)}", False))
         return None
     except TransportError as exc:
-        results.append((what, transport.redact(exc.message), False))
+        results.append((what, _stored(transport, exc.message), False))
         return None
     except Exception as exc:  # noqa: BLE001 (shown to the operator, not raised at them)
         log.error("test message crashed: %s", transport.redact(_trace(exc)))
@@ -376,5 +415,5 @@ def _test_one(results, what, transport, alarm, address, channel, event=TEST, ref
         return None
     answer = " ".join(filter(None, [sent.status, sent.message_id and f"id {sent.message_id}",
                                     sent.response[:200]]))  # fmt: skip
-    results.append((what, transport.redact(answer), True))
+    results.append((what, _stored(transport, answer), True))
     return sent

@@ -11,6 +11,8 @@ import uuid
 from dataclasses import dataclass, field
 
 from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 from django.template import Context, Engine, TemplateDoesNotExist, engines
 from django.urls import reverse
 from django.utils import timezone
@@ -30,7 +32,10 @@ class Message:
 
     def stored_text(self) -> str:
         """The message as kept on the Delivery row; the ACK link only where no mail leaves."""
-        text = f"Subject: {self.subject}\n\n{self.text}"
+        return self.scrub(f"Subject: {self.subject}\n\n{self.text}")
+
+    def scrub(self, text: str) -> str:
+        """Text to store (a provider may echo the message back): without a usable ACK link."""
         if self.ack_url and not settings.KEEP_FULL_MESSAGES:
             text = text.replace(self.ack_url, REDACTED_LINK)
         return text
@@ -40,6 +45,12 @@ class Message:
 def _text_engine() -> Engine:
     """Plain-text templates: no HTML escaping (the transport escapes for its own format)."""
     return Engine(dirs=settings.TEMPLATES[0]["DIRS"], app_dirs=True, autoescape=False)
+
+
+@receiver(setting_changed)
+def _forget_text_engine(*, setting, **kwargs):
+    if setting == "TEMPLATES":
+        _text_engine.cache_clear()
 
 
 def _engine(html: bool) -> Engine:
@@ -52,7 +63,7 @@ def compile_template(source: str, *, html: bool):
 
 
 def _render_file(names: list[str], context: dict, *, html: bool) -> str:
-    return _engine(html).select_template(names).render(Context(context))
+    return _engine(html).select_template(names).render(Context(context, autoescape=html))
 
 
 def _names(template_dir: str, name: str, severity: str, ext: str = "txt") -> list[str]:
@@ -150,11 +161,13 @@ def build_message(
     subject_source = channel.subject_template if channel else ""
     body_source = channel.body_template if channel else ""
     if subject_source:
-        subject = compile_template(subject_source, html=False).render(Context(context))
+        subject = compile_template(subject_source, html=False).render(
+            Context(context, autoescape=False)
+        )
     else:
         subject = _render_file(_names(folder, "subject", severity), context, html=False)
     if body_source:
-        text = compile_template(body_source, html=False).render(Context(context))
+        text = compile_template(body_source, html=False).render(Context(context, autoescape=False))
     else:
         text = _render_file(_names(folder, "body", severity), context, html=False)
     html = ""

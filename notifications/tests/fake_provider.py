@@ -114,7 +114,10 @@ class _Handler(BaseHTTPRequestHandler):
 
 def start() -> FakeProvider:
     server = FakeProvider()
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    # A short poll interval: shutdown() waits for the loop to notice, once per test.
+    threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    ).start()
     return server
 
 

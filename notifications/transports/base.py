@@ -7,10 +7,11 @@ notifications.delivery.
 """
 
 import email.utils
+import logging
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import phonenumbers
 import requests
@@ -93,10 +94,18 @@ def _check(spec: Field, value):
     if kind in ("str", "url", "email", "phone", "choice") and not isinstance(value, str):
         raise ValidationError(f"'{spec.name}' must be a string.")
     if kind == "url":
-        _url(value)
+        try:
+            _url(value)
+        except ValidationError as exc:
+            raise ValidationError(f"'{spec.name}' must be an http(s) URL.") from exc
     elif kind == "email":
         for address in filter(None, (a.strip() for a in value.split(","))):
-            validate_email(address)
+            try:
+                validate_email(address)
+            except ValidationError as exc:
+                raise ValidationError(
+                    f"'{spec.name}': {address!r} is not an email address."
+                ) from exc
     elif kind == "phone":
         try:
             number = phonenumbers.parse(value, None)
@@ -115,6 +124,14 @@ def _check(spec: Field, value):
         and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
     ):
         raise ValidationError(f"'{spec.name}' must be an object of strings.")
+    elif kind == "dict" and spec.name == "headers":
+        for name, header in value.items():
+            try:
+                requests.utils.check_header_validity((name, header))
+            except requests.exceptions.InvalidHeader as exc:
+                raise ValidationError(f"'headers' has an invalid value for {name!r}.") from exc
+    if spec.secret and isinstance(value, str) and (value != value.strip() or "\n" in value):
+        raise ValidationError(f"'{spec.name}' must not contain line breaks or edge spaces.")
     elif kind == "list" and not (
         isinstance(value, list) and all(isinstance(v, str) for v in value)
     ):
@@ -134,6 +151,9 @@ class Transport:
     # Deliveries to one channel for one alarm go out one at a time, in order (a ticket is
     # created once, then noted, then closed).
     ordered = False
+    # Its post is a record (a ticket, an upstream alarm) that is made even when the alarm was
+    # acknowledged or closed before it went out; the follow-ups then update it.
+    keeps_record = False
     # Whether its messages carry an ACK link (humans read them).
     ack_link = True
     # Templates under templates/notifications/<template_dir>/, and how untrusted text is escaped.
@@ -190,6 +210,8 @@ class Transport:
                 if spec.kind == "url":
                     parts = urlsplit(str(item))
                     found.append(parts.path + (f"?{parts.query}" if parts.query else ""))
+                    found += [value for _, value in parse_qsl(parts.query)]
+                    found.append(parts.password or "")
         return sorted((s for s in found if len(s) >= 4), key=len, reverse=True)
 
     def redact(self, text: str) -> str:
@@ -206,6 +228,8 @@ class Transport:
 
     def destination(self) -> str:
         """The channel's own destination, for display: a secret URL shows only its host."""
+        if self.reaches:
+            return self.config.get("to", "")
         for spec in self.config_fields:
             if spec.name in ("url", "to") and self.config.get(spec.name):
                 return shown_url(self.config[spec.name]) if spec.secret else self.config[spec.name]
@@ -237,6 +261,28 @@ def retry_after_seconds(value: str | None) -> float | None:
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
+# Kept whole until redacted (a secret cut in half would no longer match), then cut to 500.
+RESPONSE_CHARS = 4000
+INVALID_REQUEST = (
+    requests.exceptions.InvalidHeader,
+    requests.exceptions.InvalidURL,
+    requests.exceptions.InvalidSchema,
+    requests.exceptions.MissingSchema,
+)
+
+
+class HideRequestTargets(logging.Filter):
+    """urllib3 logs each request line at DEBUG; a webhook's path or query is often its secret."""
+
+    def filter(self, record):
+        if str(record.msg).startswith('%s://%s:%s "%s %s %s"') and len(record.args) > 4:
+            record.args = (*record.args[:4], "/…", *record.args[5:])
+        return True
+
+
+logging.getLogger("urllib3.connectionpool").addFilter(HideRequestTargets())
+
+
 def http(method: str, url: str, *, retry_after_from_body=None, **kwargs) -> requests.Response:
     """One HTTP call with a timeout; failures become transient or permanent TransportErrors.
 
@@ -247,12 +293,15 @@ def http(method: str, url: str, *, retry_after_from_body=None, **kwargs) -> requ
     kwargs.setdefault("allow_redirects", False)
     try:
         response = requests.request(method, url, **kwargs)
+    except INVALID_REQUEST as exc:
+        # Its message quotes the offending value, which may be a secret: name only the kind.
+        raise TransportError(f"invalid request: {exc.__class__.__name__}", permanent=True) from None
     except requests.Timeout as exc:
         raise TransportError(f"timed out after {settings.DELIVERY_TIMEOUT_SECONDS:g}s") from exc
     except requests.RequestException as exc:
         raise TransportError(f"connection failed: {exc.__class__.__name__}: {exc}") from exc
     status = f"HTTP {response.status_code}"
-    summary = f"{status}: {response.text[:500]}"
+    summary = f"{status}: {response.text[:RESPONSE_CHARS]}"
     if response.status_code == 429 or response.status_code >= 500:
         wait = retry_after_seconds(response.headers.get("Retry-After"))
         if wait is None and retry_after_from_body:
@@ -270,7 +319,7 @@ def post_json(url: str, payload: dict, **kwargs) -> requests.Response:
 def answered(response: requests.Response, message_id: str = "", ref: dict | None = None) -> Sent:
     return Sent(
         status=f"HTTP {response.status_code}",
-        response=response.text[:500],
+        response=response.text[:RESPONSE_CHARS],
         message_id=str(message_id or ""),
         ref=ref,
     )

@@ -47,5 +47,7 @@ class PagerDutyTransport(Transport):
             }
             body["links"] = [{"href": facts["url"], "text": "Alarm in the broker"}]
             body["client"], body["client_url"] = "Alarm broker", facts["url"]
+            # Optional fields are strings when present, never null.
+            body["payload"] = {k: v for k, v in body["payload"].items() if v is not None}
         response = http("POST", self.config["url"], json=body)
         return answered(response, json_of(response).get("dedup_key", ""))

@@ -7,6 +7,8 @@ second upstream alarm, and the clear finds it.
 
 from django.conf import settings
 
+from alarms.api.serializers import MAX_LABELS
+
 from .base import CLOSING, Field, Sent, Transport, TransportError, answered, http, json_of
 
 
@@ -14,6 +16,7 @@ class UpstreamTransport(Transport):
     label = "Upstream alarm broker"
     follows_up = CLOSING
     ordered = True
+    keeps_record = True
     ack_link = False
     template_dir = "upstream"
     config_fields = (
@@ -43,9 +46,11 @@ class UpstreamTransport(Transport):
             return answered(response, json_of(response).get("alarm_id", ""))
         if out.ref.get("alarm_id"):
             return Sent(status="forwarded before", message_id=out.ref["alarm_id"])
-        labels = {k: str(v) for k, v in facts["labels"].items()}
-        labels.update({k: facts[k] for k in ("site", "room", "person", "device") if facts[k]})
-        labels["origin"] = settings.PUBLIC_BASE_URL
+        ours = {k: facts[k] for k in ("site", "room", "person", "device") if facts[k]}
+        ours["origin"] = settings.PUBLIC_BASE_URL
+        # Ours win over the alarm's own labels, and together they stay within the upstream's limit.
+        theirs = [(k, str(v)) for k, v in facts["labels"].items() if k not in ours]
+        labels = {**dict(theirs[: MAX_LABELS - len(ours)]), **ours}
         response = self._post("/v1/alarms/raise", {
             "source": self.config.get("source", "upstream"),
             "dedup_key": str(alarm.pk),

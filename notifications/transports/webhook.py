@@ -35,12 +35,13 @@ class WebhookTransport(Transport):
     def send(self, out):
         body = json.dumps(out.message.payload, separators=(",", ":"), sort_keys=True).encode()
         timestamp = str(int(time.time()))
+        # Configured headers first: they may add to ours, never replace them.
         headers = {
+            **self.config.get("headers", {}),
             "Content-Type": "application/json",
             "User-Agent": "alarm-broker",
             "X-Alarm-Event": out.message.payload["event"],
             TIMESTAMP_HEADER: timestamp,
-            **self.config.get("headers", {}),
         }
         if self.config.get("secret"):
             headers[SIGNATURE_HEADER] = signature(self.config["secret"], timestamp, body)

@@ -22,6 +22,7 @@ class ZammadTransport(Transport):
     label = "Zammad ticket"
     follows_up = FOLLOW_UPS
     ordered = True
+    keeps_record = True
     template_dir = "zammad"
     config_fields = (
         Field("url", "url", required=True, help="Base URL of the Zammad instance."),
@@ -61,6 +62,12 @@ class ZammadTransport(Transport):
                 "article": self._article(out, internal=False),
             })  # fmt: skip
             ticket = json_of(response)
+            if not ticket.get("id"):
+                raise TransportError(
+                    f"Zammad answered without a ticket id: {response.text[:200]}",
+                    permanent=True,
+                    status=f"HTTP {response.status_code}",
+                )
             ref = {"ticket_id": ticket.get("id"), "ticket_number": ticket.get("number")}
             return answered(response, ticket.get("number") or ticket.get("id"), ref)
         if not ticket_id:
