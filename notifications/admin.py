@@ -4,11 +4,11 @@ delivery audit."""
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
+from django.http import HttpResponseNotAllowed
 from django.shortcuts import get_object_or_404, redirect
 from django.template import TemplateSyntaxError
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
-from django.views.decorators.http import require_POST
 
 from .delivery import send_test
 from .messages import build_message, sample_alarm
@@ -98,16 +98,13 @@ class NotificationChannelAdmin(admin.ModelAdmin):
         ]
 
     def send_test_view(self, request, pk):
-        return _send_test_view(self, request, pk)
-
-
-@require_POST
-def _send_test_view(model_admin, request, pk):
-    channel = get_object_or_404(NotificationChannel, pk=pk)
-    if not model_admin.has_change_permission(request, channel):
-        raise PermissionDenied
-    report_test(request, send_test(channel=channel))
-    return redirect(reverse("admin:notifications_notificationchannel_change", args=[pk]))
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        channel = get_object_or_404(NotificationChannel, pk=pk)
+        if not self.has_change_permission(request, channel):
+            raise PermissionDenied
+        report_test(request, send_test(channel=channel))
+        return redirect(reverse("admin:notifications_notificationchannel_change", args=[pk]))
 
 
 @admin.register(Delivery)
