@@ -167,7 +167,7 @@ function fill(element, entry) {
     ...card.deliveries.map((d) => {
       const item = document.createElement("li");
       item.className = d.status;
-      item.textContent = `${d.target} · ${d.method} · ${d.status}${d.error ? ` (${d.error})` : ""} · step ${d.step}`;
+      item.textContent = `${d.target} · ${d.method} · ${d.status}${d.error ? ` (${d.error})` : ""} · ${d.event === "notify" ? `step ${d.step}` : d.event}`;
       return item;
     }),
   );
