@@ -7,7 +7,8 @@ DELIVERY_MAX_ATTEMPTS times in all.
 
 Follow-ups (acknowledged, resolved, cancelled) go to the channels a step posted to. Deliveries to
 an `ordered` channel for one alarm go out one at a time, and a follow-up waits for the posts
-before it, so a ticket is created once before it is noted and closed.
+before it, so a ticket is created once before it is noted and closed. A ticket or an upstream
+alarm (`keeps_record`) is still made when the alarm was acknowledged before it went out.
 """
 
 import logging
