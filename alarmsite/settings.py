@@ -4,6 +4,7 @@ import secrets
 from pathlib import Path
 
 import environ
+from redis.connection import parse_url as parse_redis_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -138,10 +139,15 @@ CELERY_BEAT_SCHEDULE = {
 # Pub/sub: a board event is published once and fanned out to every socket inside each web
 # process, instead of queued once per socket. It delivers at most once, as any layer may:
 # the board's sequence numbers and snapshots make up for a lost event.
+# Redis pub/sub channels ignore the database number: the prefix carries it, so instances that
+# share one Redis server on different databases never see each other's board events.
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL]},
+        "CONFIG": {
+            "hosts": [REDIS_URL],
+            "prefix": f"asgi-db{parse_redis_url(REDIS_URL).get('db', 0)}",
+        },
     }
 }
 
