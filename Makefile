@@ -6,7 +6,7 @@ STAMP := $(VENV)/.requirements-installed
 TEST_DATABASE_URL := $(or $(DATABASE_URL),postgres://postgres@127.0.0.1:5432/alarmbroker)
 TEST_REDIS_URL := $(or $(REDIS_URL),redis://127.0.0.1:6379/0)
 
-.PHONY: run test lint migrate demo
+.PHONY: run test lint migrate demo bench-fanout
 
 run: $(STAMP)
 	$(PYTHON) -m alarmsite.runner
@@ -34,3 +34,7 @@ $(PYTHON):
 $(STAMP): requirements.txt | $(PYTHON)
 	$(PYTHON) -m pip install -r requirements.txt
 	touch $(STAMP)
+
+# Fan-out benchmark: its own stack on this machine's PostgreSQL and Redis; prints one table.
+bench-fanout: $(STAMP)
+	$(PYTHON) bench/fanout.py
