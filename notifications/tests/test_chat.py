@@ -14,8 +14,8 @@ from alarms import lifecycle
 from alarms.models import AckLink, Alarm
 from alarms.timeline import SYSTEM, Actor
 from escalation import engine
-from notifications import delivery
 from notifications.models import Delivery, NotificationChannel
+from notifications.tests.steps import send_pending
 
 from .fake_provider import Answer
 
@@ -181,12 +181,6 @@ def raise_to(make_policy, make_device, alice):
         return alarm
 
     return raise_
-
-
-def send_pending(alarm) -> list[str]:
-    """Attempt every delivery of the alarm that is waiting; return their new statuses."""
-    pending = Delivery.objects.filter(alarm=alarm, status="pending").order_by("pk")
-    return [delivery.attempt(pk) for pk in pending.values_list("pk", flat=True)]
 
 
 def only_delivery(alarm, event="notify") -> Delivery:

@@ -16,11 +16,11 @@ from alarms import lifecycle
 from alarms.models import Alarm, AlarmEvent
 from alarms.timeline import SYSTEM, Actor
 from conftest import free_port
-from escalation import engine
 from notifications import delivery
 from notifications.models import Delivery, NotificationChannel
 
 from .fake_provider import Answer
+from .steps import drain, run_step, send
 
 pytestmark = pytest.mark.django_db
 
@@ -157,34 +157,6 @@ def raise_alarm(make_device, make_policy, pd_channel):
         ).alarm  # fmt: skip
 
     return raise_
-
-
-def run_step(alarm) -> list[Delivery]:
-    """Run the alarm's next step now and return its deliveries."""
-    Alarm.objects.filter(pk=alarm.pk).update(next_escalation_at=timezone.now())
-    assert engine.run_due_step(alarm.pk)
-    alarm.refresh_from_db()
-    rows = Delivery.objects.filter(alarm=alarm, event="notify", step=alarm.current_step)
-    return list(rows.order_by("channel__name"))
-
-
-def send(row: Delivery) -> Delivery:
-    """Attempt it now (as the worker would once it is due) and return the updated row."""
-    Delivery.objects.filter(pk=row.pk).update(next_attempt_at=timezone.now())
-    delivery.attempt(row.pk)
-    row.refresh_from_db()
-    return row
-
-
-def drain(alarm, rounds: int = 10) -> None:
-    """Let time pass: attempt every unfinished delivery of the alarm, oldest first."""
-    for _ in range(rounds):
-        busy = Delivery.objects.filter(alarm=alarm, status__in=["pending", "sending"])
-        if not busy.exists():
-            return
-        for row in busy.order_by("pk"):
-            send(row)
-    pytest.fail("deliveries still unfinished after draining")
 
 
 def triggered(alarm) -> Delivery:

@@ -14,9 +14,8 @@ from alarms.models import Alarm, AlarmEvent
 from alarms.timeline import SYSTEM, Actor
 from conftest import free_port
 from devices.models import Device
-from escalation import engine
-from notifications import delivery
 from notifications.models import Delivery, NotificationChannel
+from notifications.tests.steps import run_step, send
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -62,21 +61,6 @@ def raise_alarm(make_device, make_policy, alice, upstream):
         ).alarm  # fmt: skip
 
     return raise_
-
-
-def run_step(alarm) -> list[Delivery]:
-    Alarm.objects.filter(pk=alarm.pk).update(next_escalation_at=timezone.now())
-    assert engine.run_due_step(alarm.pk)
-    alarm.refresh_from_db()
-    rows = Delivery.objects.filter(alarm=alarm, event="notify", step=alarm.current_step)
-    return list(rows.order_by("channel__name"))
-
-
-def send(row: Delivery) -> Delivery:
-    Delivery.objects.filter(pk=row.pk).update(next_attempt_at=timezone.now())
-    delivery.attempt(row.pk)
-    row.refresh_from_db()
-    return row
 
 
 def forwarded(alarm) -> Delivery:

@@ -19,8 +19,8 @@ from alarms import lifecycle
 from alarms.models import Alarm, AlarmEvent
 from alarms.timeline import SYSTEM, Actor
 from escalation import engine
-from notifications import delivery
 from notifications.models import Delivery, NotificationChannel
+from notifications.tests.steps import send_pending
 from notifications.transports import CHANNEL_KINDS, transport_class
 
 from .fake_provider import Answer
@@ -97,11 +97,6 @@ def raise_to(make_policy, make_device, alice):
         return alarm
 
     return raise_
-
-
-def send_pending(alarm) -> list[str]:
-    pending = Delivery.objects.filter(alarm=alarm, status="pending").order_by("pk")
-    return [delivery.attempt(pk) for pk in pending.values_list("pk", flat=True)]
 
 
 def run_next_step(alarm) -> None:

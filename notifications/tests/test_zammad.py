@@ -18,6 +18,7 @@ from conftest import free_port
 from escalation import engine
 from notifications import delivery
 from notifications.models import Delivery, NotificationChannel
+from notifications.tests.steps import drain, send
 
 from .fake_provider import Answer
 
@@ -203,30 +204,6 @@ def run_step(alarm) -> Delivery:
     assert engine.run_due_step(alarm.pk)
     alarm.refresh_from_db()
     return Delivery.objects.get(alarm=alarm, event="notify", step=alarm.current_step)
-
-
-def make_due(row: Delivery) -> None:
-    Delivery.objects.filter(pk=row.pk).update(next_attempt_at=timezone.now())
-
-
-def send(row: Delivery) -> Delivery:
-    """Attempt it now (as the worker would once it is due) and return the updated row."""
-    make_due(row)
-    delivery.attempt(row.pk)
-    row.refresh_from_db()
-    return row
-
-
-def drain(alarm, rounds: int = 10) -> None:
-    """Let time pass: attempt every unfinished delivery of the alarm, oldest first, until all
-    are done (retries and waits included)."""
-    for _ in range(rounds):
-        busy = Delivery.objects.filter(alarm=alarm, status__in=["pending", "sending"])
-        if not busy.exists():
-            return
-        for row in busy.order_by("pk"):
-            send(row)
-    pytest.fail("deliveries still unfinished after draining")
 
 
 def follow_up(alarm, event: str) -> Delivery:
