@@ -53,17 +53,14 @@ def _forget_text_engine(*, setting, **kwargs):
         _text_engine.cache_clear()
 
 
-def _engine(html: bool) -> Engine:
-    return engines["django"].engine if html else _text_engine()
-
-
-def compile_template(source: str, *, html: bool):
-    """A template from an operator's text; raises TemplateSyntaxError when it is broken."""
-    return _engine(html).from_string(source)
+def compile_template(source: str):
+    """A plain-text template from an operator's text; raises TemplateSyntaxError when broken."""
+    return _text_engine().from_string(source)
 
 
 def _render_file(names: list[str], context: dict, *, html: bool) -> str:
-    return _engine(html).select_template(names).render(Context(context, autoescape=html))
+    engine = engines["django"].engine if html else _text_engine()
+    return engine.select_template(names).render(Context(context, autoescape=html))
 
 
 def _names(template_dir: str, name: str, severity: str, ext: str = "txt") -> list[str]:
@@ -78,10 +75,6 @@ def event_name(event: str, step: int, round_: int) -> str:
     if event == NOTIFY:
         return "alarm.triggered" if step == 0 and round_ == 0 else "alarm.escalated"
     return f"alarm.{event}"
-
-
-def alarm_url(alarm) -> str:
-    return settings.PUBLIC_BASE_URL + reverse("admin:alarms_alarm_change", args=[alarm.pk])
 
 
 def alarm_facts(alarm) -> dict:
@@ -106,7 +99,7 @@ def alarm_facts(alarm) -> dict:
         "device": alarm.device.name if alarm.device else None,
         "acknowledged_by": alarm.acknowledged_by or None,
         "resolved_by": alarm.resolved_by or None,
-        "url": alarm_url(alarm),
+        "url": settings.PUBLIC_BASE_URL + reverse("admin:alarms_alarm_change", args=[alarm.pk]),
     }
 
 
@@ -161,13 +154,11 @@ def build_message(
     subject_source = channel.subject_template if channel else ""
     body_source = channel.body_template if channel else ""
     if subject_source:
-        subject = compile_template(subject_source, html=False).render(
-            Context(context, autoescape=False)
-        )
+        subject = compile_template(subject_source).render(Context(context, autoescape=False))
     else:
         subject = _render_file(_names(folder, "subject", severity), context, html=False)
     if body_source:
-        text = compile_template(body_source, html=False).render(Context(context, autoescape=False))
+        text = compile_template(body_source).render(Context(context, autoescape=False))
     else:
         text = _render_file(_names(folder, "body", severity), context, html=False)
     html = ""

@@ -41,7 +41,7 @@ class NotificationChannel(models.Model):
                 errors["config"] = exc.messages
         for name in ("subject_template", "body_template"):
             try:
-                compile_template(getattr(self, name), html=False)
+                compile_template(getattr(self, name))
             except TemplateSyntaxError as exc:
                 errors[name] = [f"Template error: {exc}"]
         if errors:

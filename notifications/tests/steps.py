@@ -30,6 +30,14 @@ def send(row: Delivery) -> Delivery:
     return row
 
 
+def send_only(alarm) -> Delivery:
+    """Attempt the alarm's one delivery now and return the row as stored."""
+    (row,) = Delivery.objects.filter(alarm=alarm)
+    delivery.attempt(row.pk)
+    row.refresh_from_db()
+    return row
+
+
 def send_pending(alarm) -> list[str]:
     """Attempt every delivery of the alarm that is waiting; return their new statuses."""
     pending = Delivery.objects.filter(alarm=alarm, status="pending").order_by("pk")

@@ -6,7 +6,6 @@ first step run by the engine, then `delivery.attempt` called synchronously.
 """
 
 import re
-from datetime import timedelta
 from email import message_from_bytes
 from email import policy as email_policy
 
@@ -21,7 +20,9 @@ from conftest import free_port
 from escalation import engine
 from notifications import delivery, messages
 from notifications.messages import REDACTED_LINK
-from notifications.models import Delivery, NotificationChannel
+from notifications.models import NotificationChannel
+from notifications.tests.steps import make_due
+from notifications.tests.steps import send_only as send
 
 pytestmark = pytest.mark.django_db
 
@@ -54,18 +55,6 @@ def raise_alarm(make_policy, make_device):
         return alarm
 
     return start
-
-
-def send(alarm) -> Delivery:
-    """Attempt the alarm's one delivery now and return the row as stored."""
-    (row,) = Delivery.objects.filter(alarm=alarm)
-    delivery.attempt(row.pk)
-    row.refresh_from_db()
-    return row
-
-
-def make_due(row: Delivery) -> None:
-    Delivery.objects.filter(pk=row.pk).update(next_attempt_at=timezone.now() - timedelta(seconds=1))
 
 
 def received(envelope):

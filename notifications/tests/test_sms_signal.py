@@ -12,7 +12,6 @@ import logging
 import re
 import time
 import uuid
-from datetime import timedelta
 
 import pytest
 from django.core.exceptions import ValidationError
@@ -27,6 +26,8 @@ from devices.models import Device
 from escalation import engine
 from notifications import delivery
 from notifications.models import Delivery, NotificationChannel
+from notifications.tests.steps import make_due
+from notifications.tests.steps import send_only as send
 
 from .fake_provider import Answer
 
@@ -257,18 +258,6 @@ def raise_alarm(make_policy, make_device):
 def only_delivery(alarm) -> Delivery:
     (row,) = Delivery.objects.filter(alarm=alarm)
     return row
-
-
-def send(alarm) -> Delivery:
-    """Attempt the alarm's one delivery now and return the row as stored."""
-    row = only_delivery(alarm)
-    delivery.attempt(row.pk)
-    row.refresh_from_db()
-    return row
-
-
-def make_due(row: Delivery) -> None:
-    Delivery.objects.filter(pk=row.pk).update(next_attempt_at=timezone.now() - timedelta(seconds=1))
 
 
 def seconds_until(row: Delivery) -> float:

@@ -19,8 +19,8 @@ from alarms import lifecycle
 from alarms.models import Alarm, AlarmEvent
 from alarms.timeline import SYSTEM, Actor
 from escalation import engine
-from notifications.models import Delivery, NotificationChannel
-from notifications.tests.steps import send_pending
+from notifications.models import NotificationChannel
+from notifications.tests.steps import make_due, send_pending
 from notifications.transports import CHANNEL_KINDS, transport_class
 
 from .fake_provider import Answer
@@ -102,10 +102,6 @@ def raise_to(make_policy, make_device, alice):
 def run_next_step(alarm) -> None:
     Alarm.objects.filter(pk=alarm.pk).update(next_escalation_at=timezone.now())
     assert engine.run_due_step(alarm.pk)
-
-
-def make_due(delivery_row) -> None:
-    Delivery.objects.filter(pk=delivery_row.pk).update(next_attempt_at=timezone.now())
 
 
 def events(provider) -> list[str]:

@@ -8,7 +8,6 @@ notifications.delivery.
 
 import email.utils
 import logging
-import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from urllib.parse import parse_qsl, urlsplit
@@ -312,10 +311,6 @@ def http(method: str, url: str, *, retry_after_from_body=None, **kwargs) -> requ
     return response
 
 
-def post_json(url: str, payload: dict, **kwargs) -> requests.Response:
-    return http("POST", url, json=payload, **kwargs)
-
-
 def answered(response: requests.Response, message_id: str = "", ref: dict | None = None) -> Sent:
     return Sent(
         status=f"HTTP {response.status_code}",
@@ -331,7 +326,3 @@ def json_of(response: requests.Response) -> dict:
     except ValueError:
         return {}
     return body if isinstance(body, dict) else {}
-
-
-def monotonic_ms(start: float) -> int:
-    return int((time.monotonic() - start) * 1000)

@@ -12,6 +12,7 @@ from .base import (
     CLOSING,
     FOLLOW_UPS,
     NOTIFY,
+    TEST,
     Field,
     Transport,
     answered,
@@ -64,7 +65,7 @@ class SlackTransport(ChatTransport):
         blocks = [
             {"type": "section", "text": {"type": "mrkdwn", "text": f"*{subject}*\n{text}"[:3000]}}
         ]
-        if out.event == NOTIFY or out.event == "test":
+        if out.event in (NOTIFY, TEST):
             blocks.append({"type": "actions", "elements": [
                 {"type": "button", "text": {"type": "plain_text", "text": label}, "url": url,
                  **({"style": "danger"} if label == "Acknowledge" else {})}

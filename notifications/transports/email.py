@@ -5,9 +5,11 @@ Delivery records the server's reply to DATA (the queue id most servers put there
 """
 
 import smtplib
+from email.utils import make_msgid
 
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.core.mail.backends.smtp import EmailBackend as SmtpBackend
+from django.core.mail.utils import DNS_NAME
 
 from .base import Field, Sent, Transport, TransportError
 
@@ -31,9 +33,9 @@ class EmailTransport(Transport):
         )
         if out.message.html:
             email.attach_alternative(out.message.html, "text/html")
-        email.extra_headers["X-Alarm-Id"] = str(out.alarm.pk)
-        message_id = email.message()["Message-ID"]
-        email.extra_headers["Message-ID"] = message_id
+        # Our own Message-ID, so the Delivery can name it without building the message twice.
+        message_id = make_msgid(domain=DNS_NAME)
+        email.extra_headers.update({"X-Alarm-Id": str(out.alarm.pk), "Message-ID": message_id})
         connection = get_connection(fail_silently=False)
         if not isinstance(connection, SmtpBackend):
             connection.send_messages([email])

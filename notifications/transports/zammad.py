@@ -36,9 +36,6 @@ class ZammadTransport(Transport):
         Field("close_state", default="closed"),
     )
 
-    def destination(self):
-        return self.config.get("url", "")
-
     def _call(self, method: str, path: str, body: dict):
         headers = {"Authorization": f"Token token={self.config['token']}"}
         return http(method, self.config["url"].rstrip("/") + path, json=body, headers=headers)
