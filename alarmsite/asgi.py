@@ -5,6 +5,10 @@ import os
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "alarmsite.settings")
+# Each HTTP request runs its sync code on a thread of its own, so a kept database connection is
+# never reused here and they pile up until PostgreSQL refuses more: the web process keeps none,
+# whatever CONN_MAX_AGE says (worker and beat, on long-lived threads, keep theirs).
+os.environ["CONN_MAX_AGE"] = "0"
 django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs Django set up first)
