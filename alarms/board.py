@@ -9,11 +9,12 @@ import json
 import logging
 
 import redis
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.db import transaction
+from django.db.models import Prefetch
 
+from alarmsite.layer import group_send
 from alarmsite.redis import client
+from notifications.models import Delivery
 
 from .models import OPEN_STATUSES, SEVERITY_RANK, Alarm
 
@@ -89,8 +90,9 @@ def card(alarm: Alarm) -> dict:
 
 
 def _cards(alarms) -> list[dict]:
+    deliveries = Delivery.objects.select_related("person", "channel")
     alarms = alarms.select_related("site", "room", "person", "device", "policy")
-    return [card(a) for a in alarms.prefetch_related("deliveries__person", "deliveries__channel")]
+    return [card(a) for a in alarms.prefetch_related(Prefetch("deliveries", deliveries))]
 
 
 def snapshot() -> dict:
@@ -125,7 +127,7 @@ def send_card(alarm_id) -> None:
         alarm_card = _cards(Alarm.objects.filter(pk=alarm_id))[0]
         # Encoded once here, not once per socket in every web process.
         text = json.dumps({"type": "alarm", "seq": sequence, "alarm": alarm_card})
-        async_to_sync(get_channel_layer().group_send)(GROUP, {"type": "board.alarm", "text": text})
+        group_send(GROUP, {"type": "board.alarm", "text": text})
     except Exception:  # noqa: BLE001 (boards resync from the database; never fail the caller)
         log.warning("could not publish alarm %s to the board", alarm_id, exc_info=True)
 
@@ -133,8 +135,6 @@ def send_card(alarm_id) -> None:
 def disconnect_user(user_id: int) -> None:
     """Close every board socket of this user (logged out or deactivated)."""
     try:
-        async_to_sync(get_channel_layer().group_send)(
-            user_group(user_id), {"type": "board.disconnect"}
-        )
+        group_send(user_group(user_id), {"type": "board.disconnect"})
     except Exception:  # noqa: BLE001
         log.warning("could not close the board sockets of user %s", user_id, exc_info=True)

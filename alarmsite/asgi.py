@@ -5,9 +5,11 @@ import os
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "alarmsite.settings")
-# Each HTTP request runs its sync code on a thread of its own, so a kept database connection is
-# never reused here and they pile up until PostgreSQL refuses more: the web process keeps none,
-# whatever CONN_MAX_AGE says (worker and beat, on long-lived threads, keep theirs).
+# Each HTTP request runs its sync code on a thread of its own, so a connection kept by a thread
+# is never reused and they pile up until PostgreSQL refuses more: on PostgreSQL the web process
+# borrows from a pool (DATABASE_POOL=false: a connection per request), and never keeps one per
+# thread whatever CONN_MAX_AGE says. Worker and beat, on long-lived threads, keep theirs.
+os.environ.setdefault("DATABASE_POOL", "true")
 os.environ["CONN_MAX_AGE"] = "0"
 django_asgi_app = get_asgi_application()
 

@@ -3,9 +3,21 @@
 import os
 
 from celery import Celery
+from celery.signals import task_postrun, task_prerun
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "alarmsite.settings")
 
 app = Celery("alarmsite")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@task_prerun.connect
+@task_postrun.connect
+def close_old_connections(sender=None, **kwargs):
+    """As around each web request: drop a connection that broke or outlived CONN_MAX_AGE, keep
+    a healthy one for the next task (CELERY_DB_REUSE_MAX stops Celery closing every one)."""
+    from django.db import close_old_connections
+
+    if not getattr(sender.request, "is_eager", False):  # an eager task runs in its caller's
+        close_old_connections()

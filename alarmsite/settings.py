@@ -91,8 +91,19 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # take it at BEGIN so two writers never deadlock upgrading a read lock.
     DATABASES["default"]["OPTIONS"] = {"timeout": 30, "transaction_mode": "IMMEDIATE"}
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-db.sqlite3")}
+elif env.bool("DATABASE_POOL", default=False):
+    # The web process (alarmsite/asgi.py turns this on): each request runs on a thread of its
+    # own, so it borrows a connection from a pool instead of opening one per request.
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"]["OPTIONS"] = {
+        "pool": {
+            "min_size": 2,
+            "max_size": env.int("DATABASE_POOL_SIZE", default=10),
+            "timeout": 10,
+        }
+    }
 else:
-    # For worker and beat, whose threads live long; the web process sets 0 (alarmsite/asgi.py).
+    # Worker and beat: their threads live long and keep their connections.
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -116,6 +127,10 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Celery's Django support would close the database connection around every task (a new
+# PostgreSQL backend each time); with this it does so only every this many tasks, and
+# alarmsite/celery.py closes broken or old connections the way Django does after a request.
+CELERY_DB_REUSE_MAX = 1000
 CELERY_BROKER_VISIBILITY_TIMEOUT = 3600
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": CELERY_BROKER_VISIBILITY_TIMEOUT,
