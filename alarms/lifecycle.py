@@ -16,7 +16,7 @@ from notifications.transports.base import ACKNOWLEDGED
 
 from . import board
 from .models import OPEN_STATUSES, Alarm, AlarmEvent, Status
-from .timeline import Actor, record
+from .timeline import Actor, event, record, record_all
 
 
 class AlarmClosed(Exception):
@@ -49,26 +49,37 @@ def raise_alarm(
         existing = _open_alarm_for_update(dedup_key)
         if existing:
             return Outcome(_add_occurrence(existing, actor), changed=False)
+        alarm = Alarm(
+            source=source,
+            dedup_key=dedup_key,
+            title=title,
+            message=message,
+            severity=severity,
+            labels=labels or {},
+            device=device,
+            site=device.site if device else None,
+            room=device.room if device else None,
+            person=device.person if device else None,
+        )
+        # Routed before it is written, so the row is written once.
+        policy, reason = routing.choose_policy(alarm)
+        engine.start(alarm, policy)
         try:
             with transaction.atomic():
-                alarm = Alarm.objects.create(
-                    source=source,
-                    dedup_key=dedup_key,
-                    title=title,
-                    message=message,
-                    severity=severity,
-                    labels=labels or {},
-                    device=device,
-                    site=device.site if device else None,
-                    room=device.room if device else None,
-                    person=device.person if device else None,
-                )
+                alarm.save(force_insert=True)
         except IntegrityError:
             # A concurrent request opened it first; this one is a repeat of that alarm.
             return Outcome(_add_occurrence(_open_alarm_for_update(dedup_key), actor), False)
-        record(alarm, AlarmEvent.Kind.TRIGGERED, f"Raised by {actor.name}", actor, source=source)
-        policy, reason = routing.choose_policy(alarm)
-        engine.start(alarm, policy, reason)
+        routed = (
+            f"Policy {policy.name}: {reason}" if policy else "No escalation policy: nobody notified"
+        )
+        record_all(
+            event(
+                alarm, AlarmEvent.Kind.TRIGGERED, f"Raised by {actor.name}", actor, source=source
+            ),
+            event(alarm, AlarmEvent.Kind.ROUTED, routed, policy_id=policy.pk if policy else None),
+        )
+        engine.schedule(alarm)
         board.publish(alarm)
         return Outcome(alarm, changed=True)
 

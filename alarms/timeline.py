@@ -28,8 +28,9 @@ def user_actor(user, ip: str | None = None) -> Actor:
     )
 
 
-def record(alarm, kind: str, text: str = "", actor: Actor = SYSTEM, **detail) -> AlarmEvent:
-    return AlarmEvent.objects.create(
+def event(alarm, kind: str, text: str = "", actor: Actor = SYSTEM, **detail) -> AlarmEvent:
+    """A timeline entry, not yet saved."""
+    return AlarmEvent(
         alarm=alarm,
         kind=kind,
         text=text,
@@ -39,3 +40,14 @@ def record(alarm, kind: str, text: str = "", actor: Actor = SYSTEM, **detail) ->
         source_ip=actor.ip,
         detail=detail,
     )
+
+
+def record(alarm, kind: str, text: str = "", actor: Actor = SYSTEM, **detail) -> AlarmEvent:
+    entry = event(alarm, kind, text, actor, **detail)
+    entry.save(force_insert=True)
+    return entry
+
+
+def record_all(*entries: AlarmEvent) -> None:
+    """Save several entries in one statement, in this order."""
+    AlarmEvent.objects.bulk_create(entries)

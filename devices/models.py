@@ -1,11 +1,17 @@
 """Where alarms come from and who they concern: sites, rooms, people and devices."""
 
+from datetime import timedelta
+
 import phonenumbers
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.utils import timezone
 
 from alarmsite.tokens import hash_token, new_token
+
+# A device's last_seen_at is kept to within this.
+SEEN_RESOLUTION = timedelta(seconds=10)
 
 
 def validate_e164(value: str) -> None:
@@ -125,10 +131,18 @@ class Device(models.Model):
         if not token:
             return None
         return (
-            cls.objects.select_related("site", "room", "person")
+            cls.objects.select_related("site", "room", "person", "default_policy")
             .filter(token_hash=hash_token(token))
             .first()
         )
+
+    def mark_seen(self) -> None:
+        """Note that the device spoke; to within SEEN_RESOLUTION, so a device that sends many
+        requests does not write its row for each."""
+        now = timezone.now()
+        if self.last_seen_at is None or now - self.last_seen_at >= SEEN_RESOLUTION:
+            Device.objects.filter(pk=self.pk).update(last_seen_at=now)
+            self.last_seen_at = now
 
     @property
     def mapping_problem(self) -> str:

@@ -20,35 +20,47 @@ from alarms.timeline import record
 from alarmsite.queue import enqueue
 from notifications import delivery
 
+from .models import EscalationStep
+
 # A countdown task may arrive a little early; treat a step due within this as due.
 EARLY_TOLERANCE = timedelta(milliseconds=250)
 
 
 def snapshot(policy) -> list[dict]:
+    steps = list(policy.steps.order_by("order").values("pk", "order", "delay_seconds", "methods"))
+    step_ids = [step["pk"] for step in steps]
+    persons = _linked(EscalationStep.persons.through, "person_id", step_ids)
+    channels = _linked(EscalationStep.channels.through, "notificationchannel_id", step_ids)
     return [
         {
-            "order": step.order,
-            "delay_seconds": step.delay_seconds,
-            "person_ids": sorted(p.pk for p in step.persons.all()),
-            "methods": list(step.methods),
-            "channel_ids": sorted(c.pk for c in step.channels.all()),
+            "order": step["order"],
+            "delay_seconds": step["delay_seconds"],
+            "person_ids": sorted(persons.get(step["pk"], [])),
+            "methods": list(step["methods"]),
+            "channel_ids": sorted(channels.get(step["pk"], [])),
         }
-        for step in policy.steps.prefetch_related("persons", "channels").order_by("order")
+        for step in steps
     ]
 
 
-def start(alarm: Alarm, policy, reason: str) -> None:
-    """Attach the policy to a new alarm (inside its transaction) and set the first step's time."""
+def _linked(through, column: str, step_ids: list[int]) -> dict[int, list[int]]:
+    """{step id: ids it names} from one of the steps' many-to-many tables."""
+    links = {}
+    rows = through.objects.filter(escalationstep_id__in=step_ids)
+    for step_id, target_id in rows.values_list("escalationstep_id", column):
+        links.setdefault(step_id, []).append(target_id)
+    return links
+
+
+def start(alarm: Alarm, policy) -> None:
+    """Attach the policy to a new alarm before its row is written: a snapshot of its steps
+    and the first step's time. `schedule` it once the row is written."""
     alarm.policy = policy
     alarm.steps_snapshot = snapshot(policy) if policy else []
     alarm.repeat_count = policy.repeat_count if policy else 0
     alarm.repeat_after_seconds = policy.repeat_after_seconds if policy else 0
     if alarm.steps_snapshot:
         _schedule(alarm, alarm.steps_snapshot[0]["delay_seconds"])
-    alarm.save()
-    text = f"Policy {policy.name}: {reason}" if policy else "No escalation policy: nobody notified"
-    record(alarm, AlarmEvent.Kind.ROUTED, text, policy_id=policy.pk if policy else None)
-    _after_commit_schedule(alarm)
 
 
 def stop(alarm: Alarm) -> None:
@@ -62,8 +74,9 @@ def _schedule(alarm: Alarm, delay_seconds: float) -> None:
     alarm.escalation_token = uuid.uuid4()
 
 
-def _after_commit_schedule(alarm: Alarm) -> None:
-    """Fast path: a countdown task for a step due soon. The sweeper covers the rest."""
+def schedule(alarm: Alarm) -> None:
+    """Once the transaction commits, a countdown task for the next step if it is due soon (the
+    fast path); the sweeper covers the rest."""
     if alarm.next_escalation_at is None:
         return
     delay = max(0.0, (alarm.next_escalation_at - timezone.now()).total_seconds())
@@ -83,8 +96,15 @@ def _next_position(alarm: Alarm) -> tuple[int, int] | None:
     return None
 
 
-def run_due_step(alarm_id, token=None) -> bool:
-    """Run the alarm's next step if it is due; return whether a step ran."""
+# What a step changes on the alarm.
+STEP_FIELDS = ["current_step", "current_round", "next_escalation_at", "escalation_token"]
+
+
+def run_due_step(alarm_id, token=None, send_first: bool = False) -> bool:
+    """Run the alarm's next step if it is due; return whether a step ran.
+
+    Its deliveries are queued once it commits; with `send_first` (the countdown task) the
+    first is sent here instead, which spares the first message a trip through the queue."""
     with transaction.atomic():
         alarm = (
             Alarm.objects.select_for_update(skip_locked=True)
@@ -97,22 +117,28 @@ def run_due_step(alarm_id, token=None) -> bool:
             return False
         if alarm.next_escalation_at > timezone.now() + EARLY_TOLERANCE:
             return False
-        _advance(alarm)
-        alarm.save()
-        _after_commit_schedule(alarm)
+        pending = _advance(alarm)
+        alarm.save(update_fields=STEP_FIELDS)
+        schedule(alarm)
         board.publish(alarm)
-        return True
+        here = pending[:1] if send_first else []
+        delivery.enqueue_on_commit(pending[len(here) :])
+    for delivery_id in here:
+        delivery.attempt(delivery_id)
+    return True
 
 
-def _advance(alarm: Alarm) -> None:
+def _advance(alarm: Alarm) -> list[int]:
     """Run the next step; a step that reaches nobody is skipped and the one after runs now
-    (a new round still waits the policy's pause)."""
+    (a new round still waits the policy's pause). Return the ids of the deliveries to send."""
+    pending = []
     while (position := _next_position(alarm)) is not None:
         index, round_ = position
         alarm.current_step, alarm.current_round = index, round_
         step = alarm.steps_snapshot[index]
         label = f"Step {index + 1} of {len(alarm.steps_snapshot)}, round {round_ + 1}"
         notified = delivery.create_for_step(alarm, step, index, round_)
+        pending += [d.pk for d in notified if d.status == d.Status.PENDING]
         if notified:
             record(
                 alarm,
@@ -128,13 +154,14 @@ def _advance(alarm: Alarm) -> None:
             break
         if following[1] != round_:
             _schedule(alarm, alarm.repeat_after_seconds)
-            return
+            return pending
         if notified:
             # Delays count from the previous step.
             _schedule(alarm, alarm.steps_snapshot[following[0]]["delay_seconds"])
-            return
+            return pending
     stop(alarm)
     record(alarm, AlarmEvent.Kind.ESCALATION_ENDED, "Last step ran; the alarm stays open")
+    return pending
 
 
 def sweep(limit: int = 500) -> int:

@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 
 Status = Delivery.Status
 BUSY = (Status.PENDING, Status.SENDING)
+# What every attempt's outcome sets on the row.
+RESULT_FIELDS = ["latency_ms", "provider_status", "error", "updated_at"]
 
 
 def gateway_for(method: str) -> NotificationChannel | None:
@@ -57,7 +59,7 @@ def transport_for(channel: NotificationChannel | None):
 
 def create_for_step(alarm, step: dict, index: int, round_: int) -> list[Delivery]:
     """Create this step's deliveries (inside the escalation transaction) and return them all;
-    the pending ones are enqueued on commit."""
+    the caller sends or queues the pending ones."""
     rows = []
     gateways = {}
     for person in Person.objects.filter(pk__in=step["person_ids"], active=True):
@@ -87,7 +89,6 @@ def create_for_step(alarm, step: dict, index: int, round_: int) -> list[Delivery
         Delivery.objects.filter(alarm=alarm, event=NOTIFY, step=index, round=round_)
         .select_related("person", "channel")
     )  # fmt: skip
-    _enqueue_on_commit([d.pk for d in step_deliveries if d.status == Status.PENDING])
     return step_deliveries
 
 
@@ -117,7 +118,7 @@ def on_transition(alarm, event: str) -> None:
     if rows:
         Delivery.objects.bulk_create(rows, ignore_conflicts=True)
         pending = Delivery.objects.filter(alarm=alarm, event=event, status=Status.PENDING)
-        _enqueue_on_commit(list(pending.values_list("pk", flat=True)))
+        enqueue_on_commit(list(pending.values_list("pk", flat=True)))
 
 
 def record_kinds() -> list[str]:
@@ -126,7 +127,8 @@ def record_kinds() -> list[str]:
     return [kind for kind in CHANNEL_KINDS if transport_class(kind).keeps_record]
 
 
-def _enqueue_on_commit(ids: list[int]) -> None:
+def enqueue_on_commit(ids: list[int]) -> None:
+    """Queue these deliveries once the current transaction commits."""
     if ids:
         transaction.on_commit(lambda: [enqueue("notifications.tasks.deliver", pk) for pk in ids])
 
@@ -206,7 +208,9 @@ def _claim(delivery_id: int):
             ack_url=ack_url, channel=delivery.channel,
         )  # fmt: skip
         delivery.message = transport.redact(message.stored_text())
-        delivery.save()
+        delivery.save(
+            update_fields=["status", "attempts", "next_attempt_at", "message", "updated_at"]
+        )
     ref = alarm.external_refs.get(_ref_key(delivery), {}) if delivery.channel_id else {}
     out = Outgoing(alarm, delivery.event, message, delivery.address, delivery.person, ref)
     return delivery, transport, out
@@ -271,7 +275,7 @@ def _wake_next(delivery: Delivery) -> None:
     )
     if waiting is not None:
         Delivery.objects.filter(pk=waiting).update(next_attempt_at=timezone.now())
-        _enqueue_on_commit([waiting])
+        enqueue_on_commit([waiting])
 
 
 def _give_up(delivery: Delivery, why: str) -> None:
@@ -304,7 +308,16 @@ def _record_success(delivery: Delivery, transport, sent: Sent, started: float, s
         delivery.provider_message_id = transport.redact(sent.message_id)[:200]
         delivery.response = _stored(transport, scrub(sent.response))
         delivery.error = ""
-        delivery.save()
+        delivery.save(
+            update_fields=[
+                *RESULT_FIELDS,
+                "status",
+                "next_attempt_at",
+                "sent_at",
+                "provider_message_id",
+                "response",
+            ]
+        )
         what = "Sent to" if delivery.event == NOTIFY else f"Told {delivery.event} to"
         record(
             delivery.alarm,
@@ -343,7 +356,7 @@ def _record_failure(delivery: Delivery, transport, exc: TransportError, started:
             transaction.on_commit(
                 lambda: enqueue("notifications.tasks.deliver", delivery.pk, countdown=delay)
             )
-        delivery.save()
+        delivery.save(update_fields=[*RESULT_FIELDS, "status", "next_attempt_at"])
     return delivery.status
 
 

@@ -3,7 +3,6 @@
 import uuid
 
 import django_filters
-from django.utils import timezone
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.permissions import AllowAny
@@ -47,7 +46,7 @@ def scoped_dedup_key(request, key: str) -> str:
 
 def refuse_over_limit(device: Device) -> Response | None:
     """Mark the device seen and count its request; a 429 answer once it is over its limit."""
-    Device.objects.filter(pk=device.pk).update(last_seen_at=timezone.now())
+    device.mark_seen()
     if ratelimit.allow(f"device:{device.pk}", device.rate_limit_per_minute):
         return None
     return error("rate limit exceeded for this device", 429, **{"Retry-After": "60"})
