@@ -7,6 +7,8 @@ that misses one notices the gap and asks for a fresh snapshot.
 
 import json
 import logging
+import threading
+from contextlib import contextmanager
 
 import redis
 from django.db import transaction
@@ -114,9 +116,37 @@ def current_sequence() -> int:
 
 
 def publish(alarm: Alarm) -> None:
-    """Send the alarm's new state to every board once the current transaction commits."""
+    """Send the alarm's new state to every board once the current transaction commits (or,
+    inside `batched()`, once the batch ends)."""
     alarm_id = alarm.pk
-    transaction.on_commit(lambda: send_card(alarm_id))
+    transaction.on_commit(lambda: _changed(alarm_id))
+
+
+_batch = threading.local()
+
+
+@contextmanager
+def batched():
+    """Changes published inside reach the board once, as one card per alarm, when the block
+    ends: a task that makes several changes in a row sends its final state only."""
+    if getattr(_batch, "alarm_ids", None) is not None:  # already in one: that one sends
+        yield
+        return
+    _batch.alarm_ids = {}
+    try:
+        yield
+    finally:
+        alarm_ids, _batch.alarm_ids = _batch.alarm_ids, None
+        for alarm_id in alarm_ids:
+            send_card(alarm_id)
+
+
+def _changed(alarm_id) -> None:
+    alarm_ids = getattr(_batch, "alarm_ids", None)
+    if alarm_ids is None:
+        send_card(alarm_id)
+    else:
+        alarm_ids[alarm_id] = True  # a dict keeps the order
 
 
 def send_card(alarm_id) -> None:

@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from alarms import board
 from alarms.models import Alarm, AlarmEvent, Status
-from alarms.timeline import record
+from alarms.timeline import event, record_all
 from alarmsite.queue import enqueue
 from notifications import delivery
 
@@ -103,65 +103,77 @@ STEP_FIELDS = ["current_step", "current_round", "next_escalation_at", "escalatio
 def run_due_step(alarm_id, token=None, send_first: bool = False) -> bool:
     """Run the alarm's next step if it is due; return whether a step ran.
 
-    Its deliveries are queued once it commits; with `send_first` (the countdown task) the
-    first is sent here instead, which spares the first message a trip through the queue."""
-    with transaction.atomic():
-        alarm = (
-            Alarm.objects.select_for_update(skip_locked=True)
-            .filter(pk=alarm_id, status=Status.TRIGGERED, next_escalation_at__isnull=False)
-            .first()
-        )
-        if alarm is None:
-            return False
-        if token is not None and str(alarm.escalation_token) != str(token):
-            return False
-        if alarm.next_escalation_at > timezone.now() + EARLY_TOLERANCE:
-            return False
-        pending = _advance(alarm)
-        alarm.save(update_fields=STEP_FIELDS)
-        schedule(alarm)
-        board.publish(alarm)
-        here = pending[:1] if send_first else []
-        delivery.enqueue_on_commit(pending[len(here) :])
-    for delivery_id in here:
-        delivery.attempt(delivery_id)
+    Its deliveries are queued once it commits. With `send_first` (the countdown task) the
+    step claims its first delivery and sends it here, sparing the first message a trip
+    through the queue; the board then hears of the step and that message together."""
+    with board.batched():
+        with transaction.atomic():
+            alarm = _due_alarm(alarm_id, token)
+            if alarm is None:
+                return False
+            pending, entries = _advance(alarm)
+            record_all(*entries)
+            alarm.save(update_fields=STEP_FIELDS)
+            schedule(alarm)
+            board.publish(alarm)
+            first = delivery.take(pending.pop(0)) if send_first and pending else None
+            delivery.enqueue_on_commit([row.pk for row in pending])
+        delivery.send(first)
     return True
 
 
-def _advance(alarm: Alarm) -> list[int]:
+def _due_alarm(alarm_id, token) -> Alarm | None:
+    """The alarm, locked, if it is still triggered, carries `token` (when given) and its next
+    step is due."""
+    alarm = (
+        Alarm.objects.select_for_update(skip_locked=True, of=("self",))
+        .select_related("site", "room", "person", "device")
+        .filter(pk=alarm_id, status=Status.TRIGGERED, next_escalation_at__isnull=False)
+        .first()
+    )
+    if alarm is None:
+        return None
+    if token is not None and str(alarm.escalation_token) != str(token):
+        return None
+    if alarm.next_escalation_at > timezone.now() + EARLY_TOLERANCE:
+        return None
+    return alarm
+
+
+def _advance(alarm: Alarm) -> tuple[list, list]:
     """Run the next step; a step that reaches nobody is skipped and the one after runs now
-    (a new round still waits the policy's pause). Return the ids of the deliveries to send."""
-    pending = []
+    (a new round still waits the policy's pause). Return the deliveries to send and the
+    timeline entries to record."""
+    pending, entries = [], []
     while (position := _next_position(alarm)) is not None:
         index, round_ = position
         alarm.current_step, alarm.current_round = index, round_
         step = alarm.steps_snapshot[index]
         label = f"Step {index + 1} of {len(alarm.steps_snapshot)}, round {round_ + 1}"
         notified = delivery.create_for_step(alarm, step, index, round_)
-        pending += [d.pk for d in notified if d.status == d.Status.PENDING]
+        pending += [row for row in notified if row.status == row.Status.PENDING]
         if notified:
-            record(
-                alarm,
-                AlarmEvent.Kind.STEP_NOTIFIED,
-                f"{label}: notifying {', '.join(d.describe() for d in notified)}",
-                step=index,
-                round=round_,
+            text = f"{label}: notifying {', '.join(row.describe() for row in notified)}"
+            entries.append(
+                event(alarm, AlarmEvent.Kind.STEP_NOTIFIED, text, step=index, round=round_)
             )
         else:
-            record(alarm, AlarmEvent.Kind.STEP_SKIPPED, f"{label}: nobody to notify", step=index)
+            text = f"{label}: nobody to notify"
+            entries.append(event(alarm, AlarmEvent.Kind.STEP_SKIPPED, text, step=index))
         following = _next_position(alarm)
         if following is None:
             break
         if following[1] != round_:
             _schedule(alarm, alarm.repeat_after_seconds)
-            return pending
+            return pending, entries
         if notified:
             # Delays count from the previous step.
             _schedule(alarm, alarm.steps_snapshot[following[0]]["delay_seconds"])
-            return pending
+            return pending, entries
     stop(alarm)
-    record(alarm, AlarmEvent.Kind.ESCALATION_ENDED, "Last step ran; the alarm stays open")
-    return pending
+    text = "Last step ran; the alarm stays open"
+    entries.append(event(alarm, AlarmEvent.Kind.ESCALATION_ENDED, text))
+    return pending, entries
 
 
 def sweep(limit: int = 500) -> int:

@@ -15,6 +15,7 @@ import logging
 import random
 import time
 import traceback
+from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
@@ -89,6 +90,8 @@ def create_for_step(alarm, step: dict, index: int, round_: int) -> list[Delivery
         Delivery.objects.filter(alarm=alarm, event=NOTIFY, step=index, round=round_)
         .select_related("person", "channel")
     )  # fmt: skip
+    for row in step_deliveries:
+        row.alarm = alarm
     return step_deliveries
 
 
@@ -149,10 +152,72 @@ def backoff_seconds(attempts: int, retry_after: float | None) -> float:
 
 def attempt(delivery_id: int) -> str | None:
     """Try to send one delivery once; return its new status, or None if it was not ours to try."""
-    claimed = _claim(delivery_id)
+    return send(_claim(delivery_id))
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A delivery taken for one attempt, and what its transport is to be given."""
+
+    delivery: Delivery
+    transport: object
+    out: Outgoing
+
+
+def _claim(delivery_id: int) -> Claimed | None:
+    with transaction.atomic():
+        delivery = (
+            Delivery.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("alarm", "alarm__site", "alarm__room", "alarm__person", "person")
+            .select_related("alarm__device", "channel")
+            .filter(pk=delivery_id, status__in=BUSY)
+            .first()
+        )
+        if delivery is None or (
+            delivery.next_attempt_at and delivery.next_attempt_at > timezone.now()
+        ):
+            return None
+        return take(delivery)
+
+
+def take(delivery: Delivery) -> Claimed | None:
+    """Take a due delivery for one attempt, inside the caller's transaction (which locked its
+    row, or made it), or say why not (closed alarm, a post still ahead). `send` it after
+    the commit: no lock is held across the network."""
+    now = timezone.now()
+    alarm, transport = delivery.alarm, transport_for(delivery.channel)
+    keeps_record = transport.keeps_record and not delivery.person_id
+    if delivery.event == NOTIFY and alarm.status != "triggered" and not keeps_record:
+        return _give_up(delivery, f"not sent: the alarm was {alarm.status} first")
+    if delivery.event != NOTIFY or transport.ordered:
+        ahead = _ahead_of(delivery)
+        if ahead is not None:
+            return _defer(delivery, ahead, now)
+        if delivery.event != NOTIFY and not _was_posted(delivery):
+            return _give_up(delivery, "not sent: no step ever posted to this channel")
+    delivery.status = Status.SENDING
+    delivery.attempts += 1
+    delivery.next_attempt_at = now + _lease()
+    ack_url = ""
+    if delivery.event == NOTIFY and transport.ack_link:
+        ack_url = issue_ack_link(alarm, person=delivery.person, channel=_posted_to(delivery))
+    message = build_message(
+        alarm, transport, event=delivery.event, step=delivery.step, round_=delivery.round,
+        ack_url=ack_url, channel=delivery.channel,
+    )  # fmt: skip
+    delivery.message = transport.redact(message.stored_text())
+    delivery.save(update_fields=["status", "attempts", "next_attempt_at", "message", "updated_at"])
+    ref = alarm.external_refs.get(_ref_key(delivery), {}) if delivery.channel_id else {}
+    out = Outgoing(alarm, delivery.event, message, delivery.address, delivery.person, ref)
+    return Claimed(delivery, transport, out)
+
+
+def send(claimed: Claimed | None) -> str | None:
+    """Call the transport for a delivery taken (and committed) and record what came of it;
+    return the delivery's new status, or None when there was nothing to send."""
     if claimed is None:
         return None
-    delivery, transport, out = claimed
+    delivery, transport, out = claimed.delivery, claimed.transport, claimed.out
     started = time.monotonic()
     try:
         transport.config = transport.clean_config(transport.config)
@@ -172,48 +237,6 @@ def attempt(delivery_id: int) -> str | None:
 
 def _trace(exc: Exception) -> str:
     return "".join(traceback.format_exception(exc))
-
-
-def _claim(delivery_id: int):
-    """Take the delivery for one attempt, or say why not (closed alarm, a post still ahead)."""
-    with transaction.atomic():
-        delivery = (
-            Delivery.objects.select_for_update(skip_locked=True, of=("self",))
-            .select_related("alarm", "alarm__site", "alarm__room", "alarm__person", "person")
-            .select_related("alarm__device", "channel")
-            .filter(pk=delivery_id, status__in=BUSY)
-            .first()
-        )
-        now = timezone.now()
-        if delivery is None or (delivery.next_attempt_at and delivery.next_attempt_at > now):
-            return None
-        alarm, transport = delivery.alarm, transport_for(delivery.channel)
-        keeps_record = transport.keeps_record and not delivery.person_id
-        if delivery.event == NOTIFY and alarm.status != "triggered" and not keeps_record:
-            return _give_up(delivery, f"not sent: the alarm was {alarm.status} first")
-        if delivery.event != NOTIFY or transport.ordered:
-            ahead = _ahead_of(delivery)
-            if ahead is not None:
-                return _defer(delivery, ahead, now)
-            if delivery.event != NOTIFY and not _was_posted(delivery):
-                return _give_up(delivery, "not sent: no step ever posted to this channel")
-        delivery.status = Status.SENDING
-        delivery.attempts += 1
-        delivery.next_attempt_at = now + _lease()
-        ack_url = ""
-        if delivery.event == NOTIFY and transport.ack_link:
-            ack_url = issue_ack_link(alarm, person=delivery.person, channel=_posted_to(delivery))
-        message = build_message(
-            alarm, transport, event=delivery.event, step=delivery.step, round_=delivery.round,
-            ack_url=ack_url, channel=delivery.channel,
-        )  # fmt: skip
-        delivery.message = transport.redact(message.stored_text())
-        delivery.save(
-            update_fields=["status", "attempts", "next_attempt_at", "message", "updated_at"]
-        )
-    ref = alarm.external_refs.get(_ref_key(delivery), {}) if delivery.channel_id else {}
-    out = Outgoing(alarm, delivery.event, message, delivery.address, delivery.person, ref)
-    return delivery, transport, out
 
 
 def _posted_to(delivery: Delivery):
@@ -259,7 +282,9 @@ def _defer(delivery: Delivery, ahead: Delivery, now) -> None:
 
 def _wake_next(delivery: Delivery) -> None:
     """A post to an ordered channel finished: the one waiting behind it may go now."""
-    if delivery.person_id or delivery.channel_id is None:
+    if delivery.person_id or not (
+        delivery.channel and transport_class(delivery.channel.kind).ordered
+    ):
         return
     waiting = (
         Delivery.objects.filter(
