@@ -99,7 +99,8 @@ elif env.bool("DATABASE_POOL", default=False):
         "pool": {
             "min_size": 2,
             "max_size": env.int("DATABASE_POOL_SIZE", default=10),
-            "timeout": 10,
+            # A request waits this long for a connection, then is answered 503.
+            "timeout": 5,
         }
     }
 else:

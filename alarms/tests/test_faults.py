@@ -154,3 +154,32 @@ def test_an_alarm_raised_while_redis_is_down_is_stored_answered_and_fanned_out_l
     wait_until(lambda: Delivery.objects.filter(person=alice, status="sent").exists(), 30)
     time.sleep(2)
     assert [m.rcpt_tos for m in smtp_server.messages] == [["alice@example.org"]]
+
+
+def test_an_alarm_raised_while_the_database_is_down_is_answered_503_to_be_retried(
+    process_env, start_process, tmp_path
+):
+    env = process_env(
+        DATABASE_URL=f"postgres://postgres@127.0.0.1:{free_port()}/gone", VAR_DIR=str(tmp_path)
+    )
+    port = free_port()
+    start_process(
+        ["-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "alarmsite.asgi:application"],
+        env,
+        log_name="web",
+    )
+    # No token: refused before the database is asked, so this answers while it is down.
+    wait_until(lambda: _get(f"http://127.0.0.1:{port}/v1/yealink/alarm") == 404, timeout=20)
+
+    press = requests.get(
+        f"http://127.0.0.1:{port}/v1/yealink/alarm", params={"token": "t" * 43}, timeout=30
+    )
+    raised = requests.post(
+        f"http://127.0.0.1:{port}/v1/alarms/raise", json={"title": "Fire"},
+        headers={"Authorization": "Bearer " + "t" * 43}, timeout=30,
+    )  # fmt: skip
+
+    for response in (press, raised):
+        assert response.status_code == 503
+        assert response.headers["Retry-After"] == "5"
+        assert "nothing was stored" in response.json()["error"]
