@@ -18,6 +18,8 @@ from . import board
 from .models import OPEN_STATUSES, Alarm, AlarmEvent, Status
 from .timeline import Actor, event, record, record_all
 
+Kind = AlarmEvent.Kind
+
 
 class AlarmClosed(Exception):
     """The alarm is resolved or cancelled: it can no longer be acknowledged."""
@@ -70,15 +72,13 @@ def raise_alarm(
         except IntegrityError:
             # A concurrent request opened it first; this one is a repeat of that alarm.
             return Outcome(_add_occurrence(_open_alarm_for_update(dedup_key), actor), False)
-        routed = (
+        policy_id = policy.pk if policy else None
+        why = (
             f"Policy {policy.name}: {reason}" if policy else "No escalation policy: nobody notified"
         )
-        record_all(
-            event(
-                alarm, AlarmEvent.Kind.TRIGGERED, f"Raised by {actor.name}", actor, source=source
-            ),
-            event(alarm, AlarmEvent.Kind.ROUTED, routed, policy_id=policy.pk if policy else None),
-        )
+        triggered = event(alarm, Kind.TRIGGERED, f"Raised by {actor.name}", actor, source=source)
+        routed = event(alarm, Kind.ROUTED, why, policy_id=policy_id)
+        record_all(triggered, routed)
         engine.schedule(alarm)
         board.publish(alarm)
         return Outcome(alarm, changed=True)
