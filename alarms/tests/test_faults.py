@@ -81,13 +81,8 @@ def test_a_worker_killed_between_steps_loses_nothing_and_the_sweeper_sends_the_s
     env = _worker_env(process_env, private_redis, smtp_server)
     worker = _worker(start_process, env, "doomed")
     # Trigger through a web process on the same private broker.
-    port = free_port()
-    start_process(
-        ["-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "alarmsite.asgi:application"],
-        env,
-        log_name="web",
-    )
-    trigger = f"http://127.0.0.1:{port}/v1/yealink/alarm"
+    base = _web(start_process, env)
+    trigger = f"{base}/v1/yealink/alarm"
     wait_until(lambda: _get(trigger, token=token) == 200, timeout=20)
 
     wait_until(lambda: Delivery.objects.filter(person=alice, status="sent").exists(), 20)
@@ -119,6 +114,14 @@ def _worker_with_beat(start_process, env):
     )  # fmt: skip
 
 
+def _web(start_process, env) -> str:
+    """A daphne web process on a free port; its base URL."""
+    port = free_port()
+    args = ["-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "alarmsite.asgi:application"]
+    start_process(args, env, log_name="web")
+    return f"http://127.0.0.1:{port}"
+
+
 def _get(url, **params) -> int | None:
     try:
         return requests.get(url, params=params, timeout=5).status_code
@@ -132,18 +135,11 @@ def test_an_alarm_raised_while_redis_is_down_is_stored_answered_and_fanned_out_l
     alice = make_person("Alice")
     _, token = make_device(default_policy=make_policy([(0, [alice], [])]))
     env = _worker_env(process_env, private_redis, smtp_server)
-    port = free_port()
-    start_process(
-        ["-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "alarmsite.asgi:application"],
-        env,
-        log_name="web",
-    )
-    wait_until(lambda: _get(f"http://127.0.0.1:{port}/v1/alarms/") == 401, timeout=20)
+    base = _web(start_process, env)
+    wait_until(lambda: _get(f"{base}/v1/alarms/") == 401, timeout=20)
     private_redis.stop()
 
-    response = requests.get(
-        f"http://127.0.0.1:{port}/v1/yealink/alarm", params={"token": token}, timeout=30
-    )
+    response = requests.get(f"{base}/v1/yealink/alarm", params={"token": token}, timeout=30)
     assert response.status_code == 200
     alarm = Alarm.objects.get(pk=response.json()["alarm_id"])
     assert alarm.status == "triggered"
@@ -162,20 +158,13 @@ def test_an_alarm_raised_while_the_database_is_down_is_answered_503_to_be_retrie
     env = process_env(
         DATABASE_URL=f"postgres://postgres@127.0.0.1:{free_port()}/gone", VAR_DIR=str(tmp_path)
     )
-    port = free_port()
-    start_process(
-        ["-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "alarmsite.asgi:application"],
-        env,
-        log_name="web",
-    )
+    base = _web(start_process, env)
     # No token: refused before the database is asked, so this answers while it is down.
-    wait_until(lambda: _get(f"http://127.0.0.1:{port}/v1/yealink/alarm") == 404, timeout=20)
+    wait_until(lambda: _get(f"{base}/v1/yealink/alarm") == 404, timeout=20)
 
-    press = requests.get(
-        f"http://127.0.0.1:{port}/v1/yealink/alarm", params={"token": "t" * 43}, timeout=30
-    )
+    press = requests.get(f"{base}/v1/yealink/alarm", params={"token": "t" * 43}, timeout=30)
     raised = requests.post(
-        f"http://127.0.0.1:{port}/v1/alarms/raise", json={"title": "Fire"},
+        f"{base}/v1/alarms/raise", json={"title": "Fire"},
         headers={"Authorization": "Bearer " + "t" * 43}, timeout=30,
     )  # fmt: skip
 
