@@ -75,6 +75,7 @@ def card(alarm: Alarm) -> dict:
         "steps": len(alarm.steps_snapshot),
         "round": alarm.current_round + 1,
         "policy": alarm.policy.name if alarm.policy else "",
+        "silenced_by": alarm.silenced_by,
         "next_escalation_at": _iso(alarm.next_escalation_at),
         "deliveries": [
             {

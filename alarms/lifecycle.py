@@ -64,7 +64,9 @@ def raise_alarm(
             person=device.person if device else None,
         )
         # Routed before it is written, so the row is written once.
-        policy, reason = routing.choose_policy(alarm)
+        routed = routing.route(alarm)
+        alarm.severity, alarm.silenced_by = routed.severity, routed.silenced_by
+        policy = None if alarm.silenced_by else routed.policy
         engine.start(alarm, policy)
         try:
             with transaction.atomic():
@@ -72,16 +74,25 @@ def raise_alarm(
         except IntegrityError:
             # A concurrent request opened it first; this one is a repeat of that alarm.
             return Outcome(_add_occurrence(_open_alarm_for_update(dedup_key), actor), False)
-        policy_id = policy.pk if policy else None
-        why = (
-            f"Policy {policy.name}: {reason}" if policy else "No escalation policy: nobody notified"
-        )
         triggered = event(alarm, Kind.TRIGGERED, f"Raised by {actor.name}", actor, source=source)
-        routed = event(alarm, Kind.ROUTED, why, policy_id=policy_id)
-        record_all(triggered, routed)
+        record_all(triggered, _routed_event(alarm, routed, policy))
         engine.schedule(alarm)
         board.publish(alarm)
         return Outcome(alarm, changed=True)
+
+
+def _routed_event(alarm: Alarm, routed, policy) -> AlarmEvent:
+    if alarm.silenced_by:
+        text = f"Silenced by {alarm.silenced_by} ({routed.reason}): nobody notified"
+    elif policy:
+        text = f"Policy {policy.name}: {routed.reason}"
+        if len(routed.policies) > 1:
+            others = ", ".join(p.name for p in routed.policies[1:])
+            text += f" (also matched, not run in parallel yet: {others})"
+    else:
+        text = f"No escalation policy ({routed.reason}): nobody notified"
+    rules = [check.rule.pk for check in routed.checks if check.matched]
+    return event(alarm, Kind.ROUTED, text, policy_id=policy.pk if policy else None, rules=rules)
 
 
 def _open_alarm_for_update(dedup_key: str) -> Alarm | None:

@@ -57,6 +57,10 @@ class Alarm(models.Model):
     resolved_at = models.DateTimeField(null=True, blank=True)
     resolved_by = models.CharField(max_length=200, blank=True)
 
+    # Why the alarm notifies nobody although it is open: a routing rule, a silence or an
+    # inhibiting alarm (set when it was routed).
+    silenced_by = models.CharField(max_length=300, blank=True)
+
     # Escalation state, owned by escalation.engine.
     policy = models.ForeignKey(
         "escalation.EscalationPolicy", null=True, blank=True, on_delete=models.SET_NULL

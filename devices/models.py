@@ -28,6 +28,14 @@ def validate_e164(value: str) -> None:
 class Site(models.Model):
     name = models.CharField(max_length=200, unique=True)
     address = models.TextField(blank=True)
+    default_policy = models.ForeignKey(
+        "escalation.EscalationPolicy",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="For alarms from this site that no routing rule and no device default routes.",
+    )
 
     class Meta:
         ordering = ["name"]

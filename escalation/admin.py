@@ -1,8 +1,23 @@
-"""Admin for escalation policies, edited with their steps inline."""
+"""Admin for escalation policies (with their steps), routing rules, silences and inhibitions,
+and the "test routing" page: which rule, policy and silence an alarm would meet, sending
+nothing."""
 
+from datetime import timedelta
+
+from django import forms
 from django.contrib import admin
+from django.core.exceptions import ValidationError
+from django.template.response import TemplateResponse
+from django.urls import path
+from django.utils import timezone
 
-from .models import EscalationPolicy, EscalationStep
+from alarms.models import Alarm, Severity
+from devices.models import Device, Person, Room, Site
+from notifications.models import NotificationChannel
+
+from . import routing
+from .engine import snapshot
+from .models import EscalationPolicy, EscalationStep, Inhibition, RoutingRule, Silence, SourceKind
 
 
 class StepInline(admin.StackedInline):
@@ -13,10 +28,153 @@ class StepInline(admin.StackedInline):
 
 @admin.register(EscalationPolicy)
 class EscalationPolicyAdmin(admin.ModelAdmin):
-    list_display = ["name", "step_count", "repeat_count", "repeat_after_seconds"]
+    list_display = ["name", "step_count", "repeat_count", "repeat_after_seconds", "is_default"]
     search_fields = ["name", "description"]
     inlines = [StepInline]
 
     @admin.display(description="steps")
     def step_count(self, policy):
         return policy.steps.count()
+
+
+@admin.register(RoutingRule)
+class RoutingRuleAdmin(admin.ModelAdmin):
+    list_display = ["order", "name", "enabled", "matches", "action", "continue_matching"]
+    list_display_links = ["name"]
+    list_editable = ["order", "enabled"]
+    list_filter = ["enabled", "source", "silence"]
+    search_fields = ["name", "matchers"]
+    autocomplete_fields = ["device", "policy"]
+    fieldsets = [
+        (None, {"fields": ["name", "order", "enabled"]}),
+        ("Matches", {"fields": ["source", "device", "site", "room", "min_severity", "matchers"]}),
+        ("When", {"fields": ["days", "start_time", "end_time", "time_zone"]}),
+        ("Does", {"fields": ["policy", "set_severity", "silence", "continue_matching"]}),
+    ]
+
+    @admin.display(description="matches")
+    def matches(self, rule):
+        parts = [rule.source, rule.device, rule.site, rule.room]
+        parts = [str(part) for part in parts if part]
+        if rule.min_severity:
+            parts.append(f"severity ≥ {rule.min_severity}")
+        if rule.matchers:
+            parts.append(" ".join(str(m) for m in rule.parsed_matchers()))
+        if rule.days or rule.start_time:
+            hours = f"{rule.start_time:%H:%M}–{rule.end_time:%H:%M}" if rule.start_time else ""
+            parts.append(f"{rule.days or 'every day'} {hours} {rule.time_zone}".strip())
+        return "; ".join(parts) or "every alarm"
+
+    @admin.display(description="does")
+    def action(self, rule):
+        parts = []
+        if rule.policy:
+            parts.append(f"policy {rule.policy}")
+        if rule.set_severity:
+            parts.append(f"severity → {rule.set_severity}")
+        if rule.silence:
+            parts.append("silence")
+        return ", ".join(parts)
+
+    def get_urls(self):
+        test = self.admin_site.admin_view(self.test_routing)
+        return [path("test/", test, name="escalation_routingrule_test"), *super().get_urls()]
+
+    def test_routing(self, request):
+        form = TestRoutingForm(request.GET or None)
+        context = {**self.admin_site.each_context(request), "title": "Test routing", "form": form}
+        if form.is_bound and form.is_valid():
+            alarm, at = form.alarm(), form.cleaned_data["at"] or timezone.now()
+            routed = routing.route(alarm, at)
+            context.update(at=at, routed=routed, steps=_described_steps(routed.policies))
+        context["opts"] = self.model._meta
+        return TemplateResponse(request, "admin/escalation/routingrule/test_routing.html", context)
+
+
+def _described_steps(policies) -> list[dict]:
+    """Each policy's steps, with names instead of ids, as the engine would snapshot them."""
+    described = []
+    for policy in policies:
+        steps = snapshot(policy)
+        persons = Person.objects.in_bulk({i for s in steps for i in s["person_ids"]})
+        channels = NotificationChannel.objects.in_bulk({i for s in steps for i in s["channel_ids"]})
+        described.append({
+            "policy": policy,
+            "steps": [{
+                "delay_seconds": step["delay_seconds"],
+                "persons": [persons[i].name for i in step["person_ids"] if i in persons],
+                "methods": step["methods"],
+                "channels": [channels[i].name for i in step["channel_ids"] if i in channels],
+            } for step in steps],
+        })  # fmt: skip
+    return described
+
+
+class TestRoutingForm(forms.Form):
+    title = forms.CharField(initial="Test alarm")
+    source = forms.ChoiceField(choices=SourceKind.choices, initial=SourceKind.API)
+    device = forms.ModelChoiceField(Device.objects.all(), required=False)
+    site = forms.ModelChoiceField(
+        Site.objects.all(), required=False, help_text="Default: the device's."
+    )
+    room = forms.ModelChoiceField(
+        Room.objects.all(), required=False, help_text="Default: the device's."
+    )
+    severity = forms.ChoiceField(choices=Severity.choices, initial=Severity.CRITICAL)
+    labels = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 4, "cols": 60}), required=False,
+        help_text="One name=value per line.",
+    )  # fmt: skip
+    at = forms.DateTimeField(
+        required=False, help_text="When it is raised (server time zone); empty: now.",
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
+    )  # fmt: skip
+
+    def clean_labels(self) -> dict:
+        labels = {}
+        for line in self.cleaned_data["labels"].splitlines():
+            if not line.strip():
+                continue
+            name, sep, value = line.partition("=")
+            if not sep or not name.strip():
+                raise ValidationError(f"{line!r} is not name=value.")
+            labels[name.strip()] = value.strip()
+        return labels
+
+    def alarm(self) -> Alarm:
+        """The alarm as the ingest would build it, not saved."""
+        data = self.cleaned_data
+        device = data["device"]
+        return Alarm(
+            title=data["title"], source=data["source"], severity=data["severity"],
+            labels=data["labels"], device=device,
+            site=data["site"] or (device.site if device else None),
+            room=data["room"] or (device.room if device else None),
+        )  # fmt: skip
+
+
+@admin.register(Silence)
+class SilenceAdmin(admin.ModelAdmin):
+    list_display = ["pk", "matchers", "starts_at", "ends_at", "active", "created_by", "comment"]
+    search_fields = ["matchers", "comment", "created_by"]
+    readonly_fields = ["created_by", "created_at"]
+
+    @admin.display(boolean=True)
+    def active(self, silence):
+        return silence.starts_at <= timezone.now() < silence.ends_at
+
+    def get_changeform_initial_data(self, request):
+        now = timezone.now().replace(microsecond=0)
+        return {"starts_at": now, "ends_at": now + timedelta(hours=2)}
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            obj.created_by = request.user.get_full_name() or request.user.get_username()
+        super().save_model(request, obj, form, change)
+
+
+@admin.register(Inhibition)
+class InhibitionAdmin(admin.ModelAdmin):
+    list_display = ["name", "enabled", "source_matchers", "target_matchers", "equal"]
+    list_filter = ["enabled"]
+    search_fields = ["name", "source_matchers", "target_matchers"]

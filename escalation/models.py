@@ -1,9 +1,17 @@
 """Escalation policies: ordered steps of who to notify, how, and after what delay."""
 
+import zoneinfo
+
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.db.models import Q
 
+from alarms.models import SEVERITY_RANK, Severity
 from notifications.transports import PERSON_METHODS
+
+from . import matchers
+from .timewindow import DAY_NAMES, parse_days
 
 
 def validate_methods(value) -> None:
@@ -29,10 +37,20 @@ class EscalationPolicy(models.Model):
     repeat_after_seconds = models.PositiveIntegerField(
         default=300, help_text="Pause after the last step before the steps run again."
     )
+    is_default = models.BooleanField(
+        "global default",
+        default=False,
+        help_text="For alarms that no rule, device default or site default routes (one policy).",
+    )
 
     class Meta:
         ordering = ["name"]
         verbose_name_plural = "escalation policies"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["is_default"], condition=Q(is_default=True), name="one_global_default"
+            )
+        ]
 
     def __str__(self):
         return self.name
@@ -62,3 +80,151 @@ class EscalationStep(models.Model):
 
     def __str__(self):
         return f"{self.policy.name}: step {self.order}"
+
+
+def validate_time_zone(value: str) -> None:
+    if value not in zoneinfo.available_timezones():
+        raise ValidationError(f"{value!r} is not a time zone name such as Europe/Berlin.")
+
+
+def validate_days(value: str) -> None:
+    parse_days(value)
+
+
+def default_time_zone() -> str:
+    return settings.TIME_ZONE
+
+
+class SourceKind(models.TextChoices):
+    YEALINK = "yealink"
+    API = "api"
+    ALERTMANAGER = "alertmanager"
+    PAGERDUTY = "pagerduty"
+    METRIC = "metric"
+    SCHEDULE = "schedule"
+    HEARTBEAT = "heartbeat"
+
+
+MATCHERS_HELP = (
+    'Alertmanager matchers, e.g. {severity=~"critical|high", room!~"Lab.*"}. They see the '
+    "alarm's labels and, from the alarm itself, source, severity, site, room and device."
+)
+
+
+class RoutingRule(models.Model):
+    """Which alarms go where: the first enabled rule that matches decides (and with `continue`,
+    the ones after it may add to that)."""
+
+    name = models.CharField(max_length=200)
+    order = models.PositiveIntegerField(default=0, help_text="Lower runs first.")
+    enabled = models.BooleanField(default=True)
+
+    # What it matches; an empty field matches anything.
+    source = models.CharField(max_length=20, choices=SourceKind.choices, blank=True)
+    device = models.ForeignKey("devices.Device", null=True, blank=True, on_delete=models.CASCADE)
+    site = models.ForeignKey("devices.Site", null=True, blank=True, on_delete=models.CASCADE)
+    room = models.ForeignKey("devices.Room", null=True, blank=True, on_delete=models.CASCADE)
+    min_severity = models.CharField(
+        "severity at least", max_length=10, choices=Severity.choices, blank=True
+    )
+    matchers = models.TextField(blank=True, validators=[matchers.validate], help_text=MATCHERS_HELP)
+    days = models.CharField(
+        max_length=100,
+        blank=True,
+        validators=[validate_days],
+        help_text=f"Days the time window starts on, e.g. mon-fri or sat,sun ({', '.join(DAY_NAMES)}"
+        "); empty: every day.",
+    )
+    start_time = models.TimeField(null=True, blank=True, help_text="Window start, e.g. 18:00.")
+    end_time = models.TimeField(
+        null=True, blank=True, help_text="Window end; earlier than the start: it ends the next day."
+    )
+    time_zone = models.CharField(
+        max_length=64, default=default_time_zone, validators=[validate_time_zone]
+    )
+
+    # What it does.
+    policy = models.ForeignKey(
+        EscalationPolicy, null=True, blank=True, on_delete=models.PROTECT, related_name="rules"
+    )
+    set_severity = models.CharField(max_length=10, choices=Severity.choices, blank=True)
+    silence = models.BooleanField(
+        default=False, help_text="Store and show matching alarms, but notify nobody."
+    )
+    continue_matching = models.BooleanField(
+        "continue",
+        default=False,
+        help_text="Let the rules after this one also apply (their policies run in parallel).",
+    )
+
+    class Meta:
+        ordering = ["order", "pk"]
+
+    def __str__(self):
+        return self.name
+
+    def clean(self):
+        if not (self.policy_id or self.set_severity or self.silence):
+            raise ValidationError("Choose what the rule does: a policy, a severity or silence.")
+        if (self.start_time is None) != (self.end_time is None):
+            raise ValidationError("Give both ends of the time window, or neither.")
+        if self.room_id and self.site_id and self.room.site_id != self.site_id:
+            raise ValidationError({"room": "This room belongs to another site."})
+
+    def parsed_matchers(self) -> list:
+        return matchers.parse(self.matchers)
+
+    def severity_ok(self, severity: str) -> bool:
+        if not self.min_severity:
+            return True
+        return SEVERITY_RANK.get(severity, 9) <= SEVERITY_RANK[self.min_severity]
+
+
+class Silence(models.Model):
+    """A maintenance window: alarms matching it while it lasts are stored and shown, not sent."""
+
+    matchers = models.TextField(validators=[matchers.validate], help_text=MATCHERS_HELP)
+    starts_at = models.DateTimeField()
+    ends_at = models.DateTimeField()
+    created_by = models.CharField(max_length=200)
+    comment = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-starts_at"]
+
+    def __str__(self):
+        return f"Silence {self.pk}: {self.comment[:60]}"
+
+    def clean(self):
+        if self.starts_at and self.ends_at and self.ends_at <= self.starts_at:
+            raise ValidationError("A silence must end after it starts.")
+        if not matchers.parse(self.matchers):
+            raise ValidationError({"matchers": "A silence needs at least one matcher."})
+
+
+class Inhibition(models.Model):
+    """While an open alarm matches the source matchers, new alarms matching the target matchers
+    that have the same values of the `equal` labels are silenced (a site-wide power alarm
+    inhibits the per-room alarms of that site)."""
+
+    name = models.CharField(max_length=200)
+    enabled = models.BooleanField(default=True)
+    source_matchers = models.TextField(validators=[matchers.validate], help_text=MATCHERS_HELP)
+    target_matchers = models.TextField(validators=[matchers.validate], help_text=MATCHERS_HELP)
+    equal = models.CharField(
+        max_length=300, blank=True, help_text="Labels both alarms must share, e.g. site"
+    )
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+    def clean(self):
+        if not matchers.parse(self.source_matchers) or not matchers.parse(self.target_matchers):
+            raise ValidationError("An inhibition needs source and target matchers.")
+
+    def equal_labels(self) -> list[str]:
+        return [name for name in self.equal.replace(",", " ").split() if name]

@@ -1,9 +1,162 @@
-"""Which escalation policy an alarm follows."""
+"""Which escalation policies an alarm follows, and whether it is silenced.
+
+Rules run in order; the first that matches decides, unless it says `continue`, in which case
+the rules after it may add policies (run in parallel), change the severity again or silence.
+Alarms no rule gives a policy fall back to their device's default policy, then their site's,
+then the global default. A silence or an inhibition that applies silences the alarm whatever
+the rules said: it is stored and shown, but nobody is notified.
+"""
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.utils import timezone
+
+from alarms.models import OPEN_STATUSES, Alarm
+
+from . import matchers
+from .models import EscalationPolicy, Inhibition, RoutingRule, Silence
+from .timewindow import holds
+
+# Alarm fields matchers see as labels (they win over a label of the same name).
+BUILT_IN_LABELS = ("source", "severity", "site", "room", "device")
 
 
-def choose_policy(alarm):
-    """Return (policy or None, why) for a new alarm: for now, its device's default policy."""
-    device = alarm.device
+def match_labels(alarm: Alarm) -> dict:
+    """The labels matchers see: the alarm's own, plus what the alarm itself says."""
+    return {
+        **{str(k): str(v) for k, v in (alarm.labels or {}).items()},
+        "source": alarm.source,
+        "severity": alarm.severity,
+        "site": alarm.site.name if alarm.site else "",
+        "room": alarm.room.name if alarm.room else "",
+        "device": alarm.device.name if alarm.device else "",
+    }
+
+
+@dataclass
+class RuleCheck:
+    """One rule's verdict, for the timeline and the admin's test page."""
+
+    rule: RoutingRule
+    matched: bool
+    why: str
+
+
+@dataclass
+class Routing:
+    policies: list = field(default_factory=list)
+    severity: str = ""
+    silenced_by: str = ""
+    reason: str = ""
+    checks: list[RuleCheck] = field(default_factory=list)
+
+    @property
+    def policy(self):
+        return self.policies[0] if self.policies else None
+
+
+def rule_mismatch(rule: RoutingRule, alarm: Alarm, labels: dict, at: datetime) -> str:
+    """Why the rule does not match the alarm, or "" when it does."""
+    if rule.source and rule.source != alarm.source:
+        return f"source is {alarm.source}, not {rule.source}"
+    if rule.device_id and rule.device_id != alarm.device_id:
+        return f"device is not {rule.device}"
+    if rule.site_id and rule.site_id != alarm.site_id:
+        return f"site is not {rule.site}"
+    if rule.room_id and rule.room_id != alarm.room_id:
+        return f"room is not {rule.room}"
+    if not rule.severity_ok(labels["severity"]):
+        return f"severity {labels['severity']} is below {rule.min_severity}"
+    for matcher in rule.parsed_matchers():
+        if not matcher.matches(labels):
+            return f"{matcher} does not match ({matcher.name}={labels.get(matcher.name, '')!r})"
+    if not holds(at, rule.days, rule.start_time, rule.end_time, rule.time_zone):
+        return "outside its time window"
+    return ""
+
+
+def route(alarm: Alarm, at: datetime | None = None) -> Routing:
+    """Decide for a new alarm (not yet saved): policies, severity, silenced or not, and why."""
+    at = at or timezone.now()
+    result = Routing(severity=alarm.severity)
+    reasons = []
+    decided = False
+    for rule in RoutingRule.objects.filter(enabled=True).select_related("policy", "device"):
+        if decided:
+            result.checks.append(RuleCheck(rule, False, "an earlier rule decided"))
+            continue
+        labels = {**match_labels(alarm), "severity": result.severity}
+        mismatch = rule_mismatch(rule, alarm, labels, at)
+        result.checks.append(RuleCheck(rule, not mismatch, mismatch or "matches"))
+        if mismatch:
+            continue
+        reasons.append(f"rule {rule.name}")
+        if rule.set_severity:
+            result.severity = rule.set_severity
+        if rule.silence:
+            result.silenced_by = f"routing rule {rule.name}"
+        if rule.policy and rule.policy not in result.policies:
+            result.policies.append(rule.policy)
+        decided = not rule.continue_matching
+    if not result.policies and not result.silenced_by:
+        policy, why = default_policy(alarm)
+        if policy:
+            result.policies.append(policy)
+            reasons.append(why)
+    alarm_with_severity = {**match_labels(alarm), "severity": result.severity}
+    result.silenced_by = result.silenced_by or silenced_now(alarm, alarm_with_severity, at)
+    result.reason = ", ".join(reasons) or "no rule and no default policy applies"
+    return result
+
+
+def default_policy(alarm: Alarm):
+    device, site = alarm.device, alarm.site
     if device and device.default_policy_id:
         return device.default_policy, f"default policy of device {device.name}"
-    return None, "no policy applies"
+    if site and site.default_policy_id:
+        return site.default_policy, f"default policy of site {site.name}"
+    policy = EscalationPolicy.objects.filter(is_default=True).first()
+    if policy:
+        return policy, "the global default policy"
+    return None, ""
+
+
+def silenced_now(alarm: Alarm, labels: dict, at: datetime) -> str:
+    """What silences the alarm right now (an active silence, an inhibiting alarm), or ""."""
+    for silence in Silence.objects.filter(starts_at__lte=at, ends_at__gt=at):
+        if matchers.all_match(matchers.parse(silence.matchers), labels):
+            return f"silence {silence.pk} ({silence.comment[:100]}) by {silence.created_by}"
+    for inhibition in Inhibition.objects.filter(enabled=True):
+        source = inhibiting_alarm(inhibition, alarm, labels)
+        if source is not None:
+            return f"inhibition {inhibition.name}: open alarm {source.title!r}"
+    return ""
+
+
+def inhibiting_alarm(inhibition: Inhibition, alarm: Alarm, labels: dict) -> Alarm | None:
+    """An open alarm that inhibits this one under the rule, if any."""
+    if not matchers.all_match(matchers.parse(inhibition.target_matchers), labels):
+        return None
+    source_matchers = matchers.parse(inhibition.source_matchers)
+    candidates = Alarm.objects.filter(status__in=OPEN_STATUSES).exclude(pk=alarm.pk)
+    for name in inhibition.equal_labels():
+        candidates = _sharing(candidates, name, labels.get(name, ""))
+    for candidate in candidates.select_related("site", "room", "device")[:1000]:
+        if matchers.all_match(source_matchers, match_labels(candidate)):
+            return candidate
+    return None
+
+
+_FIELD_OF_LABEL = {"site": "site__name", "room": "room__name", "device": "device__name"}
+
+
+def _sharing(alarms, name: str, value: str):
+    """Narrow the candidates in the database to those with the same value of this label."""
+    if name in ("source", "severity"):
+        return alarms.filter(**{name: value})
+    if name in _FIELD_OF_LABEL:
+        if not value:
+            return alarms.filter(**{f"{name}__isnull": True})
+        return alarms.filter(**{_FIELD_OF_LABEL[name]: value})
+    return alarms.filter(**{f"labels__{name}": value})

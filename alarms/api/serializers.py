@@ -57,7 +57,7 @@ class AlarmSerializer(serializers.ModelSerializer):
             "id", "source", "dedup_key", "title", "message", "severity", "labels", "status",
             "occurrences", "created_at", "last_occurrence_at", "acknowledged_at",
             "acknowledged_by", "resolved_at", "resolved_by", "site", "room", "person", "device",
-            "policy", "current_step", "current_round", "next_escalation_at",
+            "policy", "silenced_by", "current_step", "current_round", "next_escalation_at",
         ]  # fmt: skip
 
 

@@ -2,17 +2,20 @@
 
 import hashlib
 import re
+from datetime import time, timedelta
 
 import pytest
 from django.contrib import admin
 from django.core.exceptions import ValidationError
 from django.urls import reverse
+from django.utils import timezone
 
 from alarms import lifecycle
 from alarms.acklinks import issue_ack_link
 from alarms.timeline import SYSTEM
 from devices.models import Device, Person, Room, Site
 from escalation import engine
+from escalation.models import Inhibition, RoutingRule, Silence
 
 pytestmark = pytest.mark.django_db
 
@@ -191,6 +194,13 @@ def some_of_everything(make_person, make_policy, make_device, webhook_channel, r
     policy = make_policy([(0, [alice], [webhook_channel]), (60, [alice], [])])
     device, _ = make_device(person=alice, default_policy=policy)
     Room.objects.create(site=room.site, name="Lab")
+    RoutingRule.objects.create(name="Labs at night", matchers='room=~"Lab.*"', policy=policy,
+                               start_time=time(18), end_time=time(6))  # fmt: skip
+    now = timezone.now()
+    Silence.objects.create(matchers='drill="yes"', starts_at=now, ends_at=now + timedelta(hours=1),
+                           created_by="Olga", comment="Fire drill")  # fmt: skip
+    Inhibition.objects.create(name="Power", source_matchers='kind="power"',
+                              target_matchers='kind="room"', equal="site")  # fmt: skip
     alarm = lifecycle.raise_alarm(
         source="yealink", dedup_key="d1", title="Emergency", device=device, actor=SYSTEM
     ).alarm

@@ -181,6 +181,7 @@ function fill(element, entry) {
 function escalationText(card) {
   if (card.status === "acknowledged") return `Acknowledged by ${card.acknowledged_by}`;
   if (!OPEN.has(card.status)) return `${card.status} by ${card.resolved_by}`;
+  if (card.silenced_by) return `Silenced by ${card.silenced_by}`;
   if (!card.policy) return "No escalation policy";
   const step = card.step > 0 ? `Step ${card.step} of ${card.steps}, round ${card.round}` : "Starting";
   if (!card.next_escalation_at) return `${step} · escalation ended`;
