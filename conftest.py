@@ -22,6 +22,7 @@ from redis import Redis
 
 from alarmsite.celery import app as celery_app
 from devices.models import Device, Person, Room, Site
+from escalation import routing
 from escalation.models import EscalationPolicy, EscalationStep
 from notifications.models import NotificationChannel
 
@@ -66,6 +67,12 @@ def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05):
             return value
         time.sleep(interval)
     pytest.fail(f"condition not met within {timeout}s: {predicate.__doc__ or predicate}")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_routing_config():
+    """Each test starts from its own rules: a rolled-back test sends no signal to forget them."""
+    routing.forget_config()
 
 
 # --- builders ---------------------------------------------------------------------------

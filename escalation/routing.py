@@ -7,12 +7,17 @@ then the global default. A silence or an inhibition that applies silences the al
 the rules said: it is stored and shown, but nobody is notified.
 """
 
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 
+import redis
+from django.db.models.signals import post_delete, post_save
+from django.dispatch import receiver
 from django.utils import timezone
 
 from alarms.models import OPEN_STATUSES, Alarm
+from alarmsite.redis import client
 
 from . import matchers
 from .models import EscalationPolicy, Inhibition, RoutingRule, Silence
@@ -76,13 +81,72 @@ def rule_mismatch(rule: RoutingRule, alarm: Alarm, labels: dict, at: datetime) -
     return ""
 
 
+@dataclass(frozen=True)
+class Config:
+    """What operators configure for routing, read once and kept while it does not change."""
+
+    rules: list
+    silences: list
+    inhibitions: list
+    global_default: EscalationPolicy | None
+    read_at: float
+
+
+# Every process keeps the routing configuration and reads it again when this number in Redis
+# changes (any save or delete of a rule, silence, inhibition or policy bumps it), and at least
+# every MAX_AGE seconds in case a change could not bump it (Redis down at the time).
+VERSION_KEY = "routing:version"
+MAX_AGE = 30.0
+_kept: dict = {}
+
+
+def config() -> Config:
+    try:
+        version = client().get(VERSION_KEY)
+    except redis.RedisError:
+        return _read()
+    kept = _kept.get(version)
+    if kept is None or time.monotonic() - kept.read_at > MAX_AGE:
+        _kept.clear()
+        kept = _kept[version] = _read()
+    return kept
+
+
+def forget_config() -> None:
+    _kept.clear()
+
+
+def _read() -> Config:
+    return Config(
+        rules=list(RoutingRule.objects.filter(enabled=True).select_related("policy", "device")),
+        # Those not over yet: whether one applies is decided at the alarm's time.
+        silences=list(Silence.objects.filter(ends_at__gt=timezone.now())),
+        inhibitions=list(Inhibition.objects.filter(enabled=True)),
+        global_default=EscalationPolicy.objects.filter(is_default=True).first(),
+        read_at=time.monotonic(),
+    )
+
+
+@receiver([post_save, post_delete], sender=RoutingRule)
+@receiver([post_save, post_delete], sender=Silence)
+@receiver([post_save, post_delete], sender=Inhibition)
+@receiver([post_save, post_delete], sender=EscalationPolicy)
+def _configuration_changed(**kwargs) -> None:
+    forget_config()
+    try:
+        client().incr(VERSION_KEY)
+    except redis.RedisError:
+        pass  # other processes notice within MAX_AGE
+
+
 def route(alarm: Alarm, at: datetime | None = None) -> Routing:
     """Decide for a new alarm (not yet saved): policies, severity, silenced or not, and why."""
     at = at or timezone.now()
     result = Routing(severity=alarm.severity)
     reasons = []
     decided = False
-    for rule in RoutingRule.objects.filter(enabled=True).select_related("policy", "device"):
+    configured = config()
+    for rule in configured.rules:
         if decided:
             result.checks.append(RuleCheck(rule, False, "an earlier rule decided"))
             continue
@@ -100,34 +164,37 @@ def route(alarm: Alarm, at: datetime | None = None) -> Routing:
             result.policies.append(rule.policy)
         decided = not rule.continue_matching
     if not result.policies and not result.silenced_by:
-        policy, why = default_policy(alarm)
+        policy, why = default_policy(alarm, configured)
         if policy:
             result.policies.append(policy)
             reasons.append(why)
     alarm_with_severity = {**match_labels(alarm), "severity": result.severity}
-    result.silenced_by = result.silenced_by or silenced_now(alarm, alarm_with_severity, at)
+    result.silenced_by = result.silenced_by or silenced_now(
+        alarm, alarm_with_severity, at, configured
+    )
     result.reason = ", ".join(reasons) or "no rule and no default policy applies"
     return result
 
 
-def default_policy(alarm: Alarm):
+def default_policy(alarm: Alarm, configured: Config):
     device, site = alarm.device, alarm.site
     if device and device.default_policy_id:
         return device.default_policy, f"default policy of device {device.name}"
     if site and site.default_policy_id:
         return site.default_policy, f"default policy of site {site.name}"
-    policy = EscalationPolicy.objects.filter(is_default=True).first()
-    if policy:
-        return policy, "the global default policy"
+    if configured.global_default:
+        return configured.global_default, "the global default policy"
     return None, ""
 
 
-def silenced_now(alarm: Alarm, labels: dict, at: datetime) -> str:
-    """What silences the alarm right now (an active silence, an inhibiting alarm), or ""."""
-    for silence in Silence.objects.filter(starts_at__lte=at, ends_at__gt=at):
-        if matchers.all_match(matchers.parse(silence.matchers), labels):
+def silenced_now(alarm: Alarm, labels: dict, at: datetime, configured: Config) -> str:
+    """What silences the alarm at `at` (a silence, an inhibiting open alarm), or ""."""
+    for silence in configured.silences:
+        if silence.starts_at <= at < silence.ends_at and matchers.all_match(
+            matchers.parse(silence.matchers), labels
+        ):
             return f"silence {silence.pk} ({silence.comment[:100]}) by {silence.created_by}"
-    for inhibition in Inhibition.objects.filter(enabled=True):
+    for inhibition in configured.inhibitions:
         source = inhibiting_alarm(inhibition, alarm, labels)
         if source is not None:
             return f"inhibition {inhibition.name}: open alarm {source.title!r}"

@@ -254,3 +254,19 @@ def test_the_admin_test_page_shows_rules_policies_and_silences(client, policies,
     assert "nobody would be notified" in lab.content.decode()
     assert "Test routing" in client.get("/admin/escalation/routingrule/").content.decode()
     assert not Alarm.objects.exists() and not Delivery.objects.exists()
+
+
+def test_a_rule_saved_in_the_admin_applies_to_the_next_alarm(admin_client, policies, settings):
+    rule("Day", 1, policy=policies["Day"])
+    assert route(alarm_for()).policies == [policies["Day"]]  # read and kept
+
+    admin_client.post(
+        "/admin/escalation/routingrule/add/",
+        {"name": "Fire first", "order": 0, "enabled": "on", "matchers": 'kind="fire"',
+         "policy": policies["Fire"].pk, "time_zone": "UTC"},
+    )  # fmt: skip
+
+    assert route(alarm_for(labels={"kind": "fire"})).policies == [policies["Fire"]]
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"  # no Redis: read every time, still right
+    RoutingRule.objects.filter(name="Fire first").update(enabled=False)  # no signal
+    assert route(alarm_for(labels={"kind": "fire"})).policies == [policies["Day"]]
