@@ -33,6 +33,7 @@ class AlarmClosed(Exception):
 class Outcome:
     alarm: Alarm
     changed: bool
+    created: bool = False
 
 
 def raise_alarm(
@@ -44,6 +45,7 @@ def raise_alarm(
     message: str = "",
     severity: str = "critical",
     labels: dict | None = None,
+    details: dict | None = None,
     device=None,
 ) -> Outcome:
     """Open an alarm, or count another occurrence on the open one with the same dedup key."""
@@ -58,6 +60,7 @@ def raise_alarm(
             message=message,
             severity=severity,
             labels=labels or {},
+            details=details or {},
             device=device,
             site=device.site if device else None,
             room=device.room if device else None,
@@ -78,7 +81,39 @@ def raise_alarm(
         record_all(triggered, _routed_event(alarm, routed, policy))
         engine.schedule(alarm)
         board.publish(alarm)
-        return Outcome(alarm, changed=True)
+        return Outcome(alarm, changed=True, created=True)
+
+
+# What a source that resends its alarms may change on an open one.
+REPORTED_FIELDS = ("title", "message", "labels", "details")
+
+
+def report(*, source: str, dedup_key: str, title: str, actor: Actor, **fields) -> Outcome:
+    """A source's current view of an alarm it resends until it is over (Alertmanager, PagerDuty):
+    open it; on an open one, update what changed, and change nothing when nothing did (repeats
+    and HA duplicates are no-ops). The severity stays as routing decided it."""
+    with transaction.atomic():
+        existing = _open_alarm_for_update(dedup_key)
+        if existing is None:
+            return raise_alarm(
+                source=source, dedup_key=dedup_key, title=title, actor=actor, **fields
+            )
+        wanted = {
+            "title": title,
+            "message": fields.get("message", ""),
+            "labels": fields.get("labels") or {},
+            "details": fields.get("details") or {},
+        }
+        changed = [name for name in REPORTED_FIELDS if getattr(existing, name) != wanted[name]]
+        if not changed:
+            return Outcome(existing, changed=False)
+        for name in changed:
+            setattr(existing, name, wanted[name])
+        existing.last_occurrence_at = timezone.now()
+        existing.save(update_fields=[*changed, "last_occurrence_at"])
+        record(existing, Kind.UPDATED, f"{', '.join(changed)} changed", actor)
+        board.publish(existing)
+        return Outcome(existing, changed=True)
 
 
 def _routed_event(alarm: Alarm, routed, policy) -> AlarmEvent:
@@ -161,9 +196,13 @@ def _close(alarm_id, status: str, kind: str, actor: Actor, note: str) -> Outcome
         return Outcome(alarm, changed=True)
 
 
+def open_alarm(dedup_key: str) -> Alarm | None:
+    return Alarm.objects.filter(dedup_key=dedup_key, status__in=OPEN_STATUSES).first()
+
+
 def clear(dedup_key: str, actor: Actor, note: str = "") -> Outcome | None:
     """Resolve the open alarm with this dedup key, if there is one (a source's "all clear")."""
-    alarm = Alarm.objects.filter(dedup_key=dedup_key, status__in=OPEN_STATUSES).first()
+    alarm = open_alarm(dedup_key)
     if alarm is None:
         return None
     return resolve(alarm.pk, actor, note)

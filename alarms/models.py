@@ -48,6 +48,9 @@ class Alarm(models.Model):
     message = models.TextField(blank=True)
     severity = models.CharField(max_length=10, choices=Severity.choices, default=Severity.CRITICAL)
     labels = models.JSONField(default=dict, blank=True)
+    # What the source sent beyond title and labels: Alertmanager annotations and links,
+    # PagerDuty custom details.
+    details = models.JSONField(default=dict, blank=True)
     status = models.CharField(max_length=15, choices=Status.choices, default=Status.TRIGGERED)
     occurrences = models.PositiveIntegerField(default=1)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
@@ -114,6 +117,7 @@ class AlarmEvent(models.Model):
     class Kind(models.TextChoices):
         TRIGGERED = "triggered"
         REPEATED = "repeated"
+        UPDATED = "updated"
         ROUTED = "routed"
         STEP_NOTIFIED = "step_notified"
         STEP_SKIPPED = "step_skipped"

@@ -150,6 +150,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": env.float("ESCALATION_SWEEP_INTERVAL", default=5.0),
         "options": {"expires": 30},
     },
+    "heartbeat-check": {
+        "task": "alarms.tasks.check_heartbeats",
+        "schedule": env.float("HEARTBEAT_CHECK_INTERVAL", default=30.0),
+        "options": {"expires": 60},
+    },
 }
 
 # Pub/sub: a board event is published once and fanned out to every socket inside each web

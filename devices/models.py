@@ -87,6 +87,8 @@ class Device(models.Model):
     class Kind(models.TextChoices):
         YEALINK = "yealink", "Yealink desk phone (Action URL)"
         GENERIC = "generic", "Generic device or service (JSON API)"
+        ALERTMANAGER = "alertmanager", "Prometheus Alertmanager (webhook)"
+        PAGERDUTY = "pagerduty", "PagerDuty Events API v2 sender"
 
     name = models.CharField(max_length=200, unique=True)
     kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.GENERIC)
@@ -108,7 +110,16 @@ class Device(models.Model):
     default_policy = models.ForeignKey(
         "escalation.EscalationPolicy", null=True, blank=True, on_delete=models.SET_NULL
     )
+    heartbeat_interval_seconds = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Raise a 'device offline' alarm when nothing is heard from the device for this "
+        "long (heartbeats or alarms); empty: not watched.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
+
+    # Integrations speak for a service, not a place: they need no room or person.
+    INTEGRATIONS = (Kind.ALERTMANAGER, Kind.PAGERDUTY)
 
     class Meta:
         ordering = ["name"]
@@ -155,6 +166,6 @@ class Device(models.Model):
     @property
     def mapping_problem(self) -> str:
         """Why an alarm from this device could not say where or who, or '' when it can."""
-        if not self.room_id and not self.person_id:
+        if self.kind not in self.INTEGRATIONS and not self.room_id and not self.person_id:
             return "The device is not mapped to a room or a person."
         return ""

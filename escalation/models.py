@@ -107,7 +107,7 @@ class SourceKind(models.TextChoices):
 
 MATCHERS_HELP = (
     'Alertmanager matchers, e.g. {severity=~"critical|high", room!~"Lab.*"}. They see the '
-    "alarm's labels and, from the alarm itself, source, severity, site, room and device."
+    "alarm's labels, its source and severity, and its site, room and device when it has them."
 )
 
 

@@ -23,20 +23,17 @@ from . import matchers
 from .models import EscalationPolicy, Inhibition, RoutingRule, Silence
 from .timewindow import holds
 
-# Alarm fields matchers see as labels (they win over a label of the same name).
-BUILT_IN_LABELS = ("source", "severity", "site", "room", "device")
-
 
 def match_labels(alarm: Alarm) -> dict:
-    """The labels matchers see: the alarm's own, plus what the alarm itself says."""
-    return {
-        **{str(k): str(v) for k, v in (alarm.labels or {}).items()},
-        "source": alarm.source,
-        "severity": alarm.severity,
-        "site": alarm.site.name if alarm.site else "",
-        "room": alarm.room.name if alarm.room else "",
-        "device": alarm.device.name if alarm.device else "",
-    }
+    """The labels matchers see: the alarm's own, plus what the alarm itself says (its source
+    and severity always; its site, room and device when it has them)."""
+    labels = {str(k): str(v) for k, v in (alarm.labels or {}).items()}
+    labels.update(source=alarm.source, severity=alarm.severity)
+    for name in ("site", "room", "device"):
+        related = getattr(alarm, name)
+        if related is not None:
+            labels[name] = related.name
+    return labels
 
 
 @dataclass

@@ -3,6 +3,7 @@
 from django.urls import path
 from rest_framework.routers import SimpleRouter
 
+from .integrations import AlertmanagerView, HeartbeatView, PagerDutyEventsView
 from .views import AlarmViewSet, ClearView, RaiseView, YealinkAlarmView
 
 router = SimpleRouter()
@@ -14,5 +15,8 @@ urlpatterns = [
     path("yealink/alarm", YealinkAlarmView.as_view(), name="yealink-alarm"),
     path("alarms/raise", RaiseView.as_view(), name="alarm-raise"),
     path("alarms/clear", ClearView.as_view(), name="alarm-clear"),
+    path("integrations/alertmanager", AlertmanagerView.as_view(), name="alertmanager"),
+    path("integrations/pagerduty", PagerDutyEventsView.as_view(), name="pagerduty-events"),
+    path("devices/heartbeat", HeartbeatView.as_view(), name="heartbeat"),
     *router.urls,
 ]

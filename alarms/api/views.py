@@ -11,7 +11,7 @@ from rest_framework.views import APIView
 
 from devices.models import Device
 
-from .. import lifecycle, ratelimit
+from .. import heartbeats, lifecycle, ratelimit
 from ..models import Alarm
 from ..timeline import Actor, user_actor
 from .serializers import (
@@ -44,9 +44,19 @@ def scoped_dedup_key(request, key: str) -> str:
     return f"api:{key}"
 
 
+def refuse_integration(device: Device) -> Response | None:
+    """Integration tokens open only their own endpoint."""
+    if device.kind in Device.INTEGRATIONS:
+        return error(f"this is a {device.get_kind_display()} token; use its own endpoint", 403)
+    return None
+
+
 def refuse_over_limit(device: Device) -> Response | None:
-    """Mark the device seen and count its request; a 429 answer once it is over its limit."""
+    """Mark the device seen (resolving its offline alarm if it had gone quiet) and count its
+    request; a 429 answer once it is over its limit."""
+    seen_before = device.last_seen_at
     device.mark_seen()
+    heartbeats.heard(device, seen_before)
     if ratelimit.allow(f"device:{device.pk}", device.rate_limit_per_minute):
         return None
     return error("rate limit exceeded for this device", 429, **{"Retry-After": "60"})
@@ -73,6 +83,8 @@ class YealinkAlarmView(APIView):
         device = Device.by_token(request.query_params.get("token", ""))
         if device is None or not device.enabled:
             return error("unknown or disabled device token", 404)
+        if refused := refuse_integration(device):
+            return refused
         if device.mapping_problem:
             return error(device.mapping_problem, 409)
         if limited := refuse_over_limit(device):
@@ -100,8 +112,8 @@ class RaiseView(APIView):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         device = request.auth if isinstance(request.auth, Device) else None
-        if device and (limited := refuse_over_limit(device)):
-            return limited
+        if device and (refused := refuse_integration(device) or refuse_over_limit(device)):
+            return refused
         outcome = lifecycle.raise_alarm(
             source=data["source"],
             dedup_key=scoped_dedup_key(request, data.get("dedup_key") or str(uuid.uuid4())),
@@ -121,8 +133,9 @@ class ClearView(APIView):
     def post(self, request):
         serializer = ClearSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        if isinstance(request.auth, Device) and (limited := refuse_over_limit(request.auth)):
-            return limited
+        device = request.auth if isinstance(request.auth, Device) else None
+        if device and (refused := refuse_integration(device) or refuse_over_limit(device)):
+            return refused
         key = scoped_dedup_key(request, serializer.validated_data["dedup_key"])
         note = serializer.validated_data.get("message", "")
         outcome = lifecycle.clear(key, actor_for(request), note)

@@ -20,8 +20,8 @@ class Migration(migrations.Migration):
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('name', models.CharField(max_length=200)),
                 ('enabled', models.BooleanField(default=True)),
-                ('source_matchers', models.TextField(help_text='Alertmanager matchers, e.g. {severity=~"critical|high", room!~"Lab.*"}. They see the alarm\'s labels and, from the alarm itself, source, severity, site, room and device.', validators=[escalation.matchers.validate])),
-                ('target_matchers', models.TextField(help_text='Alertmanager matchers, e.g. {severity=~"critical|high", room!~"Lab.*"}. They see the alarm\'s labels and, from the alarm itself, source, severity, site, room and device.', validators=[escalation.matchers.validate])),
+                ('source_matchers', models.TextField(help_text='Alertmanager matchers, e.g. {severity=~"critical|high", room!~"Lab.*"}. They see the alarm\'s labels, its source and severity, and its site, room and device when it has them.', validators=[escalation.matchers.validate])),
+                ('target_matchers', models.TextField(help_text='Alertmanager matchers, e.g. {severity=~"critical|high", room!~"Lab.*"}. They see the alarm\'s labels, its source and severity, and its site, room and device when it has them.', validators=[escalation.matchers.validate])),
                 ('equal', models.CharField(blank=True, help_text='Labels both alarms must share, e.g. site', max_length=300)),
             ],
             options={
@@ -37,7 +37,7 @@ class Migration(migrations.Migration):
                 ('enabled', models.BooleanField(default=True)),
                 ('source', models.CharField(blank=True, choices=[('yealink', 'Yealink'), ('api', 'Api'), ('alertmanager', 'Alertmanager'), ('pagerduty', 'Pagerduty'), ('metric', 'Metric'), ('schedule', 'Schedule'), ('heartbeat', 'Heartbeat')], max_length=20)),
                 ('min_severity', models.CharField(blank=True, choices=[('critical', 'Critical'), ('high', 'High'), ('warning', 'Warning'), ('info', 'Info')], max_length=10, verbose_name='severity at least')),
-                ('matchers', models.TextField(blank=True, help_text='Alertmanager matchers, e.g. {severity=~"critical|high", room!~"Lab.*"}. They see the alarm\'s labels and, from the alarm itself, source, severity, site, room and device.', validators=[escalation.matchers.validate])),
+                ('matchers', models.TextField(blank=True, help_text='Alertmanager matchers, e.g. {severity=~"critical|high", room!~"Lab.*"}. They see the alarm\'s labels, its source and severity, and its site, room and device when it has them.', validators=[escalation.matchers.validate])),
                 ('days', models.CharField(blank=True, help_text='Days the time window starts on, e.g. mon-fri or sat,sun (mon, tue, wed, thu, fri, sat, sun); empty: every day.', max_length=100, validators=[escalation.models.validate_days])),
                 ('start_time', models.TimeField(blank=True, help_text='Window start, e.g. 18:00.', null=True)),
                 ('end_time', models.TimeField(blank=True, help_text='Window end; earlier than the start: it ends the next day.', null=True)),
@@ -54,7 +54,7 @@ class Migration(migrations.Migration):
             name='Silence',
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('matchers', models.TextField(help_text='Alertmanager matchers, e.g. {severity=~"critical|high", room!~"Lab.*"}. They see the alarm\'s labels and, from the alarm itself, source, severity, site, room and device.', validators=[escalation.matchers.validate])),
+                ('matchers', models.TextField(help_text='Alertmanager matchers, e.g. {severity=~"critical|high", room!~"Lab.*"}. They see the alarm\'s labels, its source and severity, and its site, room and device when it has them.', validators=[escalation.matchers.validate])),
                 ('starts_at', models.DateTimeField()),
                 ('ends_at', models.DateTimeField()),
                 ('created_by', models.CharField(max_length=200)),

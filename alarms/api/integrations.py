@@ -1,0 +1,243 @@
+"""Alarms from the tools people already run: Prometheus Alertmanager's webhook and a PagerDuty
+Events API v2 endpoint; plus device heartbeats. Each integration is a Device of its own kind
+with its own token, so a leaked Alertmanager token cannot press a panic button."""
+
+import hashlib
+import json
+import uuid
+
+from rest_framework import serializers, status
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from devices.models import Device
+
+from .. import lifecycle
+from ..timeline import Actor
+from .serializers import validate_labels
+from .views import client_ip, error, refuse_over_limit
+
+# Alertmanager has no fixed severities; these are the usual label values.
+ALERTMANAGER_SEVERITY = {
+    "critical": "critical", "page": "critical", "high": "high", "error": "high",
+    "warning": "warning", "info": "info", "none": "info",
+}  # fmt: skip
+PAGERDUTY_SEVERITY = {"critical": "critical", "error": "high", "warning": "warning", "info": "info"}
+MAX_ALERTS = 1000
+THROTTLED = {
+    "status": "throttle event",
+    "message": "Requests for this service are arriving too quickly. Please retry later.",
+}
+
+
+def _device_actor(request, device: Device) -> Actor:
+    return Actor(f"{device.get_kind_display()} {device.name}", ip=client_ip(request))
+
+
+class AlertSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(["firing", "resolved"])
+    labels = serializers.JSONField(validators=[validate_labels])
+    annotations = serializers.JSONField(required=False, default=dict, validators=[validate_labels])
+    startsAt = serializers.CharField(required=False, allow_blank=True, max_length=64)
+    generatorURL = serializers.CharField(required=False, allow_blank=True, max_length=2000)
+    fingerprint = serializers.CharField(required=False, allow_blank=True, max_length=64)
+
+
+class AlertmanagerSerializer(serializers.Serializer):
+    version = serializers.CharField()
+    status = serializers.ChoiceField(["firing", "resolved"])
+    receiver = serializers.CharField(required=False, allow_blank=True, max_length=200)
+    externalURL = serializers.CharField(required=False, allow_blank=True, max_length=2000)
+    alerts = AlertSerializer(many=True, max_length=MAX_ALERTS)
+
+    def validate_version(self, value):
+        if value != "4":
+            raise serializers.ValidationError('Only webhook payloads of version "4" are read.')
+        return value
+
+
+def fingerprint(alert: dict) -> str:
+    """Alertmanager's own fingerprint when it sends one, else a hash of the labels."""
+    if alert.get("fingerprint"):
+        return alert["fingerprint"]
+    return hashlib.sha256(json.dumps(alert["labels"], sort_keys=True).encode()).hexdigest()[:16]
+
+
+class AlertmanagerView(APIView):
+    """POST /v1/integrations/alertmanager: one alarm per alert fingerprint; `firing` opens or
+    updates it, `resolved` resolves it. Resends that change nothing change nothing."""
+
+    def post(self, request):
+        device = request.auth
+        if not isinstance(device, Device) or device.kind != Device.Kind.ALERTMANAGER:
+            return error("an Alertmanager integration token is required", 403)
+        serializer = AlertmanagerSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        if limited := refuse_over_limit(device):
+            return limited
+        data, actor = serializer.validated_data, _device_actor(request, device)
+        results = [self.apply(device, actor, alert, data) for alert in data["alerts"]]
+        return Response({"alerts": results})
+
+    @staticmethod
+    def apply(device: Device, actor: Actor, alert: dict, data: dict) -> dict:
+        key = fingerprint(alert)
+        dedup_key = f"device:{device.pk}:alertmanager:{key}"
+        if alert["status"] == "resolved":
+            outcome = lifecycle.clear(dedup_key, actor, "Resolved in Alertmanager")
+            alarm_id = str(outcome.alarm.pk) if outcome else None
+            action = "resolved" if outcome and outcome.changed else "not open"
+            return {"fingerprint": key, "alarm_id": alarm_id, "action": action}
+        labels, annotations = alert["labels"], alert["annotations"]
+        severity = ALERTMANAGER_SEVERITY.get(labels.get("severity", "").lower(), "warning")
+        details = {"annotations": annotations}
+        for name in ("generatorURL", "startsAt"):
+            if alert.get(name):
+                details[name] = alert[name]
+        if data.get("externalURL"):
+            details["externalURL"] = data["externalURL"]
+        outcome = lifecycle.report(
+            source="alertmanager",
+            dedup_key=dedup_key,
+            title=(annotations.get("summary") or labels.get("alertname") or "Alert")[:255],
+            message=annotations.get("description", ""),
+            severity=severity,
+            labels=labels,
+            details=details,
+            device=device,
+            actor=actor,
+        )
+        action = "raised" if outcome.created else "updated" if outcome.changed else "unchanged"
+        return {"fingerprint": key, "alarm_id": str(outcome.alarm.pk), "action": action}
+
+
+class PagerDutyPayloadSerializer(serializers.Serializer):
+    summary = serializers.CharField(max_length=1024)
+    source = serializers.CharField(max_length=255)
+    severity = serializers.ChoiceField(list(PAGERDUTY_SEVERITY))
+    timestamp = serializers.CharField(required=False, allow_blank=True, max_length=64)
+    component = serializers.CharField(required=False, allow_blank=True, max_length=255)
+    group = serializers.CharField(required=False, allow_blank=True, max_length=255)
+    custom_details = serializers.JSONField(required=False, default=None)
+
+    def get_fields(self):
+        fields = super().get_fields()
+        # "class" is a Python keyword: declared here under its wire name.
+        fields["class"] = serializers.CharField(required=False, allow_blank=True, max_length=255)
+        return fields
+
+
+class PagerDutyEventSerializer(serializers.Serializer):
+    routing_key = serializers.CharField(max_length=200)
+    event_action = serializers.ChoiceField(["trigger", "acknowledge", "resolve"])
+    dedup_key = serializers.CharField(required=False, allow_blank=True, max_length=255)
+    payload = PagerDutyPayloadSerializer(required=False)
+    client = serializers.CharField(required=False, allow_blank=True, max_length=255)
+    client_url = serializers.CharField(required=False, allow_blank=True, max_length=2000)
+    links = serializers.JSONField(required=False, default=list)
+
+    def validate(self, data):
+        if data["event_action"] == "trigger" and "payload" not in data:
+            raise serializers.ValidationError("'payload' is required for trigger events.")
+        if data["event_action"] != "trigger" and not data.get("dedup_key"):
+            raise serializers.ValidationError(
+                f"'dedup_key' is required for {data['event_action']} events."
+            )
+        return data
+
+
+def pagerduty_error(errors: list[str], code: int = 400) -> Response:
+    """PagerDuty's own error shape, which its clients read."""
+    body = {"status": "invalid event", "message": "Event object is invalid", "errors": errors}
+    return Response(body, status=code)
+
+
+def _flat_errors(detail, prefix="") -> list[str]:
+    if isinstance(detail, dict):
+        return [e for key, value in detail.items() for e in _flat_errors(value, f"{key}: ")]
+    if isinstance(detail, list):
+        return [e for item in detail for e in _flat_errors(item, prefix)]
+    field = "" if prefix == "non_field_errors: " else prefix
+    return [f"{field}{detail}"]
+
+
+class PagerDutyEventsView(APIView):
+    """POST /v2/enqueue (and /v1/integrations/pagerduty): PagerDuty's Events API v2, so any
+    tool that can send to PagerDuty can send to us. The routing key is the integration token."""
+
+    authentication_classes = []
+    permission_classes = [AllowAny]
+
+    def post(self, request):
+        if not isinstance(request.data, dict):
+            return pagerduty_error(["The body must be a JSON object."])
+        serializer = PagerDutyEventSerializer(data=request.data)
+        if not serializer.is_valid():
+            return pagerduty_error(_flat_errors(serializer.errors))
+        data = serializer.validated_data
+        device = Device.by_token(data["routing_key"])
+        if device is None or not device.enabled or device.kind != Device.Kind.PAGERDUTY:
+            return pagerduty_error(["Invalid routing key."])
+        if refuse_over_limit(device):
+            return Response(THROTTLED, status=429, headers={"Retry-After": "60"})
+        key = data.get("dedup_key") or uuid.uuid4().hex
+        dedup_key, actor = f"device:{device.pk}:pagerduty:{key}", _device_actor(request, device)
+        if data["event_action"] == "trigger":
+            self.trigger(device, actor, dedup_key, data)
+        elif data["event_action"] == "acknowledge":
+            open_alarm = lifecycle.open_alarm(dedup_key)
+            if open_alarm is not None:
+                lifecycle.acknowledge(open_alarm.pk, actor, "Acknowledged through PagerDuty events")
+        else:
+            lifecycle.clear(dedup_key, actor, "Resolved through PagerDuty events")
+        body = {"status": "success", "message": "Event processed", "dedup_key": key}
+        return Response(body, status=status.HTTP_202_ACCEPTED)
+
+    @staticmethod
+    def trigger(device: Device, actor: Actor, dedup_key: str, data: dict) -> None:
+        payload = data["payload"]
+        labels = {"origin": payload["source"]}
+        for name in ("component", "group", "class"):
+            if payload.get(name):
+                labels[name] = payload[name]
+        details = {"custom_details": payload.get("custom_details")}
+        if data.get("links"):
+            details["links"] = data["links"]
+        if data.get("client_url"):
+            details["client"] = {"name": data.get("client", ""), "url": data["client_url"]}
+        lifecycle.report(
+            source="pagerduty",
+            dedup_key=dedup_key,
+            title=payload["summary"][:255],
+            message=payload["summary"] if len(payload["summary"]) > 255 else "",
+            severity=PAGERDUTY_SEVERITY[payload["severity"]],
+            labels=labels,
+            details=details,
+            device=device,
+            actor=actor,
+        )
+
+
+class HeartbeatView(APIView):
+    """GET /v1/devices/heartbeat?token=… (or POST with the Bearer token): the device is alive.
+    A device that was overdue gets its "device offline" alarm resolved."""
+
+    authentication_classes = []
+    permission_classes = [AllowAny]
+
+    def get(self, request):
+        return self.beat(request, request.query_params.get("token", ""))
+
+    def post(self, request):
+        header = request.headers.get("Authorization", "")
+        return self.beat(request, header.removeprefix("Bearer ").strip())
+
+    @staticmethod
+    def beat(request, token: str) -> Response:
+        device = Device.by_token(token)
+        if device is None or not device.enabled:
+            return error("unknown or disabled device token", 404)
+        if limited := refuse_over_limit(device):
+            return limited
+        return Response({"device": device.name, "last_seen_at": device.last_seen_at})
