@@ -6,7 +6,9 @@ sets Alarm.status.
 """
 
 from dataclasses import dataclass
+from datetime import timedelta
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -34,6 +36,7 @@ class Outcome:
     alarm: Alarm
     changed: bool
     created: bool = False
+    reopened: bool = False
 
 
 def raise_alarm(
@@ -53,6 +56,9 @@ def raise_alarm(
         existing = _open_alarm_for_update(dedup_key)
         if existing:
             return Outcome(_add_occurrence(existing, actor), changed=False)
+        flapping = _just_resolved_for_update(dedup_key)
+        if flapping:
+            return _reopen(flapping, actor)
         alarm = Alarm(
             source=source,
             dedup_key=dedup_key,
@@ -136,6 +142,38 @@ def _open_alarm_for_update(dedup_key: str) -> Alarm | None:
         .filter(dedup_key=dedup_key, status__in=OPEN_STATUSES)
         .first()
     )
+
+
+def _just_resolved_for_update(dedup_key: str) -> Alarm | None:
+    """The alarm with this key resolved within FLAP_WINDOW_SECONDS, if any."""
+    since = timezone.now() - timedelta(seconds=settings.FLAP_WINDOW_SECONDS)
+    return (
+        Alarm.objects.select_for_update()
+        .filter(dedup_key=dedup_key, status=Status.RESOLVED, resolved_at__gte=since)
+        .order_by("-resolved_at")
+        .first()
+    )
+
+
+def _reopen(alarm: Alarm, actor: Actor) -> Outcome:
+    """Flapping: it fired again soon after it was resolved. The same alarm opens again, as a
+    repeat: nobody is notified anew for it."""
+    resolved_at = alarm.resolved_at
+    alarm.status, alarm.resolved_at, alarm.resolved_by = Status.TRIGGERED, None, ""
+    alarm.occurrences += 1
+    alarm.last_occurrence_at = timezone.now()
+    try:
+        with transaction.atomic():
+            alarm.save(update_fields=["status", "resolved_at", "resolved_by", "occurrences",
+                                      "last_occurrence_at"])  # fmt: skip
+    except IntegrityError:
+        # A concurrent raise opened a new alarm with this key first: count this one there.
+        return Outcome(_add_occurrence(_open_alarm_for_update(alarm.dedup_key), actor), False)
+    seconds = int((alarm.last_occurrence_at - resolved_at).total_seconds())
+    text = f"Fired again {seconds} s after it was resolved (flapping): reopened, not notified anew"
+    record(alarm, Kind.REOPENED, text, actor)
+    board.publish(alarm)
+    return Outcome(alarm, changed=True, reopened=True)
 
 
 def _add_occurrence(alarm: Alarm, actor: Actor) -> Alarm:

@@ -118,6 +118,7 @@ class AlarmEvent(models.Model):
         TRIGGERED = "triggered"
         REPEATED = "repeated"
         UPDATED = "updated"
+        REOPENED = "reopened"
         ROUTED = "routed"
         STEP_NOTIFIED = "step_notified"
         STEP_SKIPPED = "step_skipped"

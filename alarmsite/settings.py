@@ -172,6 +172,9 @@ CHANNEL_LAYERS = {
     }
 }
 
+# An alarm that fires again this soon after it was resolved reopens, not notifying anew.
+FLAP_WINDOW_SECONDS = env.int("FLAP_WINDOW_SECONDS", default=300)
+
 # Countdown tasks are only a fast path, for delays well inside the visibility timeout.
 ESCALATION_COUNTDOWN_MAX = min(
     env.int("ESCALATION_COUNTDOWN_MAX", default=900), CELERY_BROKER_VISIBILITY_TIMEOUT // 2

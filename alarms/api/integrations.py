@@ -108,7 +108,10 @@ class AlertmanagerView(APIView):
             device=device,
             actor=actor,
         )
-        action = "raised" if outcome.created else "updated" if outcome.changed else "unchanged"
+        action = (
+            "raised" if outcome.created else "reopened" if outcome.reopened
+            else "updated" if outcome.changed else "unchanged"
+        )  # fmt: skip
         return {"fingerprint": key, "alarm_id": str(outcome.alarm.pk), "action": action}
 
 

@@ -67,10 +67,10 @@ def raised(outcome: lifecycle.Outcome) -> Response:
     body = {
         "alarm_id": str(alarm.pk),
         "status": alarm.status,
-        "created": outcome.changed,
+        "created": outcome.created,
         "occurrences": alarm.occurrences,
     }
-    return Response(body, status=status.HTTP_201_CREATED if outcome.changed else 200)
+    return Response(body, status=status.HTTP_201_CREATED if outcome.created else 200)
 
 
 class YealinkAlarmView(APIView):

@@ -243,7 +243,8 @@ def test_a_device_cannot_clear_another_devices_alarm(client, make_device):
     assert Alarm.objects.get(pk=alarm_id).status == "triggered"
 
 
-def test_raise_after_clear_opens_a_new_alarm(client, make_device):
+def test_raise_after_clear_and_the_flap_window_opens_a_new_alarm(client, make_device, settings):
+    settings.FLAP_WINDOW_SECONDS = 0
     _, token = make_device()
     first = raise_(client, fixture("raise_ups_on_battery.json"), token).json()["alarm_id"]
     post(client, "/v1/alarms/clear", fixture("clear_ups_on_battery.json"), token)

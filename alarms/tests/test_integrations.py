@@ -145,6 +145,11 @@ def test_alertmanager_resolved_resolves_and_tells_the_channel(
         "alarm.triggered", "alarm.resolved"]  # fmt: skip
     again = post_alertmanager(client, token, resolved)
     assert again.json()["alerts"][0]["action"] == "not open"
+    flapped = post_alertmanager(client, token, ALERTMANAGER_FIRING)  # fires again at once
+    assert [r["action"] for r in flapped.json()["alerts"]] == ["reopened", "unchanged"]
+    assert flapped.json()["alerts"][0]["alarm_id"] == str(alarm.pk)
+    drain(alarm)
+    assert len(webhook_receiver.requests) == 2  # nobody notified anew
 
 
 @pytest.mark.parametrize(

@@ -1,13 +1,17 @@
 """The alarm's state machine: raise or repeat, acknowledge, resolve, cancel, and their races."""
 
 import threading
+from datetime import timedelta
 
 import pytest
 from django.db import IntegrityError, connections, transaction
+from django.utils import timezone
 
 from alarms import lifecycle
 from alarms.models import Alarm
 from alarms.timeline import SYSTEM, Actor
+from escalation import engine
+from notifications.models import Delivery
 
 
 def raise_(dedup_key="boiler-room/smoke", **fields):
@@ -153,15 +157,46 @@ def test_clear_resolves_the_open_alarm_of_its_key_and_ignores_others():
 
 
 @pytest.mark.django_db
-def test_after_resolve_the_same_dedup_key_opens_a_new_alarm():
+def test_after_resolve_and_the_flap_window_the_same_dedup_key_opens_a_new_alarm():
     first = raise_().alarm
     lifecycle.resolve(first.pk, SYSTEM)
+    Alarm.objects.filter(pk=first.pk).update(resolved_at=timezone.now() - timedelta(seconds=301))
 
     outcome = raise_()
 
-    assert outcome.changed is True
+    assert outcome.created is True
     assert outcome.alarm.pk != first.pk
     assert Alarm.objects.filter(dedup_key="boiler-room/smoke").count() == 2
+
+
+@pytest.mark.django_db
+def test_an_alarm_that_fires_again_soon_after_resolve_reopens_without_notifying(
+    make_person, make_policy
+):
+    alice = make_person("Alice")
+    make_policy([(0, [alice], [])], is_default=True)
+    first = raise_().alarm
+    engine.run_due_step(first.pk)
+    lifecycle.resolve(first.pk, SYSTEM)
+    deliveries = Delivery.objects.count()
+
+    outcome = raise_()
+
+    alarm = outcome.alarm
+    assert alarm.pk == first.pk and not outcome.created
+    assert (alarm.status, alarm.occurrences, alarm.resolved_at) == ("triggered", 2, None)
+    assert alarm.events.latest("id").kind == "reopened"
+    assert "flapping" in alarm.events.latest("id").text
+    assert Delivery.objects.count() == deliveries
+    assert Alarm.objects.get(pk=alarm.pk).next_escalation_at is None
+
+
+@pytest.mark.django_db
+def test_a_cancelled_alarm_is_not_reopened():
+    first = raise_().alarm
+    lifecycle.cancel(first.pk, SYSTEM)
+
+    assert raise_().alarm.pk != first.pk
 
 
 @pytest.mark.django_db

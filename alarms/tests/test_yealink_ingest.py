@@ -134,7 +134,8 @@ def test_a_repeat_press_adds_an_occurrence_to_the_open_alarm(client, make_device
     assert list(alarm.events.values_list("kind", flat=True)) == ["triggered", "routed", "repeated"]
 
 
-def test_a_press_after_the_alarm_was_resolved_opens_a_new_alarm(client, make_device):
+def test_a_press_after_the_alarm_was_resolved_opens_a_new_alarm(client, make_device, settings):
+    settings.FLAP_WINDOW_SECONDS = 0
     _, token = make_device()
     first = press(client, token).json()["alarm_id"]
     lifecycle.resolve(first, SYSTEM)
