@@ -4,7 +4,7 @@ from django.contrib import admin
 
 from notifications.models import Delivery
 
-from .models import Alarm, AlarmEvent
+from .models import Alarm, AlarmEvent, MetricRule, MetricSeries
 
 
 class EventInline(admin.TabularInline):
@@ -50,3 +50,26 @@ class AlarmAdmin(admin.ModelAdmin):
     def has_change_permission(self, request, obj=None):
         # Status changes go through the lifecycle (the API or the board), never a form.
         return False
+
+
+class SeriesInline(admin.TabularInline):
+    model = MetricSeries
+    fields = ["labels", "last_value", "last_at", "holding_since", "firing", "resolved_at"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(MetricRule)
+class MetricRuleAdmin(admin.ModelAdmin):
+    list_display = ["name", "enabled", "condition", "for_seconds", "cooldown_seconds", "severity"]
+    list_filter = ["enabled", "severity"]
+    search_fields = ["name", "metric"]
+    inlines = [SeriesInline]
+
+    @admin.display(description="condition")
+    def condition(self, rule):
+        return f"{rule.metric}{rule.matchers or ''} {rule.operator} {rule.threshold:g}"

@@ -50,6 +50,7 @@ def raise_alarm(
     labels: dict | None = None,
     details: dict | None = None,
     device=None,
+    site=None,
 ) -> Outcome:
     """Open an alarm, or count another occurrence on the open one with the same dedup key."""
     with transaction.atomic():
@@ -68,7 +69,7 @@ def raise_alarm(
             labels=labels or {},
             details=details or {},
             device=device,
-            site=device.site if device else None,
+            site=site or (device.site if device else None),
             room=device.room if device else None,
             person=device.person if device else None,
         )

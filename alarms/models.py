@@ -172,3 +172,73 @@ class AckLink(models.Model):
 
     def __str__(self):
         return f"ACK link for {self.person or self.channel} on {self.alarm_id}"
+
+
+class MetricRule(models.Model):
+    """Raise an alarm when a metric sent to /v1/metrics crosses a threshold and stays there for
+    `for_seconds`; resolve it when it stops; raise again no sooner than `cooldown_seconds`
+    after that. Each label set of the metric (a series) is watched on its own."""
+
+    class Operator(models.TextChoices):
+        GT = ">", "greater than"
+        LT = "<", "less than"
+        GE = ">=", "at least"
+        LE = "<=", "at most"
+        EQ = "==", "equal to"
+        NE = "!=", "not equal to"
+
+    name = models.CharField(max_length=200, unique=True)
+    enabled = models.BooleanField(default=True)
+    metric = models.CharField(max_length=200, db_index=True, help_text="e.g. fridge_temperature_c")
+    matchers = models.TextField(
+        blank=True,
+        help_text='Only series whose labels match, e.g. {room=~"Pharmacy.*"}; empty: all.',
+    )
+    operator = models.CharField(max_length=2, choices=Operator.choices)
+    threshold = models.FloatField()
+    for_seconds = models.PositiveIntegerField(
+        default=0, help_text="How long the condition must hold before the alarm is raised."
+    )
+    cooldown_seconds = models.PositiveIntegerField(
+        default=300, help_text="After it resolved, no new alarm from this series for this long."
+    )
+    severity = models.CharField(max_length=10, choices=Severity.choices, default=Severity.HIGH)
+    site = models.ForeignKey("devices.Site", null=True, blank=True, on_delete=models.SET_NULL)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+    def clean(self):
+        from escalation.matchers import parse  # escalation's models import this module
+
+        parse(self.matchers)
+
+    def holds(self, value: float) -> bool:
+        threshold = self.threshold
+        return {
+            ">": value > threshold, "<": value < threshold, ">=": value >= threshold,
+            "<=": value <= threshold, "==": value == threshold, "!=": value != threshold,
+        }[self.operator]  # fmt: skip
+
+
+class MetricSeries(models.Model):
+    """Where one series stands against one rule: since when the condition holds, whether its
+    alarm is open, when it last resolved (for the cooldown)."""
+
+    rule = models.ForeignKey(MetricRule, on_delete=models.CASCADE, related_name="series")
+    key = models.CharField(max_length=64, help_text="Hash of the series' labels.")
+    labels = models.JSONField(default=dict)
+    last_value = models.FloatField(null=True)
+    last_at = models.DateTimeField(null=True)
+    holding_since = models.DateTimeField(null=True)
+    firing = models.BooleanField(default=False)
+    resolved_at = models.DateTimeField(null=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["rule", "key"], name="one_series_per_rule")]
+
+    def __str__(self):
+        return f"{self.rule.name} {self.labels}"

@@ -89,6 +89,7 @@ class Device(models.Model):
         GENERIC = "generic", "Generic device or service (JSON API)"
         ALERTMANAGER = "alertmanager", "Prometheus Alertmanager (webhook)"
         PAGERDUTY = "pagerduty", "PagerDuty Events API v2 sender"
+        METRICS = "metrics", "Metrics sender (/v1/metrics)"
 
     name = models.CharField(max_length=200, unique=True)
     kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.GENERIC)
@@ -119,7 +120,7 @@ class Device(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     # Integrations speak for a service, not a place: they need no room or person.
-    INTEGRATIONS = (Kind.ALERTMANAGER, Kind.PAGERDUTY)
+    INTEGRATIONS = (Kind.ALERTMANAGER, Kind.PAGERDUTY, Kind.METRICS)
 
     class Meta:
         ordering = ["name"]

@@ -1,11 +1,15 @@
-"""Alarms from the tools people already run: Prometheus Alertmanager's webhook and a PagerDuty
-Events API v2 endpoint; plus device heartbeats. Each integration is a Device of its own kind
-with its own token, so a leaked Alertmanager token cannot press a panic button."""
+"""Alarms from the tools people already run: Prometheus Alertmanager's webhook, a PagerDuty
+Events API v2 endpoint and metric samples; plus device heartbeats. Each integration is a Device
+of its own kind with its own token, so a leaked Alertmanager token cannot press a panic button."""
 
 import hashlib
 import json
+import math
 import uuid
+from datetime import UTC, datetime
 
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 from rest_framework import serializers, status
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
@@ -13,7 +17,7 @@ from rest_framework.views import APIView
 
 from devices.models import Device
 
-from .. import lifecycle
+from .. import lifecycle, metrics
 from ..timeline import Actor
 from .serializers import validate_labels
 from .views import client_ip, error, refuse_over_limit
@@ -244,3 +248,53 @@ class HeartbeatView(APIView):
         if limited := refuse_over_limit(device):
             return limited
         return Response({"device": device.name, "last_seen_at": device.last_seen_at})
+
+
+class SampleSerializer(serializers.Serializer):
+    name = serializers.RegexField(r"^[A-Za-z_:][A-Za-z0-9_:]*\Z", max_length=200)
+    value = serializers.FloatField(allow_null=False)
+    labels = serializers.JSONField(required=False, default=dict, validators=[validate_labels])
+    time = serializers.CharField(required=False, max_length=64, help_text="Epoch seconds or ISO")
+
+    def validate_value(self, value):
+        if not math.isfinite(value):
+            raise serializers.ValidationError("The value must be a finite number.")
+        return value
+
+    def validate_time(self, value):
+        try:
+            at = datetime.fromtimestamp(float(value), tz=UTC)
+        except ValueError:
+            at = parse_datetime(value)
+        if at is None or at.tzinfo is None:
+            raise serializers.ValidationError("Give epoch seconds or an ISO 8601 time with zone.")
+        return at
+
+
+class BatchSerializer(serializers.Serializer):
+    metrics = SampleSerializer(many=True, max_length=MAX_ALERTS, allow_empty=False)
+
+
+class MetricsView(APIView):
+    """POST /v1/metrics (one sample) and /v1/metrics/batch ({"metrics": [...]}), with the token
+    of a metrics sender: samples are checked against the metric threshold rules."""
+
+    batch = False
+
+    def post(self, request):
+        device = request.auth
+        if not isinstance(device, Device) or device.kind != Device.Kind.METRICS:
+            return error("a metrics sender token is required", 403)
+        serializer = (BatchSerializer if self.batch else SampleSerializer)(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        if limited := refuse_over_limit(device):
+            return limited
+        rows = serializer.validated_data["metrics"] if self.batch else [serializer.validated_data]
+        now = timezone.now()
+        samples = [
+            metrics.Sample(row["name"], row["value"], row["labels"], row.get("time") or now)
+            for row in rows
+        ]
+        return Response(
+            {"accepted": len(samples), "changes": metrics.record_samples(samples, device)}
+        )

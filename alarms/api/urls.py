@@ -3,7 +3,7 @@
 from django.urls import path
 from rest_framework.routers import SimpleRouter
 
-from .integrations import AlertmanagerView, HeartbeatView, PagerDutyEventsView
+from .integrations import AlertmanagerView, HeartbeatView, MetricsView, PagerDutyEventsView
 from .views import AlarmViewSet, ClearView, RaiseView, YealinkAlarmView
 
 router = SimpleRouter()
@@ -18,5 +18,7 @@ urlpatterns = [
     path("integrations/alertmanager", AlertmanagerView.as_view(), name="alertmanager"),
     path("integrations/pagerduty", PagerDutyEventsView.as_view(), name="pagerduty-events"),
     path("devices/heartbeat", HeartbeatView.as_view(), name="heartbeat"),
+    path("metrics", MetricsView.as_view(), name="metrics"),
+    path("metrics/batch", MetricsView.as_view(batch=True), name="metrics-batch"),
     *router.urls,
 ]
