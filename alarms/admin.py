@@ -1,10 +1,12 @@
 """Admin for alarms: list with filters, the timeline and deliveries inline."""
 
-from django.contrib import admin
+from django import forms
+from django.contrib import admin, messages
 
 from notifications.models import Delivery
 
-from .models import Alarm, AlarmEvent, MetricRule, MetricSeries
+from . import schedules
+from .models import Alarm, AlarmEvent, MetricRule, MetricSeries, ScheduledAlarm
 
 
 class EventInline(admin.TabularInline):
@@ -73,3 +75,43 @@ class MetricRuleAdmin(admin.ModelAdmin):
     @admin.display(description="condition")
     def condition(self, rule):
         return f"{rule.metric}{rule.matchers or ''} {rule.operator} {rule.threshold:g}"
+
+
+class ScheduledAlarmForm(forms.ModelForm):
+    class Meta:
+        model = ScheduledAlarm
+        fields = ["name", "enabled", "title", "message", "severity", "labels", "site", "policy",
+                  "crontab", "run_at", "time_zone"]  # fmt: skip
+
+    def clean(self):
+        cleaned = super().clean()
+        schedules.validate(ScheduledAlarm(**{
+            name: cleaned.get(name)
+            for name in ("crontab", "run_at", "time_zone") if cleaned.get(name) is not None
+        }))  # fmt: skip
+        return cleaned
+
+
+@admin.register(ScheduledAlarm)
+class ScheduledAlarmAdmin(admin.ModelAdmin):
+    form = ScheduledAlarmForm
+    list_display = ["name", "enabled", "when", "policy", "last_fired_at"]
+    list_filter = ["enabled"]
+    search_fields = ["name", "title"]
+    readonly_fields = ["periodic_task", "last_fired_at"]
+    actions = ["raise_now"]
+
+    @admin.display(description="when")
+    def when(self, scheduled):
+        if scheduled.crontab:
+            return f"{scheduled.crontab} ({scheduled.time_zone})"
+        return f"once, {scheduled.run_at:%Y-%m-%d %H:%M %Z}" if scheduled.run_at else ""
+
+    @admin.action(description="Raise now (as the schedule would)")
+    def raise_now(self, request, queryset):
+        for scheduled in queryset:
+            alarm_id = schedules.fire(scheduled.pk)
+            if alarm_id:
+                messages.success(request, f"{scheduled.name}: alarm {alarm_id} raised.")
+            else:
+                messages.warning(request, f"{scheduled.name} is disabled: nothing raised.")

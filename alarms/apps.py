@@ -24,6 +24,6 @@ class AlarmsConfig(AppConfig):
     verbose_name = "Alarms"
 
     def ready(self):
-        from . import signals  # noqa: F401  (connects the receivers)
+        from . import schedules, signals  # noqa: F401  (connects the receivers)
 
         post_migrate.connect(create_dispatch_group, sender=self)

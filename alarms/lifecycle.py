@@ -51,6 +51,7 @@ def raise_alarm(
     details: dict | None = None,
     device=None,
     site=None,
+    policy=None,
 ) -> Outcome:
     """Open an alarm, or count another occurrence on the open one with the same dedup key."""
     with transaction.atomic():
@@ -74,7 +75,7 @@ def raise_alarm(
             person=device.person if device else None,
         )
         # Routed before it is written, so the row is written once.
-        routed = routing.route(alarm)
+        routed = routing.route(alarm, policy=policy)
         alarm.severity, alarm.silenced_by = routed.severity, routed.silenced_by
         policy = None if alarm.silenced_by else routed.policy
         engine.start(alarm, policy)

@@ -242,3 +242,44 @@ class MetricSeries(models.Model):
 
     def __str__(self):
         return f"{self.rule.name} {self.labels}"
+
+
+class ScheduledAlarm(models.Model):
+    """An alarm raised on a schedule: a reminder, or the weekly end-to-end test of the whole
+    chain. Its schedule lives in django-celery-beat's tables (a periodic task kept in step with
+    this row on every save), so beat runs it and its admin lists it with every other schedule."""
+
+    name = models.CharField(max_length=200, unique=True)
+    enabled = models.BooleanField(default=True)
+    title = models.CharField(max_length=255)
+    message = models.TextField(blank=True)
+    severity = models.CharField(max_length=10, choices=Severity.choices, default=Severity.INFO)
+    labels = models.JSONField(default=dict, blank=True)
+    site = models.ForeignKey("devices.Site", null=True, blank=True, on_delete=models.SET_NULL)
+    policy = models.ForeignKey(
+        "escalation.EscalationPolicy",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        help_text="Follow this policy (routing rules are skipped; silences still apply); "
+        "empty: route it like any alarm (source schedule).",
+    )
+    crontab = models.CharField(
+        max_length=100,
+        blank=True,
+        help_text='Recurring: "minute hour day-of-month month day-of-week", e.g. "0 9 * * mon" '
+        "for Mondays at 09:00.",
+    )
+    run_at = models.DateTimeField(null=True, blank=True, help_text="Once: at this time.")
+    time_zone = models.CharField(max_length=64, default="UTC", help_text="Of the crontab.")
+    periodic_task = models.OneToOneField(
+        "django_celery_beat.PeriodicTask", null=True, blank=True, editable=False,
+        on_delete=models.SET_NULL, related_name="+",
+    )  # fmt: skip
+    last_fired_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name

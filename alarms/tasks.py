@@ -2,10 +2,16 @@
 
 from celery import shared_task
 
-from . import heartbeats
+from . import heartbeats, schedules
 
 
 @shared_task(name="alarms.tasks.check_heartbeats")
 def check_heartbeats() -> int:
     """Beat: devices silent past their heartbeat interval get an offline alarm."""
     return heartbeats.check()
+
+
+@shared_task(name="alarms.tasks.fire_scheduled_alarm")
+def fire_scheduled_alarm(scheduled_id: int) -> str | None:
+    """Beat, on a scheduled alarm's schedule: raise it."""
+    return schedules.fire(scheduled_id)

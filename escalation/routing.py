@@ -136,13 +136,17 @@ def _configuration_changed(**kwargs) -> None:
         pass  # other processes notice within MAX_AGE
 
 
-def route(alarm: Alarm, at: datetime | None = None) -> Routing:
-    """Decide for a new alarm (not yet saved): policies, severity, silenced or not, and why."""
+def route(alarm: Alarm, at: datetime | None = None, policy=None) -> Routing:
+    """Decide for a new alarm (not yet saved): policies, severity, silenced or not, and why.
+    A source that names its own `policy` (a scheduled alarm) skips the rules."""
     at = at or timezone.now()
     result = Routing(severity=alarm.severity)
     reasons = []
-    decided = False
     configured = config()
+    if policy is not None:
+        result.policies.append(policy)
+        reasons.append(f"named by its {alarm.source}")
+    decided = policy is not None
     for rule in configured.rules:
         if decided:
             result.checks.append(RuleCheck(rule, False, "an earlier rule decided"))

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from alarms import lifecycle
 from alarms.acklinks import issue_ack_link
-from alarms.models import MetricRule
+from alarms.models import MetricRule, ScheduledAlarm
 from alarms.timeline import SYSTEM
 from devices.models import Device, Person, Room, Site
 from escalation import engine
@@ -201,6 +201,7 @@ def some_of_everything(make_person, make_policy, make_device, webhook_channel, r
     Silence.objects.create(matchers='drill="yes"', starts_at=now, ends_at=now + timedelta(hours=1),
                            created_by="Olga", comment="Fire drill")  # fmt: skip
     MetricRule.objects.create(name="Fridge warm", metric="fridge_c", operator=">", threshold=8)
+    ScheduledAlarm.objects.create(name="Weekly test", title="Test", crontab="0 9 * * mon")
     Inhibition.objects.create(name="Power", source_matchers='kind="power"',
                               target_matchers='kind="room"', equal="site")  # fmt: skip
     alarm = lifecycle.raise_alarm(

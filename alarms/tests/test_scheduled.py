@@ -1,0 +1,115 @@
+"""Scheduled alarms: their schedule kept in django-celery-beat, raised by a real beat."""
+
+import json
+import os
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+from django_celery_beat.models import PeriodicTask
+
+from alarms import schedules
+from alarms.models import Alarm, ScheduledAlarm
+from conftest import wait_until
+from notifications.tests.steps import drain, run_step
+
+pytestmark = pytest.mark.django_db
+
+
+def weekly_test(**fields):
+    fields = {"name": "Weekly chain test", "title": "Weekly test alarm: please acknowledge",
+              "crontab": "0 9 * * mon", "time_zone": "Europe/Berlin", **fields}  # fmt: skip
+    return ScheduledAlarm.objects.create(**fields)
+
+
+def test_a_recurring_scheduled_alarm_is_a_periodic_task_of_beat():
+    scheduled = weekly_test()
+
+    task = PeriodicTask.objects.get(pk=scheduled.periodic_task_id)
+    assert task.task == "alarms.tasks.fire_scheduled_alarm"
+    assert json.loads(task.args) == [scheduled.pk] and task.enabled and not task.one_off
+    cron = task.crontab
+    assert (cron.minute, cron.hour, cron.day_of_week, str(cron.timezone)) == (
+        "0", "9", "mon", "Europe/Berlin")  # fmt: skip
+
+    scheduled.crontab, scheduled.enabled = "30 7 1 * *", False
+    scheduled.save()
+    task.refresh_from_db()
+    assert (task.crontab.minute, task.crontab.hour, task.crontab.day_of_month) == ("30", "7", "1")
+    assert not task.enabled
+    scheduled.delete()
+    assert not PeriodicTask.objects.filter(pk=task.pk).exists()
+
+
+def test_a_one_off_scheduled_alarm_is_a_clocked_one_off_task():
+    at = timezone.now() + timedelta(days=1)
+    scheduled = weekly_test(name="Fire drill", crontab="", run_at=at)
+
+    task = PeriodicTask.objects.get(pk=scheduled.periodic_task_id)
+    assert task.one_off and task.clocked.clocked_time == at and task.crontab is None
+
+
+@pytest.mark.parametrize(
+    ("fields", "error"),
+    [
+        ({"crontab": "", "run_at": None}, "either a crontab"),
+        ({"crontab": "0 9 * *"}, "five fields"),
+        ({"crontab": "0 25 * * *"}, "Not a crontab"),
+        ({"time_zone": "Mars/Olympus"}, "time zone"),
+    ],
+)
+def test_the_admin_refuses_a_bad_schedule(admin_client, fields, error):
+    data = {
+        "name": "Bad", "enabled": "on", "title": "T", "severity": "info", "labels": "{}",
+        "crontab": "0 9 * * mon", "run_at_0": "", "run_at_1": "", "time_zone": "UTC",
+    }  # fmt: skip
+    data.update({k: v or "" for k, v in fields.items()})
+
+    response = admin_client.post("/admin/alarms/scheduledalarm/add/", data)
+
+    assert response.status_code == 200 and error in response.content.decode()
+    assert (
+        not ScheduledAlarm.objects.exists()
+        and not PeriodicTask.objects.filter(task=schedules.TASK).exists()
+    )
+
+
+def test_firing_raises_an_alarm_that_follows_its_policy(
+    make_policy, webhook_channel, webhook_receiver
+):
+    policy = make_policy([(0, [], [webhook_channel])], name="Chain test")
+    scheduled = weekly_test(policy=policy, labels={"test": "yes"})
+
+    alarm = Alarm.objects.get(pk=schedules.fire(scheduled.pk))
+
+    assert (alarm.source, alarm.title, alarm.severity) == (
+        "schedule", "Weekly test alarm: please acknowledge", "info")  # fmt: skip
+    assert alarm.labels == {"test": "yes", "schedule": "Weekly chain test"}
+    assert alarm.policy == policy
+    assert alarm.events.get(kind="routed").text == "Policy Chain test: named by its schedule"
+    run_step(alarm)
+    drain(alarm)
+    assert webhook_receiver.requests[0]["json"]["alarm"]["title"] == alarm.title
+    scheduled.refresh_from_db()
+    assert scheduled.last_fired_at is not None
+    scheduled.enabled = False
+    scheduled.save()
+    assert schedules.fire(scheduled.pk) is None
+
+
+def test_beat_raises_a_one_off_alarm_at_its_time(
+    transactional_db, private_redis, process_env, start_process, tmp_path
+):
+    scheduled = weekly_test(name="Soon", crontab="", run_at=timezone.now() + timedelta(seconds=3))
+    env = process_env(REDIS_URL=private_redis.url, VAR_DIR=str(tmp_path))
+
+    start_process(
+        ["-m", "celery", "-A", "alarmsite", "worker", "--beat", "--pool", "solo",
+         "-n", "scheduler@%h", "--without-mingle", "--without-gossip",
+         "--schedule", os.path.join(tmp_path, "beat-schedule")],
+        env, log_name="scheduler",
+    )  # fmt: skip
+
+    alarm = wait_until(lambda: Alarm.objects.filter(source="schedule").first(), timeout=45)
+    assert alarm.title == scheduled.title
+    assert alarm.created_at >= scheduled.run_at
