@@ -16,7 +16,7 @@ from escalation import engine, routing
 from notifications import delivery
 from notifications.transports.base import ACKNOWLEDGED
 
-from . import board
+from . import board, storms
 from .models import OPEN_STATUSES, Alarm, AlarmEvent, Status
 from .timeline import Actor, event, record, record_all
 
@@ -52,6 +52,7 @@ def raise_alarm(
     device=None,
     site=None,
     policy=None,
+    hold_seconds: float = 0,
 ) -> Outcome:
     """Open an alarm, or count another occurrence on the open one with the same dedup key."""
     with transaction.atomic():
@@ -78,7 +79,12 @@ def raise_alarm(
         routed = routing.route(alarm, policy=policy)
         alarm.severity, alarm.silenced_by = routed.severity, routed.silenced_by
         policy = None if alarm.silenced_by else routed.policy
-        engine.start(alarm, policy)
+        scope = storms.storm_scope(source) if source != storms.SOURCE else None
+        if scope and policy:
+            storm = storms.join(alarm, scope, policy)
+            alarm.silenced_by = f"the storm guard ({scope}): one digest in alarm {storm.pk}"
+            policy = None
+        engine.start(alarm, policy, hold_seconds)
         try:
             with transaction.atomic():
                 alarm.save(force_insert=True)

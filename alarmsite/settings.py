@@ -172,6 +172,14 @@ CHANNEL_LAYERS = {
     }
 }
 
+# Storm guard: more than this many alarm starts from one source kind (or from all together)
+# within the window, and the rest are folded into one digest alarm per policy (0: no limit).
+STORM_WINDOW_SECONDS = env.int("STORM_WINDOW_SECONDS", default=60)
+STORM_SOURCE_THRESHOLD = env.int("STORM_SOURCE_THRESHOLD", default=30)
+STORM_GLOBAL_THRESHOLD = env.int("STORM_GLOBAL_THRESHOLD", default=100)
+# A storm alarm notifies this long after it opened, so its digest counts what came meanwhile.
+STORM_DIGEST_SECONDS = env.int("STORM_DIGEST_SECONDS", default=30)
+
 # An alarm that fires again this soon after it was resolved reopens, not notifying anew.
 FLAP_WINDOW_SECONDS = env.int("FLAP_WINDOW_SECONDS", default=300)
 
@@ -217,7 +225,7 @@ REST_FRAMEWORK = {
 BOARD_HEARTBEAT_SECONDS = env.float("BOARD_HEARTBEAT_SECONDS", default=15.0)
 
 # Largest request body the API reads; anything larger is answered 413.
-DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=64 * 1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=1024 * 1024)
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env.str("TIME_ZONE", default="UTC")

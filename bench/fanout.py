@@ -58,6 +58,9 @@ os.environ.update(
     REDIS_URL=REDIS_URL,
     VAR_DIR=str(RUN_DIR),
     DJANGO_SETTINGS_MODULE="alarmsite.settings",
+    # It measures one message per alarm at a rate the storm guard would fold into digests.
+    STORM_SOURCE_THRESHOLD="0",
+    STORM_GLOBAL_THRESHOLD="0",
 )
 
 import django  # noqa: E402

@@ -52,15 +52,16 @@ def _linked(through, column: str, step_ids: list[int]) -> dict[int, list[int]]:
     return links
 
 
-def start(alarm: Alarm, policy) -> None:
+def start(alarm: Alarm, policy, hold_seconds: float = 0) -> None:
     """Attach the policy to a new alarm before its row is written: a snapshot of its steps
-    and the first step's time. `schedule` it once the row is written."""
+    and the first step's time (not sooner than `hold_seconds`). `schedule` it once the row is
+    written."""
     alarm.policy = policy
     alarm.steps_snapshot = snapshot(policy) if policy else []
     alarm.repeat_count = policy.repeat_count if policy else 0
     alarm.repeat_after_seconds = policy.repeat_after_seconds if policy else 0
     if alarm.steps_snapshot:
-        _schedule(alarm, alarm.steps_snapshot[0]["delay_seconds"])
+        _schedule(alarm, max(alarm.steps_snapshot[0]["delay_seconds"], hold_seconds))
 
 
 def stop(alarm: Alarm) -> None:

@@ -1,0 +1,85 @@
+"""The storm guard: when more alarms start within a window than a threshold allows (per source
+kind, or all sources together), the ones after that notify nobody on their own. They are
+stored, shown and acknowledgeable as always, but for each escalation policy they would have
+followed, one storm alarm ("Alarm storm: 37 alarms from source alertmanager") collects them and
+notifies that policy's targets once: one digest per target instead of one message per alarm.
+
+Starts are counted in Redis, in windows of STORM_WINDOW_SECONDS (this window and the one
+before, so a storm across a window's edge is still seen). Without Redis nothing is counted and
+every alarm notifies on its own: the guard never holds back a message because it is blind.
+"""
+
+import logging
+import time
+
+import redis
+from django.conf import settings
+from django.db.models import CharField, F, Value
+from django.db.models.functions import Cast, Concat
+from django.utils import timezone
+
+from alarmsite.redis import client
+
+from .models import OPEN_STATUSES, Alarm
+from .timeline import SYSTEM
+
+log = logging.getLogger(__name__)
+
+SOURCE = "storm"
+
+
+def storm_scope(source: str) -> str | None:
+    """Count one more alarm start from this source; the storm's scope when over a threshold."""
+    window = settings.STORM_WINDOW_SECONDS
+    per_source, overall = settings.STORM_SOURCE_THRESHOLD, settings.STORM_GLOBAL_THRESHOLD
+    if window <= 0 or not (per_source or overall):
+        return None
+    bucket = int(time.time() // window)
+    scopes = (f"source:{source}", "all")
+    keys = [f"storm:{scope}:{b}" for scope in scopes for b in (bucket, bucket - 1)]
+    try:
+        with client().pipeline() as pipe:
+            pipe.incr(keys[0]).expire(keys[0], window * 2).get(keys[1])
+            pipe.incr(keys[2]).expire(keys[2], window * 2).get(keys[3])
+            source_now, _, source_before, all_now, _, all_before = pipe.execute()
+    except redis.RedisError:
+        log.warning("storm guard blind (Redis down): every alarm notifies on its own")
+        return None
+    if per_source and source_now + int(source_before or 0) > per_source:
+        return f"source {source}"
+    if overall and all_now + int(all_before or 0) > overall:
+        return "all sources"
+    return None
+
+
+def join(alarm: Alarm, scope: str, policy) -> Alarm:
+    """Inside the new alarm's transaction: fold it into the storm alarm for this scope and
+    policy, opening that one if needed; return the storm alarm."""
+    from . import lifecycle  # lifecycle calls this module while it raises
+
+    key = f"storm:{scope}:{policy.pk}"
+    counted = Alarm.objects.filter(dedup_key=key, status__in=OPEN_STATUSES).update(
+        occurrences=F("occurrences") + 1,
+        last_occurrence_at=timezone.now(),
+        title=Concat(
+            Value("Alarm storm: "), Cast(F("occurrences") + 1, CharField()),
+            Value(f" alarms from {scope}"),
+        ),
+    )  # fmt: skip
+    if counted:
+        return Alarm.objects.only("pk", "title").get(dedup_key=key, status__in=OPEN_STATUSES)
+    outcome = lifecycle.raise_alarm(
+        source=SOURCE,
+        dedup_key=key,
+        title=f"Alarm storm: 1 alarms from {scope}",
+        message=f"More alarms than the storm guard allows started within "
+        f"{settings.STORM_WINDOW_SECONDS} s; they notify nobody on their own. First: "
+        f"{alarm.title}. Every one is on the board.",
+        severity=alarm.severity,
+        labels={"storm": scope},
+        site=alarm.site,
+        policy=policy,
+        hold_seconds=settings.STORM_DIGEST_SECONDS,
+        actor=SYSTEM,
+    )
+    return outcome.alarm
