@@ -101,6 +101,12 @@ class Alarm(models.Model):
                 name="alarm_due_escalation",
             ),
             models.Index(fields=["status", "-created_at"]),
+            # The flapping check: was this key resolved a moment ago?
+            models.Index(
+                fields=["dedup_key", "-resolved_at"],
+                condition=Q(status="resolved"),
+                name="alarm_resolved_by_key",
+            ),
         ]
 
     def __str__(self):
