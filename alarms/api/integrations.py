@@ -15,7 +15,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from devices.models import Device
+from devices.models import Device, Site
 
 from .. import lifecycle, metrics
 from ..timeline import Actor
@@ -81,11 +81,14 @@ class AlertmanagerView(APIView):
         if limited := refuse_over_limit(device):
             return limited
         data, actor = serializer.validated_data, _device_actor(request, device)
-        results = [self.apply(device, actor, alert, data) for alert in data["alerts"]]
+        # An alert's `site` label names the site it is about (when the integration has none).
+        named = {alert["labels"].get("site") for alert in data["alerts"]} - {None}
+        sites = {site.name: site for site in Site.objects.filter(name__in=named)}
+        results = [self.apply(device, actor, alert, data, sites) for alert in data["alerts"]]
         return Response({"alerts": results})
 
     @staticmethod
-    def apply(device: Device, actor: Actor, alert: dict, data: dict) -> dict:
+    def apply(device: Device, actor: Actor, alert: dict, data: dict, sites: dict) -> dict:
         key = fingerprint(alert)
         dedup_key = f"device:{device.pk}:alertmanager:{key}"
         if alert["status"] == "resolved":
@@ -110,6 +113,7 @@ class AlertmanagerView(APIView):
             labels=labels,
             details=details,
             device=device,
+            site=device.site or sites.get(labels.get("site")),
             actor=actor,
         )
         action = (

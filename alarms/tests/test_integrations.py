@@ -92,6 +92,7 @@ def test_alertmanager_firing_alerts_become_alarms_that_notify(
     assert fridge3.details["annotations"]["description"] == "Above 8 °C for 10 minutes."
     assert fridge3.details["generatorURL"].startswith("http://prometheus.example.org")
     assert fridge3.policy == pharmacy
+    assert fridge3.site is None
     fridge4 = Alarm.objects.get(pk=results[1]["alarm_id"])
     assert fridge4.severity == "warning" and fridge4.policy is None  # no team label, no default
 
@@ -100,6 +101,18 @@ def test_alertmanager_firing_alerts_become_alarms_that_notify(
     (posted,) = webhook_receiver.requests
     assert posted["json"]["event"] == "alarm.triggered"
     assert posted["json"]["alarm"]["title"] == "Vaccine fridge 3 is at 11.5 °C"
+
+
+def test_an_alerts_site_label_names_its_site(client, make_device, site):
+    _, token = integration(make_device, Device.Kind.ALERTMANAGER)
+    payload = copy.deepcopy(ALERTMANAGER_FIRING)
+    payload["alerts"][0]["labels"]["site"] = site.name
+    payload["alerts"][1]["labels"]["site"] = "Nowhere"
+
+    results = post_alertmanager(client, token, payload).json()["alerts"]
+
+    assert Alarm.objects.get(pk=results[0]["alarm_id"]).site == site
+    assert Alarm.objects.get(pk=results[1]["alarm_id"]).site is None
 
 
 def test_alertmanager_resends_change_nothing_until_something_changed(client, make_device, pharmacy):
