@@ -78,13 +78,13 @@ def raise_alarm(
         # Routed before it is written, so the row is written once.
         routed = routing.route(alarm, policy=policy)
         alarm.severity, alarm.silenced_by = routed.severity, routed.silenced_by
-        policy = None if alarm.silenced_by else routed.policy
+        policies = [] if alarm.silenced_by else routed.policies
         scope = storms.storm_scope(source) if source != storms.SOURCE else None
-        if scope and policy:
-            storm = storms.join(alarm, scope, policy)
+        if scope and policies:
+            storm = storms.join(alarm, scope, policies[0])
             alarm.silenced_by = f"the storm guard ({scope}): one digest in alarm {storm.pk}"
-            policy = None
-        engine.start(alarm, policy, hold_seconds)
+            policies = []
+        engine.start(alarm, policies, hold_seconds)
         try:
             with transaction.atomic():
                 alarm.save(force_insert=True)
@@ -92,7 +92,7 @@ def raise_alarm(
             # A concurrent request opened it first; this one is a repeat of that alarm.
             return Outcome(_add_occurrence(_open_alarm_for_update(dedup_key), actor), False)
         triggered = event(alarm, Kind.TRIGGERED, f"Raised by {actor.name}", actor, source=source)
-        record_all(triggered, _routed_event(alarm, routed, policy))
+        record_all(triggered, _routed_event(alarm, routed, policies))
         engine.schedule(alarm)
         board.publish(alarm)
         return Outcome(alarm, changed=True, created=True)
@@ -130,18 +130,19 @@ def report(*, source: str, dedup_key: str, title: str, actor: Actor, **fields) -
         return Outcome(existing, changed=True)
 
 
-def _routed_event(alarm: Alarm, routed, policy) -> AlarmEvent:
+def _routed_event(alarm: Alarm, routed, policies: list) -> AlarmEvent:
     if alarm.silenced_by:
         text = f"Silenced by {alarm.silenced_by} ({routed.reason}): nobody notified"
-    elif policy:
-        text = f"Policy {policy.name}: {routed.reason}"
-        if len(routed.policies) > 1:
-            others = ", ".join(p.name for p in routed.policies[1:])
-            text += f" (also matched, not run in parallel yet: {others})"
+    elif len(policies) > 1:
+        names = " + ".join(p.name for p in policies)
+        text = f"Policies {names} in parallel: {routed.reason}"
+    elif policies:
+        text = f"Policy {policies[0].name}: {routed.reason}"
     else:
         text = f"No escalation policy ({routed.reason}): nobody notified"
     rules = [check.rule.pk for check in routed.checks if check.matched]
-    return event(alarm, Kind.ROUTED, text, policy_id=policy.pk if policy else None, rules=rules)
+    policy_id = policies[0].pk if policies else None
+    return event(alarm, Kind.ROUTED, text, policy_id=policy_id, rules=rules)
 
 
 def _open_alarm_for_update(dedup_key: str) -> Alarm | None:

@@ -52,12 +52,35 @@ def _linked(through, column: str, step_ids: list[int]) -> dict[int, list[int]]:
     return links
 
 
-def start(alarm: Alarm, policy, hold_seconds: float = 0) -> None:
-    """Attach the policy to a new alarm before its row is written: a snapshot of its steps
-    and the first step's time (not sooner than `hold_seconds`). `schedule` it once the row is
-    written."""
+def merged_snapshot(policies: list) -> list[dict]:
+    """Several policies in parallel as one schedule: every step at the time its own policy
+    gives it (counted from the trigger), in time order, each delay recomputed from the step
+    before; each step names its policy."""
+    timed = []
+    for rank, policy in enumerate(policies):
+        at = 0
+        for step in snapshot(policy):
+            at += step["delay_seconds"]
+            timed.append((at, rank, {**step, "policy": policy.name}))
+    timed.sort(key=lambda item: item[:2])
+    merged, before = [], 0
+    for at, _, step in timed:
+        merged.append({**step, "delay_seconds": at - before})
+        before = at
+    return merged
+
+
+def start(alarm: Alarm, policies: list, hold_seconds: float = 0) -> None:
+    """Attach the policies (the first is the alarm's policy; more run in parallel) to a new
+    alarm before its row is written: a snapshot of their steps and the first step's time (not
+    sooner than `hold_seconds`). `schedule` it once the row is written. Repeats follow the
+    first policy."""
+    policy = policies[0] if policies else None
     alarm.policy = policy
-    alarm.steps_snapshot = snapshot(policy) if policy else []
+    if len(policies) > 1:
+        alarm.steps_snapshot = merged_snapshot(policies)
+    else:
+        alarm.steps_snapshot = snapshot(policy) if policy else []
     alarm.repeat_count = policy.repeat_count if policy else 0
     alarm.repeat_after_seconds = policy.repeat_after_seconds if policy else 0
     if alarm.steps_snapshot:
@@ -151,6 +174,8 @@ def _advance(alarm: Alarm) -> tuple[list, list]:
         alarm.current_step, alarm.current_round = index, round_
         step = alarm.steps_snapshot[index]
         label = f"Step {index + 1} of {len(alarm.steps_snapshot)}, round {round_ + 1}"
+        if step.get("policy"):
+            label += f" ({step['policy']})"
         notified = delivery.create_for_step(alarm, step, index, round_)
         pending += [row for row in notified if row.status == row.Status.PENDING]
         if notified:
@@ -167,9 +192,11 @@ def _advance(alarm: Alarm) -> tuple[list, list]:
         if following[1] != round_:
             _schedule(alarm, alarm.repeat_after_seconds)
             return pending, entries
-        if notified:
-            # Delays count from the previous step.
-            _schedule(alarm, alarm.steps_snapshot[following[0]]["delay_seconds"])
+        upcoming = alarm.steps_snapshot[following[0]]
+        # Delays count from the previous step; a step that reached nobody is not waited out,
+        # but a parallel policy's step keeps its own time.
+        if notified or upcoming.get("policy") != step.get("policy"):
+            _schedule(alarm, upcoming["delay_seconds"])
             return pending, entries
     stop(alarm)
     text = "Last step ran; the alarm stays open"

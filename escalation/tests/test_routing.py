@@ -11,6 +11,7 @@ from alarms import lifecycle
 from alarms.models import Alarm
 from alarms.timeline import SYSTEM
 from devices.models import Room
+from escalation import engine
 from escalation.models import Inhibition, RoutingRule, Silence
 from escalation.routing import route
 from notifications.models import Delivery
@@ -270,3 +271,28 @@ def test_a_rule_saved_in_the_admin_applies_to_the_next_alarm(admin_client, polic
     settings.REDIS_URL = "redis://127.0.0.1:1/0"  # no Redis: read every time, still right
     RoutingRule.objects.filter(name="Fire first").update(enabled=False)  # no signal
     assert route(alarm_for(labels={"kind": "fire"})).policies == [policies["Day"]]
+
+
+def test_parallel_policies_run_each_step_at_its_own_time(make_policy, make_person, settings):
+    alice, bob, carol = make_person("Alice"), make_person("Bob"), make_person("Carol", active=False)
+    first = make_policy([(0, [carol], []), (300, [alice], [])], name="Ward")
+    second = make_policy([(60, [bob], []), (60, [bob], [])], name="Security")
+    rule("Ward", 1, policy=first, continue_matching=True)
+    rule("Security too", 2, policy=second)
+
+    alarm = lifecycle.raise_alarm(source="api", dedup_key="k", title="Intruder", actor=SYSTEM).alarm
+
+    assert [(s["policy"], s["delay_seconds"]) for s in alarm.steps_snapshot] == [
+        ("Ward", 0), ("Security", 60), ("Security", 60), ("Ward", 180)]  # fmt: skip
+    assert alarm.policy == first
+    assert alarm.events.get(kind="routed").text == (
+        "Policies Ward + Security in parallel: rule Ward, rule Security too"
+    )
+    # Carol is inactive: the Ward's first step reaches nobody, but Security's step is not
+    # pulled forward; it keeps its own time.
+    assert engine.run_due_step(alarm.pk)
+    alarm.refresh_from_db()
+    assert alarm.current_step == 0
+    assert alarm.events.get(kind="step_skipped").text.endswith("(Ward): nobody to notify")
+    due_in = (alarm.next_escalation_at - timezone.now()).total_seconds()
+    assert 55 < due_in <= 60
