@@ -2,6 +2,8 @@
 
 from django import forms
 from django.contrib import admin, messages
+from django.urls import reverse
+from django.utils.html import format_html
 
 from notifications.models import Delivery
 
@@ -43,8 +45,13 @@ class AlarmAdmin(admin.ModelAdmin):
     search_fields = ["title", "message", "dedup_key", "device__name", "person__name"]
     list_select_related = ["site", "room", "person", "device"]
     date_hierarchy = "created_at"
-    readonly_fields = [f.name for f in Alarm._meta.fields] + ["steps_snapshot"]
+    readonly_fields = [f.name for f in Alarm._meta.fields] + ["steps_snapshot", "routing"]
     inlines = [EventInline, DeliveryInline]
+
+    @admin.display(description="routing")
+    def routing(self, alarm):
+        url = reverse("admin:escalation_routingrule_test") + f"?alarm={alarm.pk}"
+        return format_html('<a href="{}">Test how this alarm is routed now</a>', url)
 
     def has_add_permission(self, request):
         return False

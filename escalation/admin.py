@@ -2,6 +2,7 @@
 and the "test routing" page: which rule, policy and silence an alarm would meet, sending
 nothing."""
 
+import uuid
 from datetime import timedelta
 
 from django import forms
@@ -48,7 +49,7 @@ class RoutingRuleAdmin(admin.ModelAdmin):
     fieldsets = [
         (None, {"fields": ["name", "order", "enabled"]}),
         ("Matches", {"fields": ["source", "device", "site", "room", "min_severity", "matchers"]}),
-        ("When", {"fields": ["days", "start_time", "end_time", "time_zone"]}),
+        ("When", {"fields": ["days", "start_time", "end_time", "time_zone", "outside_window"]}),
         ("Does", {"fields": ["policy", "set_severity", "silence", "continue_matching"]}),
     ]
 
@@ -62,7 +63,8 @@ class RoutingRuleAdmin(admin.ModelAdmin):
             parts.append(" ".join(str(m) for m in rule.parsed_matchers()))
         if rule.days or rule.start_time:
             hours = f"{rule.start_time:%H:%M}–{rule.end_time:%H:%M}" if rule.start_time else ""
-            parts.append(f"{rule.days or 'every day'} {hours} {rule.time_zone}".strip())
+            window = f"{rule.days or 'every day'} {hours} {rule.time_zone}".strip()
+            parts.append(f"outside {window}" if rule.outside_window else window)
         return "; ".join(parts) or "every alarm"
 
     @admin.display(description="does")
@@ -81,7 +83,9 @@ class RoutingRuleAdmin(admin.ModelAdmin):
         return [path("test/", test, name="escalation_routingrule_test"), *super().get_urls()]
 
     def test_routing(self, request):
-        form = TestRoutingForm(request.GET or None)
+        """?alarm=<id> fills the form from a stored alarm; otherwise the form's fields."""
+        picked = Alarm.objects.filter(pk=_uuid(request.GET.get("alarm"))).first()
+        form = TestRoutingForm(picked_data(picked) if picked else (request.GET or None))
         context = {**self.admin_site.each_context(request), "title": "Test routing", "form": form}
         if form.is_bound and form.is_valid():
             alarm, at = form.alarm(), form.cleaned_data["at"] or timezone.now()
@@ -108,6 +112,25 @@ def _described_steps(policies) -> list[dict]:
             } for step in steps],
         })  # fmt: skip
     return described
+
+
+def _uuid(value):
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        return None
+
+
+def picked_data(alarm: Alarm) -> dict:
+    """A stored alarm as the test form's data, at the time it was raised."""
+    sources = {choice for choice, _ in SourceKind.choices}
+    return {
+        "title": alarm.title, "severity": alarm.severity,
+        "source": alarm.source if alarm.source in sources else SourceKind.API,
+        "device": alarm.device_id or "", "site": alarm.site_id or "", "room": alarm.room_id or "",
+        "labels": "\n".join(f"{k}={v}" for k, v in (alarm.labels or {}).items()),
+        "at": timezone.localtime(alarm.created_at).strftime("%Y-%m-%dT%H:%M:%S"),
+    }  # fmt: skip
 
 
 class TestRoutingForm(forms.Form):

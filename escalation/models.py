@@ -142,6 +142,12 @@ class RoutingRule(models.Model):
     time_zone = models.CharField(
         max_length=64, default=default_time_zone, validators=[validate_time_zone]
     )
+    outside_window = models.BooleanField(
+        "outside the window",
+        default=False,
+        help_text="Match when the window does NOT hold: mon-fri 08:00–18:00 plus this is "
+        '"outside business hours".',
+    )
 
     # What it does.
     policy = models.ForeignKey(

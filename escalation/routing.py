@@ -73,8 +73,9 @@ def rule_mismatch(rule: RoutingRule, alarm: Alarm, labels: dict, at: datetime) -
     for matcher in rule.parsed_matchers():
         if not matcher.matches(labels):
             return f"{matcher} does not match ({matcher.name}={labels.get(matcher.name, '')!r})"
-    if not holds(at, rule.days, rule.start_time, rule.end_time, rule.time_zone):
-        return "outside its time window"
+    inside = holds(at, rule.days, rule.start_time, rule.end_time, rule.time_zone)
+    if inside == rule.outside_window:
+        return "inside its time window" if inside else "outside its time window"
     return ""
 
 

@@ -85,6 +85,18 @@ def test_continue_lets_later_rules_add_and_severity_overrides_carry_on(policies)
         ({"days": "mon-fri", "start_time": time(8), "end_time": time(18)}, {}, True),
         ({"days": "sat,sun"}, {}, False),
         ({"start_time": time(18), "end_time": time(8)}, {}, False),
+        # "Outside business hours": Monday noon is inside them.
+        (
+            {
+                "days": "mon-fri",
+                "start_time": time(8),
+                "end_time": time(18),
+                "outside_window": True,
+            },
+            {},
+            False,
+        ),
+        ({"days": "sat,sun", "outside_window": True}, {}, True),
     ],
 )
 def test_what_a_rule_matches(policies, make_device, rule_fields, alarm_fields, matched):
@@ -296,3 +308,20 @@ def test_parallel_policies_run_each_step_at_its_own_time(make_policy, make_perso
     assert alarm.events.get(kind="step_skipped").text.endswith("(Ward): nobody to notify")
     due_in = (alarm.next_escalation_at - timezone.now()).total_seconds()
     assert 55 < due_in <= 60
+
+
+def test_the_test_page_can_replay_a_stored_alarm(admin_client, policies, make_device):
+    device, _ = make_device()
+    rule("Lab", 1, matchers='team="lab"', policy=policies["Fire"])
+    alarm = lifecycle.raise_alarm(
+        source="api", dedup_key="k", title="Spill", labels={"team": "lab"}, actor=SYSTEM,
+        device=device,
+    ).alarm  # fmt: skip
+
+    page = admin_client.get(f"/admin/alarms/alarm/{alarm.pk}/change/").content.decode()
+    assert f"/admin/escalation/routingrule/test/?alarm={alarm.pk}" in page
+    replay = admin_client.get("/admin/escalation/routingrule/test/", {"alarm": str(alarm.pk)})
+
+    assert replay.status_code == 200
+    assert "<td>Lab</td>" in replay.content.decode() and "<td>yes</td>" in replay.content.decode()
+    assert 'value="Spill"' in replay.content.decode()
