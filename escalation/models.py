@@ -1,5 +1,6 @@
 """Escalation policies: ordered steps of who to notify, how, and after what delay."""
 
+import re
 import zoneinfo
 
 from django.conf import settings
@@ -104,6 +105,8 @@ class SourceKind(models.TextChoices):
     SCHEDULE = "schedule"
     HEARTBEAT = "heartbeat"
 
+
+LABEL_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 
 MATCHERS_HELP = (
     'Alertmanager matchers, e.g. {severity=~"critical|high", room!~"Lab.*"}. They see the '
@@ -231,6 +234,9 @@ class Inhibition(models.Model):
     def clean(self):
         if not matchers.parse(self.source_matchers) or not matchers.parse(self.target_matchers):
             raise ValidationError("An inhibition needs source and target matchers.")
+        odd = [n for n in self.equal_labels() if not LABEL_NAME.fullmatch(n) or "__" in n]
+        if odd:
+            raise ValidationError({"equal": f"Not label names: {', '.join(odd)}."})
 
     def equal_labels(self) -> list[str]:
         return [name for name in self.equal.replace(",", " ").split() if name]

@@ -210,6 +210,8 @@ def inhibiting_alarm(inhibition: Inhibition, alarm: Alarm, labels: dict) -> Alar
     source_matchers = matchers.parse(inhibition.source_matchers)
     candidates = Alarm.objects.filter(status__in=OPEN_STATUSES).exclude(pk=alarm.pk)
     for name in inhibition.equal_labels():
+        if "__" in name:  # not a label name (the form refuses it): never a query lookup
+            return None
         candidates = _sharing(candidates, name, labels.get(name, ""))
     for candidate in candidates.select_related("site", "room", "device")[:1000]:
         if matchers.all_match(source_matchers, match_labels(candidate)):

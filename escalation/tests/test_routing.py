@@ -5,6 +5,7 @@ from datetime import UTC, datetime, time, timedelta
 
 import pytest
 from django.contrib.auth.models import User
+from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from alarms import lifecycle
@@ -325,3 +326,10 @@ def test_the_test_page_can_replay_a_stored_alarm(admin_client, policies, make_de
     assert replay.status_code == 200
     assert "<td>Lab</td>" in replay.content.decode() and "<td>yes</td>" in replay.content.decode()
     assert 'value="Spill"' in replay.content.decode()
+
+
+@pytest.mark.parametrize("equal", ["site, labels__x", "site; room", "1st"])
+def test_an_inhibition_shares_only_label_names(equal):
+    inhibition = Inhibition(name="X", source_matchers='a="b"', target_matchers='c="d"', equal=equal)
+    with pytest.raises(ValidationError):
+        inhibition.clean()
