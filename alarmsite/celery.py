@@ -3,7 +3,7 @@
 import os
 
 from celery import Celery
-from celery.signals import task_postrun, task_prerun
+from celery.signals import beat_init, task_postrun, task_prerun, worker_ready
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "alarmsite.settings")
 
@@ -21,3 +21,17 @@ def close_old_connections(sender=None, **kwargs):
 
     if not getattr(sender.request, "is_eager", False):  # an eager task runs in its caller's
         close_old_connections()
+
+
+@worker_ready.connect
+def report_worker_alive(**kwargs):
+    from .health import keep_reporting  # needs Django's settings, loaded by now
+
+    keep_reporting("worker")
+
+
+@beat_init.connect
+def report_beat_alive(**kwargs):
+    from .health import keep_reporting
+
+    keep_reporting("beat")

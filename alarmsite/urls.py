@@ -5,9 +5,12 @@ from django.urls import include, path
 
 from alarms import views as alarm_views
 from alarms.api.integrations import PagerDutyEventsView
+from alarmsite import health
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
     path("v1/", include("alarms.api.urls")),
     # PagerDuty's own path: a tool that lets you change only the host can send here.
     path("v2/enqueue", PagerDutyEventsView.as_view(), name="pagerduty-enqueue"),

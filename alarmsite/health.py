@@ -1,0 +1,86 @@
+"""Liveness and readiness for load balancers and orchestrators.
+
+`/healthz`: the web process answers. `/readyz`: what the alarm path needs is there, each part
+by name: the database, Redis, a Celery worker and beat heard from within HEARD_WITHIN seconds
+(each reports itself to Redis every REPORT_EVERY seconds from a thread of its main process);
+503 when any is missing.
+"""
+
+import logging
+import threading
+import time
+
+import redis
+from django.conf import settings
+from django.db import connection
+from django.http import JsonResponse
+
+from .redis import client
+
+log = logging.getLogger(__name__)
+
+HEARD_WITHIN = 60
+REPORT_EVERY = 15
+
+
+def _key(part: str) -> str:
+    return f"health:{part}:last_seen"
+
+
+def keep_reporting(part: str) -> None:
+    """From now on, say every REPORT_EVERY seconds that this part (worker, beat) is alive, to
+    the Redis configured now."""
+    reporter = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
+
+    def report():
+        while True:
+            try:
+                reporter.set(_key(part), time.time(), ex=HEARD_WITHIN * 2)
+            except redis.RedisError:
+                log.warning("could not report %s alive (Redis down)", part)
+            time.sleep(REPORT_EVERY)
+
+    threading.Thread(target=report, name=f"health-{part}", daemon=True).start()
+
+
+def healthz(request):
+    return JsonResponse({"status": "ok"})
+
+
+def readyz(request):
+    checks = {
+        "database": _database(),
+        "redis": _redis(),
+        "worker": _heard_from("worker"),
+        "beat": _heard_from("beat"),
+    }
+    ready = all(check["ok"] for check in checks.values())
+    return JsonResponse({"ready": ready, "checks": checks}, status=200 if ready else 503)
+
+
+def _database() -> dict:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+    except Exception as exc:  # noqa: BLE001 (any failure means not ready)
+        return {"ok": False, "error": exc.__class__.__name__}
+    return {"ok": True}
+
+
+def _redis() -> dict:
+    try:
+        client().ping()
+    except redis.RedisError as exc:
+        return {"ok": False, "error": exc.__class__.__name__}
+    return {"ok": True}
+
+
+def _heard_from(part: str) -> dict:
+    try:
+        seen = client().get(_key(part))
+    except redis.RedisError:
+        return {"ok": False, "error": "Redis is down: cannot tell"}
+    if seen is None:
+        return {"ok": False, "error": f"not heard from in the last {HEARD_WITHIN} s"}
+    age = time.time() - float(seen)
+    return {"ok": age <= HEARD_WITHIN, "seconds_ago": round(age, 1)}
