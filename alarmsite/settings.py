@@ -1,5 +1,6 @@
 """Settings, all from environment variables with safe defaults (see the README's table)."""
 
+import ipaddress
 import secrets
 from pathlib import Path
 
@@ -220,6 +221,13 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "alarms.api.errors.json_exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
+
+# Who may read /metrics: a Bearer token, or clients in these networks.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+METRICS_ALLOWED_NETWORKS = [  # a wrong entry stops the start, not a scrape
+    ipaddress.ip_network(net)
+    for net in env.list("METRICS_ALLOWED_NETWORKS", default=["127.0.0.1/32", "::1/128"])
+]
 
 # The board's heartbeat: proves the socket alive and re-checks the user is still allowed.
 BOARD_HEARTBEAT_SECONDS = env.float("BOARD_HEARTBEAT_SECONDS", default=15.0)

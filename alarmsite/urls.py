@@ -5,7 +5,7 @@ from django.urls import include, path
 
 from alarms import views as alarm_views
 from alarms.api.integrations import PagerDutyEventsView
-from alarmsite import health
+from alarmsite import health, metrics_access
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -17,7 +17,7 @@ urlpatterns = [
     path("a/<str:token>", alarm_views.ack, name="ack"),
     path("board/", alarm_views.board_page, name="board"),
     path("accounts/", include("django.contrib.auth.urls")),
-    path("", include("django_prometheus.urls")),
+    path("metrics", metrics_access.metrics, name="prometheus-django-metrics"),
 ]
 
 handler404 = "alarmsite.views.not_found"
