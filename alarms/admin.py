@@ -1,6 +1,5 @@
 """Admin for alarms: list with filters, the timeline and deliveries inline."""
 
-from django import forms
 from django.contrib import admin, messages
 from django.urls import reverse
 from django.utils.html import format_html
@@ -84,24 +83,8 @@ class MetricRuleAdmin(admin.ModelAdmin):
         return f"{rule.metric}{rule.matchers or ''} {rule.operator} {rule.threshold:g}"
 
 
-class ScheduledAlarmForm(forms.ModelForm):
-    class Meta:
-        model = ScheduledAlarm
-        fields = ["name", "enabled", "title", "message", "severity", "labels", "site", "policy",
-                  "crontab", "run_at", "time_zone"]  # fmt: skip
-
-    def clean(self):
-        cleaned = super().clean()
-        schedules.validate(ScheduledAlarm(**{
-            name: cleaned.get(name)
-            for name in ("crontab", "run_at", "time_zone") if cleaned.get(name) is not None
-        }))  # fmt: skip
-        return cleaned
-
-
 @admin.register(ScheduledAlarm)
 class ScheduledAlarmAdmin(admin.ModelAdmin):
-    form = ScheduledAlarmForm
     list_display = ["name", "enabled", "when", "policy", "last_fired_at"]
     list_filter = ["enabled"]
     search_fields = ["name", "title"]

@@ -10,6 +10,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import F, Q
 from django.utils import timezone
 
 from escalation import engine, routing
@@ -56,12 +57,11 @@ def raise_alarm(
 ) -> Outcome:
     """Open an alarm, or count another occurrence on the open one with the same dedup key."""
     with transaction.atomic():
-        existing = _open_alarm_for_update(dedup_key)
+        existing = _current_for_update(dedup_key)
+        if existing and existing.status == Status.RESOLVED:
+            return _reopen(existing, actor)
         if existing:
             return Outcome(_add_occurrence(existing, actor), changed=False)
-        flapping = _just_resolved_for_update(dedup_key)
-        if flapping:
-            return _reopen(flapping, actor)
         alarm = Alarm(
             source=source,
             dedup_key=dedup_key,
@@ -89,8 +89,7 @@ def raise_alarm(
             with transaction.atomic():
                 alarm.save(force_insert=True)
         except IntegrityError:
-            # A concurrent request opened it first; this one is a repeat of that alarm.
-            return Outcome(_add_occurrence(_open_alarm_for_update(dedup_key), actor), False)
+            return _lost_race(dedup_key, actor)
         triggered = event(alarm, Kind.TRIGGERED, f"Raised by {actor.name}", actor, source=source)
         record_all(triggered, _routed_event(alarm, routed, policies))
         engine.schedule(alarm)
@@ -153,15 +152,17 @@ def _open_alarm_for_update(dedup_key: str) -> Alarm | None:
     )
 
 
-def _just_resolved_for_update(dedup_key: str) -> Alarm | None:
-    """The alarm with this key resolved within FLAP_WINDOW_SECONDS, if any."""
+def _current_for_update(dedup_key: str) -> Alarm | None:
+    """The open alarm with this key, else the one resolved within FLAP_WINDOW_SECONDS (locked),
+    in one query: the raise asks it for every new alarm."""
     since = timezone.now() - timedelta(seconds=settings.FLAP_WINDOW_SECONDS)
-    return (
+    found = list(
         Alarm.objects.select_for_update()
-        .filter(dedup_key=dedup_key, status=Status.RESOLVED, resolved_at__gte=since)
-        .order_by("-resolved_at")
-        .first()
+        .filter(dedup_key=dedup_key)
+        .filter(Q(status__in=OPEN_STATUSES) | Q(status=Status.RESOLVED, resolved_at__gte=since))
+        .order_by(F("resolved_at").desc(nulls_first=True))[:2]  # an open one first
     )
+    return next((a for a in found if a.is_open), found[0] if found else None)
 
 
 def _reopen(alarm: Alarm, actor: Actor) -> Outcome:
@@ -176,13 +177,17 @@ def _reopen(alarm: Alarm, actor: Actor) -> Outcome:
             alarm.save(update_fields=["status", "resolved_at", "resolved_by", "occurrences",
                                       "last_occurrence_at"])  # fmt: skip
     except IntegrityError:
-        # A concurrent raise opened a new alarm with this key first: count this one there.
-        return Outcome(_add_occurrence(_open_alarm_for_update(alarm.dedup_key), actor), False)
+        return _lost_race(alarm.dedup_key, actor)
     seconds = int((alarm.last_occurrence_at - resolved_at).total_seconds())
     text = f"Fired again {seconds} s after it was resolved (flapping): reopened, not notified anew"
     record(alarm, Kind.REOPENED, text, actor)
     board.publish(alarm)
     return Outcome(alarm, changed=True, reopened=True)
+
+
+def _lost_race(dedup_key: str, actor: Actor) -> Outcome:
+    """A concurrent raise opened an alarm with this key first: this one is a repeat of it."""
+    return Outcome(_add_occurrence(_open_alarm_for_update(dedup_key), actor), changed=False)
 
 
 def _add_occurrence(alarm: Alarm, actor: Actor) -> Alarm:

@@ -42,7 +42,7 @@ def record_samples(samples: list[Sample], device) -> list[dict]:
     changes = []
     for sample in samples:
         for rule in rules.get(sample.name, []):
-            if matchers.all_match(matchers.parse(rule.matchers), sample.labels):
+            if matchers.all_match(rule.parsed_matchers, sample.labels):
                 change = _check(rule, sample, device)
                 if change:
                     changes.append(change)

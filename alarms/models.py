@@ -2,9 +2,15 @@
 
 import uuid
 
+from celery.schedules import crontab
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
+from django.utils.functional import cached_property
+
+from escalation import matchers  # plain functions: these import no models
+from escalation.timewindow import validate_time_zone
 
 
 class Severity(models.TextChoices):
@@ -218,9 +224,12 @@ class MetricRule(models.Model):
         return self.name
 
     def clean(self):
-        from escalation.matchers import parse  # escalation's models import this module
+        matchers.validate(self.matchers)
 
-        parse(self.matchers)
+    @cached_property
+    def parsed_matchers(self) -> list:
+        """Parsed once per instance: a batch checks many samples against the same rules."""
+        return matchers.parse(self.matchers)
 
     def holds(self, value: float) -> bool:
         threshold = self.threshold
@@ -277,7 +286,9 @@ class ScheduledAlarm(models.Model):
         "for Mondays at 09:00.",
     )
     run_at = models.DateTimeField(null=True, blank=True, help_text="Once: at this time.")
-    time_zone = models.CharField(max_length=64, default="UTC", help_text="Of the crontab.")
+    time_zone = models.CharField(
+        max_length=64, default="UTC", validators=[validate_time_zone], help_text="Of the crontab."
+    )
     periodic_task = models.OneToOneField(
         "django_celery_beat.PeriodicTask", null=True, blank=True, editable=False,
         on_delete=models.SET_NULL, related_name="+",
@@ -289,3 +300,24 @@ class ScheduledAlarm(models.Model):
 
     def __str__(self):
         return self.name
+
+    def clean(self):
+        if bool(self.crontab.strip()) == bool(self.run_at):
+            raise ValidationError("Give either a crontab (recurring) or a time (once).")
+        if self.crontab.strip():
+            self.crontab_fields()
+
+    def crontab_fields(self) -> dict:
+        """The crontab as django-celery-beat's fields; a ValidationError if it is not one."""
+        parts = self.crontab.split()
+        if len(parts) != 5:
+            raise ValidationError(
+                {"crontab": "A crontab has five fields: minute hour day month weekday."}
+            )
+        names = ["minute", "hour", "day_of_month", "month_of_year", "day_of_week"]
+        fields = dict(zip(names, parts, strict=True))
+        try:
+            crontab(**fields)  # parses each field
+        except Exception as exc:  # noqa: BLE001 (celery's parser raises several kinds)
+            raise ValidationError({"crontab": f"Not a crontab: {exc}"}) from exc
+        return fields

@@ -2,10 +2,7 @@
 and delete, fired by beat through `alarms.tasks.fire_scheduled_alarm`."""
 
 import json
-import zoneinfo
 
-from celery.schedules import crontab
-from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
@@ -19,31 +16,6 @@ from .timeline import Actor
 TASK = "alarms.tasks.fire_scheduled_alarm"
 
 
-def validate(alarm: ScheduledAlarm) -> None:
-    """The admin form's check: exactly one of crontab and run_at, both well formed."""
-    if bool(alarm.crontab.strip()) == bool(alarm.run_at):
-        raise ValidationError("Give either a crontab (recurring) or a time (once).")
-    if alarm.time_zone not in zoneinfo.available_timezones():
-        raise ValidationError({"time_zone": f"{alarm.time_zone!r} is not a time zone name."})
-    if alarm.crontab.strip():
-        _crontab_fields(alarm.crontab)
-
-
-def _crontab_fields(text: str) -> dict:
-    parts = text.split()
-    if len(parts) != 5:
-        raise ValidationError(
-            {"crontab": "A crontab has five fields: minute hour day month weekday."}
-        )
-    names = ["minute", "hour", "day_of_month", "month_of_year", "day_of_week"]
-    fields = dict(zip(names, parts, strict=True))
-    try:
-        crontab(**fields)  # parses each field
-    except Exception as exc:  # noqa: BLE001 (celery's parser raises several kinds)
-        raise ValidationError({"crontab": f"Not a crontab: {exc}"}) from exc
-    return fields
-
-
 @receiver(post_save, sender=ScheduledAlarm)
 def sync(sender, instance: ScheduledAlarm, **kwargs) -> None:
     task = instance.periodic_task or PeriodicTask(task=TASK)
@@ -54,11 +26,11 @@ def sync(sender, instance: ScheduledAlarm, **kwargs) -> None:
     if instance.crontab.strip():
         task.one_off = False
         task.crontab, _ = CrontabSchedule.objects.get_or_create(
-            **_crontab_fields(instance.crontab), timezone=instance.time_zone
+            **instance.crontab_fields(), timezone=instance.time_zone
         )
     else:
         task.one_off = True
-        task.clocked = ClockedSchedule.objects.create(clocked_time=instance.run_at)
+        task.clocked, _ = ClockedSchedule.objects.get_or_create(clocked_time=instance.run_at)
     task.save()
     if instance.periodic_task_id != task.pk:
         ScheduledAlarm.objects.filter(pk=instance.pk).update(periodic_task=task)

@@ -60,7 +60,7 @@ class RoutingRuleAdmin(admin.ModelAdmin):
         if rule.min_severity:
             parts.append(f"severity ≥ {rule.min_severity}")
         if rule.matchers:
-            parts.append(" ".join(str(m) for m in rule.parsed_matchers()))
+            parts.append(" ".join(str(m) for m in rule.parsed_matchers))
         if rule.days or rule.start_time:
             hours = f"{rule.start_time:%H:%M}–{rule.end_time:%H:%M}" if rule.start_time else ""
             window = f"{rule.days or 'every day'} {hours} {rule.time_zone}".strip()

@@ -1,18 +1,18 @@
 """Escalation policies: ordered steps of who to notify, how, and after what delay."""
 
 import re
-import zoneinfo
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
+from django.utils.functional import cached_property
 
 from alarms.models import SEVERITY_RANK, Severity
 from notifications.transports import PERSON_METHODS
 
 from . import matchers
-from .timewindow import DAY_NAMES, parse_days
+from .timewindow import DAY_NAMES, parse_days, validate_time_zone
 
 
 def validate_methods(value) -> None:
@@ -81,11 +81,6 @@ class EscalationStep(models.Model):
 
     def __str__(self):
         return f"{self.policy.name}: step {self.order}"
-
-
-def validate_time_zone(value: str) -> None:
-    if value not in zoneinfo.available_timezones():
-        raise ValidationError(f"{value!r} is not a time zone name such as Europe/Berlin.")
 
 
 def validate_days(value: str) -> None:
@@ -180,7 +175,9 @@ class RoutingRule(models.Model):
         if self.room_id and self.site_id and self.room.site_id != self.site_id:
             raise ValidationError({"room": "This room belongs to another site."})
 
+    @cached_property
     def parsed_matchers(self) -> list:
+        """Parsed once per instance: routing keeps its rules between alarms."""
         return matchers.parse(self.matchers)
 
     def severity_ok(self, severity: str) -> bool:
@@ -208,8 +205,12 @@ class Silence(models.Model):
     def clean(self):
         if self.starts_at and self.ends_at and self.ends_at <= self.starts_at:
             raise ValidationError("A silence must end after it starts.")
-        if not matchers.parse(self.matchers):
+        if not self.parsed_matchers:
             raise ValidationError({"matchers": "A silence needs at least one matcher."})
+
+    @cached_property
+    def parsed_matchers(self) -> list:
+        return matchers.parse(self.matchers)
 
 
 class Inhibition(models.Model):
@@ -232,11 +233,19 @@ class Inhibition(models.Model):
         return self.name
 
     def clean(self):
-        if not matchers.parse(self.source_matchers) or not matchers.parse(self.target_matchers):
+        if not self.parsed_source or not self.parsed_target:
             raise ValidationError("An inhibition needs source and target matchers.")
         odd = [n for n in self.equal_labels() if not LABEL_NAME.fullmatch(n) or "__" in n]
         if odd:
             raise ValidationError({"equal": f"Not label names: {', '.join(odd)}."})
+
+    @cached_property
+    def parsed_source(self) -> list:
+        return matchers.parse(self.source_matchers)
+
+    @cached_property
+    def parsed_target(self) -> list:
+        return matchers.parse(self.target_matchers)
 
     def equal_labels(self) -> list[str]:
         return [name for name in self.equal.replace(",", " ").split() if name]

@@ -53,10 +53,6 @@ class Routing:
     reason: str = ""
     checks: list[RuleCheck] = field(default_factory=list)
 
-    @property
-    def policy(self):
-        return self.policies[0] if self.policies else None
-
 
 def rule_mismatch(rule: RoutingRule, alarm: Alarm, labels: dict, at: datetime) -> str:
     """Why the rule does not match the alarm, or "" when it does."""
@@ -70,7 +66,7 @@ def rule_mismatch(rule: RoutingRule, alarm: Alarm, labels: dict, at: datetime) -
         return f"room is not {rule.room}"
     if not rule.severity_ok(labels["severity"]):
         return f"severity {labels['severity']} is below {rule.min_severity}"
-    for matcher in rule.parsed_matchers():
+    for matcher in rule.parsed_matchers:
         if not matcher.matches(labels):
             return f"{matcher} does not match ({matcher.name}={labels.get(matcher.name, '')!r})"
     inside = holds(at, rule.days, rule.start_time, rule.end_time, rule.time_zone)
@@ -148,18 +144,18 @@ def route(alarm: Alarm, at: datetime | None = None, policy=None) -> Routing:
         result.policies.append(policy)
         reasons.append(f"named by its {alarm.source}")
     decided = policy is not None
+    labels = match_labels(alarm)
     for rule in configured.rules:
         if decided:
             result.checks.append(RuleCheck(rule, False, "an earlier rule decided"))
             continue
-        labels = {**match_labels(alarm), "severity": result.severity}
         mismatch = rule_mismatch(rule, alarm, labels, at)
         result.checks.append(RuleCheck(rule, not mismatch, mismatch or "matches"))
         if mismatch:
             continue
         reasons.append(f"rule {rule.name}")
-        if rule.set_severity:
-            result.severity = rule.set_severity
+        if rule.set_severity:  # the rules after this one see the new severity
+            result.severity = labels["severity"] = rule.set_severity
         if rule.silence:
             result.silenced_by = f"routing rule {rule.name}"
         if rule.policy and rule.policy not in result.policies:
@@ -170,10 +166,7 @@ def route(alarm: Alarm, at: datetime | None = None, policy=None) -> Routing:
         if policy:
             result.policies.append(policy)
             reasons.append(why)
-    alarm_with_severity = {**match_labels(alarm), "severity": result.severity}
-    result.silenced_by = result.silenced_by or silenced_now(
-        alarm, alarm_with_severity, at, configured
-    )
+    result.silenced_by = result.silenced_by or silenced_now(alarm, labels, at, configured)
     result.reason = ", ".join(reasons) or "no rule and no default policy applies"
     return result
 
@@ -193,7 +186,7 @@ def silenced_now(alarm: Alarm, labels: dict, at: datetime, configured: Config) -
     """What silences the alarm at `at` (a silence, an inhibiting open alarm), or ""."""
     for silence in configured.silences:
         if silence.starts_at <= at < silence.ends_at and matchers.all_match(
-            matchers.parse(silence.matchers), labels
+            silence.parsed_matchers, labels
         ):
             return f"silence {silence.pk} ({silence.comment[:100]}) by {silence.created_by}"
     for inhibition in configured.inhibitions:
@@ -205,16 +198,15 @@ def silenced_now(alarm: Alarm, labels: dict, at: datetime, configured: Config) -
 
 def inhibiting_alarm(inhibition: Inhibition, alarm: Alarm, labels: dict) -> Alarm | None:
     """An open alarm that inhibits this one under the rule, if any."""
-    if not matchers.all_match(matchers.parse(inhibition.target_matchers), labels):
+    if not matchers.all_match(inhibition.parsed_target, labels):
         return None
-    source_matchers = matchers.parse(inhibition.source_matchers)
     candidates = Alarm.objects.filter(status__in=OPEN_STATUSES).exclude(pk=alarm.pk)
     for name in inhibition.equal_labels():
         if "__" in name:  # not a label name (the form refuses it): never a query lookup
             return None
         candidates = _sharing(candidates, name, labels.get(name, ""))
     for candidate in candidates.select_related("site", "room", "device")[:1000]:
-        if matchers.all_match(source_matchers, match_labels(candidate)):
+        if matchers.all_match(inhibition.parsed_source, match_labels(candidate)):
             return candidate
     return None
 

@@ -28,6 +28,11 @@ def parse_days(text: str) -> set[int]:
     return days
 
 
+def validate_time_zone(value: str) -> None:
+    if value not in zoneinfo.available_timezones():
+        raise ValidationError(f"{value!r} is not a time zone name such as Europe/Berlin.")
+
+
 def holds(at: datetime, days: str, start: time | None, end: time | None, tz: str) -> bool:
     """Whether the window (any day when `days` is empty, all day without hours) holds at `at`."""
     local = at.astimezone(zoneinfo.ZoneInfo(tz))

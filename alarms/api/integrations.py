@@ -28,11 +28,17 @@ ALERTMANAGER_SEVERITY = {
     "warning": "warning", "info": "info", "none": "info",
 }  # fmt: skip
 PAGERDUTY_SEVERITY = {"critical": "critical", "error": "high", "warning": "warning", "info": "info"}
-MAX_ALERTS = 1000
+MAX_BATCH = 1000  # alerts in an Alertmanager group, samples in a metrics batch
 THROTTLED = {
     "status": "throttle event",
     "message": "Requests for this service are arriving too quickly. Please retry later.",
 }
+
+
+def integration(request, kind: str) -> Device | None:
+    """The integration calling, when its token is of this kind."""
+    device = request.auth
+    return device if isinstance(device, Device) and device.kind == kind else None
 
 
 def _device_actor(request, device: Device) -> Actor:
@@ -53,7 +59,7 @@ class AlertmanagerSerializer(serializers.Serializer):
     status = serializers.ChoiceField(["firing", "resolved"])
     receiver = serializers.CharField(required=False, allow_blank=True, max_length=200)
     externalURL = serializers.CharField(required=False, allow_blank=True, max_length=2000)
-    alerts = AlertSerializer(many=True, max_length=MAX_ALERTS)
+    alerts = AlertSerializer(many=True, max_length=MAX_BATCH)
 
     def validate_version(self, value):
         if value != "4":
@@ -73,8 +79,8 @@ class AlertmanagerView(APIView):
     updates it, `resolved` resolves it. Resends that change nothing change nothing."""
 
     def post(self, request):
-        device = request.auth
-        if not isinstance(device, Device) or device.kind != Device.Kind.ALERTMANAGER:
+        device = integration(request, Device.Kind.ALERTMANAGER)
+        if device is None:
             return error("an Alertmanager integration token is required", 403)
         serializer = AlertmanagerSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -276,7 +282,7 @@ class SampleSerializer(serializers.Serializer):
 
 
 class BatchSerializer(serializers.Serializer):
-    metrics = SampleSerializer(many=True, max_length=MAX_ALERTS, allow_empty=False)
+    metrics = SampleSerializer(many=True, max_length=MAX_BATCH, allow_empty=False)
 
 
 class MetricsView(APIView):
@@ -286,8 +292,8 @@ class MetricsView(APIView):
     batch = False
 
     def post(self, request):
-        device = request.auth
-        if not isinstance(device, Device) or device.kind != Device.Kind.METRICS:
+        device = integration(request, Device.Kind.METRICS)
+        if device is None:
             return error("a metrics sender token is required", 403)
         serializer = (BatchSerializer if self.batch else SampleSerializer)(data=request.data)
         serializer.is_valid(raise_exception=True)

@@ -31,16 +31,21 @@ def client_ip(request) -> str | None:
     return request.META.get("REMOTE_ADDR") or None
 
 
+def calling_device(request) -> Device | None:
+    """The device whose token authenticated the request (None: a staff session)."""
+    return request.auth if isinstance(request.auth, Device) else None
+
+
 def actor_for(request) -> Actor:
-    if isinstance(request.auth, Device):
-        return Actor(f"device {request.auth.name}", ip=client_ip(request))
+    if device := calling_device(request):
+        return Actor(f"device {device.name}", ip=client_ip(request))
     return user_actor(request.user, client_ip(request))
 
 
 def scoped_dedup_key(request, key: str) -> str:
     """Dedup keys are per device token (as PagerDuty's are per routing key)."""
-    if isinstance(request.auth, Device):
-        return f"device:{request.auth.pk}:{key}"
+    if device := calling_device(request):
+        return f"device:{device.pk}:{key}"
     return f"api:{key}"
 
 
@@ -49,6 +54,14 @@ def refuse_integration(device: Device) -> Response | None:
     if device.kind in Device.INTEGRATIONS:
         return error(f"this is a {device.get_kind_display()} token; use its own endpoint", 403)
     return None
+
+
+def refuse_device(request) -> Response | None:
+    """For the raise and clear API: the answer refusing the calling device, if it is refused."""
+    device = calling_device(request)
+    if device is None:
+        return None  # a staff session
+    return refuse_integration(device) or refuse_over_limit(device)
 
 
 def refuse_over_limit(device: Device) -> Response | None:
@@ -111,8 +124,7 @@ class RaiseView(APIView):
         serializer = RaiseSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        device = request.auth if isinstance(request.auth, Device) else None
-        if device and (refused := refuse_integration(device) or refuse_over_limit(device)):
+        if refused := refuse_device(request):
             return refused
         outcome = lifecycle.raise_alarm(
             source=data["source"],
@@ -121,7 +133,7 @@ class RaiseView(APIView):
             message=data.get("message", ""),
             severity=data["severity"],
             labels=data["labels"],
-            device=device,
+            device=calling_device(request),
             actor=actor_for(request),
         )
         return raised(outcome)
@@ -133,8 +145,7 @@ class ClearView(APIView):
     def post(self, request):
         serializer = ClearSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        device = request.auth if isinstance(request.auth, Device) else None
-        if device and (refused := refuse_integration(device) or refuse_over_limit(device)):
+        if refused := refuse_device(request):
             return refused
         key = scoped_dedup_key(request, serializer.validated_data["dedup_key"])
         note = serializer.validated_data.get("message", "")
