@@ -52,6 +52,7 @@ INSTALLED_APPS = [
     "escalation",
     "notifications",
     "alarms",
+    "accounts",  # last: its post_migrate sees every app's permissions
 ]
 
 MIDDLEWARE = [
