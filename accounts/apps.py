@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.contrib.admin import apps as admin_apps
 from django.db.models.signals import post_migrate
 
 
@@ -10,9 +11,15 @@ def keep_role_groups(sender, using="default", **kwargs):
 
 
 class AccountsConfig(AppConfig):
+    default = True
     name = "accounts"
     verbose_name = "Accounts and audit"
 
     def ready(self):
         # After the last app's permissions are created: this app is listed last.
         post_migrate.connect(keep_role_groups, sender=self)
+
+
+class AlarmAdminConfig(admin_apps.AdminConfig):
+    default = False
+    default_site = "accounts.admin_site.AlarmAdminSite"

@@ -14,6 +14,7 @@ import redis
 from django.db import transaction
 from django.db.models import Prefetch
 
+from accounts import roles
 from alarmsite.layer import group_send
 from alarmsite.redis import client
 from notifications.models import Delivery
@@ -37,12 +38,7 @@ def user_group(user_id: int) -> str:
 
 
 def can_watch(user) -> bool:
-    return bool(
-        user
-        and user.is_authenticated
-        and user.is_active
-        and (user.is_staff or user.groups.filter(name="Dispatch").exists())
-    )
+    return roles.may_read_alarms(user)
 
 
 def _iso(value):

@@ -12,6 +12,8 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 
+from alarmsite import client_ip
+
 from . import board, lifecycle
 from .models import Alarm
 from .timeline import user_actor
@@ -85,9 +87,12 @@ class BoardConsumer(AsyncJsonWebsocketConsumer):
         if action not in TRANSITIONS:
             await self.send_json({"type": "result", "ok": False, "error": "Unknown action."})
             return
-        client = self.scope.get("client") or [None]
         answer = await database_sync_to_async(act)(
-            self.user, action, content.get("alarm_id"), str(content.get("note") or ""), client[0]
+            self.user,
+            action,
+            content.get("alarm_id"),
+            str(content.get("note") or ""),
+            client_ip.of_scope(self.scope),
         )
         await self.send_json({"type": "result", "action": action, **answer})
 

@@ -6,6 +6,7 @@ from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods
 
+from alarmsite import client_ip
 from devices.models import Site
 
 from . import board, lifecycle
@@ -15,7 +16,7 @@ from .timeline import Actor, record
 
 
 def _actor(request, link) -> Actor:
-    ip = request.META.get("REMOTE_ADDR")
+    ip = client_ip.of_request(request)
     if link.person:
         return Actor(f"{link.person.name} (ACK link)", person=link.person, ip=ip)
     # A link posted to a channel: whoever reads the channel may use it and say who they are.

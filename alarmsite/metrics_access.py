@@ -9,6 +9,8 @@ from django.conf import settings
 from django.http import JsonResponse
 from django_prometheus.exports import ExportToDjangoView
 
+from alarmsite import client_ip
+
 
 def allowed(request) -> bool:
     token = settings.METRICS_TOKEN
@@ -16,7 +18,7 @@ def allowed(request) -> bool:
     if token and hmac.compare_digest(header.encode(), f"Bearer {token}".encode()):
         return True
     try:
-        client = ipaddress.ip_address(request.META.get("REMOTE_ADDR", ""))
+        client = ipaddress.ip_address(client_ip.of_request(request) or "")
     except ValueError:
         return False
     return any(client in network for network in settings.METRICS_ALLOWED_NETWORKS)

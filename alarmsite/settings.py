@@ -37,7 +37,7 @@ CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[PUBLIC_BASE_URL
 
 INSTALLED_APPS = [
     "daphne",
-    "django.contrib.admin",
+    "accounts.apps.AlarmAdminConfig",  # the admin, entered by role (accounts/admin_site.py)
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -212,16 +212,34 @@ KEEP_FULL_MESSAGES = not EMAIL_HOST
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "devices.auth.DeviceTokenAuthentication",
+        "accounts.auth.BearerTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["alarms.api.permissions.IsDeviceOrStaff"],
+    "DEFAULT_PERMISSION_CLASSES": ["alarms.api.permissions.DeviceOrPermittedUser"],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "alarms.api.errors.json_exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
+
+# Behind a reverse proxy: the header carrying the client's address (e.g. X-Forwarded-For), believed
+# only from these proxy addresses. Unset: the peer's own address is the client's.
+TRUSTED_PROXY_HEADER = env.str("TRUSTED_PROXY_HEADER", default="")
+TRUSTED_PROXIES = [  # a wrong entry stops the start
+    ipaddress.ip_network(net)
+    for net in env.list("TRUSTED_PROXIES", default=["127.0.0.1/32", "::1/128"])
+]
+
+# Sign-in (board and admin): after this many failures from one address or for one username
+# within the window, sign-in is refused until the window ends.
+LOGIN_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=10)
+LOGIN_FAILURE_WINDOW_SECONDS = env.int("LOGIN_FAILURE_WINDOW_SECONDS", default=900)
+
+# Requests a minute one user API token may make; above it, 429.
+API_TOKEN_RATE_PER_MINUTE = env.int("API_TOKEN_RATE_PER_MINUTE", default=120)
+# After "rotate with grace" in the admin, a device's old token keeps working this long.
+DEVICE_TOKEN_GRACE_HOURS = env.float("DEVICE_TOKEN_GRACE_HOURS", default=24.0)
 
 # Who may read /metrics: a Bearer token, or clients in these networks.
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")

@@ -3,6 +3,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from accounts.views import LoginView
 from alarms import views as alarm_views
 from alarms.api.integrations import PagerDutyEventsView
 from alarmsite import health, metrics_access
@@ -16,6 +17,7 @@ urlpatterns = [
     path("v2/enqueue", PagerDutyEventsView.as_view(), name="pagerduty-enqueue"),
     path("a/<str:token>", alarm_views.ack, name="ack"),
     path("board/", alarm_views.board_page, name="board"),
+    path("accounts/login/", LoginView.as_view(), name="login"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("metrics", metrics_access.metrics, name="prometheus-django-metrics"),
 ]

@@ -1,5 +1,7 @@
 """Admin for sites, rooms, people and devices. A device's token is shown once, when issued."""
 
+from datetime import timedelta
+
 from django.conf import settings
 from django.contrib import admin, messages
 from django.urls import reverse
@@ -46,14 +48,20 @@ class PersonAdmin(admin.ModelAdmin):
 
 def _show_token(request, device: Device, token: str) -> None:
     url = settings.PUBLIC_BASE_URL + reverse("yealink-alarm") + f"?token={token}"
+    if device.mac_address:
+        url += "&mac=$mac"
+    grace = ""
+    if until := device.previous_token_valid_until:
+        grace = f" The old token keeps working until {until:%Y-%m-%d %H:%M %Z}."
     messages.warning(
         request,
         format_html(
             "Token for {}: <code>{}</code> — copy it now, it is stored only as a hash and "
-            "cannot be shown again. Yealink Action URL: <code>{}</code>",
+            "cannot be shown again. Yealink Action URL: <code>{}</code>{}",
             device.name,
             token,
             url,
+            grace,
         ),
     )
 
@@ -67,17 +75,31 @@ class DeviceAdmin(admin.ModelAdmin):
     list_filter = ["kind", "enabled", "site"]
     search_fields = ["name", "person__name", "room__name", "site__name"]
     autocomplete_fields = ["site", "room", "person"]
-    readonly_fields = ["last_seen_at", "created_at"]
-    actions = ["rotate_tokens"]
+    readonly_fields = ["last_seen_at", "created_at", "previous_token_valid_until"]
+    actions = ["rotate_tokens_with_grace", "rotate_tokens", "end_grace"]
 
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)
         if not change:
             _show_token(request, obj, obj.issued_token)
 
-    @admin.action(description="Issue a new token (the old one stops working)")
+    @admin.action(description="Issue a new token (the old one keeps working for a while)")
+    def rotate_tokens_with_grace(self, request, queryset):
+        grace = timedelta(hours=settings.DEVICE_TOKEN_GRACE_HOURS)
+        for device in queryset:
+            token = device.rotate_token(grace)
+            device.save(update_fields=Device.TOKEN_FIELDS)
+            _show_token(request, device, token)
+
+    @admin.action(description="Issue a new token (the old one stops working now)")
     def rotate_tokens(self, request, queryset):
         for device in queryset:
             token = device.rotate_token()
-            device.save(update_fields=["token_hash"])
+            device.save(update_fields=Device.TOKEN_FIELDS)
             _show_token(request, device, token)
+
+    @admin.action(description="Stop old tokens now (end the grace period)")
+    def end_grace(self, request, queryset):
+        for device in queryset.exclude(previous_token_hash=None):
+            device.previous_token_hash = device.previous_token_valid_until = None
+            device.save(update_fields=Device.TOKEN_FIELDS)

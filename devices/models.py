@@ -1,11 +1,14 @@
 """Where alarms come from and who they concern: sites, rooms, people and devices."""
 
+import ipaddress
+import re
 from datetime import timedelta
 
 import phonenumbers
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.db.models import Q
 from django.utils import timezone
 
 from alarmsite.tokens import hash_token, new_token
@@ -23,6 +26,27 @@ def validate_e164(value: str) -> None:
         number, phonenumbers.PhoneNumberFormat.E164
     ):
         raise ValidationError(f"{value!r} is not a valid phone number in E.164 form (+4930…).")
+
+
+def parse_networks(text: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    return [ipaddress.ip_network(entry) for entry in re.split(r"[\s,]+", text.strip()) if entry]
+
+
+def validate_networks(text: str) -> None:
+    try:
+        parse_networks(text)
+    except ValueError as exc:
+        raise ValidationError(f"Not a network in CIDR form (10.1.0.0/16): {exc}") from exc
+
+
+def normalize_mac(value: str) -> str:
+    """'00:15:65:AA:BB:CC', '0015.65aa.bbcc' and '001565aabbcc' are the same phone."""
+    return re.sub(r"[^0-9a-f]", "", value.lower())
+
+
+def validate_mac(value: str) -> None:
+    if len(normalize_mac(value)) != 12:
+        raise ValidationError(f"{value!r} is not a MAC address (00:15:65:aa:bb:cc).")
 
 
 class Site(models.Model):
@@ -94,6 +118,25 @@ class Device(models.Model):
     name = models.CharField(max_length=200, unique=True)
     kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.GENERIC)
     token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    # After a rotation the old token keeps working until then, so the device can be updated.
+    previous_token_hash = models.CharField(
+        max_length=64, null=True, blank=True, unique=True, editable=False
+    )
+    previous_token_valid_until = models.DateTimeField(null=True, blank=True, editable=False)
+    allowed_networks = models.TextField(
+        blank=True,
+        validators=[validate_networks],
+        help_text="Networks the token may be used from, in CIDR form, one per line "
+        "(10.1.0.0/16); empty: anywhere.",
+    )
+    mac_address = models.CharField(
+        "MAC address",
+        max_length=17,
+        blank=True,
+        validators=[validate_mac],
+        help_text="Yealink phones: the phone's MAC address; its Action URL then must carry "
+        "&mac=$mac and a request from another phone is refused.",
+    )
     site = models.ForeignKey(Site, null=True, blank=True, on_delete=models.PROTECT)
     room = models.ForeignKey(Room, null=True, blank=True, on_delete=models.PROTECT)
     person = models.ForeignKey(
@@ -139,22 +182,49 @@ class Device(models.Model):
         if self.room and self.site and self.room.site_id != self.site_id:
             raise ValidationError({"room": "This room belongs to another site."})
 
-    def rotate_token(self) -> str:
-        """Set a new token and return it: the only time it is ever readable."""
+    def rotate_token(self, grace: timedelta | None = None) -> str:
+        """Set a new token and return it: the only time it is ever readable. With a grace
+        period the old token keeps working that long; without, it stops at once."""
+        if grace and self.token_hash:
+            self.previous_token_hash = self.token_hash
+            self.previous_token_valid_until = timezone.now() + grace
+        else:
+            self.previous_token_hash = self.previous_token_valid_until = None
         token = new_token()
         self.token_hash = hash_token(token)
         self.issued_token = token
         return token
 
+    TOKEN_FIELDS = ["token_hash", "previous_token_hash", "previous_token_valid_until"]
+
     @classmethod
     def by_token(cls, token: str) -> "Device | None":
         if not token:
             return None
+        hashed = hash_token(token)
         return (
             cls.objects.select_related("site", "room", "person", "default_policy")
-            .filter(token_hash=hash_token(token))
+            .filter(
+                Q(token_hash=hashed)
+                | Q(previous_token_hash=hashed, previous_token_valid_until__gt=timezone.now())
+            )
             .first()
         )
+
+    def refusal(self, ip: str | None, mac: str | None = None) -> str:
+        """Why this device's token may not be used from here ('' when it may)."""
+        if self.allowed_networks.strip():
+            try:
+                address = ipaddress.ip_address(ip or "")
+            except ValueError:
+                address = None
+            if address is None or not any(
+                address in network for network in parse_networks(self.allowed_networks)
+            ):
+                return f"this token may not be used from {ip or 'an unknown address'}"
+        if self.mac_address and normalize_mac(mac or "") != normalize_mac(self.mac_address):
+            return "this token belongs to another phone (mac does not match)"
+        return ""
 
     def mark_seen(self) -> None:
         """Note that the device spoke; to within SEEN_RESOLUTION, so a device that sends many

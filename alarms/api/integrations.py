@@ -15,6 +15,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from devices.auth import device_for
 from devices.models import Device, Site
 
 from .. import lifecycle, metrics
@@ -193,9 +194,11 @@ class PagerDutyEventsView(APIView):
         if not serializer.is_valid():
             return pagerduty_error(_flat_errors(serializer.errors))
         data = serializer.validated_data
-        device = Device.by_token(data["routing_key"])
-        if device is None or not device.enabled or device.kind != Device.Kind.PAGERDUTY:
+        device, refusal = device_for(data["routing_key"], client_ip(request))
+        if device is None or device.kind != Device.Kind.PAGERDUTY:
             return pagerduty_error(["Invalid routing key."])
+        if refusal:
+            return pagerduty_error([refusal], code=403)
         if refuse_over_limit(device):
             return Response(THROTTLED, status=429, headers={"Retry-After": "60"})
         key = data.get("dedup_key") or uuid.uuid4().hex
@@ -252,9 +255,11 @@ class HeartbeatView(APIView):
 
     @staticmethod
     def beat(request, token: str) -> Response:
-        device = Device.by_token(token)
-        if device is None or not device.enabled:
+        device, refusal = device_for(token, client_ip(request))
+        if device is None:
             return error("unknown or disabled device token", 404)
+        if refusal:
+            return error(refusal, 403)
         if limited := refuse_over_limit(device):
             return limited
         return Response({"device": device.name, "last_seen_at": device.last_seen_at})

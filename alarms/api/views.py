@@ -9,6 +9,8 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from alarmsite import client_ip as client_address
+from devices.auth import device_for
 from devices.models import Device
 
 from .. import heartbeats, lifecycle, ratelimit
@@ -28,7 +30,7 @@ def error(message: str, code: int, **headers) -> Response:
 
 
 def client_ip(request) -> str | None:
-    return request.META.get("REMOTE_ADDR") or None
+    return client_address.of_request(request)
 
 
 def calling_device(request) -> Device | None:
@@ -93,9 +95,12 @@ class YealinkAlarmView(APIView):
     permission_classes = [AllowAny]
 
     def get(self, request):
-        device = Device.by_token(request.query_params.get("token", ""))
-        if device is None or not device.enabled:
+        params = request.query_params
+        device, refusal = device_for(params.get("token", ""), client_ip(request), params.get("mac"))
+        if device is None:
             return error("unknown or disabled device token", 404)
+        if refusal:
+            return error(refusal, 403)
         if refused := refuse_integration(device):
             return refused
         if device.mapping_problem:
@@ -120,6 +125,8 @@ class YealinkAlarmView(APIView):
 class RaiseView(APIView):
     """POST /v1/alarms/raise: open an alarm, or add an occurrence to the open one."""
 
+    user_permission = "alarms.add_alarm"
+
     def post(self, request):
         serializer = RaiseSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -141,6 +148,8 @@ class RaiseView(APIView):
 
 class ClearView(APIView):
     """POST /v1/alarms/clear: resolve the open alarm with this dedup key."""
+
+    user_permission = "alarms.resolve_alarm"
 
     def post(self, request):
         serializer = ClearSerializer(data=request.data)
@@ -168,6 +177,13 @@ class AlarmViewSet(viewsets.ReadOnlyModelViewSet):
 
     serializer_class = AlarmSerializer
     filterset_class = AlarmFilter
+    user_permission = {
+        "list": "alarms.view_alarm",
+        "retrieve": "alarms.view_alarm",
+        "acknowledge": "alarms.acknowledge_alarm",
+        "resolve": "alarms.resolve_alarm",
+        "cancel": "alarms.cancel_alarm",
+    }
 
     def get_queryset(self):
         alarms = Alarm.objects.select_related("site", "room", "person", "device", "policy")

@@ -143,10 +143,11 @@ def test_a_step_escalated_by_the_worker_arrives_as_an_event(
 def test_acknowledging_over_the_socket_needs_the_permission_and_reaches_every_board(
     client, dispatcher
 ):
-    staff_only = User.objects.create_user("sam", password="pw", is_staff=True)
+    viewer = User.objects.create_user("sam", password="pw")
+    viewer.groups.add(Group.objects.get(name="Viewers"))
     alarm = lifecycle.raise_alarm(source="api", dedup_key="k", title="Fall", actor=SYSTEM).alarm
     allowed_cookie = session_cookie(client, dispatcher)
-    refused_cookie = session_cookie(Client(), staff_only)
+    refused_cookie = session_cookie(Client(), viewer)
 
     async def scenario():
         refused, allowed = communicator(refused_cookie), communicator(allowed_cookie)

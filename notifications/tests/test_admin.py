@@ -154,8 +154,11 @@ def test_a_person_gets_a_test_message_on_each_contact_point(
 
 
 def test_only_those_who_may_change_channels_can_send_test_messages(client, slack, provider):
-    viewer = User.objects.create_user("viewer", password="pw", is_staff=True)
-    viewer.user_permissions.add(Permission.objects.get(codename="view_notificationchannel"))
+    viewer = User.objects.create_user("viewer", password="pw")
+    viewer.user_permissions.add(
+        Permission.objects.get(codename="configure"),  # enters the admin
+        Permission.objects.get(codename="view_notificationchannel"),
+    )
     client.force_login(viewer)
 
     response = client.post(f"/admin/notifications/notificationchannel/{slack.pk}/send-test/")
