@@ -16,6 +16,9 @@ class AccountsConfig(AppConfig):
     verbose_name = "Accounts and audit"
 
     def ready(self):
+        from . import audit  # needs the app registry ready
+
+        audit.connect()
         # After the last app's permissions are created: this app is listed last.
         post_migrate.connect(keep_role_groups, sender=self)
 

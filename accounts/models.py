@@ -58,8 +58,6 @@ class AuditEntry(models.Model):
         DELETED = "deleted"
         LOGIN = "login"
         LOGIN_FAILED = "login failed"
-        TOKEN_ISSUED = "token issued"
-        TOKEN_REVOKED = "token revoked"
 
     at = models.DateTimeField(auto_now_add=True, db_index=True)
     user = models.ForeignKey(

@@ -1,6 +1,7 @@
 """Pages: the ACK link (GET shows the alarm and a button, POST acts; link scanners change
 nothing) and the dispatch board."""
 
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import render
 from django.utils import timezone
@@ -9,7 +10,7 @@ from django.views.decorators.http import require_http_methods
 from alarmsite import client_ip
 from devices.models import Site
 
-from . import board, lifecycle
+from . import board, lifecycle, ratelimit
 from .acklinks import find_ack_link
 from .models import AckLink, AlarmEvent, Severity
 from .timeline import Actor, record
@@ -26,6 +27,11 @@ def _actor(request, link) -> Actor:
 
 @require_http_methods(["GET", "POST"])
 def ack(request, token: str):
+    # Counted before the lookup, so guessing links is as slow as using them.
+    if not ratelimit.allow(f"ack:{client_ip.of_request(request)}", settings.ACK_RATE_PER_MINUTE):
+        response = render(request, "alarms/ack_throttled.html", status=429)
+        response["Retry-After"] = "60"
+        return response
     link = find_ack_link(token)
     if link is None:
         return render(request, "alarms/ack_invalid.html", status=404)

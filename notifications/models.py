@@ -50,6 +50,11 @@ class NotificationChannel(models.Model):
     def transport(self):
         return transport_class(self.kind)(self.config)
 
+    def shown_config(self) -> dict:
+        """The configuration with its secrets masked, for the audit trail and exports."""
+        secret = {spec.name for spec in transport_class(self.kind).config_fields if spec.secret}
+        return {key: "***" if key in secret else value for key, value in self.config.items()}
+
 
 class Delivery(models.Model):
     """One message to one target for one step of one round of an alarm, or one follow-up

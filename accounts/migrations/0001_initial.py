@@ -37,7 +37,7 @@ class Migration(migrations.Migration):
                 ('at', models.DateTimeField(auto_now_add=True, db_index=True)),
                 ('actor', models.CharField(help_text='Who did it (kept if the user is deleted).', max_length=200)),
                 ('source_ip', models.GenericIPAddressField(blank=True, null=True)),
-                ('action', models.CharField(choices=[('created', 'Created'), ('changed', 'Changed'), ('deleted', 'Deleted'), ('login', 'Login'), ('login failed', 'Login Failed'), ('token issued', 'Token Issued'), ('token revoked', 'Token Revoked')], max_length=20)),
+                ('action', models.CharField(choices=[('created', 'Created'), ('changed', 'Changed'), ('deleted', 'Deleted'), ('login', 'Login'), ('login failed', 'Login Failed')], max_length=20)),
                 ('object_type', models.CharField(blank=True, max_length=100)),
                 ('object_id', models.CharField(blank=True, max_length=64)),
                 ('object_repr', models.CharField(blank=True, max_length=200)),

@@ -79,6 +79,8 @@ class AlertmanagerView(APIView):
     """POST /v1/integrations/alertmanager: one alarm per alert fingerprint; `firing` opens or
     updates it, `resolved` resolves it. Resends that change nothing change nothing."""
 
+    for_integrations = True
+
     def post(self, request):
         device = integration(request, Device.Kind.ALERTMANAGER)
         if device is None:
@@ -295,6 +297,7 @@ class MetricsView(APIView):
     of a metrics sender: samples are checked against the metric threshold rules."""
 
     batch = False
+    for_integrations = True
 
     def post(self, request):
         device = integration(request, Device.Kind.METRICS)

@@ -20,6 +20,11 @@ class DeviceOrPermittedUser(BasePermission):
 
     def has_permission(self, request, view):
         if isinstance(request.auth, Device):
+            # Integration tokens open only their own endpoint (`for_integrations` views).
+            device = request.auth
+            if device.kind in Device.INTEGRATIONS and not getattr(view, "for_integrations", False):
+                self.message = f"this is a {device.get_kind_display()} token; use its own endpoint"
+                return False
             return True
         user, needed = request.user, permission_for(view)
         return bool(needed and user and user.is_active and user.has_perm(needed))

@@ -3,6 +3,7 @@
 import uuid
 
 import django_filters
+from django.conf import settings
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.permissions import AllowAny
@@ -61,9 +62,7 @@ def refuse_integration(device: Device) -> Response | None:
 def refuse_device(request) -> Response | None:
     """For the raise and clear API: the answer refusing the calling device, if it is refused."""
     device = calling_device(request)
-    if device is None:
-        return None  # a staff session
-    return refuse_integration(device) or refuse_over_limit(device)
+    return refuse_over_limit(device) if device else None
 
 
 def refuse_over_limit(device: Device) -> Response | None:
@@ -197,6 +196,13 @@ class AlarmViewSet(viewsets.ReadOnlyModelViewSet):
         return AlarmDetailSerializer if self.action == "retrieve" else AlarmSerializer
 
     def _act(self, request, transition):
+        caller = (
+            f"device:{request.auth.pk}" if calling_device(request) else f"user:{request.user.pk}"
+        )
+        if not ratelimit.allow(f"ack:{caller}", settings.ACK_RATE_PER_MINUTE):
+            return error(
+                "too many alarm actions; try again in a minute", 429, **{"Retry-After": "60"}
+            )
         alarm = self.get_object()
         serializer = NoteSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
