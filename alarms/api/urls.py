@@ -3,6 +3,8 @@
 from django.urls import path
 from rest_framework.routers import SimpleRouter
 
+from escalation.api import SeedView
+
 from .integrations import AlertmanagerView, HeartbeatView, MetricsView, PagerDutyEventsView
 from .views import AlarmViewSet, ClearView, RaiseView, YealinkAlarmView
 
@@ -20,5 +22,6 @@ urlpatterns = [
     path("devices/heartbeat", HeartbeatView.as_view(), name="heartbeat"),
     path("metrics", MetricsView.as_view(), name="metrics"),
     path("metrics/batch", MetricsView.as_view(batch=True), name="metrics-batch"),
+    path("admin/seed", SeedView.as_view(), name="admin-seed"),
     *router.urls,
 ]
