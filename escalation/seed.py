@@ -533,7 +533,14 @@ def _text(dumper, value: str):
     return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
 
 
+def _list(dumper, value: list):
+    """Lists of names or methods on one line, as people write them: [email, sms]."""
+    flow = all(isinstance(item, str | int) and "\n" not in str(item) for item in value)
+    return dumper.represent_sequence("tag:yaml.org,2002:seq", value, flow_style=flow)
+
+
 _Dumper.add_representer(str, _text)
+_Dumper.add_representer(list, _list)
 
 
 def dump(document: dict) -> str:
@@ -621,10 +628,10 @@ def export_step(step: EscalationStep) -> dict:
 
 
 def export_device(device: Device) -> dict:
-    out = export_plain(device, DEVICE_FIELDS)
+    out = {"name": device.name, "kind": device.kind}
     for key in ("site", "room", "person", "default_policy"):
         named(getattr(device, key), key, out)
-    return out
+    return {**out, **export_plain(device, DEVICE_FIELDS)}
 
 
 def export_rule(rule: RoutingRule) -> dict:
