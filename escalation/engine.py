@@ -7,6 +7,8 @@ runs under the alarm's row lock and does nothing unless the alarm is still trigg
 or stale task never notifies twice.
 """
 
+import logging
+import math
 import uuid
 from datetime import timedelta
 
@@ -16,11 +18,14 @@ from django.utils import timezone
 
 from alarms import board
 from alarms.models import Alarm, AlarmEvent, Status
-from alarms.timeline import event, record_all
+from alarms.timeline import event, record, record_all
+from alarmsite import instruments, logs
 from alarmsite.queue import enqueue
 from notifications import delivery
 
 from .models import EscalationStep
+
+log = logging.getLogger(__name__)
 
 # A countdown task may arrive a little early; treat a step due within this as due.
 EARLY_TOLERANCE = timedelta(milliseconds=250)
@@ -87,6 +92,33 @@ def start(alarm: Alarm, policies: list, hold_seconds: float = 0) -> None:
         _schedule(alarm, max(alarm.steps_snapshot[0]["delay_seconds"], hold_seconds))
 
 
+def shorten_delays(alarm: Alarm, delay_of, actor) -> None:
+    """For a test run of a policy (`manage.py escalationtest`), inside the transaction that
+    raised the alarm: every delay of its snapshot and the pause between rounds become
+    `delay_of(seconds)`, and its first step moves to the new time. Only this alarm's copy of
+    the policy changes; the policy itself is untouched."""
+    if not alarm.steps_snapshot or alarm.current_step != -1:
+        return
+    before = [step["delay_seconds"] for step in alarm.steps_snapshot]
+    for step in alarm.steps_snapshot:
+        step["delay_seconds"] = delay_of(step["delay_seconds"])
+    # A whole number of seconds: the field is an integer.
+    alarm.repeat_after_seconds = math.ceil(delay_of(alarm.repeat_after_seconds))
+    _schedule(alarm, alarm.steps_snapshot[0]["delay_seconds"])  # a new token: the old task idles
+    alarm.save(update_fields=["steps_snapshot", "repeat_after_seconds", *STEP_FIELDS])
+    after = [step["delay_seconds"] for step in alarm.steps_snapshot]
+    text = (
+        f"Step delays shortened for a test: {_seconds(after)} (the policy has {_seconds(before)})"
+    )
+    record(alarm, AlarmEvent.Kind.UPDATED, text, actor)
+    board.publish(alarm)
+    schedule(alarm)
+
+
+def _seconds(delays: list) -> str:
+    return ", ".join(f"{delay:g}" for delay in delays) + " s"
+
+
 def stop(alarm: Alarm) -> None:
     """Cancel further steps (the caller saves inside its transaction)."""
     alarm.next_escalation_at = None
@@ -130,13 +162,15 @@ def run_due_step(alarm_id, token=None, send_first: bool = False) -> bool:
     Its deliveries are queued once it commits. With `send_first` (the countdown task) the
     step claims its first delivery and sends it here, sparing the first message a trip
     through the queue; the board then hears of the step and that message together."""
-    with board.batched():
+    with logs.about_alarm(alarm_id), board.batched():
         with transaction.atomic():
             alarm = _due_alarm(alarm_id, token)
             if alarm is None:
                 return False
+            instruments.escalation_step_ran(alarm.next_escalation_at, countdown=token is not None)
             pending, entries = _advance(alarm)
             record_all(*entries)
+            log.info("%s", "; ".join(entry.text for entry in entries))
             alarm.save(update_fields=STEP_FIELDS)
             schedule(alarm)
             board.publish(alarm)

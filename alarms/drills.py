@@ -1,0 +1,251 @@
+"""Test alarms (drills) for the operators' go-live commands: raised through the same functions
+as the real sources, marked as tests in title and labels, and closed again afterwards."""
+
+import socket
+import uuid
+
+from django.db import transaction
+from django.utils import timezone
+
+from devices.models import Device
+from escalation import engine
+from escalation.models import EscalationPolicy
+
+from . import lifecycle
+from .api.integrations import (
+    AlertmanagerSerializer,
+    AlertmanagerView,
+    PagerDutyEventSerializer,
+    PagerDutyEventsView,
+)
+from .api.serializers import RaiseSerializer
+from .models import OPEN_STATUSES, Alarm
+from .timeline import Actor
+
+TITLE_PREFIX = "[TEST] "
+SOURCES = ("alertmanager", "pagerduty", "generic")
+INTEGRATION_OF_SOURCE = {
+    "alertmanager": Device.Kind.ALERTMANAGER,
+    "pagerduty": Device.Kind.PAGERDUTY,
+}
+
+
+class DrillRefused(Exception):
+    """The test alarm cannot be raised as asked (unknown or disabled device, unmapped phone)."""
+
+
+def new_run() -> str:
+    """A short id that names one test run in dedup keys and labels."""
+    return uuid.uuid4().hex[:8]
+
+
+def drill_labels(run: str) -> dict:
+    return {"test": "true", "test_run": run}
+
+
+def command_actor(command: str) -> Actor:
+    return Actor(f"manage.py {command}")
+
+
+def find_device(name: str) -> Device:
+    device = Device.objects.select_related("site", "room", "person").filter(name=name).first()
+    if device is None:
+        names = ", ".join(Device.objects.values_list("name", flat=True)[:20]) or "none"
+        raise DrillRefused(f"no device named {name!r} (devices: {names})")
+    if not device.enabled:
+        raise DrillRefused(f"device {name!r} is disabled: its real alarms are refused too")
+    return device
+
+
+def integration_for(source: str) -> Device:
+    """The one enabled integration device of this source's kind."""
+    kind = INTEGRATION_OF_SOURCE[source]
+    devices = list(Device.objects.filter(kind=kind, enabled=True).select_related("site"))
+    if not devices:
+        label = Device.Kind(kind).label
+        raise DrillRefused(
+            f"no enabled device of kind {label!r}: add one in the admin (Devices) first"
+        )
+    if len(devices) > 1:
+        names = ", ".join(repr(device.name) for device in devices)
+        raise DrillRefused(f"several {source} integrations ({names}): name one with --device")
+    return devices[0]
+
+
+def raise_as_device(device: Device, run: str, actor: Actor) -> lifecycle.Outcome:
+    """Raise a test alarm as this device does: a phone's emergency key, a generic device's JSON
+    raise, an integration's own payload. The device is not marked seen (a test must not hide a
+    device that went offline) and its rate limit is not counted."""
+    if device.kind == Device.Kind.ALERTMANAGER:
+        return from_alertmanager(device, run, actor)
+    if device.kind == Device.Kind.PAGERDUTY:
+        return from_pagerduty(device, run, actor)
+    if device.kind == Device.Kind.METRICS:
+        raise DrillRefused(
+            "a metrics sender raises alarms only through metric rules: send it a sample that "
+            "crosses one, or test with --source"
+        )
+    if device.kind == Device.Kind.YEALINK:
+        if device.mapping_problem:
+            raise DrillRefused(f"{device.name}: {device.mapping_problem}")
+        return lifecycle.raise_alarm(
+            source="yealink",
+            dedup_key=f"device:{device.pk}:test-{run}",
+            title=f"{TITLE_PREFIX}Emergency key pressed: {device.person or device.room}",
+            message=f"Test of the emergency key on {device.name}.",
+            severity="critical",
+            labels={"device": device.name, **drill_labels(run)},
+            device=device,
+            actor=actor,
+        )
+    return from_json_api(run, actor, device=device)
+
+
+def raise_from_source(source: str, run: str, actor: Actor) -> lifecycle.Outcome:
+    if source == "generic":
+        return from_json_api(run, actor)
+    device = integration_for(source)
+    return (
+        from_alertmanager(device, run, actor)
+        if source == "alertmanager"
+        else (from_pagerduty(device, run, actor))
+    )
+
+
+def from_json_api(run: str, actor: Actor, device: Device | None = None) -> lifecycle.Outcome:
+    """As POST /v1/alarms/raise: the body validated by its serializer, the key scoped as the
+    view scopes it (per device token, or `api:` for a user)."""
+    body = {
+        "dedup_key": f"test-{run}",
+        "title": f"{TITLE_PREFIX}Go-live test alarm" + (f" from {device.name}" if device else ""),
+        "message": "Raised by a go-live test; it is resolved when the test ends.",
+        "severity": "critical",
+        "labels": drill_labels(run),
+    }
+    data = _validated(RaiseSerializer, body)
+    scope = f"device:{device.pk}" if device else "api"
+    return lifecycle.raise_alarm(
+        source=data["source"],
+        dedup_key=f"{scope}:{data['dedup_key']}",
+        title=data["title"],
+        message=data["message"],
+        severity=data["severity"],
+        labels=data["labels"],
+        device=device,
+        actor=actor,
+    )
+
+
+def alertmanager_payload(run: str) -> dict:
+    """A webhook (version 4) as Alertmanager sends it, with one firing alert."""
+    labels = {"alertname": "GoLiveTest", "severity": "critical", "instance": socket.gethostname(),
+              **drill_labels(run)}  # fmt: skip
+    return {
+        "version": "4",
+        "groupKey": '{}:{alertname="GoLiveTest"}',
+        "truncatedAlerts": 0,
+        "status": "firing",
+        "receiver": "alarm-broker",
+        "groupLabels": {"alertname": "GoLiveTest"},
+        "commonLabels": labels,
+        "commonAnnotations": {},
+        "externalURL": "",
+        "alerts": [
+            {
+                "status": "firing",
+                "labels": labels,
+                "annotations": {
+                    "summary": f"{TITLE_PREFIX}Go-live test alert from Alertmanager",
+                    "description": "Raised by a go-live test; it is resolved when the test ends.",
+                },
+                "startsAt": timezone.now().isoformat(),
+                "endsAt": "0001-01-01T00:00:00Z",
+                "generatorURL": "",
+                "fingerprint": uuid.uuid4().hex[:16],
+            }
+        ],
+    }
+
+
+def from_alertmanager(device: Device, run: str, actor: Actor) -> lifecycle.Outcome:
+    """As POST /v1/integrations/alertmanager from this integration."""
+    data = _validated(AlertmanagerSerializer, alertmanager_payload(run))
+    result = AlertmanagerView.apply(device, actor, data["alerts"][0], data, sites={})
+    return _outcome(result["alarm_id"], created=result["action"] == "raised")
+
+
+def pagerduty_event(run: str) -> dict:
+    """An Events API v2 trigger as a PagerDuty client sends it."""
+    return {
+        "routing_key": "(the integration's token: not needed in-process)",
+        "event_action": "trigger",
+        "dedup_key": f"test-{run}",
+        "client": "manage.py firetestalarm",
+        "payload": {
+            "summary": f"{TITLE_PREFIX}Go-live test event from a PagerDuty Events client",
+            "source": socket.gethostname(),
+            "severity": "critical",
+            "component": "alarm-broker",
+            "group": "go-live",
+            "class": "test",
+            "custom_details": {"test": True, "test_run": run},
+        },
+    }
+
+
+def from_pagerduty(device: Device, run: str, actor: Actor) -> lifecycle.Outcome:
+    """As POST /v2/enqueue with this integration's routing key."""
+    data = _validated(PagerDutyEventSerializer, pagerduty_event(run))
+    dedup_key = f"device:{device.pk}:pagerduty:{data['dedup_key']}"
+    PagerDutyEventsView.trigger(device, actor, dedup_key, data)
+    alarm = lifecycle.open_alarm(dedup_key)
+    return _outcome(alarm.pk, created=True)
+
+
+def _validated(serializer_class, body: dict) -> dict:
+    serializer = serializer_class(data=body)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+def _outcome(alarm_id, created: bool) -> lifecycle.Outcome:
+    return lifecycle.Outcome(Alarm.objects.get(pk=alarm_id), changed=True, created=created)
+
+
+def find_policy(name: str) -> EscalationPolicy:
+    policy = EscalationPolicy.objects.filter(name=name).first()
+    if policy is None:
+        names = ", ".join(EscalationPolicy.objects.values_list("name", flat=True)[:20]) or "none"
+        raise DrillRefused(f"no escalation policy named {name!r} (policies: {names})")
+    return policy
+
+
+def raise_for_policy(policy: EscalationPolicy, run: str, actor: Actor, delay_of):
+    """A test alarm that follows this policy (routing rules skipped; silences still apply),
+    each delay of its copy of the policy replaced by `delay_of(seconds)`."""
+    with transaction.atomic():
+        outcome = lifecycle.raise_alarm(
+            source="test",
+            dedup_key=f"test:{run}",
+            title=f"{TITLE_PREFIX}Escalation test of policy {policy.name}",
+            message="Raised by an escalation test; it is cancelled when the test ends.",
+            severity="critical",
+            labels=drill_labels(run),
+            policy=policy,
+            actor=actor,
+        )
+        engine.shorten_delays(outcome.alarm, delay_of, actor)
+    return outcome
+
+
+def schedule_seconds(alarm: Alarm) -> float:
+    """At most how long the alarm's escalation lasts, from its trigger to its last step."""
+    one_round = sum(step["delay_seconds"] for step in alarm.steps_snapshot)
+    return (one_round + alarm.repeat_after_seconds) * alarm.repeat_count + one_round
+
+
+def close_all(alarm_ids, actor: Actor, note: str, cancel: bool = False) -> int:
+    """Resolve (or cancel) the open ones of these alarms; return how many were closed."""
+    close = lifecycle.cancel if cancel else lifecycle.resolve
+    still_open = Alarm.objects.filter(pk__in=list(alarm_ids), status__in=OPEN_STATUSES)
+    return sum(close(pk, actor, note).changed for pk in still_open.values_list("pk", flat=True))

@@ -1,0 +1,179 @@
+"""A storm of test alarms against this instance (`manage.py stormtest`): raised at a steady rate
+through `lifecycle.raise_alarm` by a few threads, timed, counted against the storm guard, and
+cancelled again. Unless asked to notify, the test alarms follow a policy of their own without
+steps, so the storm guard folds them as it would real ones while nobody is paged."""
+
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+
+from django.db import close_old_connections, connection
+from django.utils import timezone
+
+from escalation.models import EscalationPolicy
+from notifications.models import Delivery
+
+from . import drills, lifecycle, storms
+from .models import OPEN_STATUSES, Alarm
+from .timeline import Actor
+
+MAX_ALARMS = 10_000
+CONFIRM_ABOVE = 500
+MAX_RATE = 1000.0
+THREADS = 4
+STORM_GUARD = "the storm guard"
+
+
+@dataclass
+class Storm:
+    """One run: what it raised and how long each raise took."""
+
+    run: str
+    count: int
+    source: str
+    notify: bool
+    seconds: float = 0.0
+    latencies_ms: list[float] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def key_prefix(self) -> str:
+        return f"stormtest:{self.run}:"
+
+    @property
+    def title_prefix(self) -> str:
+        return f"{drills.TITLE_PREFIX}Storm test {self.run}:"
+
+    def alarms(self):
+        return Alarm.objects.filter(dedup_key__startswith=self.key_prefix)
+
+    def storm_alarms(self):
+        """Storm alarms this run opened (their first alarm was one of ours)."""
+        return Alarm.objects.filter(
+            source=storms.SOURCE, message__contains=f"First: {self.title_prefix}"
+        )
+
+
+def quiet_policy_name(run: str) -> str:
+    return f"Storm test {run} (notifies nobody)"
+
+
+def quiet_policy(run: str) -> EscalationPolicy:
+    """A policy without steps for this run: its alarms, and the storm alarm that folds them,
+    notify nobody."""
+    return EscalationPolicy.objects.create(name=quiet_policy_name(run))
+
+
+def raise_storm(storm: Storm, rate: float, actor: Actor, policy=None) -> None:
+    """Raise `storm.count` test alarms, the i-th due at start + i / rate, from THREADS threads
+    (each raise is timed on its own; a slow one does not hold up the schedule of the others)."""
+    numbers, lock = iter(range(storm.count)), threading.Lock()
+    started = time.monotonic()
+
+    def work():
+        try:
+            while True:
+                with lock:
+                    number = next(numbers, None)
+                if number is None:
+                    return
+                time.sleep(max(0.0, started + number / rate - time.monotonic()))
+                raise_one(storm, number, actor, policy)
+        finally:
+            connection.close()  # this thread's own
+
+    threads = [threading.Thread(target=work, name=f"stormtest-{n}") for n in range(THREADS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    storm.seconds = time.monotonic() - started
+
+
+def raise_one(storm: Storm, number: int, actor: Actor, policy) -> None:
+    began = time.perf_counter()
+    try:
+        lifecycle.raise_alarm(
+            source=storm.source,
+            dedup_key=f"{storm.key_prefix}{number}",
+            title=f"{storm.title_prefix} alarm {number + 1} of {storm.count}",
+            message="Raised by a storm test; it is cancelled when the test ends.",
+            severity="critical",
+            labels=drills.drill_labels(storm.run),
+            policy=policy,
+            actor=actor,
+        )
+    except Exception as exc:  # noqa: BLE001 (counted and shown: that is what is measured)
+        storm.errors.append(f"{exc.__class__.__name__}: {exc}"[:200])
+        close_old_connections()
+        return
+    storm.latencies_ms.append((time.perf_counter() - began) * 1000)
+
+
+def percentile(values: list[float], p: float) -> float:
+    """Nearest rank: the smallest value at least p % of the values are at or below."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)] if ordered else 0.0
+
+
+def folded(storm: Storm) -> int:
+    return storm.alarms().filter(silenced_by__startswith=STORM_GUARD).count()
+
+
+def silenced_otherwise(storm: Storm) -> int:
+    return (
+        storm.alarms().exclude(silenced_by="").exclude(silenced_by__startswith=STORM_GUARD).count()
+    )
+
+
+def notifications(storm: Storm) -> dict[str, int]:
+    """Step messages of the test alarms and of the storm alarms they opened, by status."""
+    ids = [
+        *storm.alarms().values_list("pk", flat=True),
+        *storm.storm_alarms().values_list("pk", flat=True),
+    ]
+    counts = {status: 0 for status in Delivery.Status.values}
+    rows = Delivery.objects.filter(alarm_id__in=ids, event=Delivery.Event.NOTIFY)
+    for status in rows.values_list("status", flat=True):
+        counts[status] += 1
+    return counts
+
+
+def settle(storm: Storm, seconds: float) -> dict[str, int]:
+    """Wait up to `seconds` for the steps already due to run and their messages to finish;
+    return the counts."""
+    deadline = time.monotonic() + seconds
+    while True:
+        counts = notifications(storm)
+        busy = counts[Delivery.Status.PENDING] + counts[Delivery.Status.SENDING]
+        due = storm.alarms().filter(status="triggered", next_escalation_at__lte=timezone.now())
+        if not (busy or due.exists()) or time.monotonic() >= deadline:
+            return counts
+        time.sleep(0.5)
+
+
+def clean_up(run: str, actor: Actor) -> int:
+    """Cancel the run's open test alarms and the storm alarms it opened, and remove its quiet
+    policy; return how many alarms were cancelled."""
+    storm = Storm(run=run, count=0, source="", notify=False)
+    ids = [
+        *storm.alarms().filter(status__in=OPEN_STATUSES).values_list("pk", flat=True),
+        *storm.storm_alarms().filter(status__in=OPEN_STATUSES).values_list("pk", flat=True),
+    ]
+    cancelled = []
+
+    def work(share):
+        try:
+            for pk in share:
+                cancelled.append(lifecycle.cancel(pk, actor, "storm test finished").changed)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=work, args=(ids[n::THREADS],)) for n in range(THREADS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    EscalationPolicy.objects.filter(name=quiet_policy_name(run)).delete()
+    return sum(cancelled)
