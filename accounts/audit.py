@@ -65,11 +65,16 @@ def _value(instance, field) -> object:
 
 
 def _snapshot(instance) -> dict:
+    """Field values to compare; hidden ones only until they are written down (`_shown`)."""
     return {
-        field.name: "(hidden)" if field.name in HIDDEN else _value(instance, field)
+        field.name: _value(instance, field)
         for field in instance._meta.concrete_fields
         if field.name not in IGNORED
     }
+
+
+def _shown(snapshot: dict) -> dict:
+    return {name: "(hidden)" if name in HIDDEN else value for name, value in snapshot.items()}
 
 
 def record(action: str, instance=None, changes: dict | None = None, **who) -> AuditEntry:
@@ -96,7 +101,7 @@ def _after_save(sender, instance, created, raw=False, update_fields=None, **kwar
         return
     after, before = _snapshot(instance), getattr(instance, "_audit_before", None)
     if created or before is None:
-        record(AuditEntry.Action.CREATED, instance, after)
+        record(AuditEntry.Action.CREATED, instance, _shown(after))
         return
     changed = {name: [before.get(name), value] for name, value in after.items()}
     changed = {name: pair for name, pair in changed.items() if pair[0] != pair[1]}
@@ -107,7 +112,7 @@ def _after_save(sender, instance, created, raw=False, update_fields=None, **kwar
 
 
 def _after_delete(sender, instance, **kwargs):
-    record(AuditEntry.Action.DELETED, instance, _snapshot(instance))
+    record(AuditEntry.Action.DELETED, instance, _shown(_snapshot(instance)))
 
 
 def _links_changed(sender, instance, action, model, pk_set, **kwargs):
