@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from django.contrib.auth.models import Group
 from django.core.management import CommandError, call_command
 
+from accounts.models import ApiToken
 from devices.models import Device, Person, Room, Site
 from escalation import seed
 from escalation.models import EscalationPolicy, EscalationStep, Inhibition, RoutingRule
@@ -342,11 +342,9 @@ URL = "/v1/admin/seed"
 
 
 @pytest.fixture
-def login(client, django_user_model):
+def login(client, make_user):
     def as_role(role):
-        user = django_user_model.objects.create_user(role.lower(), password="x" * 20)
-        user.groups.add(Group.objects.get(name=role))
-        client.force_login(user)
+        client.force_login(make_user(role.lower(), role=role))
         return client
 
     return as_role
@@ -373,6 +371,14 @@ def test_an_operator_loads_a_seed_over_the_api(login, seed_env):
     assert answer["Cache-Control"] == "no-store"
     again = post(client).json()
     assert not again["changed"] and again["device_tokens"] == {}
+
+
+def test_an_operators_api_token_loads_a_seed(client, make_user, seed_env):
+    _, token = ApiToken.issue(make_user("ci", role="Operators"), "configuration pipeline")
+
+    answer = post(client, query="?dry_run=true", HTTP_AUTHORIZATION=f"Bearer {token}")
+
+    assert answer.status_code == 200 and answer.json()["counts"]["sites"]["created"] == 1
 
 
 def test_the_api_accepts_json_with_the_same_structure(login, seed_env):
