@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+from django.test import Client
 
 from alarms import lifecycle
 from alarms.acklinks import issue_ack_link
@@ -74,3 +75,16 @@ def test_our_pages_have_no_inline_script(client, make_user, alice):
         assert all("src=" in tag for tag in scripts), f"{path}: {scripts}"
         assert not re.search(r"\son[a-z]+=", html), f"{path} has an inline event handler"
     assert "<script>x</script>" not in pages[ack_path].content.decode()
+
+
+def test_forms_posted_without_their_csrf_token_are_refused(make_user, alice):
+    browser = Client(enforce_csrf_checks=True)
+    make_user("dana", role="Dispatch")
+    alarm = lifecycle.raise_alarm(source="api", dedup_key="k", title="Fall", actor=SYSTEM).alarm
+    ack_path = re.search(r"/a/[\w-]+", issue_ack_link(alarm, alice)).group(0)
+    assert browser.post(ack_path).status_code == 403
+    assert (
+        browser.post("/accounts/login/", {"username": "dana", "password": "pw"}).status_code == 403
+    )
+    alarm.refresh_from_db()
+    assert alarm.status == "triggered"
