@@ -26,12 +26,14 @@ API = {
     ("POST", "/v1/alarms/clear"): {"Dispatch", "Operators", "device"},
     ("POST", "/v1/integrations/alertmanager"): {"alertmanager"},
     ("POST", "/v1/metrics"): set(),
+    ("POST", "/v1/admin/seed"): {"Operators"},
 }
 BODIES = {
     "/v1/alarms/raise": {"title": "Role check", "dedup_key": "role-check"},
     "/v1/alarms/clear": {"dedup_key": "role-check"},
     "/v1/integrations/alertmanager": {"version": "4", "status": "firing", "alerts": []},
     "/v1/metrics": {"name": "temperature", "value": 1},
+    "/v1/admin/seed": {"sites": [{"name": "Clinic North"}]},
 }
 # Pages: who sees the page itself; the others are sent to sign in (302) or refused (403).
 PAGES = {
