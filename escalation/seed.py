@@ -139,6 +139,7 @@ def parse(text: str, content_type: str = "application/yaml") -> dict:
         raise SeedError(f"not valid YAML: {exc}") from None
     if data is None:
         data = {}
+    check_size(data)
     if not isinstance(data, dict):
         raise SeedError("the seed must be a mapping of kinds (sites, people, devices…)")
     unknown = [str(key) for key in data if key not in TOP_LEVEL]
@@ -148,6 +149,24 @@ def parse(text: str, content_type: str = "application/yaml") -> dict:
     if data.get("version", FORMAT_VERSION) != FORMAT_VERSION:
         raise SeedError(f"version {data['version']!r} is not supported (only {FORMAT_VERSION})")
     return data
+
+
+# Values in a document, counted with YAML aliases expanded; a few nested aliases would otherwise
+# make a small body into billions of values to walk.
+MAX_VALUES = 100_000
+
+
+def check_size(data) -> None:
+    count, pending = 0, [data]
+    while pending:
+        value = pending.pop()
+        count += 1
+        if count > MAX_VALUES:
+            raise SeedError(f"the seed holds more than {MAX_VALUES} values (aliases expanded)")
+        if isinstance(value, dict):
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
 
 
 def load(data: dict, *, dry_run: bool = False, environ=None) -> Report:

@@ -231,6 +231,15 @@ def test_only_seed_variables_are_substituted():
         load(text, environ={"SECRET_KEY": "the server's own"})
 
 
+def test_a_document_whose_aliases_expand_beyond_reason_is_refused():
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [*a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, "
+              f"*a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}]" for i in range(1, 9)]  # fmt: skip
+
+    with pytest.raises(seed.SeedError, match="more than 100000 values"):
+        seed.parse("\n".join(lines))
+
+
 def test_an_existing_device_keeps_its_token():
     token = load().device_tokens["Desk phone 1"]
     text = edited(SMALL, "    person: Alice\n", "    person: Bob\n")
