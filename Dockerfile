@@ -15,4 +15,5 @@ RUN SECRET_KEY=collectstatic-only python manage.py collectstatic --noinput \
 USER alarms
 
 EXPOSE 8000
-CMD ["daphne", "-b", "0.0.0.0", "-p", "8000", "alarmsite.asgi:application"]
+# Daphne, its access log through logging (JSON, tokens redacted): see alarmsite/serve.py.
+CMD ["python", "-m", "alarmsite.serve", "-b", "0.0.0.0", "-p", "8000", "alarmsite.asgi:application"]

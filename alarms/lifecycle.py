@@ -5,6 +5,7 @@ queues the channels' follow-ups, and leaves side effects (tasks) to after commit
 sets Alarm.status.
 """
 
+import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -13,6 +14,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from alarmsite import instruments, logs
 from escalation import engine, routing
 from notifications import delivery
 from notifications.transports.base import ACKNOWLEDGED
@@ -22,6 +24,7 @@ from .models import OPEN_STATUSES, Alarm, AlarmEvent, Status
 from .timeline import Actor, event, record, record_all
 
 Kind = AlarmEvent.Kind
+log = logging.getLogger(__name__)
 
 
 class AlarmClosed(Exception):
@@ -56,7 +59,7 @@ def raise_alarm(
     hold_seconds: float = 0,
 ) -> Outcome:
     """Open an alarm, or count another occurrence on the open one with the same dedup key."""
-    with transaction.atomic():
+    with logs.about_alarm(), transaction.atomic():
         existing = _current_for_update(dedup_key)
         if existing and existing.status == Status.RESOLVED:
             return _reopen(existing, actor)
@@ -75,6 +78,7 @@ def raise_alarm(
             room=device.room if device else None,
             person=device.person if device else None,
         )
+        logs.concerning(alarm.pk)
         # Routed before it is written, so the row is written once.
         routed = routing.route(alarm, policy=policy)
         alarm.severity, alarm.silenced_by = routed.severity, routed.silenced_by
@@ -94,6 +98,9 @@ def raise_alarm(
         record_all(triggered, _routed_event(alarm, routed, policies))
         engine.schedule(alarm)
         board.publish(alarm)
+        instruments.alarm_raised(alarm)
+        log.info("raised by %s: %s", actor.name, title,
+                 extra={"source": source, "severity": alarm.severity})  # fmt: skip
         return Outcome(alarm, changed=True, created=True)
 
 
@@ -105,12 +112,13 @@ def report(*, source: str, dedup_key: str, title: str, actor: Actor, **fields) -
     """A source's current view of an alarm it resends until it is over (Alertmanager, PagerDuty):
     open it; on an open one, update what changed, and change nothing when nothing did (repeats
     and HA duplicates are no-ops). The severity stays as routing decided it."""
-    with transaction.atomic():
+    with logs.about_alarm(), transaction.atomic():
         existing = _open_alarm_for_update(dedup_key)
         if existing is None:
             return raise_alarm(
                 source=source, dedup_key=dedup_key, title=title, actor=actor, **fields
             )
+        logs.concerning(existing.pk)
         wanted = {
             "title": title,
             "message": fields.get("message", ""),
@@ -168,6 +176,7 @@ def _current_for_update(dedup_key: str) -> Alarm | None:
 def _reopen(alarm: Alarm, actor: Actor) -> Outcome:
     """Flapping: it fired again soon after it was resolved. The same alarm opens again, as a
     repeat: nobody is notified anew for it."""
+    logs.concerning(alarm.pk)
     resolved_at = alarm.resolved_at
     alarm.status, alarm.resolved_at, alarm.resolved_by = Status.TRIGGERED, None, ""
     alarm.occurrences += 1
@@ -182,6 +191,7 @@ def _reopen(alarm: Alarm, actor: Actor) -> Outcome:
     text = f"Fired again {seconds} s after it was resolved (flapping): reopened, not notified anew"
     record(alarm, Kind.REOPENED, text, actor)
     board.publish(alarm)
+    log.info("reopened by %s (flapping)", actor.name)
     return Outcome(alarm, changed=True, reopened=True)
 
 
@@ -191,6 +201,7 @@ def _lost_race(dedup_key: str, actor: Actor) -> Outcome:
 
 
 def _add_occurrence(alarm: Alarm, actor: Actor) -> Alarm:
+    logs.concerning(alarm.pk)
     alarm.occurrences += 1
     alarm.last_occurrence_at = timezone.now()
     alarm.save(update_fields=["occurrences", "last_occurrence_at"])
@@ -205,7 +216,7 @@ def _locked(alarm_id) -> Alarm:
 
 def acknowledge(alarm_id, actor: Actor, note: str = "") -> Outcome:
     """Acknowledge and stop escalation. Repeating it changes nothing; a closed alarm refuses."""
-    with transaction.atomic():
+    with logs.about_alarm(alarm_id), transaction.atomic():
         alarm = _locked(alarm_id)
         if alarm.status == Status.ACKNOWLEDGED:
             return Outcome(alarm, changed=False)
@@ -219,6 +230,8 @@ def acknowledge(alarm_id, actor: Actor, note: str = "") -> Outcome:
         record(alarm, AlarmEvent.Kind.ACKNOWLEDGED, note, actor)
         delivery.on_transition(alarm, ACKNOWLEDGED)
         board.publish(alarm)
+        instruments.alarm_acknowledged(alarm)
+        log.info("acknowledged by %s", actor.name)
         return Outcome(alarm, changed=True)
 
 
@@ -233,7 +246,7 @@ def cancel(alarm_id, actor: Actor, note: str = "") -> Outcome:
 
 
 def _close(alarm_id, status: str, kind: str, actor: Actor, note: str) -> Outcome:
-    with transaction.atomic():
+    with logs.about_alarm(alarm_id), transaction.atomic():
         alarm = _locked(alarm_id)
         if alarm.status not in OPEN_STATUSES:
             return Outcome(alarm, changed=False)
@@ -245,6 +258,7 @@ def _close(alarm_id, status: str, kind: str, actor: Actor, note: str) -> Outcome
         record(alarm, kind, note, actor)
         delivery.on_transition(alarm, status)
         board.publish(alarm)
+        log.info("%s by %s", status, actor.name)
         return Outcome(alarm, changed=True)
 
 

@@ -1,15 +1,53 @@
 """The Celery app: settings come from Django's (CELERY_*), tasks from each app's tasks.py."""
 
+import logging.config
 import os
 
 from celery import Celery
-from celery.signals import beat_init, task_postrun, task_prerun, worker_ready
+from celery.signals import (
+    beat_init,
+    celeryd_init,
+    setup_logging,
+    task_postrun,
+    task_prerun,
+    worker_ready,
+)
+
+from . import logs
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "alarmsite.settings")
 
 app = Celery("alarmsite")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+# Tasks whose first argument is the id of the alarm they handle.
+ALARM_TASKS = {"escalation.tasks.escalate"}
+
+
+@celeryd_init.connect
+@setup_logging.connect
+def use_our_logging(loglevel=None, **kwargs):
+    """Worker and beat log as the web process does (LOG_FORMAT, alarm ids, tokens redacted),
+    at the level given by their -l option. Also at the worker's first signal: it warns
+    (e.g. of running as root) before it sets up logging."""
+    from django.conf import settings
+
+    logging.config.dictConfig(settings.LOGGING)
+    logging.captureWarnings(True)  # as Django does: warnings are log lines too
+    if loglevel:
+        logging.getLogger().setLevel(loglevel)
+
+
+@task_prerun.connect
+def log_about_the_alarm(sender=None, args=(), **kwargs):
+    """Celery's own lines about a task that runs an alarm's step carry the alarm's id."""
+    logs.concerning(args[0] if sender.name in ALARM_TASKS and args else None)
+
+
+@task_postrun.connect
+def log_about_nothing(**kwargs):
+    logs.concerning(None)
 
 
 @task_prerun.connect

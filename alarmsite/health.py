@@ -23,7 +23,7 @@ HEARD_WITHIN = 60
 REPORT_EVERY = 15
 
 
-def _key(part: str) -> str:
+def last_seen_key(part: str) -> str:
     return f"health:{part}:last_seen"
 
 
@@ -35,7 +35,7 @@ def keep_reporting(part: str) -> None:
     def report():
         while True:
             try:
-                reporter.set(_key(part), time.time(), ex=HEARD_WITHIN * 2)
+                reporter.set(last_seen_key(part), time.time(), ex=HEARD_WITHIN * 2)
             except redis.RedisError:
                 log.warning("could not report %s alive (Redis down)", part)
             time.sleep(REPORT_EVERY)
@@ -77,7 +77,7 @@ def _redis() -> dict:
 
 def _heard_from(part: str) -> dict:
     try:
-        seen = client().get(_key(part))
+        seen = client().get(last_seen_key(part))
     except redis.RedisError:
         return {"ok": False, "error": "Redis is down: cannot tell"}
     if seen is None:

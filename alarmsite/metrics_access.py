@@ -1,6 +1,6 @@
 """Who may read /metrics: a scraper with METRICS_TOKEN as its Bearer token, or a client in
 METRICS_ALLOWED_NETWORKS (loopback by default). Everyone else gets 403: the figures describe
-the alarm traffic of the sites."""
+the alarm traffic of the sites. Django's figures come with the broker's own (broker_metrics)."""
 
 import hmac
 import ipaddress
@@ -10,6 +10,8 @@ from django.http import JsonResponse
 from django_prometheus.exports import ExportToDjangoView
 
 from alarmsite import client_ip
+
+from . import broker_metrics  # noqa: F401 (registers the broker's figures with /metrics)
 
 
 def allowed(request) -> bool:

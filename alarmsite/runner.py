@@ -34,6 +34,8 @@ def main() -> int:
     local_url = f"http://{url_host(host)}:{port}"
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     env.setdefault("PUBLIC_BASE_URL", local_url)
+    # Lines for a person at a terminal; production (compose, the image) logs JSON.
+    env.setdefault("LOG_FORMAT", "plain")
     redis = None
     try:
         if "REDIS_URL" not in os.environ:
@@ -117,7 +119,8 @@ def run_processes(host: str, port: str, local_url: str, env: dict) -> int:
     Path(settings.STATIC_ROOT).mkdir(parents=True, exist_ok=True)
     manager = Manager()
     commands = {
-        "web": f"{PYTHON} -m daphne -b {shlex.quote(host)} -p {shlex.quote(port)} "
+        # Daphne with its access log through logging: tokens in URLs redacted.
+        "web": f"{PYTHON} -m alarmsite.serve -b {shlex.quote(host)} -p {shlex.quote(port)} "
         "alarmsite.asgi:application",
         # Warnings only: at info the 5-second sweep alone buries the banner within a minute.
         "worker": f"{PYTHON} -m celery -A alarmsite worker -l warning --concurrency 2{pool}",

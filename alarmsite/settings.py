@@ -7,6 +7,8 @@ from pathlib import Path
 import environ
 from redis.connection import parse_url as parse_redis_url
 
+from alarmsite import logs
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
@@ -298,10 +300,7 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "board"
 LOGOUT_REDIRECT_URL = "login"
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-}
+# Every line one JSON object (or plain text for a terminal), with the alarm it concerns and
+# tokens redacted; Celery's worker and beat use this too (alarmsite/celery.py).
+LOG_FORMAT = env.str("LOG_FORMAT", default="json")
+LOGGING = logs.logging_config(LOG_FORMAT, env.str("LOG_LEVEL", default="INFO"))

@@ -27,6 +27,7 @@ from alarms import board
 from alarms.acklinks import issue_ack_link
 from alarms.models import Alarm, AlarmEvent
 from alarms.timeline import record
+from alarmsite import instruments, logs
 from alarmsite.queue import enqueue
 from devices.models import Person
 
@@ -217,6 +218,11 @@ def send(claimed: Claimed | None) -> str | None:
     return the delivery's new status, or None when there was nothing to send."""
     if claimed is None:
         return None
+    with logs.about_alarm(claimed.delivery.alarm_id):
+        return _send(claimed)
+
+
+def _send(claimed: Claimed) -> str:
     delivery, transport, out = claimed.delivery, claimed.transport, claimed.out
     started = time.monotonic()
     try:
@@ -308,6 +314,7 @@ def _give_up(delivery: Delivery, why: str) -> None:
     delivery.save(update_fields=["status", "error", "next_attempt_at", "updated_at"])
     board.publish(delivery.alarm)
     _wake_next(delivery)
+    instruments.delivery_attempted(delivery, instruments.CANCELLED)
 
 
 def _stored(transport, text: str) -> str:
@@ -352,6 +359,8 @@ def _record_success(delivery: Delivery, transport, sent: Sent, started: float, s
         )
         board.publish(delivery.alarm)
         _wake_next(delivery)
+    instruments.delivery_attempted(delivery, instruments.SENT, delivery.latency_ms / 1000)
+    log.info("sent to %s in %d ms", delivery.describe(), delivery.latency_ms)
     return delivery.status
 
 
@@ -382,6 +391,9 @@ def _record_failure(delivery: Delivery, transport, exc: TransportError, started:
                 lambda: enqueue("notifications.tasks.deliver", delivery.pk, countdown=delay)
             )
         delivery.save(update_fields=[*RESULT_FIELDS, "status", "next_attempt_at"])
+    outcome = instruments.FAILED if final else instruments.RETRIED
+    instruments.delivery_attempted(delivery, outcome, delivery.latency_ms / 1000)
+    log.warning("%s to %s: %s", outcome, delivery.describe(), delivery.error)
     return delivery.status
 
 

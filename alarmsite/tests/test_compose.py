@@ -57,8 +57,9 @@ def test_every_variable_an_app_service_sets_is_read_by_settings(services, name):
 
 def test_web_migrates_then_serves_the_asgi_application_with_daphne(services):
     command = words(services["web"]["command"])
-    assert command.index("migrate") < command.index("daphne")
-    target = next(word for word in command[command.index("daphne") :] if ":" in word)
+    # alarmsite.serve is daphne, with its access log through logging.
+    assert command.index("migrate") < command.index("alarmsite.serve")
+    target = next(word for word in command[command.index("alarmsite.serve") :] if ":" in word)
     assert target == "alarmsite.asgi:application"
     module, attribute = target.split(":")
     assert callable(getattr(importlib.import_module(module), attribute))
