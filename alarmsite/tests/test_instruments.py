@@ -6,6 +6,8 @@ import json
 import logging
 import math
 import re
+import shutil
+import subprocess
 import time
 from pathlib import Path
 
@@ -198,6 +200,7 @@ def test_with_redis_down_alarms_are_raised_and_metrics_answer_without_the_figure
 
 DASHBOARD = ROOT / "deploy" / "grafana" / "alarm-broker.json"
 RULES = ROOT / "deploy" / "prometheus" / "alarm-broker-rules.yml"
+RULE_TESTS = ROOT / "deploy" / "prometheus" / "alarm-broker-rules.test.yml"
 # Series that Prometheus makes itself for every scrape target.
 PROMETHEUS_OWN = {"up"}
 PROMQL_WORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or",
@@ -259,3 +262,10 @@ def test_the_dashboard_and_alert_rules_name_only_metrics_the_broker_exposes(life
     for spec in ("alarms_raised_total", "alarms_open", "notifications_total",
                  "celery_queue_length", "escalation_lateness_seconds_bucket"):  # fmt: skip
         assert f"alarmbroker_{spec}" in named, f"nothing watches alarmbroker_{spec}"
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool is not installed")
+def test_promtool_accepts_the_rules_and_they_fire_as_their_unit_tests_say():
+    for command in (["check", "rules", RULES], ["test", "rules", RULE_TESTS]):
+        result = subprocess.run(["promtool", *command], capture_output=True, text=True)
+        assert result.returncode == 0, result.stdout + result.stderr
