@@ -66,6 +66,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",  # the docs page's scripts and styles, served by us
     "django_filters",
     "django_celery_beat",
     "django_prometheus",
@@ -245,6 +247,60 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "alarms.api.errors.json_exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+
+# The OpenAPI schema (/v1/schema) and its docs page (/v1/docs: Swagger UI from the sidecar's
+# static files, no CDN, no inline script). Both are public: they describe the API, which the
+# README describes too, and every endpoint still checks its own credentials.
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Alarm broker API",
+    "DESCRIPTION": (
+        "Raise, clear, list and act on alarms; receive Prometheus Alertmanager webhooks, "
+        "PagerDuty Events API v2 events, metric samples and device heartbeats.\n\n"
+        "**Credentials.** `Authorization: Bearer <token>` with a device's token or a user's API "
+        "token (acting with that user's role), or a signed-in browser session (send the CSRF "
+        "token in `X-CSRFToken` on POST). A Yealink Action URL and a heartbeat GET carry the "
+        "device token as `?token=`; PagerDuty events carry it as `routing_key`. Integration "
+        "tokens (Alertmanager, PagerDuty, metrics) open only their own endpoint.\n\n"
+        '**Errors** are JSON: `{"error": "…"}` (with `fields` for invalid input), except '
+        "on the PagerDuty endpoint, which answers in PagerDuty's own shapes. 503 with "
+        "`Retry-After` means nothing was stored: send it again.\n\n"
+        'Outside this API: `GET /healthz` (liveness, `{"status": "ok"}`), `GET /readyz` '
+        "(readiness of database, Redis, worker and beat; 503 when one is missing), `GET /metrics` "
+        "(Prometheus text, for a scraper with its token or from an allowed network), and the "
+        "HTML pages: ACK links `/a/<token>`, the board `/board/`, the admin."
+    ),
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    # No badge fetched from the public validator: the page talks to this server only.
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SCHEMA_PATH_PREFIX": r"/v[0-9]+",  # tags and operation ids from what follows /v1 or /v2
+    # Several fields are named status or severity with different choices: one name for each.
+    "ENUM_NAME_OVERRIDES": {
+        "SeverityEnum": "alarms.models.Severity",
+        "AlarmStatusEnum": "alarms.models.Status",
+        "AlertStatusEnum": ["firing", "resolved"],
+        "PagerDutySeverityEnum": ["critical", "error", "warning", "info"],
+        "PagerDutySuccessEnum": ["success"],
+        "PagerDutyInvalidEnum": ["invalid event"],
+        "PagerDutyThrottledEnum": ["throttle event"],
+    },
+    "APPEND_COMPONENTS": {
+        "securitySchemes": {
+            "deviceTokenQuery": {
+                "type": "apiKey",
+                "in": "query",
+                "name": "token",
+                "description": "A device's token, for clients that cannot send headers.",
+            }
+        }
+    },
 }
 
 # Behind a reverse proxy: the header carrying the client's address (e.g. X-Forwarded-For), believed

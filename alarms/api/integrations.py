@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
@@ -20,7 +21,9 @@ from devices.models import Device, Site
 
 from .. import lifecycle, metrics
 from ..timeline import Actor
-from .serializers import validate_labels
+from . import openapi
+from .openapi import errors
+from .serializers import LabelsField, validate_labels
 from .views import client_ip, error, refuse_over_limit
 
 # Alertmanager has no fixed severities; these are the usual label values.
@@ -48,8 +51,8 @@ def _device_actor(request, device: Device) -> Actor:
 
 class AlertSerializer(serializers.Serializer):
     status = serializers.ChoiceField(["firing", "resolved"])
-    labels = serializers.JSONField(validators=[validate_labels])
-    annotations = serializers.JSONField(required=False, default=dict, validators=[validate_labels])
+    labels = LabelsField(validators=[validate_labels])
+    annotations = LabelsField(required=False, default=dict, validators=[validate_labels])
     startsAt = serializers.CharField(required=False, allow_blank=True, max_length=64)
     generatorURL = serializers.CharField(required=False, allow_blank=True, max_length=2000)
     fingerprint = serializers.CharField(required=False, allow_blank=True, max_length=64)
@@ -81,6 +84,14 @@ class AlertmanagerView(APIView):
 
     for_integrations = True
 
+    @extend_schema(
+        auth=[openapi.BEARER],
+        request=AlertmanagerSerializer,
+        responses={
+            200: openapi.AlertmanagerResultSerializer,
+            **errors(400, 401, 403, 413, 429, 503),
+        },
+    )
     def post(self, request):
         device = integration(request, Device.Kind.ALERTMANAGER)
         if device is None:
@@ -189,6 +200,19 @@ class PagerDutyEventsView(APIView):
     authentication_classes = []
     permission_classes = [AllowAny]
 
+    @extend_schema(
+        auth=[],  # the routing key in the body is the token
+        tags=["integrations"],
+        request=PagerDutyEventSerializer,
+        responses={
+            202: openapi.PagerDutyAcceptedSerializer,
+            400: OpenApiResponse(
+                openapi.PagerDutyInvalidSerializer, "Invalid event or routing key."
+            ),
+            403: OpenApiResponse(openapi.PagerDutyInvalidSerializer, "Key not allowed from here."),
+            429: openapi.PagerDutyThrottledSerializer,
+        },
+    )
     def post(self, request):
         if not isinstance(request.data, dict):
             return pagerduty_error(["The body must be a JSON object."])
@@ -241,6 +265,12 @@ class PagerDutyEventsView(APIView):
         )
 
 
+HEARTBEAT_RESPONSES = {
+    200: openapi.HeartbeatSerializer,
+    **errors(403, 429, e404="Unknown or disabled token."),
+}
+
+
 class HeartbeatView(APIView):
     """GET /v1/devices/heartbeat?token=… (or POST with the Bearer token): the device is alive.
     A device that was overdue gets its "device offline" alarm resolved."""
@@ -248,9 +278,11 @@ class HeartbeatView(APIView):
     authentication_classes = []
     permission_classes = [AllowAny]
 
+    @extend_schema(auth=[openapi.DEVICE_TOKEN_QUERY], responses=HEARTBEAT_RESPONSES)
     def get(self, request):
         return self.beat(request, request.query_params.get("token", ""))
 
+    @extend_schema(auth=[openapi.BEARER], request=None, responses=HEARTBEAT_RESPONSES)
     def post(self, request):
         header = request.headers.get("Authorization", "")
         return self.beat(request, header.removeprefix("Bearer ").strip())
@@ -270,7 +302,7 @@ class HeartbeatView(APIView):
 class SampleSerializer(serializers.Serializer):
     name = serializers.RegexField(r"^[A-Za-z_:][A-Za-z0-9_:]*\Z", max_length=200)
     value = serializers.FloatField(allow_null=False)
-    labels = serializers.JSONField(required=False, default=dict, validators=[validate_labels])
+    labels = LabelsField(required=False, default=dict, validators=[validate_labels])
     time = serializers.CharField(required=False, max_length=64, help_text="Epoch seconds or ISO")
 
     def validate_value(self, value):
@@ -299,11 +331,18 @@ class MetricsView(APIView):
     batch = False
     for_integrations = True
 
+    def get_serializer_class(self):
+        return BatchSerializer if self.batch else SampleSerializer
+
+    @extend_schema(
+        auth=[openapi.BEARER],
+        responses={200: openapi.MetricsResultSerializer, **errors(400, 401, 403, 413, 429, 503)},
+    )
     def post(self, request):
         device = integration(request, Device.Kind.METRICS)
         if device is None:
             return error("a metrics sender token is required", 403)
-        serializer = (BatchSerializer if self.batch else SampleSerializer)(data=request.data)
+        serializer = self.get_serializer_class()(data=request.data)
         serializer.is_valid(raise_exception=True)
         if limited := refuse_over_limit(device):
             return limited

@@ -1,5 +1,6 @@
 """Input validation and output shapes for the alarm API."""
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from ..models import Alarm, AlarmEvent, Severity
@@ -20,13 +21,20 @@ def validate_labels(value):
     return value
 
 
+@extend_schema_field(
+    {"type": "object", "additionalProperties": {"type": "string"}, "maxProperties": MAX_LABELS}
+)
+class LabelsField(serializers.JSONField):
+    """An object of strings (as validate_labels checks), so described in the API's schema."""
+
+
 class RaiseSerializer(serializers.Serializer):
     source = serializers.CharField(max_length=50, default="api")
     dedup_key = serializers.CharField(max_length=200, required=False)
     title = serializers.CharField(max_length=255)
     message = serializers.CharField(max_length=10000, required=False, allow_blank=True)
     severity = serializers.ChoiceField(choices=Severity.choices, default=Severity.CRITICAL)
-    labels = serializers.JSONField(required=False, default=dict, validators=[validate_labels])
+    labels = LabelsField(required=False, default=dict, validators=[validate_labels])
 
 
 class ClearSerializer(serializers.Serializer):
@@ -45,6 +53,7 @@ class EventSerializer(serializers.ModelSerializer):
 
 
 class AlarmSerializer(serializers.ModelSerializer):
+    labels = LabelsField(read_only=True)
     site = serializers.StringRelatedField()
     room = serializers.StringRelatedField()
     person = serializers.StringRelatedField()

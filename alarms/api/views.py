@@ -4,6 +4,7 @@ import uuid
 
 import django_filters
 from django.conf import settings
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.permissions import AllowAny
@@ -17,6 +18,13 @@ from devices.models import Device
 from .. import heartbeats, lifecycle, ratelimit
 from ..models import Alarm
 from ..timeline import Actor, user_actor
+from .openapi import (
+    DEVICE_TOKEN_QUERY,
+    AlarmActionSerializer,
+    ClearedSerializer,
+    RaisedSerializer,
+    errors,
+)
 from .serializers import (
     AlarmDetailSerializer,
     AlarmSerializer,
@@ -87,12 +95,22 @@ def raised(outcome: lifecycle.Outcome) -> Response:
     return Response(body, status=status.HTTP_201_CREATED if outcome.created else 200)
 
 
+UNKNOWN, UNMAPPED = "Unknown or disabled token.", "The device is mapped to no room or person."
+
+
 class YealinkAlarmView(APIView):
     """GET /v1/yealink/alarm?token=…: a Yealink Action URL can send neither headers nor body."""
 
     authentication_classes = []
     permission_classes = [AllowAny]
 
+    @extend_schema(
+        auth=[DEVICE_TOKEN_QUERY],
+        parameters=[
+            OpenApiParameter("mac", description="The phone's MAC ($mac), if the device has one.")
+        ],
+        responses={200: RaisedSerializer, **errors(403, 429, 503, e404=UNKNOWN, e409=UNMAPPED)},
+    )
     def get(self, request):
         params = request.query_params
         device, refusal = device_for(params.get("token", ""), client_ip(request), params.get("mac"))
@@ -126,6 +144,10 @@ class RaiseView(APIView):
 
     user_permission = "alarms.add_alarm"
 
+    @extend_schema(
+        request=RaiseSerializer,
+        responses={201: RaisedSerializer, 200: RaisedSerializer, **errors(400, 401, 403, 429, 503)},
+    )
     def post(self, request):
         serializer = RaiseSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -150,6 +172,13 @@ class ClearView(APIView):
 
     user_permission = "alarms.resolve_alarm"
 
+    @extend_schema(
+        request=ClearSerializer,
+        responses={
+            200: ClearedSerializer,
+            **errors(400, 401, 403, 404, 429, 503, e404="No open alarm with this dedup_key."),
+        },
+    )
     def post(self, request):
         serializer = ClearSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -163,6 +192,16 @@ class ClearView(APIView):
         return Response({"alarm_id": str(outcome.alarm.pk), "status": outcome.alarm.status})
 
 
+# The answer to acknowledge, resolve and cancel.
+ALARM_ACTION = extend_schema(
+    request=NoteSerializer,
+    responses={
+        200: AlarmActionSerializer,
+        **errors(400, 401, 403, 404, 429, e409="The alarm is closed."),
+    },
+)
+
+
 class AlarmFilter(django_filters.FilterSet):
     site = django_filters.CharFilter(field_name="site__name")
 
@@ -171,6 +210,10 @@ class AlarmFilter(django_filters.FilterSet):
         fields = ["status", "severity", "source", "site"]
 
 
+@extend_schema_view(
+    list=extend_schema(responses={200: AlarmSerializer(many=True), **errors(400, 401, 403)}),
+    retrieve=extend_schema(responses={200: AlarmDetailSerializer, **errors(401, 403, 404)}),
+)
 class AlarmViewSet(viewsets.ReadOnlyModelViewSet):
     """Alarms (a device sees only its own) and the acknowledge/resolve/cancel actions."""
 
@@ -218,14 +261,17 @@ class AlarmViewSet(viewsets.ReadOnlyModelViewSet):
             )
         return Response(body)
 
+    @ALARM_ACTION
     @action(detail=True, methods=["post"])
     def acknowledge(self, request, pk=None):
         return self._act(request, lifecycle.acknowledge)
 
+    @ALARM_ACTION
     @action(detail=True, methods=["post"])
     def resolve(self, request, pk=None):
         return self._act(request, lifecycle.resolve)
 
+    @ALARM_ACTION
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
         return self._act(request, lifecycle.cancel)
