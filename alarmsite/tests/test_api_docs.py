@@ -1,7 +1,9 @@
 """The OpenAPI schema (/v1/schema) describes every API endpoint without a generator warning, and
 its docs page (/v1/docs) works offline: everything it loads comes from this server."""
 
+import os
 import re
+import shutil
 import subprocess
 import sys
 import uuid
@@ -16,6 +18,8 @@ from conftest import ROOT
 pytestmark = pytest.mark.django_db
 
 DOCS_VIEWS = ("SpectacularAPIView", "SpectacularSwaggerSplitView")
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+BROWSER_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
 
 @pytest.fixture(scope="module")
@@ -102,3 +106,26 @@ def test_the_docs_page_loads_only_files_of_this_server(client):
     script = client.get(init.replace("&amp;", "&")).content.decode()
     assert "/v1/schema" in script
     assert not re.search(r"https?://", script), "the start-up script names another host"
+
+
+@pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian's chromium is not installed")
+def test_the_docs_page_shows_the_api_in_a_browser_without_reaching_another_host(
+    live_server, monkeypatch
+):
+    sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # playwright's loop in this thread
+    requested, complaints = [], []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
+        page = browser.new_page()
+        page.on("request", lambda request: requested.append(request.url))
+        page.on("console", lambda message: complaints.append(message.text)
+                if message.type == "error" else None)  # fmt: skip
+        page.goto(live_server.url + "/v1/docs")
+        page.wait_for_selector('[data-path="/v1/alarms/raise"]', timeout=20_000)
+        title = page.inner_text(".info .title")
+        browser.close()
+
+    assert title.startswith("Alarm broker API")
+    assert requested and all(url.startswith(live_server.url) for url in requested), requested
+    assert not complaints, complaints
