@@ -124,37 +124,31 @@ def _histogram(spec, buckets: dict, sums: dict) -> HistogramMetricFamily:
     return family
 
 
-def _open_alarms(counts: dict) -> GaugeMetricFamily:
-    family = GaugeMetricFamily(
-        "alarmbroker_alarms_open", "Open alarms by status.", labels=["status"]
-    )
-    for status, n in counts.items():
-        family.add_metric([status], n)
+def _gauge(name: str, doc: str, label: str, values: dict) -> GaugeMetricFamily:
+    family = GaugeMetricFamily(name, doc, labels=[label])
+    for key, value in values.items():
+        family.add_metric([key], float(value))
     return family
+
+
+def _open_alarms(counts: dict) -> GaugeMetricFamily:
+    return _gauge("alarmbroker_alarms_open", "Open alarms by status.", "status", counts)
 
 
 def _queue_lengths(lengths: dict) -> GaugeMetricFamily:
-    family = GaugeMetricFamily(
-        "alarmbroker_celery_queue_length",
+    doc = (
         "Tasks waiting in each Celery queue for a worker (countdown tasks a worker holds "
-        "are not counted).",
-        labels=["queue"],
+        "are not counted)."
     )
-    for queue, n in lengths.items():
-        family.add_metric([queue], n)
-    return family
+    return _gauge("alarmbroker_celery_queue_length", doc, "queue", lengths)
 
 
 def _ready(checks: dict) -> GaugeMetricFamily:
-    family = GaugeMetricFamily(
-        "alarmbroker_ready",
+    doc = (
         "1 when this part of the alarm path is there (as /readyz says): the database and "
-        "Redis answer, a worker and beat reported within the last minute.",
-        labels=["check"],
+        "Redis answer, a worker and beat reported within the last minute."
     )
-    for check, ok in checks.items():
-        family.add_metric([check], 1.0 if ok else 0.0)
-    return family
+    return _gauge("alarmbroker_ready", doc, "check", checks)
 
 
 REGISTRY.register(BrokerCollector())

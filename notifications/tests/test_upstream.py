@@ -199,7 +199,7 @@ def test_a_token_the_upstream_does_not_know_fails_for_good(raise_alarm, upstream
     failed = forwarded(local)
 
     assert (failed.status, failed.attempts, failed.provider_status) == ("failed", 1, "HTTP 401")
-    assert "Unknown or disabled token." in failed.error
+    assert "Unknown, revoked or disabled token." in failed.error
     assert failed.next_attempt_at is None
     assert Alarm.objects.count() == 1, "nothing was raised upstream"
     assert "after a permanent error" in local.events.get(kind="delivery_failed").text
