@@ -9,6 +9,7 @@ from rest_framework.views import APIView
 
 from accounts.roles import may_configure
 from alarms.api.openapi import errors
+from alarms.api.views import error
 
 from . import seed
 
@@ -76,7 +77,3 @@ class SeedView(APIView):
             return error(f"{exc}; nothing was changed", 400)
         # It may carry new device tokens: never kept by a cache.
         return Response(report.as_dict(), headers={"Cache-Control": "no-store"})
-
-
-def error(message: str, status: int) -> Response:
-    return Response({"error": message}, status=status)
