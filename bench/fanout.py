@@ -5,8 +5,9 @@ many deliveries one worker process completes a second, on the production shape o
 
 It starts its own stack against its own PostgreSQL database (BENCH_DATABASE_URL, default
 alarmbroker_bench, created and migrated here) and its own Redis database (BENCH_REDIS_URL,
-default db 5, emptied first): one daphne, one Celery worker (prefork unless --pool says
-otherwise), beat. A threaded HTTP server in this process stands in for the provider. Phases:
+default db 5, emptied first): the web process (daphne, as `python -m alarmsite.serve`), one
+Celery worker (prefork unless --pool says otherwise), beat. A threaded HTTP server in this
+process stands in for the provider. Phases:
 
 1. in-process cost: SQL queries and milliseconds of one raise, its step and its delivery;
 2. steady rate: --alarms raised over HTTP at --rate a second, each timed from the request to
@@ -22,9 +23,7 @@ import argparse
 import json
 import os
 import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -33,16 +32,34 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import urlsplit
 
-import psycopg
 import redis
 import requests
+from stack import (
+    RESULTS_DIR,
+    ROOT,
+    CpuMeter,
+    PostgresWatcher,
+    Sink,
+    Stack,
+    child_env,
+    children,
+    configure,
+    create_database,
+    env_pairs,
+    free_port,
+    idle_busy,
+    loadavg,
+    machine_line,
+    migrate,
+    percentiles,
+    postgres_setting,
+    start_broker,
+    wait_idle,
+    wait_until_up,
+)
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS_DIR = ROOT / "bench" / "results"
 DATABASE_URL = os.environ.get(
     "BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/alarmbroker_bench"
 )
@@ -50,22 +67,8 @@ REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/5")
 RUN_DIR = Path(tempfile.mkdtemp(prefix="fanout-"))
 NAME = "fanout-bench"
 
-sys.path.insert(0, str(ROOT))
-# This process and the stack it starts share one configuration; set it before Django reads it.
-# VAR_DIR keeps the run's secret key and files out of the project's var/.
-os.environ.update(
-    DATABASE_URL=DATABASE_URL,
-    REDIS_URL=REDIS_URL,
-    VAR_DIR=str(RUN_DIR),
-    DJANGO_SETTINGS_MODULE="alarmsite.settings",
-    # It measures one message per alarm at a rate the storm guard would fold into digests.
-    STORM_SOURCE_THRESHOLD="0",
-    STORM_GLOBAL_THRESHOLD="0",
-)
-
-import django  # noqa: E402
-
-django.setup()
+# It measures one message per alarm, at rates the storm guard would fold into digests.
+configure(DATABASE_URL, REDIS_URL, RUN_DIR)
 
 from django.db import connection, transaction  # noqa: E402
 from django.test import Client  # noqa: E402
@@ -83,105 +86,12 @@ from escalation.models import EscalationPolicy, EscalationStep  # noqa: E402
 from notifications import delivery  # noqa: E402
 from notifications.models import Delivery, NotificationChannel  # noqa: E402
 
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 # A step delay the countdown fast path and the sweeper both leave alone during the run.
 HOLD_SECONDS = 3600
 
 
 # ---------------------------------------------------------------------------------------------
-# The provider stand-in
-
-
-class Sink:
-    """Records when each alarm's first post arrived (this process's clock, as the sends)."""
-
-    def __init__(self):
-        self.lock = threading.Lock()
-        self.first: dict[str, float] = {}
-        self.repeats = 0  # posts for an alarm that had one already (there is one per alarm)
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), SinkHandler)
-        self.server.daemon_threads = True
-        self.server.sink = self
-        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def record(self, alarm_id: str | None, arrived: float) -> None:
-        with self.lock:
-            if alarm_id in self.first:
-                self.repeats += 1
-            elif alarm_id:
-                self.first[alarm_id] = arrived
-
-    def wait_for(self, alarm_ids, timeout: float) -> bool:
-        wanted = set(alarm_ids)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self.lock:
-                if wanted <= self.first.keys():
-                    return True
-            time.sleep(0.05)
-        return False
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-class SinkHandler(BaseHTTPRequestHandler):
-    def do_POST(self):
-        arrived = time.time()
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        try:
-            alarm_id = json.loads(body)["alarm"]["id"]
-        except (ValueError, KeyError, TypeError):
-            alarm_id = None
-        self.server.sink.record(alarm_id, arrived)
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", "11")
-        self.end_headers()
-        self.wfile.write(b'{"ok":true}')
-
-    def log_message(self, *args):
-        pass
-
-
-# ---------------------------------------------------------------------------------------------
 # Database, fixtures, stack
-
-
-def create_database() -> None:
-    name = urlsplit(DATABASE_URL).path.lstrip("/")
-    admin_url = urlsplit(DATABASE_URL)._replace(path="/postgres").geturl()
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
-            conn.execute(f'CREATE DATABASE "{name}"')
-
-
-def child_env(*extras: dict[str, str], public_url: str = "") -> dict[str, str]:
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    for extra in extras:
-        env.update(extra)
-    if public_url:
-        env["PUBLIC_BASE_URL"] = public_url
-    return env
-
-
-def env_pairs(items: list[str]) -> dict[str, str]:
-    pairs = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        if not sep or not name:
-            raise SystemExit(f"expected NAME=VALUE, got {item!r}")
-        pairs[name] = value
-    return pairs
-
-
-def migrate(env: dict) -> None:
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
-        cwd=ROOT, env=env, check=True, timeout=600,
-    )  # fmt: skip
 
 
 @dataclass
@@ -228,198 +138,11 @@ def device_token(name: str, room, policy) -> tuple[Device, str]:
     return device, token
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Stack:
-    """daphne, one Celery worker and beat, each in its own process group."""
-
-    def __init__(self):
-        self.processes: dict[str, subprocess.Popen] = {}
-
-    def start(self, name: str, args: list[str], env: dict) -> None:
-        log = open(RUN_DIR / f"{name}.log", "wb")
-        self.processes[name] = subprocess.Popen(
-            [sys.executable, "-m", *args], cwd=ROOT, env=env, stdout=log,
-            stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-
-    def check(self) -> None:
-        for name, process in self.processes.items():
-            if process.poll() is not None:
-                tail = (RUN_DIR / f"{name}.log").read_text(errors="replace")[-2000:]
-                raise SystemExit(f"{name} exited ({process.returncode}):\n{tail}")
-
-    def stop(self, *names: str) -> None:
-        """Stop these processes (all when none is named) and their process groups."""
-        stopping = [self.processes.pop(name) for name in names or list(self.processes)]
-        for process in stopping:
-            signal_group(process, signal.SIGTERM)
-        deadline = time.monotonic() + 15
-        for process in stopping:
-            try:
-                process.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                signal_group(process, signal.SIGKILL)
-                process.wait(5)
-        # A prefork child may outlive its parent for a moment; its group goes with it.
-        for process in stopping:
-            signal_group(process, signal.SIGKILL)
-
-    def pids(self, name: str) -> list[int]:
-        pid = self.processes[name].pid
-        return [pid, *children(pid)]
-
-
-def signal_group(process: subprocess.Popen, sig: int) -> None:
-    try:
-        os.killpg(process.pid, sig)  # its own session: the group id is its pid
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def children(pid: int) -> list[int]:
-    try:
-        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        return []
-
-
 def start_stack(stack: Stack, args, envs: dict[str, dict], port: int) -> None:
-    stack.start("web", ["daphne", "-b", "127.0.0.1", "-p", str(port), "alarmsite.asgi:application"],
-                envs["web"])  # fmt: skip
-    worker = ["celery", "-A", "alarmsite", "worker", "-n", f"{NAME}@%h", "--pool", args.pool]
+    worker = ["-n", f"{NAME}@%h", "--pool", args.pool]
     if args.concurrency:
         worker += ["--concurrency", str(args.concurrency)]
-    stack.start("worker", worker, envs["worker"])
-    beat = ["celery", "-A", "alarmsite", "beat", "-s", str(RUN_DIR / "beat")]
-    stack.start("beat", beat, envs["beat"])
-
-
-def wait_until_up(stack: Stack, base: str, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    web_up = worker_up = False
-    while not (web_up and worker_up):
-        stack.check()
-        if time.monotonic() > deadline:
-            raise SystemExit(f"not up after {timeout:.0f}s: web {web_up}, worker {worker_up}")
-        if not web_up:
-            try:
-                requests.get(f"{base}/admin/login/", timeout=1)
-                web_up = True
-            except requests.RequestException:
-                pass
-        if not worker_up:
-            worker_up = bool(celery_app.control.ping(timeout=1.0))
-        time.sleep(0.2)
-
-
-# ---------------------------------------------------------------------------------------------
-# CPU accounting from /proc: who spent the machine's two cores
-
-
-def cpu_seconds(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
-
-
-def machine_ticks() -> tuple[int, int]:
-    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    idle = values[3] + values[4]  # idle + iowait
-    return sum(values) - idle, sum(values)
-
-
-def postgres_setting(name: str) -> str:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT current_setting(%s)", [name])
-        return cursor.fetchone()[0]
-
-
-class PostgresWatcher:
-    """Polls the bench database's backends on a connection of its own: how many there are at
-    once (above `cap` it sets `over`: the server's connections are shared with everyone's
-    tests) and each one's CPU time, kept after it exits (a backend lives only as long as its
-    client's connection)."""
-
-    def __init__(self, cap: int, interval: float = 0.2):
-        self.cap, self.interval, self.peak = cap, interval, 0
-        self.cpu: dict[int, float] = {}
-        self.lock = threading.Lock()
-        self.stopped, self.over = threading.Event(), threading.Event()
-        self.thread = threading.Thread(target=self.watch, daemon=True)
-
-    def watch(self) -> None:
-        sql = "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
-        with psycopg.connect(DATABASE_URL, autocommit=True) as conn:
-            while not self.stopped.wait(self.interval):
-                pids = [row[0] for row in conn.execute(sql).fetchall()]
-                seen = {pid: cpu_seconds(pid) for pid in pids}
-                with self.lock:
-                    self.cpu.update({pid: t for pid, t in seen.items() if t})
-                    self.peak = max(self.peak, len(pids))
-                if self.peak > self.cap:
-                    self.over.set()
-
-    def reset_peak(self) -> None:
-        with self.lock:
-            self.peak = 0
-
-    def cpu_snapshot(self) -> dict[int, float]:
-        with self.lock:
-            return dict(self.cpu)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stopped.set()
-        self.thread.join(5)
-
-
-def redis_pid() -> int | None:
-    try:
-        return int(redis.Redis.from_url(REDIS_URL).info("server")["process_id"])
-    except (redis.RedisError, KeyError, ValueError):
-        return None
-
-
-class CpuMeter:
-    """CPU seconds of each part between two samples; the rest of the machine is everyone
-    else's work (other tests on this machine) plus backends too short-lived to be polled."""
-
-    def __init__(self, stack: Stack, postgres: PostgresWatcher):
-        self.stack, self.postgres = stack, postgres
-
-    def sample(self) -> dict:
-        pids = {name: self.stack.pids(name) for name in self.stack.processes}
-        pids["redis"] = [pid] if (pid := redis_pid()) else []
-        pids["bench"] = [os.getpid()]
-        groups = {name: {pid: cpu_seconds(pid) for pid in found} for name, found in pids.items()}
-        groups["postgres"] = self.postgres.cpu_snapshot()
-        return {"groups": groups, "machine": machine_ticks(), "at": time.monotonic()}
-
-    @staticmethod
-    def spent(before: dict, after: dict) -> dict:
-        """CPU seconds per group between two samples, and how busy the whole machine was."""
-        spent = {}
-        for name, pids in after["groups"].items():
-            earlier = before["groups"].get(name, {})
-            spent[name] = round(sum(t - earlier.get(pid, 0.0) for pid, t in pids.items()), 3)
-        busy = after["machine"][0] - before["machine"][0]
-        total = after["machine"][1] - before["machine"][1]
-        spent["rest of machine"] = round(busy / CLOCK_TICKS - sum(spent.values()), 3)
-        return {
-            "cpu_seconds": spent,
-            "machine_busy_percent": round(100 * busy / total, 1) if total else 0.0,
-            "seconds": round(after["at"] - before["at"], 2),
-        }
+    start_broker(stack, envs, port, worker)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -523,18 +246,6 @@ def drive(
                 break
             futures.append(pool.submit(raise_one, index, scheduled))
         return [future.result() for future in futures]
-
-
-def percentiles(values: list[float]) -> dict:
-    if not values:
-        return {"n": 0}
-    ordered = sorted(values)
-
-    def at(p):
-        return round(ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))], 1)
-
-    return {"n": len(ordered), "p50": at(50), "p95": at(95), "p99": at(99),
-            "max": round(ordered[-1], 1), "mean": round(statistics.fmean(ordered), 1)}  # fmt: skip
 
 
 def stages(raised: list[Raised], sink: Sink) -> dict:
@@ -655,17 +366,6 @@ def escalations_burst(ids: list, sink: Sink, meter: CpuMeter, timeout: float) ->
     return burst_result(ids, sink, meter, timeout, before, started)
 
 
-def wait_idle(timeout: float) -> bool:
-    """Until no task is queued or running (kombu's Redis keys): a burst measures only itself."""
-    broker = redis.Redis.from_url(REDIS_URL)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not broker.llen("celery") and not broker.hlen("unacked"):
-            return True
-        time.sleep(0.5)
-    return False
-
-
 def burst_result(ids: list, sink: Sink, meter: CpuMeter, timeout: float, before, started) -> dict:
     """From `started` (the work began to be queued) until the sink has a post per alarm."""
     queued = time.time()
@@ -763,26 +463,10 @@ def print_table(result: dict) -> None:
     print(f"target p99 trigger -> first delivery < 250 ms at {rate['rate']:g}/s: {verdict}")
 
 
-def machine_line(cpu: dict) -> str:
-    rest = cpu["cpu_seconds"]["rest of machine"]
-    share = 100 * rest / (cpu["seconds"] * (os.cpu_count() or 1)) if cpu["seconds"] else 0
-    return (
-        f"  machine busy {cpu['machine_busy_percent']}% over {cpu['seconds']}s, of which "
-        f"{share:.0f}% not this stack (other users' tests; the kernel)"
-    )
-
-
 def worker_description(stack: Stack, args) -> str:
     pool_processes = len(children(stack.processes["worker"].pid))
     asked = args.concurrency or f"default (os.cpu_count() = {os.cpu_count()})"
     return f"--pool {args.pool}, --concurrency {asked}, {pool_processes} pool processes"
-
-
-def idle_busy(seconds: float = 3.0) -> float:
-    before = machine_ticks()
-    time.sleep(seconds)
-    after = machine_ticks()
-    return round(100 * (after[0] - before[0]) / max(1, after[1] - before[1]), 1)
 
 
 def run(args, sink: Sink, stack: Stack) -> dict:
@@ -792,8 +476,8 @@ def run(args, sink: Sink, stack: Stack) -> dict:
         "worker": env_pairs(args.worker_env),
     }
     result = {"started": datetime.now().isoformat(timespec="seconds"), "run_dir": str(RUN_DIR)}
-    loadavg_start = [round(x, 2) for x in os.getloadavg()]
-    create_database()
+    loadavg_start = loadavg()
+    create_database(DATABASE_URL)
     migrate(child_env(extra["all"]))
     redis.Redis.from_url(REDIS_URL).flushdb()
     fixtures = prepare(sink.url, args.devices)
@@ -808,20 +492,20 @@ def run(args, sink: Sink, stack: Stack) -> dict:
         for name in ("web", "worker", "beat")
     }
     start_stack(stack, args, envs, port)
-    wait_until_up(stack, base)
-    with PostgresWatcher(args.max_connections) as postgres:
+    wait_until_up(stack, base, lambda: bool(celery_app.control.ping(timeout=1.0)))
+    with PostgresWatcher(DATABASE_URL, args.max_connections) as postgres:
         result["environment"] = {
             "cpus": os.cpu_count(),
             "loadavg_start": loadavg_start,
             "idle_busy_percent": idle_busy(),
             "worker": worker_description(stack, args),
             "extra_env": {k: v for k, v in extra.items() if v},
-            "postgres_max_connections": postgres_setting("max_connections"),
+            "postgres_max_connections": postgres_setting(DATABASE_URL, "max_connections"),
             "devices": args.devices,
             "database": DATABASE_URL,
             "redis": REDIS_URL,
         }
-        meter = CpuMeter(stack, postgres)
+        meter = CpuMeter(stack, postgres, REDIS_URL)
         print(f"warm-up: {args.warmup} alarms ...", flush=True)
         warm = drive(base, fixtures.tokens, args.warmup, args.rate, "warmup", postgres.over)
         sink.wait_for((r.alarm_id for r in warm if r.alarm_id), args.drain)
@@ -830,7 +514,7 @@ def run(args, sink: Sink, stack: Stack) -> dict:
         result["steady_rate"] = steady_rate(args, base, fixtures, sink, meter)
         stack.check()
         result["bursts"] = bursts(args, fixtures, sink, meter, stack) if args.burst else {}
-    result["environment"]["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
+    result["environment"]["loadavg_end"] = loadavg()
     result["environment"]["worker"] = worker_description(stack, args)
     return result
 
@@ -839,7 +523,7 @@ def bursts(args, fixtures: Fixtures, sink: Sink, meter: CpuMeter, stack: Stack) 
     # The bursts need no web process; stopping it frees whatever connections it holds.
     stack.stop("web")
     print("waiting for the worker to finish the steady phase's backlog ...", flush=True)
-    found = {"worker idle before the bursts": wait_idle(args.burst_timeout)}
+    found = {"worker idle before the bursts": wait_idle(REDIS_URL, args.burst_timeout)}
     print(f"burst: {args.burst} deliveries at once ...", flush=True)
     ids = held_alarms(fixtures.hold_device, args.burst, "deliveries")
     name = f"burst of {args.burst} pending deliveries (deliver tasks only), deliveries/s"
@@ -884,7 +568,7 @@ def main() -> int:
     args = parse_args()
     # A SIGTERM unwinds like Ctrl-C, so the stack is stopped either way.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    sink, stack = Sink(), Stack()
+    sink, stack = Sink(), Stack(RUN_DIR)
     try:
         result = run(args, sink, stack)
     except KeyboardInterrupt:
