@@ -45,7 +45,7 @@ def _iso(value):
     return value.isoformat() if value else None
 
 
-def card(alarm: Alarm) -> dict:
+def card(alarm: Alarm, deliveries=None) -> dict:
     """Everything a board card shows; plain data, rendered as text by the page."""
     return {
         "id": str(alarm.pk),
@@ -83,7 +83,7 @@ def card(alarm: Alarm) -> dict:
                 "round": d.round + 1,
                 "error": d.error[:200],
             }
-            for d in alarm.deliveries.all()
+            for d in (alarm.deliveries.all() if deliveries is None else deliveries)
         ],
     }
 
@@ -119,6 +119,19 @@ def publish(alarm: Alarm) -> None:
     transaction.on_commit(lambda: _changed(alarm_id))
 
 
+def publish_new(alarm: Alarm) -> None:
+    """A new alarm, from inside the transaction that creates it: numbered now and sent after
+    commit as built, without reading it back. Nothing else can change an alarm before it is
+    committed, so every other event about it is numbered after this one."""
+    try:
+        sequence = client().incr(SEQUENCE_KEY)
+    except redis.RedisError:
+        publish(alarm)  # which fails as gently
+        return
+    text = json.dumps({"type": "alarm", "seq": sequence, "alarm": card(alarm, deliveries=())})
+    transaction.on_commit(lambda: _send_text(text, alarm.pk))
+
+
 _batch = threading.local()
 
 
@@ -152,8 +165,15 @@ def send_card(alarm_id) -> None:
         # always carries its latest state, whatever order the events arrive in.
         sequence = client().incr(SEQUENCE_KEY)
         alarm_card = _cards(Alarm.objects.filter(pk=alarm_id))[0]
-        # Encoded once here, not once per socket in every web process.
-        text = json.dumps({"type": "alarm", "seq": sequence, "alarm": alarm_card})
+    except Exception:  # noqa: BLE001 (boards resync from the database; never fail the caller)
+        log.warning("could not publish alarm %s to the board", alarm_id, exc_info=True)
+        return
+    # Encoded once here, not once per socket in every web process.
+    _send_text(json.dumps({"type": "alarm", "seq": sequence, "alarm": alarm_card}), alarm_id)
+
+
+def _send_text(text: str, alarm_id) -> None:
+    try:
         group_send(GROUP, {"type": "board.alarm", "text": text})
     except Exception:  # noqa: BLE001 (boards resync from the database; never fail the caller)
         log.warning("could not publish alarm %s to the board", alarm_id, exc_info=True)

@@ -97,7 +97,7 @@ def raise_alarm(
         triggered = event(alarm, Kind.TRIGGERED, f"Raised by {actor.name}", actor, source=source)
         record_all(triggered, _routed_event(alarm, routed, policies))
         engine.schedule(alarm)
-        board.publish(alarm)
+        board.publish_new(alarm)
         instruments.alarm_raised(alarm)
         log.info("raised by %s: %s", actor.name, title,
                  extra={"source": source, "severity": alarm.severity})  # fmt: skip

@@ -8,7 +8,7 @@ from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import Group, User
 from django.test import Client
 
-from alarms import lifecycle
+from alarms import board, lifecycle
 from alarms.models import Alarm
 from alarms.timeline import SYSTEM
 from alarmsite.asgi import application
@@ -113,6 +113,8 @@ def test_an_alarm_raised_through_the_api_arrives_as_an_event(client, dispatcher,
     assert event["alarm"]["id"] == alarm_id
     assert event["alarm"]["status"] == "triggered"
     assert event["seq"] > snapshot["seq"]
+    # A new alarm's card is built as it was written, not read back: it must say the same.
+    assert event["alarm"] == board.card(Alarm.objects.get(pk=alarm_id))
 
 
 def test_a_step_escalated_by_the_worker_arrives_as_an_event(
