@@ -21,6 +21,7 @@ from django.contrib.auth.models import Group
 from django.db import connection
 from redis import Redis
 
+from alarms.tests.faults.postgres import PrivatePostgres, server_programs
 from alarmsite.celery import app as celery_app
 from devices.models import Device, Person, Room, Site
 from escalation import routing
@@ -30,13 +31,50 @@ from notifications.models import NotificationChannel
 ROOT = Path(__file__).resolve().parent
 
 
+def pytest_addoption(parser):
+    parser.addoption(
+        "--faults",
+        action="store_true",
+        help="also run the long fault scenarios (make faults), on a private PostgreSQL cluster",
+    )
+
+
 def pytest_collection_modifyitems(config, items):
+    if not config.getoption("--faults"):
+        long = pytest.mark.skip(reason="a long fault scenario: make faults runs it")
+        for item in items:
+            if item.get_closest_marker("faults"):
+                item.add_marker(long)
     if connection.vendor == "postgresql":
         return
     skip = pytest.mark.skip(reason="needs PostgreSQL (DATABASE_URL)")
     for item in items:
         if item.get_closest_marker("postgres"):
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def private_postgres(request):
+    """With --faults, a PostgreSQL cluster of this run's own (one scenario restarts it);
+    None without, or where no PostgreSQL server is installed."""
+    if not request.config.getoption("--faults") or server_programs() is None:
+        yield None
+        return
+    if connection.vendor != "postgresql":
+        pytest.exit("--faults needs a PostgreSQL DATABASE_URL", returncode=4)
+    cluster = PrivatePostgres()
+    cluster.create()
+    yield cluster
+    cluster.remove()
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix, private_postgres):
+    """The test database goes on the private cluster when there is one."""
+    if private_postgres is not None:
+        django_settings.DATABASES["default"].update(
+            HOST="127.0.0.1", PORT=str(private_postgres.port), USER="postgres", PASSWORD=""
+        )
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -1,0 +1,151 @@
+"""What every fault scenario checks, from the database and from what the sinks accepted, and
+the one line it prints: PASS or FAIL with what it counted.
+
+- every alarm answered 200/201 is in the database;
+- each step ran once (one `step_notified` per alarm, step and round) and every due step ran;
+- each delivery ended sent (or cancelled by an ACK, where the scenario acknowledges);
+- each sent delivery reached its sink once: a second receipt counts as `resent` only when
+  the row records a second attempt (the sender died, or the database was gone, after the
+  provider took the first: at-least-once by design), otherwise as a duplicate;
+- nothing reached a sink that the database does not record as sent.
+"""
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+from django.db import Error as DatabaseError
+from django.db import connection
+from django.utils import timezone
+
+from alarms.models import Alarm, AlarmEvent
+from notifications.models import Delivery
+
+NOTIFY = Delivery.Event.NOTIFY
+BUSY = (Delivery.Status.PENDING, Delivery.Status.SENDING)
+
+
+def receipts(sinks) -> Counter:
+    return Counter(receipt.key for sink in sinks for receipt in list(sink.receipts))
+
+
+def settle(alarm_ids: list[str], sinks, timeout: float) -> bool:
+    """Wait, at most `timeout` seconds, until nothing is left to do for these alarms: every
+    escalation ended or stopped, no delivery pending or being sent, and the sinks hold a
+    receipt for every delivery sent. False when time ran out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if _settled(alarm_ids, sinks):
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def _settled(alarm_ids, sinks) -> bool:
+    try:
+        escalating = Alarm.objects.filter(
+            pk__in=alarm_ids, status="triggered", next_escalation_at__isnull=False
+        ).exists()
+        busy = Delivery.objects.filter(alarm_id__in=alarm_ids, status__in=BUSY).exists()
+        sent = Delivery.objects.filter(alarm_id__in=alarm_ids, status="sent").count()
+    except DatabaseError:
+        connection.close()  # the database is down or was restarted: ask again later
+        return False
+    return not escalating and not busy and len(receipts(sinks)) >= sent
+
+
+@dataclass
+class Tally:
+    counts: dict
+    problems: list[str] = field(default_factory=list)
+
+    def line(self, scenario: str, seconds: float) -> str:
+        verdict = "FAIL" if self.problems else "PASS"
+        counted = ", ".join(f"{name} {value}" for name, value in self.counts.items())
+        return f"{verdict} {scenario}: {counted} ({seconds:.1f} s)"
+
+
+def tally(
+    alarm_ids: list[str], sinks, *, steps_each: int | None = None, acknowledged: bool = False,
+    resends_allowed: int = 0,
+) -> Tally:  # fmt: skip
+    """Count and check. `steps_each`: step runs every alarm must have had (alarms that were
+    acknowledged stop early); `acknowledged`: deliveries cancelled by an ACK are expected."""
+    ids = [str(pk) for pk in alarm_ids]
+    alarms = {str(a["pk"]): a for a in Alarm.objects.filter(pk__in=ids).values("pk", "status")}
+    runs = Counter(
+        (str(alarm_id), detail.get("step"), detail.get("round"))
+        for alarm_id, detail in AlarmEvent.objects.filter(
+            alarm_id__in=ids, kind=AlarmEvent.Kind.STEP_NOTIFIED
+        ).values_list("alarm_id", "detail")
+    )  # fmt: skip
+    runs_per_alarm = Counter(alarm_id for alarm_id, _, _ in runs)
+    rows = list(
+        Delivery.objects.filter(alarm_id__in=ids).values(
+            "alarm_id", "event", "step", "round", "address", "status", "attempts"
+        )
+    )
+    overdue = Alarm.objects.filter(
+        pk__in=ids, status="triggered", next_escalation_at__lte=timezone.now()
+    ).count()
+    got = receipts(sinks)
+    rows_by_key = {
+        (str(r["alarm_id"]), r["event"], r["step"], r["round"], r["address"]): r for r in rows
+    }
+    lost = duplicates = resent = 0
+    for key, row in rows_by_key.items():
+        if row["status"] != "sent":
+            continue
+        copies = got.get(key, 0)
+        lost += copies == 0
+        resent += max(0, min(copies, row["attempts"]) - 1)
+        duplicates += max(0, copies - row["attempts"])
+    phantom = sum(
+        copies
+        for key, copies in got.items()
+        if key not in rows_by_key or rows_by_key[key]["status"] != "sent"
+    )
+    status = Counter(row["status"] for row in rows)
+    counts = {
+        "accepted": len(ids),
+        "stored": len(alarms),
+        "steps": sum(runs.values()),
+        "deliveries": len(rows),
+        "notified": sum(1 for key in got if key[1] == NOTIFY),
+        "follow-ups": sum(1 for key in got if key[1] != NOTIFY),
+        "duplicates": duplicates,
+        "resent": resent,
+        "lost": lost,
+        "unsent": status["pending"] + status["sending"] + status["failed"],
+        "overdue": overdue,
+    }
+    if acknowledged:
+        counts["cancelled"] = status["cancelled"]
+    problems = []
+    if len(alarms) < len(ids):
+        problems.append(f"{len(ids) - len(alarms)} accepted alarms are not in the database")
+    if sum(runs.values()) > len(runs):
+        problems.append(f"{sum(runs.values()) - len(runs)} steps ran more than once")
+    if steps_each is not None:
+        short = [
+            pk
+            for pk, alarm in alarms.items()
+            if alarm["status"] == "triggered" and runs_per_alarm[pk] != steps_each
+        ]
+        if short:
+            problems.append(f"{len(short)} alarms did not run exactly {steps_each} steps")
+    if overdue:
+        problems.append(f"{overdue} alarms have a step overdue")
+    if counts["unsent"]:
+        problems.append(f"{counts['unsent']} deliveries not sent ({dict(status)})")
+    if status["cancelled"] and not acknowledged:
+        problems.append(f"{status['cancelled']} deliveries cancelled")
+    if lost:
+        problems.append(f"{lost} deliveries recorded as sent never reached their sink")
+    if duplicates:
+        problems.append(f"{duplicates} messages reached a sink more often than attempted")
+    if resent > resends_allowed:
+        problems.append(f"{resent} messages resent (at most {resends_allowed} allowed)")
+    if phantom:
+        problems.append(f"{phantom} messages reached a sink without a sent delivery")
+    return Tally(counts, problems)

@@ -1,0 +1,100 @@
+"""Fixtures of the fault suite: the sinks, a private Redis, the stack, a scenario's people and
+policy, and the PASS/FAIL line each scenario prints (again in a section at the end of the run,
+whatever pytest captured)."""
+
+import time
+
+import pytest
+
+from devices.models import Device
+from notifications.models import NotificationChannel
+
+from .checks import Tally
+from .sinks import MailSink, WebhookSink
+from .stack import RedisServer, Stack
+
+LINES = pytest.StashKey[list[str]]()
+
+
+@pytest.fixture
+def mail_sink():
+    sink = MailSink()
+    yield sink
+    sink.close()
+
+
+@pytest.fixture
+def hook_sink():
+    sink = WebhookSink()
+    yield sink
+    sink.close()
+
+
+@pytest.fixture
+def redis_server(tmp_path):
+    server = RedisServer(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def stack(transactional_db, tmp_path, redis_server, mail_sink):
+    """The scenario starts its processes; whatever still runs is stopped at the end."""
+    made = Stack(tmp_path, redis_server, mail_sink.port)
+    yield made
+    made.stop()
+
+
+@pytest.fixture
+def escalation(make_person, make_policy, make_device):
+    """escalation([(delay, people, [webhook urls]), …]) -> a device token whose alarms follow
+    that policy; each step notifies people of its own by email, and the webhooks."""
+
+    def make(steps, **policy_fields):
+        planned = []
+        for order, (delay, people, urls) in enumerate(steps):
+            persons = [
+                make_person(f"Step{order}-{n}", email=f"step{order}-{n}@example.org")
+                for n in range(people)
+            ]
+            channels = [
+                NotificationChannel.objects.get_or_create(
+                    name=url.rsplit("/", 1)[-1], kind="webhook", config={"url": url}
+                )[0]
+                for url in urls
+            ]
+            planned.append((delay, persons, channels))
+        policy = make_policy(planned, name="Fault scenario", **policy_fields)
+        _, token = make_device(
+            "Fault scenario device", kind=Device.Kind.GENERIC, default_policy=policy,
+            rate_limit_per_minute=1_000_000,
+        )  # fmt: skip
+        return token
+
+    return make
+
+
+@pytest.fixture
+def report(request):
+    """report(scenario, tally, started): print the scenario's line; fail on any problem."""
+
+    def write(scenario: str, tally: Tally, started: float) -> None:
+        line = tally.line(scenario, time.monotonic() - started)
+        request.config.stash.setdefault(LINES, []).append(line)
+        reporter = request.config.pluginmanager.getplugin("terminalreporter")
+        if reporter is not None and request.config.option.verbose > 0:
+            reporter.ensure_newline()
+            reporter.write_line(line)
+        if tally.problems:
+            pytest.fail(line + "\n  " + "\n  ".join(tally.problems), pytrace=False)
+
+    return write
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    lines = config.stash.get(LINES, [])
+    if lines:
+        terminalreporter.section("fault scenarios")
+        for line in lines:
+            terminalreporter.write_line(line)

@@ -1,0 +1,160 @@
+"""Stand-ins for the providers that count what they accepted: an SMTP server and a webhook
+receiver, each answering normally, with an error (SMTP 451, HTTP 500), or not at all until the
+sender gives up (a timeout). A message is notified once the sink accepted it; each receipt is
+keyed by (alarm id, event, step, round, address), steps and rounds counted from 0 as on the
+Delivery row."""
+
+import asyncio
+import email
+import email.policy
+import json
+import logging
+import re
+import select
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from aiosmtpd.controller import Controller
+
+from conftest import free_port
+
+OK, ERROR, HANG = "ok", "error", "hang"
+# A hanging sink gives up on a sender that is still there after this long.
+HANG_LIMIT_SECONDS = 30
+# The SMTP server's own lines (one per command) would bury a failing scenario's output.
+logging.getLogger("mail.log").setLevel(logging.WARNING)
+STEP_LINE = re.compile(r"Escalation: step (\d+) of \d+, round (\d+)")
+ACK_LINK = re.compile(r"https?://\S+/a/[A-Za-z0-9_\-]+")
+
+
+@dataclass(frozen=True)
+class Receipt:
+    key: tuple
+    at: float
+
+
+class _Counting:
+    def __init__(self):
+        self.mode = OK
+        self.receipts: list[Receipt] = []
+        self.refused = 0  # answered with an error
+        self.timed_out = 0  # not answered until the sender gave up
+        self.abandoned = 0  # the sender was gone (killed) before the answer
+        self.lock = threading.Lock()
+
+    def record(self, key: tuple) -> None:
+        with self.lock:
+            self.receipts.append(Receipt(key, time.time()))
+
+    def count(self, what: str) -> None:
+        with self.lock:
+            setattr(self, what, getattr(self, what) + 1)
+
+
+class WebhookSink(_Counting, ThreadingHTTPServer):
+    """Receives our signed JSON webhook at /hook/<name>; `delay` makes every answer slow."""
+
+    daemon_threads = True
+
+    def __init__(self):
+        _Counting.__init__(self)
+        ThreadingHTTPServer.__init__(self, ("127.0.0.1", 0), _HookHandler)
+        self.delay = 0.0
+        self.base = f"http://127.0.0.1:{self.server_port}"
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    def url(self, name: str) -> str:
+        return f"{self.base}/hook/{name}"
+
+    def close(self) -> None:
+        self.shutdown()
+        self.server_close()
+
+
+class _HookHandler(BaseHTTPRequestHandler):
+    def do_POST(self):
+        sink = self.server
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.close_connection = True
+        if sink.mode == HANG:
+            _wait_until_gone(self.connection, lambda: sink.mode == HANG)
+            sink.count("timed_out")
+            return
+        if sink.mode == ERROR:
+            sink.count("refused")
+            self._answer(500)
+            return
+        if sink.delay:
+            time.sleep(sink.delay)
+        if _gone(self.connection):
+            sink.count("abandoned")
+            return
+        alarm_id, event, round_, step = json.loads(body)["event_id"].split(":")
+        sink.record((alarm_id, event, int(step) - 1, int(round_) - 1, sink.base + self.path))
+        self._answer(200)
+
+    def _answer(self, status: int) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", "11")
+        self.end_headers()
+        self.wfile.write(b'{"ok":true}')
+
+    def log_message(self, *args):
+        pass
+
+
+def _gone(sock: socket.socket) -> bool:
+    """Whether the sender closed its end (it timed out, or its process died)."""
+    readable, _, _ = select.select([sock], [], [], 0)
+    if not readable:
+        return False
+    try:
+        return sock.recv(1, socket.MSG_PEEK) == b""
+    except OSError:
+        return True
+
+
+def _wait_until_gone(sock: socket.socket, still_hanging) -> None:
+    deadline = time.monotonic() + HANG_LIMIT_SECONDS
+    while still_hanging() and not _gone(sock) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+class MailSink(_Counting):
+    """An SMTP server; a message's key comes from its X-Alarm-Id header and the "Escalation:
+    step N of M, round R" line; the ACK link in each message is kept for its recipient."""
+
+    def __init__(self):
+        super().__init__()
+        self.port = free_port()
+        self.ack_links: dict[tuple[str, str], str] = {}
+        self.controller = Controller(self, hostname="127.0.0.1", port=self.port)
+        self.controller.start()
+
+    async def handle_DATA(self, server, session, envelope):
+        if self.mode == ERROR:
+            self.count("refused")
+            return "451 4.3.0 Try again later"
+        if self.mode == HANG:
+            self.count("timed_out")
+            deadline = time.monotonic() + HANG_LIMIT_SECONDS
+            while self.mode == HANG and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            return "451 4.3.0 Try again later"
+        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        text = message.get_body(("plain",)).get_content()
+        step, round_ = STEP_LINE.search(text).groups()
+        alarm_id = str(message["X-Alarm-Id"])
+        link = ACK_LINK.search(text)
+        for recipient in envelope.rcpt_tos:
+            self.record((alarm_id, "notify", int(step) - 1, int(round_) - 1, recipient))
+            if link:
+                self.ack_links[(alarm_id, recipient)] = link.group(0)
+        return "250 OK"
+
+    def close(self) -> None:
+        self.controller.stop()

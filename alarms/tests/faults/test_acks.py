@@ -1,0 +1,126 @@
+"""A burst of ACKs racing the escalation step: each alarm is acknowledged by several people at
+once (its first recipient's ACK link, the device over the API) just before, at and just
+after its second step comes due."""
+
+import re
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+
+from alarms.models import Alarm, AlarmEvent
+
+from .checks import settle, tally
+from .traffic import accepted, burst
+
+pytestmark = pytest.mark.postgres
+
+ALARMS = 20
+# ACKs land from this long before the step is due to this long after it.
+SPREAD_SECONDS = 0.3
+CSRF_FIELD = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
+
+
+class AckLinkPress:
+    """A person who opened the ACK link in their email and is about to press the button."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self.browser = requests.Session()
+        page = self.browser.get(url, timeout=10)
+        self.csrf = CSRF_FIELD.search(page.text).group(1)
+
+    def __call__(self) -> int:
+        data = {"csrfmiddlewaretoken": self.csrf}
+        return self.browser.post(self.url, data=data, timeout=30).status_code
+
+
+def _api_ack(base_url: str, token: str, alarm_id: str):
+    def press() -> int:
+        return requests.post(
+            f"{base_url}/v1/alarms/{alarm_id}/acknowledge",
+            headers={"Authorization": f"Bearer {token}"}, timeout=30,
+        ).status_code  # fmt: skip
+
+    return press
+
+
+def _at(when: float, press):
+    """Press at the given wall-clock time."""
+
+    def timed():
+        time.sleep(max(0.0, when - time.time()))
+        return press()
+
+    return timed
+
+
+def test_a_burst_of_acks_racing_the_step_acknowledges_once_and_stops_escalation(
+    stack, mail_sink, hook_sink, escalation, report
+):
+    started = time.monotonic()
+    token = escalation(
+        [(0, 1, [hook_sink.url("ack-1")]), (2, 1, [hook_sink.url("ack-2")]), (2, 1, [])]
+    )
+    web, worker = stack.web(), stack.worker()
+    stack.beat()
+    stack.wait_ready(web, worker)
+
+    alarm_ids = accepted(burst(stack.url, token, ALARMS))
+    first = "step0-0@example.org"
+    links = {}
+    deadline = time.monotonic() + 20
+    while len(links) < len(alarm_ids) and time.monotonic() < deadline:
+        links = {
+            a: mail_sink.ack_links[(a, first)]
+            for a in alarm_ids
+            if (a, first) in mail_sink.ack_links
+        }
+        time.sleep(0.05)
+    due = {
+        str(pk): at
+        for pk, at in Alarm.objects.filter(pk__in=alarm_ids).values_list("pk", "next_escalation_at")
+    }
+    presses = []
+    for n, alarm_id in enumerate(links):
+        when = due[alarm_id].timestamp() - SPREAD_SECONDS + 2 * SPREAD_SECONDS * n / ALARMS
+        api = _api_ack(stack.url, token, alarm_id)
+        presses += [_at(when, AckLinkPress(links[alarm_id])), _at(when, api), _at(when, api)]
+    with ThreadPoolExecutor(len(presses)) as pool:
+        answers = Counter(pool.map(lambda press: press(), presses))
+    settle(alarm_ids, [mail_sink, hook_sink], timeout=30)
+
+    result = tally(alarm_ids, [mail_sink, hook_sink], acknowledged=True)
+    acks = Counter(
+        AlarmEvent.objects.filter(alarm_id__in=alarm_ids, kind="acknowledged").values_list(
+            "alarm_id", flat=True
+        )
+    )
+    late_steps = step_first = 0
+    for alarm_id in alarm_ids:
+        events = list(AlarmEvent.objects.filter(alarm_id=alarm_id).order_by("at", "id"))
+        acked_at = next((e.at for e in events if e.kind == "acknowledged"), None)
+        steps = [e for e in events if e.kind == "step_notified"]
+        late_steps += sum(1 for e in steps if acked_at and e.at > acked_at)
+        step_first += any(e.detail.get("step") == 1 for e in steps)
+    still_escalating = Alarm.objects.filter(
+        pk__in=alarm_ids, next_escalation_at__isnull=False
+    ).count()
+    result.counts.update({
+        "ACK answers": ", ".join(f"{status} x{n}" for status, n in sorted(answers.items())),
+        "acknowledged": len(acks),
+        "step 2 ran first": step_first,
+        "ACK first": len(alarm_ids) - step_first,
+        "steps after an ACK": late_steps,
+    })  # fmt: skip
+    if len(links) < len(alarm_ids):
+        result.problems.append(f"{len(alarm_ids) - len(links)} first emails never arrived")
+    if set(answers) != {200}:
+        result.problems.append(f"ACKs answered other than 200: {dict(answers)}")
+    if len(acks) != len(alarm_ids) or set(acks.values()) != {1}:
+        result.problems.append(f"not every alarm acknowledged exactly once: {dict(acks)}")
+    if late_steps or still_escalating:
+        result.problems.append(f"{late_steps} steps after an ACK, {still_escalating} still due")
+    report("a burst of ACKs racing the escalation step", result, started)

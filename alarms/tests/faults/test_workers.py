@@ -1,0 +1,68 @@
+"""Workers under faults: two workers racing on the same escalation, and a worker killed with
+SIGKILL in the middle of a fan-out."""
+
+import time
+
+import pytest
+
+from alarms.models import Alarm
+
+from .checks import settle, tally
+from .traffic import accepted, burst
+
+pytestmark = pytest.mark.postgres
+
+ESCALATE = "escalation.tasks.escalate"
+SWEEP = "escalation.tasks.sweep"
+
+
+def _due_steps(alarm_ids) -> list[tuple[str, str, object]]:
+    return list(
+        Alarm.objects.filter(pk__in=alarm_ids, next_escalation_at__isnull=False).values_list(
+            "pk", "escalation_token", "next_escalation_at"
+        )
+    )
+
+
+def _duplicate(stack, steps, copies: int) -> None:
+    """Each step's countdown task `copies` more times, and sweeps, all due at the step's time."""
+    for alarm_id, token, due in steps:
+        for _ in range(copies):
+            stack.send_task(ESCALATE, str(alarm_id), str(token), eta=due)
+    for _ in range(copies * 2):
+        stack.send_task(SWEEP, eta=min(due for _, _, due in steps))
+
+
+def test_two_workers_racing_on_the_same_escalation_run_each_step_once(
+    stack, mail_sink, hook_sink, escalation, report
+):
+    started = time.monotonic()
+    # Step 1 waits a second, so every alarm's token is known before its step is due.
+    token = escalation([(1, 2, [hook_sink.url("race-1")]), (2, 1, [hook_sink.url("race-2")])])
+    web, first, second = stack.web(), stack.worker("worker-a"), stack.worker("worker-b")
+    stack.beat()
+    stack.wait_ready(web, first, second)
+
+    alarm_ids = accepted(burst(stack.url, token, 30))
+    _duplicate(stack, _due_steps(alarm_ids), copies=3)
+
+    def first_step_ran():
+        return Alarm.objects.filter(pk__in=alarm_ids, current_step=0).count() == len(alarm_ids)
+
+    deadline = time.monotonic() + 20
+    while not first_step_ran() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    _duplicate(stack, _due_steps(alarm_ids), copies=3)
+    settle(alarm_ids, [mail_sink, hook_sink], timeout=30)
+
+    result = tally(alarm_ids, [mail_sink, hook_sink], steps_each=2)
+    ran = {worker.name: worker.task_results(ESCALATE) for worker in (first, second)}
+    result.counts["escalate tasks that ran a step"] = " + ".join(
+        str(outcomes.count("True")) for outcomes in ran.values()
+    )
+    result.counts["that found it taken"] = " + ".join(
+        str(outcomes.count("False")) for outcomes in ran.values()
+    )
+    if not all("True" in outcomes for outcomes in ran.values()):
+        result.problems.append("one worker ran no step: the race did not happen")
+    report("two workers racing on the same escalation", result, started)
