@@ -6,7 +6,7 @@ STAMP := $(VENV)/.requirements-installed
 TEST_DATABASE_URL := $(or $(DATABASE_URL),postgres://postgres@127.0.0.1:5432/alarmbroker)
 TEST_REDIS_URL := $(or $(REDIS_URL),redis://127.0.0.1:6379/0)
 
-.PHONY: run test lint migrate demo bench-fanout
+.PHONY: run test lint migrate demo bench bench-fanout
 
 run: $(STAMP)
 	$(PYTHON) -m alarmsite.runner
@@ -34,6 +34,11 @@ $(PYTHON):
 $(STAMP): requirements.txt | $(PYTHON)
 	$(PYTHON) -m pip install -r requirements.txt
 	touch $(STAMP)
+
+# The benchmark: its own stack on this machine's PostgreSQL and Redis, load from other processes,
+# Alertmanager beside it when installed; one table. Several minutes; BENCH_ARGS=--quick for less.
+bench: $(STAMP)
+	$(PYTHON) bench/bench.py $(BENCH_ARGS)
 
 # Fan-out benchmark: its own stack on this machine's PostgreSQL and Redis; prints one table.
 bench-fanout: $(STAMP)

@@ -126,7 +126,8 @@ async def main(args, username, password, token):
         if i % 25 == 24:
             await asyncio.sleep(0.5)  # a wall of boards reconnects gradually, not in one burst
     await asyncio.wait_for(asyncio.gather(*(c.ready.wait() for c in clients)), 120)
-    print(f"{args.clients} clients connected in {time.monotonic() - started:.1f}s")
+    connected = time.monotonic() - started
+    print(f"{args.clients} clients connected in {connected:.1f}s")
 
     answers: dict[str, tuple[float, float]] = {}  # alarm id -> (request sent, answered)
     interval = 1 / args.rate
@@ -157,8 +158,16 @@ async def main(args, username, password, token):
     expected = len(clients) * len(answers)
     print(f"alarms raised: {len(answers)} at {args.rate}/s; events expected: {expected}")
     print(f"events received: {len(from_answer)}; missing: {missing}")
+    figures = {"clients": args.clients, "alarms": len(answers), "rate": args.rate,
+               "connect_seconds": round(connected, 1), "events_expected": expected,
+               "events_received": len(from_answer), "events_missing": missing}  # fmt: skip
     for label, delays in (("API answer", from_answer), ("API request", from_request)):
         if delays:
+            figures[f"from {label} ms"] = {
+                "p50": round(percentile(delays, 50), 1), "p95": round(percentile(delays, 95), 1),
+                "p99": round(percentile(delays, 99), 1), "max": round(max(delays), 1),
+                "mean": round(statistics.fmean(delays), 1),
+            }  # fmt: skip
             print(
                 f"delay from {label} to client (ms): "
                 f"p50 {percentile(delays, 50):.1f}  p95 {percentile(delays, 95):.1f}  "
@@ -166,6 +175,8 @@ async def main(args, username, password, token):
                 f"mean {statistics.fmean(delays):.1f}"
             )
     print("every client got every event" if missing == 0 else "EVENTS LOST")
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
     return 0 if missing == 0 else 1
 
 
@@ -176,6 +187,7 @@ if __name__ == "__main__":
     parser.add_argument("--alarms", type=int, default=100)
     parser.add_argument("--rate", type=float, default=5.0, help="alarms per second")
     parser.add_argument("--drain", type=float, default=30.0, help="seconds to wait for stragglers")
+    parser.add_argument("--json", help="also write the figures to this file")
     try:
         sys.exit(asyncio.run(main(parser.parse_args(), *bench_credentials())))
     finally:
