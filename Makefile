@@ -6,7 +6,7 @@ STAMP := $(VENV)/.requirements-installed
 TEST_DATABASE_URL := $(or $(DATABASE_URL),postgres://postgres@127.0.0.1:5432/alarmbroker)
 TEST_REDIS_URL := $(or $(REDIS_URL),redis://127.0.0.1:6379/0)
 
-.PHONY: run test lint migrate demo bench bench-fanout
+.PHONY: run test faults lint migrate demo bench bench-fanout
 
 run: $(STAMP)
 	$(PYTHON) -m alarmsite.runner
@@ -16,6 +16,11 @@ run: $(STAMP)
 test: $(STAMP)
 	DATABASE_URL='$(TEST_DATABASE_URL)' REDIS_URL='$(TEST_REDIS_URL)' $(VENV)/bin/pytest
 	env -u DATABASE_URL REDIS_URL='$(TEST_REDIS_URL)' $(VENV)/bin/pytest -m "not postgres"
+
+# The fault suite (README, "Fault suite"): every scenario, the long ones too, each against real
+# processes on private Redis servers and a private PostgreSQL cluster; one PASS/FAIL line each.
+faults: $(STAMP)
+	DATABASE_URL='$(TEST_DATABASE_URL)' REDIS_URL='$(TEST_REDIS_URL)' $(VENV)/bin/pytest alarms/tests/faults --faults -v
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .

@@ -77,15 +77,25 @@ def escalation(make_person, make_policy, make_device):
 
 @pytest.fixture
 def report(request):
-    """report(scenario, tally, started): print the scenario's line; fail on any problem."""
+    """report(scenario, tally, started, stack): print the scenario's line; fail on any problem
+    (a process of the stack that ended by itself is one)."""
 
-    def write(scenario: str, tally: Tally, started: float) -> None:
+    def write(scenario: str, tally: Tally, started: float, stack: Stack) -> None:
+        exited = stack.exited()
+        tally.counts["processes exited"] = len(exited)
+        if exited:
+            tally.problems.append(f"exited during the scenario: {', '.join(exited)}")
         line = tally.line(scenario, time.monotonic() - started)
         request.config.stash.setdefault(LINES, []).append(line)
-        reporter = request.config.pluginmanager.getplugin("terminalreporter")
-        if reporter is not None and request.config.option.verbose > 0:
-            reporter.ensure_newline()
-            reporter.write_line(line)
+        plugins = request.config.pluginmanager
+        reporter, capture = (
+            plugins.getplugin("terminalreporter"),
+            plugins.getplugin("capturemanager"),
+        )
+        if reporter is not None and capture is not None and request.config.option.verbose > 0:
+            with capture.global_and_fixture_disabled():  # to the terminal as it happens
+                reporter.ensure_newline()
+                reporter.write_line(line)
         if tally.problems:
             pytest.fail(line + "\n  " + "\n  ".join(tally.problems), pytrace=False)
 

@@ -67,6 +67,7 @@ class Process:
 
     def __init__(self, name: str, args: list[str], env: dict, log_dir: Path, ready: str):
         self.name = name
+        self.meant_to_end = False  # stopped or killed by the scenario, not by a fault of its own
         self.log_path = log_dir / f"{name}.log"
         self.ready_line = ready
         self._log = open(self.log_path, "ab")  # noqa: SIM115 (closed when the process ends)
@@ -97,12 +98,14 @@ class Process:
 
     def kill(self) -> None:
         """SIGKILL to the whole group, as the kernel's OOM killer or a lost machine would."""
+        self.meant_to_end = True
         self.signal(signal.SIGKILL)
         self.popen.wait(10)
         self._log.close()
 
     def stop(self) -> None:
         """SIGTERM, as an operator's stop does; wait for it to exit."""
+        self.meant_to_end = True
         self.signal(signal.SIGTERM)
         self.finish(timeout=15)
 
@@ -188,12 +191,17 @@ class Stack:
             self._client = Celery("fault-scenario", broker=self.redis.url)
         self._client.send_task(name, args=args, eta=eta)
 
+    def exited(self) -> list[str]:
+        """Processes that ended although the scenario did not stop them."""
+        return [p.name for p in self.processes if not p.meant_to_end and not p.alive()]
+
     def stop(self) -> None:
-        """SIGTERM to everything at once, then wait (a warm shutdown each)."""
+        """At the end of a scenario: SIGKILL to everything at once (what they did is counted
+        by now; a warm shutdown would only add seconds)."""
         if self._client is not None:
             self._client.close()
         running = [p for p in self.processes if p.alive()]
         for process in running:
-            process.signal(signal.SIGTERM)
+            process.signal(signal.SIGKILL)
         for process in running:
-            process.finish(timeout=15)
+            process.finish(timeout=10)

@@ -123,4 +123,4 @@ def test_a_burst_of_acks_racing_the_step_acknowledges_once_and_stops_escalation(
         result.problems.append(f"not every alarm acknowledged exactly once: {dict(acks)}")
     if late_steps or still_escalating:
         result.problems.append(f"{late_steps} steps after an ACK, {still_escalating} still due")
-    report("a burst of ACKs racing the escalation step", result, started)
+    report("a burst of ACKs racing the escalation step", result, started, stack)

@@ -42,7 +42,7 @@ def test_two_beat_processes_at_once_run_every_step_once(
     result.counts["countdown tasks"] = countdowns
     if not all(sweeps) or countdowns:
         result.problems.append("the steps were not run by two beats' sweeps alone")
-    report("two beat processes at once", result, started)
+    report("two beat processes at once", result, started, stack)
 
 
 def test_steps_due_while_beat_is_stopped_run_once_when_it_starts_again(
@@ -73,4 +73,4 @@ def test_steps_due_while_beat_is_stopped_run_once_when_it_starts_again(
     result.counts["caught up after start"] = f"{caught_up:.1f} s"
     if due != len(alarm_ids) or ran_meanwhile:
         result.problems.append("the second steps were not all left waiting for beat")
-    report("beat stopped while escalations are due, then started", result, started)
+    report("beat stopped while escalations are due, then started", result, started, stack)

@@ -46,10 +46,16 @@ def test_redis_restarted_empty_mid_fan_out_loses_nothing_and_sends_nothing_twice
     result.counts["tasks queued when Redis restarted"] = queued
     if not queued:
         result.problems.append("nothing was queued when Redis restarted: no fault happened")
-    report("Redis restarted empty mid fan-out", result, started)
+    report("Redis restarted empty mid fan-out", result, started, stack)
 
 
 @pytest.mark.faults
+@pytest.mark.xfail(
+    strict=True,
+    reason="Celery 5.7.0's worker exits on a broker connection lost while it holds unacknowledged "
+    "tasks (closing the lost connection raises AttributeError in kombu's Redis channel), so "
+    "nothing runs after Redis is back unless something restarts the worker",
+)
 def test_redis_stopped_for_30_s_during_a_stream_answers_every_device_and_catches_up(
     stack, mail_sink, hook_sink, escalation, report
 ):
@@ -82,4 +88,4 @@ def test_redis_stopped_for_30_s_during_a_stream_answers_every_device_and_catches
         )
     if any(a not in (200, 201) for r in raises for a in r.answers) or not during:
         result.problems.append("a device was not answered 200/201 while Redis was down")
-    report("Redis stopped for 30 s during a trigger stream", result, started)
+    report("Redis stopped for 30 s during a trigger stream", result, started, stack)

@@ -7,7 +7,7 @@ import pytest
 
 from alarms.models import Alarm
 
-from .checks import settle, tally
+from .checks import receipts, settle, tally
 from .traffic import accepted, burst
 
 pytestmark = pytest.mark.postgres
@@ -65,4 +65,34 @@ def test_two_workers_racing_on_the_same_escalation_run_each_step_once(
     )
     if not all("True" in outcomes for outcomes in ran.values()):
         result.problems.append("one worker ran no step: the race did not happen")
-    report("two workers racing on the same escalation", result, started)
+    report("two workers racing on the same escalation", result, started, stack)
+
+
+@pytest.mark.faults
+def test_a_worker_killed_mid_fan_out_loses_nothing_and_resends_only_what_was_in_flight(
+    stack, mail_sink, hook_sink, escalation, report
+):
+    started = time.monotonic()
+    hook_sink.delay = 0.02  # posts take a moment: some are in flight when the worker dies
+    hooks = [hook_sink.url(f"kill-{n}") for n in range(3)]
+    token = escalation([(0, 5, hooks), (5, 2, hooks[:1])])
+    web, doomed = stack.web(), stack.worker("doomed")
+    stack.beat()
+    stack.wait_ready(web, doomed)
+
+    alarm_ids = accepted(burst(stack.url, token, 40))
+    sinks = [mail_sink, hook_sink]
+    deadline = time.monotonic() + 30
+    while len(receipts(sinks)) < 100 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    before = len(receipts(sinks))
+    doomed.kill()
+    stack.wait_ready(stack.worker("survivor"))
+    # A delivery the dead worker had taken waits out its lease (3 x timeout + 30 s).
+    settle(alarm_ids, sinks, timeout=120)
+
+    # Each of its two pool processes may have been between a post and its record.
+    result = tally(alarm_ids, sinks, steps_each=2, resends_allowed=2)
+    result.counts["received before the kill"] = before
+    result.counts["posts cut off by the kill"] = hook_sink.abandoned
+    report("worker killed with SIGKILL mid fan-out", result, started, stack)
