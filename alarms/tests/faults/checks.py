@@ -29,6 +29,16 @@ def receipts(sinks) -> Counter:
     return Counter(receipt.key for sink in sinks for receipt in list(sink.receipts))
 
 
+def wait_for(predicate, timeout: float) -> bool:
+    """Poll until predicate() is true or time runs out; the scenario's counts tell the rest."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
 def settle(alarm_ids: list[str], sinks, timeout: float) -> bool:
     """Wait, at most `timeout` seconds, until nothing is left to do for these alarms: every
     escalation ended or stopped, no delivery pending or being sent, and the sinks hold a

@@ -12,7 +12,7 @@ import requests
 
 from alarms.models import Alarm, AlarmEvent
 
-from .checks import settle, tally
+from .checks import settle, tally, wait_for
 from .traffic import accepted, burst
 
 pytestmark = pytest.mark.postgres
@@ -70,15 +70,10 @@ def test_a_burst_of_acks_racing_the_step_acknowledges_once_and_stops_escalation(
 
     alarm_ids = accepted(burst(stack.url, token, ALARMS))
     first = "step0-0@example.org"
-    links = {}
-    deadline = time.monotonic() + 20
-    while len(links) < len(alarm_ids) and time.monotonic() < deadline:
-        links = {
-            a: mail_sink.ack_links[(a, first)]
-            for a in alarm_ids
-            if (a, first) in mail_sink.ack_links
-        }
-        time.sleep(0.05)
+    wait_for(lambda: all((a, first) in mail_sink.ack_links for a in alarm_ids), timeout=20)
+    links = {
+        a: mail_sink.ack_links[(a, first)] for a in alarm_ids if (a, first) in mail_sink.ack_links
+    }
     due = {
         str(pk): at
         for pk, at in Alarm.objects.filter(pk__in=alarm_ids).values_list("pk", "next_escalation_at")

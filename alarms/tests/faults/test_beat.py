@@ -5,11 +5,12 @@ so the sweeper beat drives is what runs the steps."""
 import time
 
 import pytest
+from django.db.models import Max
 from django.utils import timezone
 
 from alarms.models import Alarm, AlarmEvent
 
-from .checks import settle, tally
+from .checks import settle, tally, wait_for
 from .test_workers import ESCALATE
 from .traffic import accepted, burst
 
@@ -49,15 +50,18 @@ def test_steps_due_while_beat_is_stopped_run_once_when_it_starts_again(
     stack, mail_sink, hook_sink, escalation, report
 ):
     started = time.monotonic()
-    # Step 1 goes by its countdown task, step 2 (2 s later) is left to the sweeper.
-    stack.configure(ESCALATION_COUNTDOWN_MAX=1)
-    token = escalation([(0, 1, [hook_sink.url("beat-1")]), (2, 1, [hook_sink.url("beat-2")])])
+    # Step 1 goes by its countdown task (no delay), step 2 (1 s later) is left to the sweeper.
+    stack.configure(ESCALATION_COUNTDOWN_MAX=0)
+    token = escalation([(0, 1, [hook_sink.url("beat-1")]), (1, 1, [hook_sink.url("beat-2")])])
     web, worker, beat = stack.web(), stack.worker(), stack.beat()
     stack.wait_ready(web, worker, beat)
     beat.stop()
 
     alarm_ids = accepted(burst(stack.url, token, 20))
-    time.sleep(3)  # every second step is now overdue
+    alarms = Alarm.objects.filter(pk__in=alarm_ids)
+    wait_for(lambda: alarms.filter(current_step=0).count() == len(alarm_ids), timeout=20)
+    last_due = alarms.aggregate(Max("next_escalation_at"))["next_escalation_at__max"]
+    time.sleep(max(0.0, last_due.timestamp() - time.time()) + 1)
     due = Alarm.objects.filter(pk__in=alarm_ids, next_escalation_at__lte=timezone.now()).count()
     ran_meanwhile = AlarmEvent.objects.filter(
         alarm_id__in=alarm_ids, kind="step_notified", detail__step=1

@@ -7,7 +7,7 @@ import pytest
 
 from alarms.models import Alarm
 
-from .checks import receipts, settle, tally
+from .checks import receipts, settle, tally, wait_for
 from .traffic import accepted, burst
 
 pytestmark = pytest.mark.postgres
@@ -46,12 +46,8 @@ def test_two_workers_racing_on_the_same_escalation_run_each_step_once(
     alarm_ids = accepted(burst(stack.url, token, 30))
     _duplicate(stack, _due_steps(alarm_ids), copies=3)
 
-    def first_step_ran():
-        return Alarm.objects.filter(pk__in=alarm_ids, current_step=0).count() == len(alarm_ids)
-
-    deadline = time.monotonic() + 20
-    while not first_step_ran() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    alarms = Alarm.objects.filter(pk__in=alarm_ids)
+    wait_for(lambda: alarms.filter(current_step=0).count() == len(alarm_ids), timeout=20)
     _duplicate(stack, _due_steps(alarm_ids), copies=3)
     settle(alarm_ids, [mail_sink, hook_sink], timeout=30)
 
@@ -82,9 +78,7 @@ def test_a_worker_killed_mid_fan_out_loses_nothing_and_resends_only_what_was_in_
 
     alarm_ids = accepted(burst(stack.url, token, 40))
     sinks = [mail_sink, hook_sink]
-    deadline = time.monotonic() + 30
-    while len(receipts(sinks)) < 100 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_for(lambda: len(receipts(sinks)) >= 100, timeout=30)
     before = len(receipts(sinks))
     doomed.kill()
     stack.wait_ready(stack.worker("survivor"))
