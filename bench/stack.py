@@ -154,8 +154,13 @@ class SinkHandler(BaseHTTPRequestHandler):
 
 
 def create_database(database_url: str, fresh: bool = False) -> None:
-    """The benchmark's own database on this machine's PostgreSQL; `fresh` drops it first."""
+    """The benchmark's own database on this machine's PostgreSQL; `fresh` drops it first
+    (only a database whose name says it is a benchmark's)."""
     name = urlsplit(database_url).path.lstrip("/")
+    if fresh and "bench" not in name:
+        raise SystemExit(
+            f"refusing to drop {name!r}: a benchmark's database has 'bench' in its name"
+        )
     admin_url = urlsplit(database_url)._replace(path="/postgres").geturl()
     with psycopg.connect(admin_url, autocommit=True) as conn:
         if fresh:
