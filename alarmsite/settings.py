@@ -169,6 +169,11 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 # Publishing happens after the alarm is committed; never hold the answer long on a dead broker.
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Reconnects after Redis was away, where Celery's own consumer would exit (see the module).
+CELERY_WORKER_CONSUMER = "alarmsite.worker_consumer:Consumer"
+# Tasks are idempotent and acknowledged late: on a lost broker they are redelivered, not
+# cancelled mid-run (and Celery stops warning that its default will change).
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE = {

@@ -48,12 +48,6 @@ def test_redis_restarted_empty_mid_fan_out_loses_nothing_and_sends_nothing_twice
 
 
 @pytest.mark.faults
-@pytest.mark.xfail(
-    strict=True,
-    reason="Celery 5.7.0's worker exits on a broker connection lost while it holds unacknowledged "
-    "tasks (closing the lost connection raises AttributeError in kombu's Redis channel), so "
-    "nothing runs after Redis is back unless something restarts the worker",
-)
 def test_redis_stopped_for_30_s_during_a_stream_answers_every_device_and_catches_up(
     stack, mail_sink, hook_sink, escalation, report
 ):
