@@ -134,10 +134,12 @@ def test_filters_hide_other_alarms_and_survive_a_reload(server, browser, make_de
             headers={"Authorization": f"Bearer {token}"},
             timeout=10,
         )
-    page.wait_for_function("document.querySelectorAll('.card').length === 2")
+    # Polled by locators, not wait_for_function: that evaluates a string in the page, which the
+    # board's Content-Security-Policy (no eval) rightly refuses.
+    playwright.expect(page.locator(".card")).to_have_count(2)
 
     page.select_option("#filter-severity", "critical")
-    page.wait_for_function("document.querySelectorAll('.card').length === 1")
+    playwright.expect(page.locator(".card")).to_have_count(1)
     page.reload()
 
     assert page.input_value("#filter-severity") == "critical"
