@@ -108,6 +108,18 @@ def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05):
     pytest.fail(f"condition not met within {timeout}s: {predicate.__doc__ or predicate}")
 
 
+def raise_over_api(client, token: str, **body) -> str:
+    """POST /v1/alarms/raise with a device's token; the id of the alarm it opened (201)."""
+    response = client.post(
+        "/v1/alarms/raise",
+        json.dumps(body),
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {token}",
+    )
+    assert response.status_code == 201, response.content
+    return response.json()["alarm_id"]
+
+
 @pytest.fixture(autouse=True)
 def _no_storm_guard(settings):
     """Tests raise far more alarms a minute than the storm guard lets through; the storm tests

@@ -88,8 +88,13 @@ def record(action: str, instance=None, changes: dict | None = None, **who) -> Au
     return AuditEntry.objects.create(action=action, changes=changes or {}, **fields)
 
 
+def _unaudited(raw: bool, update_fields) -> bool:
+    """Fixtures being loaded, or a save of the system's own bookkeeping only."""
+    return raw or bool(update_fields and set(update_fields) <= IGNORED)
+
+
 def _before_save(sender, instance, raw=False, update_fields=None, **kwargs):
-    if raw or instance.pk is None:
+    if _unaudited(raw, update_fields) or instance.pk is None:
         instance._audit_before = None
         return
     old = sender._base_manager.filter(pk=instance.pk).first()
@@ -97,7 +102,7 @@ def _before_save(sender, instance, raw=False, update_fields=None, **kwargs):
 
 
 def _after_save(sender, instance, created, raw=False, update_fields=None, **kwargs):
-    if raw or (update_fields and set(update_fields) <= IGNORED):
+    if _unaudited(raw, update_fields):
         return
     after, before = _snapshot(instance), getattr(instance, "_audit_before", None)
     if created or before is None:

@@ -17,9 +17,11 @@ from .api.integrations import (
     AlertmanagerView,
     PagerDutyEventSerializer,
     PagerDutyEventsView,
+    pagerduty_dedup_key,
 )
 from .api.serializers import RaiseSerializer
-from .models import OPEN_STATUSES, Alarm
+from .api.views import press_emergency_key, scoped_dedup_key
+from .models import Alarm
 from .timeline import Actor
 
 TITLE_PREFIX = "[TEST] "
@@ -72,7 +74,7 @@ def integration_for(source: str) -> Device:
     return devices[0]
 
 
-def raise_as_device(device: Device, run: str, actor: Actor) -> lifecycle.Outcome:
+def raise_as_device(device: Device, run: str, actor: Actor) -> Alarm:
     """Raise a test alarm as this device does: a phone's emergency key, a generic device's JSON
     raise, an integration's own payload. The device is not marked seen (a test must not hide a
     device that went offline) and its rate limit is not counted."""
@@ -88,31 +90,24 @@ def raise_as_device(device: Device, run: str, actor: Actor) -> lifecycle.Outcome
     if device.kind == Device.Kind.YEALINK:
         if device.mapping_problem:
             raise DrillRefused(f"{device.name}: {device.mapping_problem}")
-        return lifecycle.raise_alarm(
-            source="yealink",
-            dedup_key=f"device:{device.pk}:test-{run}",
-            title=f"{TITLE_PREFIX}Emergency key pressed: {device.person or device.room}",
+        return press_emergency_key(
+            device,
+            actor,
+            key=f"test-{run}",
+            title_prefix=TITLE_PREFIX,
             message=f"Test of the emergency key on {device.name}.",
-            severity="critical",
-            labels={"device": device.name, **drill_labels(run)},
-            device=device,
-            actor=actor,
-        )
+            labels=drill_labels(run),
+        ).alarm
     return from_json_api(run, actor, device=device)
 
 
-def raise_from_source(source: str, run: str, actor: Actor) -> lifecycle.Outcome:
+def raise_from_source(source: str, run: str, actor: Actor) -> Alarm:
     if source == "generic":
         return from_json_api(run, actor)
-    device = integration_for(source)
-    return (
-        from_alertmanager(device, run, actor)
-        if source == "alertmanager"
-        else (from_pagerduty(device, run, actor))
-    )
+    return raise_as_device(integration_for(source), run, actor)
 
 
-def from_json_api(run: str, actor: Actor, device: Device | None = None) -> lifecycle.Outcome:
+def from_json_api(run: str, actor: Actor, device: Device | None = None) -> Alarm:
     """As POST /v1/alarms/raise: the body validated by its serializer, the key scoped as the
     view scopes it (per device token, or `api:` for a user)."""
     body = {
@@ -123,10 +118,9 @@ def from_json_api(run: str, actor: Actor, device: Device | None = None) -> lifec
         "labels": drill_labels(run),
     }
     data = _validated(RaiseSerializer, body)
-    scope = f"device:{device.pk}" if device else "api"
-    return lifecycle.raise_alarm(
+    outcome = lifecycle.raise_alarm(
         source=data["source"],
-        dedup_key=f"{scope}:{data['dedup_key']}",
+        dedup_key=scoped_dedup_key(device, data["dedup_key"]),
         title=data["title"],
         message=data["message"],
         severity=data["severity"],
@@ -134,6 +128,7 @@ def from_json_api(run: str, actor: Actor, device: Device | None = None) -> lifec
         device=device,
         actor=actor,
     )
+    return outcome.alarm
 
 
 def alertmanager_payload(run: str) -> dict:
@@ -167,11 +162,11 @@ def alertmanager_payload(run: str) -> dict:
     }
 
 
-def from_alertmanager(device: Device, run: str, actor: Actor) -> lifecycle.Outcome:
+def from_alertmanager(device: Device, run: str, actor: Actor) -> Alarm:
     """As POST /v1/integrations/alertmanager from this integration."""
     data = _validated(AlertmanagerSerializer, alertmanager_payload(run))
     result = AlertmanagerView.apply(device, actor, data["alerts"][0], data, sites={})
-    return _outcome(result["alarm_id"], created=result["action"] == "raised")
+    return Alarm.objects.get(pk=result["alarm_id"])
 
 
 def pagerduty_event(run: str) -> dict:
@@ -193,23 +188,17 @@ def pagerduty_event(run: str) -> dict:
     }
 
 
-def from_pagerduty(device: Device, run: str, actor: Actor) -> lifecycle.Outcome:
+def from_pagerduty(device: Device, run: str, actor: Actor) -> Alarm:
     """As POST /v2/enqueue with this integration's routing key."""
     data = _validated(PagerDutyEventSerializer, pagerduty_event(run))
-    dedup_key = f"device:{device.pk}:pagerduty:{data['dedup_key']}"
-    PagerDutyEventsView.trigger(device, actor, dedup_key, data)
-    alarm = lifecycle.open_alarm(dedup_key)
-    return _outcome(alarm.pk, created=True)
+    dedup_key = pagerduty_dedup_key(device, data["dedup_key"])
+    return PagerDutyEventsView.trigger(device, actor, dedup_key, data).alarm
 
 
 def _validated(serializer_class, body: dict) -> dict:
     serializer = serializer_class(data=body)
     serializer.is_valid(raise_exception=True)
     return serializer.validated_data
-
-
-def _outcome(alarm_id, created: bool) -> lifecycle.Outcome:
-    return lifecycle.Outcome(Alarm.objects.get(pk=alarm_id), changed=True, created=created)
 
 
 def find_policy(name: str) -> EscalationPolicy:
@@ -220,7 +209,7 @@ def find_policy(name: str) -> EscalationPolicy:
     return policy
 
 
-def raise_for_policy(policy: EscalationPolicy, run: str, actor: Actor, delay_of):
+def raise_for_policy(policy: EscalationPolicy, run: str, actor: Actor, delay_of) -> Alarm:
     """A test alarm that follows this policy (routing rules skipped; silences still apply),
     each delay of its copy of the policy replaced by `delay_of(seconds)`."""
     with transaction.atomic():
@@ -235,17 +224,10 @@ def raise_for_policy(policy: EscalationPolicy, run: str, actor: Actor, delay_of)
             actor=actor,
         )
         engine.shorten_delays(outcome.alarm, delay_of, actor)
-    return outcome
+    return outcome.alarm
 
 
 def schedule_seconds(alarm: Alarm) -> float:
     """At most how long the alarm's escalation lasts, from its trigger to its last step."""
     one_round = sum(step["delay_seconds"] for step in alarm.steps_snapshot)
     return (one_round + alarm.repeat_after_seconds) * alarm.repeat_count + one_round
-
-
-def close_all(alarm_ids, actor: Actor, note: str, cancel: bool = False) -> int:
-    """Resolve (or cancel) the open ones of these alarms; return how many were closed."""
-    close = lifecycle.cancel if cancel else lifecycle.resolve
-    still_open = Alarm.objects.filter(pk__in=list(alarm_ids), status__in=OPEN_STATUSES)
-    return sum(close(pk, actor, note).changed for pk in still_open.values_list("pk", flat=True))

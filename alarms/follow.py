@@ -92,13 +92,14 @@ class Verdict:
     message: str
 
 
-def follow_until(follower: Follower, judge, timeout: float, write, interval=0.2) -> Verdict:
-    """Print what happens to the alarm until `judge(follower)` returns a verdict, or fail
-    after `timeout` seconds saying what it is waiting for."""
-    deadline = time.monotonic() + timeout
+def follow_until(alarm: Alarm, judge, timeout: float, out, interval=0.2) -> Verdict:
+    """Write to `out` what happens to the alarm until `judge(follower)` returns a verdict, or
+    fail after `timeout` seconds saying what it is waiting for."""
+    follower, deadline = Follower(alarm), time.monotonic() + timeout
     while True:
         for line in follower.poll():
-            write(line)
+            out.write(line)
+        out.flush()  # shown as it happens, through a pipe too
         verdict = judge(follower)
         if verdict is not None:
             return verdict

@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass, field
 
 from django.db import close_old_connections, connection
+from django.db.models import Count
 from django.utils import timezone
 
 from escalation.models import EscalationPolicy
@@ -32,7 +33,6 @@ class Storm:
     run: str
     count: int
     source: str
-    notify: bool
     seconds: float = 0.0
     latencies_ms: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
@@ -54,6 +54,10 @@ class Storm:
             source=storms.SOURCE, message__contains=f"First: {self.title_prefix}"
         )
 
+    def all_alarms(self):
+        """The test alarms and the storm alarms they opened, in one query."""
+        return self.alarms() | self.storm_alarms()
+
 
 def quiet_policy_name(run: str) -> str:
     return f"Storm test {run} (notifies nobody)"
@@ -71,24 +75,36 @@ def raise_storm(storm: Storm, rate: float, actor: Actor, policy=None) -> None:
     numbers, lock = iter(range(storm.count)), threading.Lock()
     started = time.monotonic()
 
-    def work():
+    def work(_):
+        while True:
+            with lock:
+                number = next(numbers, None)
+            if number is None:
+                return
+            time.sleep(max(0.0, started + number / rate - time.monotonic()))
+            raise_one(storm, number, actor, policy)
+
+    in_threads(work, range(THREADS))
+    storm.seconds = time.monotonic() - started
+
+
+def in_threads(work, shares) -> None:
+    """Run `work(share)` for each share in a thread of its own, and wait for them all."""
+
+    def run(share):
         try:
-            while True:
-                with lock:
-                    number = next(numbers, None)
-                if number is None:
-                    return
-                time.sleep(max(0.0, started + number / rate - time.monotonic()))
-                raise_one(storm, number, actor, policy)
+            work(share)
         finally:
             connection.close()  # this thread's own
 
-    threads = [threading.Thread(target=work, name=f"stormtest-{n}") for n in range(THREADS)]
+    threads = [
+        threading.Thread(target=run, args=(share,), name=f"stormtest-{n}")
+        for n, share in enumerate(shares)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    storm.seconds = time.monotonic() - started
 
 
 def raise_one(storm: Storm, number: int, actor: Actor, policy) -> None:
@@ -129,14 +145,9 @@ def silenced_otherwise(storm: Storm) -> int:
 
 def notifications(storm: Storm) -> dict[str, int]:
     """Step messages of the test alarms and of the storm alarms they opened, by status."""
-    ids = [
-        *storm.alarms().values_list("pk", flat=True),
-        *storm.storm_alarms().values_list("pk", flat=True),
-    ]
-    counts = {status: 0 for status in Delivery.Status.values}
-    rows = Delivery.objects.filter(alarm_id__in=ids, event=Delivery.Event.NOTIFY)
-    for status in rows.values_list("status", flat=True):
-        counts[status] += 1
+    rows = Delivery.objects.filter(alarm__in=storm.all_alarms(), event=Delivery.Event.NOTIFY)
+    counts = dict.fromkeys(Delivery.Status.values, 0)
+    counts.update(rows.values_list("status").annotate(Count("pk")))
     return counts
 
 
@@ -156,24 +167,15 @@ def settle(storm: Storm, seconds: float) -> dict[str, int]:
 def clean_up(run: str, actor: Actor) -> int:
     """Cancel the run's open test alarms and the storm alarms it opened, and remove its quiet
     policy; return how many alarms were cancelled."""
-    storm = Storm(run=run, count=0, source="", notify=False)
-    ids = [
-        *storm.alarms().filter(status__in=OPEN_STATUSES).values_list("pk", flat=True),
-        *storm.storm_alarms().filter(status__in=OPEN_STATUSES).values_list("pk", flat=True),
-    ]
+    storm = Storm(run=run, count=0, source="")
+    open_ones = storm.all_alarms().filter(status__in=OPEN_STATUSES)
+    ids = list(open_ones.values_list("pk", flat=True))
     cancelled = []
 
     def work(share):
-        try:
-            for pk in share:
-                cancelled.append(lifecycle.cancel(pk, actor, "storm test finished").changed)
-        finally:
-            connection.close()
+        for pk in share:
+            cancelled.append(lifecycle.cancel(pk, actor, "storm test finished").changed)
 
-    threads = [threading.Thread(target=work, args=(ids[n::THREADS],)) for n in range(THREADS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    in_threads(work, [ids[n::THREADS] for n in range(THREADS)])
     EscalationPolicy.objects.filter(name=quiet_policy_name(run)).delete()
     return sum(cancelled)

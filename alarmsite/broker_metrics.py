@@ -4,7 +4,6 @@ lengths and whether each part of the alarm path is there (as /readyz says)."""
 
 import json
 import logging
-import time
 
 from django.db.models import Count
 from prometheus_client import REGISTRY
@@ -20,6 +19,7 @@ from alarms.models import OPEN_STATUSES, Alarm
 
 from . import health, instruments
 from .celery import app as celery_app
+from .redis import client
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +39,11 @@ class BrokerCollector(Collector):
 
     def _recorded(self, hashes: dict):
         for spec in instruments.RECORDED:
+            values = [hashes.get(key, {}) for key in spec.keys]
             if isinstance(spec, instruments.Counter):
-                yield _counter(spec, hashes.get(spec.key, {}))
+                yield _counter(spec, *values)
             else:
-                buckets = hashes.get(spec.key + ":buckets", {})
-                yield _histogram(spec, buckets, hashes.get(spec.key + ":sum", {}))
+                yield _histogram(spec, *values)
 
 
 def _queue_names() -> list[str]:
@@ -53,15 +53,10 @@ def _queue_names() -> list[str]:
 def _read_redis():
     """Every recorded hash, the queues' lengths and when worker and beat last reported, in
     one round trip. Without Redis: nothing, and redis not ready."""
-    keys = []
-    for spec in instruments.RECORDED:
-        if isinstance(spec, instruments.Counter):
-            keys.append(spec.key)
-        else:
-            keys += [spec.key + ":buckets", spec.key + ":sum"]
+    keys = [key for spec in instruments.RECORDED for key in spec.keys]
     queues, parts = _queue_names(), ("worker", "beat")
     try:
-        with instruments.client().pipeline(transaction=False) as pipe:
+        with client().pipeline(transaction=False) as pipe:
             for key in keys:
                 pipe.hgetall(key)
             # Tasks carry no priority, so every waiting message is in the queue's own list.
@@ -76,11 +71,7 @@ def _read_redis():
     hashes = {key: _decoded(answer) for key, answer in zip(keys, answers, strict=False)}
     lengths = dict(zip(queues, answers[len(keys) : len(keys) + len(queues)], strict=True))
     seen = answers[len(keys) + len(queues) :]
-    now = time.time()
-    heard = {
-        part: at is not None and now - float(at) <= health.HEARD_WITHIN
-        for part, at in zip(parts, seen, strict=True)
-    }
+    heard = {part: health.heard_recently(at) for part, at in zip(parts, seen, strict=True)}
     return hashes, lengths, heard, True
 
 

@@ -27,6 +27,11 @@ def last_seen_key(part: str) -> str:
     return f"health:{part}:last_seen"
 
 
+def heard_recently(seen) -> bool:
+    """Whether a part's last report (epoch seconds as Redis keeps it; None: none) is recent."""
+    return seen is not None and time.time() - float(seen) <= HEARD_WITHIN
+
+
 def keep_reporting(part: str) -> None:
     """From now on, say every REPORT_EVERY seconds that this part (worker, beat) is alive, to
     the Redis configured now."""
@@ -82,5 +87,4 @@ def _heard_from(part: str) -> dict:
         return {"ok": False, "error": "Redis is down: cannot tell"}
     if seen is None:
         return {"ok": False, "error": f"not heard from in the last {HEARD_WITHIN} s"}
-    age = time.time() - float(seen)
-    return {"ok": age <= HEARD_WITHIN, "seconds_ago": round(age, 1)}
+    return {"ok": heard_recently(seen), "seconds_ago": round(time.time() - float(seen), 1)}

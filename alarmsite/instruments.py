@@ -10,13 +10,10 @@ import logging
 import time
 from dataclasses import dataclass
 
-import redis
-from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
+from alarmsite.redis import client as redis_client
 from notifications.transports.base import NOTIFY
 
 log = logging.getLogger(__name__)
@@ -43,6 +40,10 @@ class Counter:
     def key(self) -> str:
         return PREFIX + self.name
 
+    @property
+    def keys(self) -> list[str]:
+        return [self.key]
+
     def add(self, pipe, *values: str) -> None:
         pipe.hincrby(self.key, field(values), 1)
 
@@ -58,6 +59,11 @@ class Histogram:
     def key(self) -> str:
         return PREFIX + self.name
 
+    @property
+    def keys(self) -> list[str]:
+        """One count per bucket a value fell in, and the sum of the values."""
+        return [self.key + ":buckets", self.key + ":sum"]
+
     def bucket_field(self, seconds: float, values) -> str:
         """The field of the one bucket this value falls in (cumulated when read)."""
         le = next((b for b in self.buckets if seconds <= b), float("inf"))
@@ -65,8 +71,9 @@ class Histogram:
 
     def observe(self, pipe, seconds: float, *values: str) -> None:
         seconds = max(0.0, seconds)
-        pipe.hincrby(self.key + ":buckets", self.bucket_field(seconds, values), 1)
-        pipe.hincrbyfloat(self.key + ":sum", field(values), seconds)
+        buckets, sums = self.keys
+        pipe.hincrby(buckets, self.bucket_field(seconds, values), 1)
+        pipe.hincrbyfloat(sums, field(values), seconds)
 
 
 def field(values) -> str:
@@ -167,7 +174,7 @@ def delivery_attempted(delivery, outcome: str, seconds: float | None = None) -> 
 def _observe_first(pipe, alarm) -> None:
     seconds = max(0.0, (timezone.now() - alarm.created_at).total_seconds())
     histogram = FIRST_NOTIFICATION_SECONDS
-    keys = (f"{PREFIX}first-sent:{alarm.pk}", histogram.key + ":buckets", histogram.key + ":sum")
+    keys = (f"{PREFIX}first-sent:{alarm.pk}", *histogram.keys)
     args = (
         FIRST_SENT_TTL,
         histogram.bucket_field(seconds, (alarm.severity,)),
@@ -179,18 +186,7 @@ def _observe_first(pipe, alarm) -> None:
 
 # --- writing ----------------------------------------------------------------------------
 
-_clients: dict[str, redis.Redis] = {}
 _quiet_until = 0.0
-
-
-def client() -> redis.Redis:
-    """Short timeouts and no retries: a figure is not worth holding up an alarm."""
-    url = settings.REDIS_URL
-    if url not in _clients:
-        _clients[url] = redis.Redis.from_url(
-            url, socket_timeout=0.25, socket_connect_timeout=0.25, retry=Retry(NoBackoff(), 0)
-        )
-    return _clients[url]
 
 
 def _record(write) -> None:
@@ -203,7 +199,7 @@ def _send(write) -> None:
     if time.monotonic() < _quiet_until:
         return
     try:
-        with client().pipeline(transaction=False) as pipe:
+        with redis_client().pipeline(transaction=False) as pipe:
             write(pipe)
             pipe.execute()
     except Exception as exc:  # noqa: BLE001 (a figure must never fail an alarm)

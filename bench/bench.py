@@ -37,21 +37,17 @@ import json
 import os
 import resource
 import shutil
-import signal
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime
-from pathlib import Path
 
 import redis
 import requests
 import yaml
 from stack import (
-    RESULTS_DIR,
     ROOT,
     STORM_GUARD_OFF,
     CpuMeter,
@@ -67,16 +63,15 @@ from stack import (
     migrate,
     percentiles,
     postgres_setting,
+    run_stack,
     start_broker,
     wait_idle,
-    wait_until_up,
+    write_result,
 )
 
-DATABASE_URL = os.environ.get(
-    "BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/alarmbroker_bench2"
+DATABASE_URL, REDIS_URL, RUN_DIR = configure(
+    "bench", "postgres://postgres@127.0.0.1:5432/alarmbroker_bench2", "redis://127.0.0.1:6379/7"
 )
-REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/7")
-RUN_DIR = Path(tempfile.mkdtemp(prefix="bench-"))
 LOAD = ROOT / "bench" / "load.py"
 BOARD = ROOT / "bench" / "board.py"
 PHASES = ("throughput", "latency", "escalation", "storm", "board")
@@ -92,8 +87,6 @@ TARGETS = {
     "escalation_lateness_p99_ms": 1000,
     "storm_seconds": 60,
 }
-
-configure(DATABASE_URL, REDIS_URL, RUN_DIR)
 
 from django.db.models import Count, Sum  # noqa: E402
 from django.utils import timezone  # noqa: E402
@@ -611,15 +604,6 @@ def sizes_from(args) -> Sizes:
     return replace(sizes, **overrides)
 
 
-def start_ours(stack: Stack) -> str:
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    envs = {name: child_env(public_url=base) for name in ("web", "worker", "beat")}
-    start_broker(stack, envs, port, ["-n", "bench@%h"])
-    wait_until_up(stack, base, lambda: bool(celery_app.control.ping(timeout=1.0)))
-    return base
-
-
 def worker_description(stack: Stack) -> str:
     processes = len(stack.pids("worker")) - 1
     return (
@@ -648,7 +632,7 @@ def run_phases(args, sink: Sink, stack: Stack, phases: list[str]) -> dict:
         env["postgres_max_connections"] = postgres_setting(DATABASE_URL, "max_connections")
         env["idle_busy_percent"] = idle_busy()  # before our stack starts: everyone else's work
         print("starting web, worker and beat ...", flush=True)
-        run.base = start_ours(stack)
+        run.base = start_broker(stack, celery_app, ["-n", "bench@%h"])
         env["worker"] = worker_description(stack)
         warm = run.drive([job(run.base, "raise", "warmup", fixtures.raise_tokens,
                               count=50, concurrency=4, seconds=30)])  # fmt: skip
@@ -820,8 +804,7 @@ def board_rows(result: dict) -> list:
         return [("board", "FAILED: see board.log")]
 
     def cell(name):
-        stats = figures.get(name)
-        return ms_cell({"n": 1, **stats}) if stats else "-"
+        return ms_cell(figures.get(name))
 
     rows = [(f"board: event delay to {figures['clients']} WebSocket clients, ms p50/p95/p99/max",),
             (f"  {figures['alarms']} alarms at {figures['rate']:g}/s, from the raise request",
@@ -937,26 +920,14 @@ def parse_args():
 
 def main() -> int:
     args, phases = parse_args()
-    # A SIGTERM unwinds like Ctrl-C, so the stack is stopped either way.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
-    sink, stack = Sink(), Stack(RUN_DIR)
-    try:
-        result = run_phases(args, sink, stack, phases)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    finally:
-        stack.stop()
-        sink.close()
-        print(f"logs: {RUN_DIR}", file=sys.stderr)
+    result = run_stack(RUN_DIR, lambda sink, stack: run_phases(args, sink, stack, phases))
+    if result is None:
+        return 130  # interrupted
     text = table(result)
     result["table"] = text
     print()
     print(text)
-    RESULTS_DIR.mkdir(exist_ok=True)
-    path = RESULTS_DIR / f"bench-{datetime.now():%Y%m%d-%H%M%S}.json"
-    path.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"written: {path.relative_to(ROOT)}")
+    write_result(result, "bench")
     return 0
 
 

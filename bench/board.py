@@ -11,7 +11,6 @@ import argparse
 import asyncio
 import json
 import os
-import statistics
 import sys
 import time
 import uuid
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import requests
 import websockets
+from stack import percentiles
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "alarmsite.settings")
@@ -109,11 +109,6 @@ def raise_alarm(base: str, token: str, index: int) -> tuple[str, float, float]:
     return response.json()["alarm_id"], sent, answered
 
 
-def percentile(values, p):
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
-
-
 async def main(args, username, password, token):
     cookie = login(args.url, username, password)
     ws_url = args.url.replace("http", "ws", 1) + "/ws/board/"
@@ -163,16 +158,11 @@ async def main(args, username, password, token):
                "events_received": len(from_answer), "events_missing": missing}  # fmt: skip
     for label, delays in (("API answer", from_answer), ("API request", from_request)):
         if delays:
-            figures[f"from {label} ms"] = {
-                "p50": round(percentile(delays, 50), 1), "p95": round(percentile(delays, 95), 1),
-                "p99": round(percentile(delays, 99), 1), "max": round(max(delays), 1),
-                "mean": round(statistics.fmean(delays), 1),
-            }  # fmt: skip
+            figures[f"from {label} ms"] = stats = percentiles(delays)
             print(
                 f"delay from {label} to client (ms): "
-                f"p50 {percentile(delays, 50):.1f}  p95 {percentile(delays, 95):.1f}  "
-                f"p99 {percentile(delays, 99):.1f}  max {max(delays):.1f}  "
-                f"mean {statistics.fmean(delays):.1f}"
+                f"p50 {stats['p50']:.1f}  p95 {stats['p95']:.1f}  p99 {stats['p99']:.1f}  "
+                f"max {stats['max']:.1f}  mean {stats['mean']:.1f}"
             )
     print("every client got every event" if missing == 0 else "EVENTS LOST")
     if args.json:

@@ -22,23 +22,18 @@ temporary directory named at the end. Every process it started is stopped, also 
 import argparse
 import json
 import os
-import signal
 import statistics
 import sys
-import tempfile
 import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 
 import redis
 import requests
 from stack import (
-    RESULTS_DIR,
-    ROOT,
     CpuMeter,
     PostgresWatcher,
     Sink,
@@ -48,27 +43,23 @@ from stack import (
     configure,
     create_database,
     env_pairs,
-    free_port,
     idle_busy,
     loadavg,
     machine_line,
     migrate,
     percentiles,
     postgres_setting,
+    run_stack,
     start_broker,
     wait_idle,
-    wait_until_up,
+    write_result,
 )
-
-DATABASE_URL = os.environ.get(
-    "BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/alarmbroker_bench"
-)
-REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/5")
-RUN_DIR = Path(tempfile.mkdtemp(prefix="fanout-"))
-NAME = "fanout-bench"
 
 # It measures one message per alarm, at rates the storm guard would fold into digests.
-configure(DATABASE_URL, REDIS_URL, RUN_DIR)
+DATABASE_URL, REDIS_URL, RUN_DIR = configure(
+    "fanout", "postgres://postgres@127.0.0.1:5432/alarmbroker_bench", "redis://127.0.0.1:6379/5"
+)
+NAME = "fanout-bench"
 
 from django.db import connection, transaction  # noqa: E402
 from django.test import Client  # noqa: E402
@@ -138,11 +129,11 @@ def device_token(name: str, room, policy) -> tuple[Device, str]:
     return device, token
 
 
-def start_stack(stack: Stack, args, envs: dict[str, dict], port: int) -> None:
+def start_stack(stack: Stack, args, extra_env: dict[str, dict]) -> str:
     worker = ["-n", f"{NAME}@%h", "--pool", args.pool]
     if args.concurrency:
         worker += ["--concurrency", str(args.concurrency)]
-    start_broker(stack, envs, port, worker)
+    return start_broker(stack, celery_app, worker, extra_env)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -485,14 +476,7 @@ def run(args, sink: Sink, stack: Stack) -> dict:
     result["in_process"] = in_process_cost(fixtures.tokens[0], args.samples)
     redis.Redis.from_url(REDIS_URL).flushdb()  # what it queued already ran here
 
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    envs = {
-        name: child_env(extra["all"], extra.get(name, {}), public_url=base)
-        for name in ("web", "worker", "beat")
-    }
-    start_stack(stack, args, envs, port)
-    wait_until_up(stack, base, lambda: bool(celery_app.control.ping(timeout=1.0)))
+    base = start_stack(stack, args, extra)
     with PostgresWatcher(DATABASE_URL, args.max_connections) as postgres:
         result["environment"] = {
             "cpus": os.cpu_count(),
@@ -566,23 +550,11 @@ def parse_args():
 
 def main() -> int:
     args = parse_args()
-    # A SIGTERM unwinds like Ctrl-C, so the stack is stopped either way.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
-    sink, stack = Sink(), Stack(RUN_DIR)
-    try:
-        result = run(args, sink, stack)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    finally:
-        stack.stop()
-        sink.close()
-        print(f"logs: {RUN_DIR}", file=sys.stderr)
+    result = run_stack(RUN_DIR, lambda sink, stack: run(args, sink, stack))
+    if result is None:
+        return 130  # interrupted
     print_table(result)
-    RESULTS_DIR.mkdir(exist_ok=True)
-    path = RESULTS_DIR / f"fanout-{datetime.now():%Y%m%d-%H%M%S}.json"
-    path.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"written: {path.relative_to(ROOT)}")
+    write_result(result, "fanout")
     return 0
 
 

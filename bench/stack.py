@@ -12,9 +12,11 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -35,9 +37,14 @@ STORM_GUARD_OFF = {"STORM_SOURCE_THRESHOLD": "0", "STORM_GLOBAL_THRESHOLD": "0"}
 sys.path.insert(0, str(ROOT))
 
 
-def configure(database_url: str, redis_url: str, run_dir: Path) -> None:
-    """This process and the stack it starts share one configuration; set it, then set Django
-    up. VAR_DIR keeps the run's secret key and files out of the project's var/."""
+def configure(run_name: str, database_url: str, redis_url: str) -> tuple[str, str, Path]:
+    """The run's database and Redis (BENCH_DATABASE_URL and BENCH_REDIS_URL, else these) and a
+    fresh directory for its logs. This process and the stack it starts share one configuration;
+    set it, then set Django up. VAR_DIR keeps the run's secret key and files out of the
+    project's var/."""
+    database_url = os.environ.get("BENCH_DATABASE_URL", database_url)
+    redis_url = os.environ.get("BENCH_REDIS_URL", redis_url)
+    run_dir = Path(tempfile.mkdtemp(prefix=f"{run_name}-"))
     os.environ.update(
         DATABASE_URL=database_url,
         REDIS_URL=redis_url,
@@ -48,6 +55,7 @@ def configure(database_url: str, redis_url: str, run_dir: Path) -> None:
     django.setup()
     # The stack's processes log as in production; this one's own lines would bury the table.
     logging.disable(logging.INFO)
+    return database_url, redis_url, run_dir
 
 
 # ---------------------------------------------------------------------------------------------
@@ -265,10 +273,21 @@ def children(pid: int) -> list[int]:
         return []
 
 
-def start_broker(stack: Stack, envs: dict[str, dict], port: int, worker: list[str]) -> None:
-    """The production shape (docker-compose.yml): the web process as `python -m
+def start_broker(
+    stack: Stack, celery_app, worker: list[str], extra_env: dict[str, dict] | None = None
+) -> str:
+    """The production shape (docker-compose.yml) on a free port: the web process as `python -m
     alarmsite.serve` (daphne, access log through logging), a Celery worker with `worker`'s
-    extra options, beat."""
+    extra options, beat. `extra_env` adds to every process's environment ("all") or to one
+    process's ("web", "worker", "beat"). Returns the web's base URL once the web process and
+    the worker (pinged through `celery_app`) answer."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    extra_env = extra_env or {}
+    envs = {
+        name: child_env(extra_env.get("all", {}), extra_env.get(name, {}), public_url=base)
+        for name in ("web", "worker", "beat")
+    }
     stack.start_python(
         "web",
         ["alarmsite.serve", "-b", "127.0.0.1", "-p", str(port), "alarmsite.asgi:application"],
@@ -281,6 +300,8 @@ def start_broker(stack: Stack, envs: dict[str, dict], port: int, worker: list[st
     beat = ["celery", "-A", "alarmsite", "--quiet", "beat", "-l", "info",
             "-s", str(stack.run_dir / "beat")]  # fmt: skip
     stack.start_python("beat", beat, envs["beat"])
+    wait_until_up(stack, base, lambda: bool(celery_app.control.ping(timeout=1.0)))
+    return base
 
 
 def wait_until_up(
@@ -312,6 +333,31 @@ def wait_idle(redis_url: str, timeout: float) -> bool:
             return True
         time.sleep(0.5)
     return False
+
+
+def run_stack(run_dir: Path, work: Callable[[Sink, Stack], dict]) -> dict | None:
+    """work(sink, stack) with a sink and a stack of the run's own; every process it started is
+    stopped at the end, also on Ctrl-C or SIGTERM (None then)."""
+    # A SIGTERM unwinds like Ctrl-C, so the stack is stopped either way.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    sink, stack = Sink(), Stack(run_dir)
+    try:
+        return work(sink, stack)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return None
+    finally:
+        stack.stop()
+        sink.close()
+        print(f"logs: {run_dir}", file=sys.stderr)
+
+
+def write_result(result: dict, name: str) -> None:
+    """bench/results/<name>-<timestamp>.json"""
+    RESULTS_DIR.mkdir(exist_ok=True)
+    path = RESULTS_DIR / f"{name}-{datetime.now():%Y%m%d-%H%M%S}.json"
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"written: {path.relative_to(ROOT)}")
 
 
 # ---------------------------------------------------------------------------------------------

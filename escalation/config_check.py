@@ -7,7 +7,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import Prefetch
 
 from devices.models import Device, Person, Site
-from notifications.delivery import gateway_for, transport_for
+from notifications.delivery import gateway_for, person_targets
 from notifications.models import NotificationChannel
 from notifications.transports import CHANNEL_KINDS, PERSON_METHODS
 
@@ -84,27 +84,25 @@ def step_problems(policy: EscalationPolicy, gateways: dict) -> list[str]:
     found = []
     for number, step in enumerate(steps, start=1):
         for method in step.methods:
-            if method != "email" and gateways.get(method) is None:
+            if not carried(method, gateways):
                 found.append(f"step {number} sends {method}, but no enabled channel carries "
                              f"{method}")  # fmt: skip
-    if not any(reached(step, gateways) for step in steps):
+    if not any(reaches_anybody(step, gateways) for step in steps):
         found.append("no step reaches anybody (no active person with a contact point for the "
                      "step's methods, no enabled channel with a destination)")  # fmt: skip
     return found
 
 
-def reached(step: EscalationStep, gateways: dict) -> list[str]:
-    """Who the step would notify now, as the delivery code decides it."""
-    found = []
-    for person in step.persons.all():
-        for method in step.methods:
-            gateway = gateways.get(method)
-            if gateway is None and method != "email":
-                continue
-            if transport_for(gateway).address_for(person):
-                found.append(f"{person.name} by {method}")
-    found += [c.name for c in step.channels.all() if c.transport().address_for(None)]
-    return found
+def carried(method: str, gateways: dict) -> bool:
+    """Whether this method can go out now: email needs no channel (Django's mail settings)."""
+    return method == "email" or gateways.get(method) is not None
+
+
+def reaches_anybody(step: EscalationStep, gateways: dict) -> bool:
+    """Whether the step would notify anybody now, as the delivery code decides it."""
+    people = (address for person in step.persons.all()
+              for _, _, address in person_targets(person, step.methods, gateways))  # fmt: skip
+    return any(people) or any(c.transport().address_for(None) for c in step.channels.all())
 
 
 def device_problems() -> list[Problem]:

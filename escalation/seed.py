@@ -22,7 +22,7 @@ from devices.models import Device, Person, Room, Site
 from notifications.models import NotificationChannel
 from notifications.transports import CHANNEL_KINDS, transport_class
 
-from .models import EscalationPolicy, EscalationStep, Inhibition, RoutingRule
+from .models import EscalationPolicy, EscalationStep, Inhibition, RoutingRule, default_time_zone
 
 FORMAT_VERSION = 1
 # The report's kinds, in the order a load handles them (each may name the ones before it).
@@ -311,8 +311,6 @@ class Loader:
         before = {name: getattr(obj, name) for name in tracked}
         for name, value in values.items():
             setattr(obj, name, value)
-        if isinstance(obj, Device) and adding:
-            obj.rotate_token()
         try:
             obj.full_clean()
         except ValidationError as exc:
@@ -322,9 +320,9 @@ class Loader:
         obj.save()
         return "created" if adding else "updated"
 
-    def stored(self, model, entry: Entry, name: str, **fields):
+    def stored(self, model, entry: Entry, name: str):
         """The stored object of this name, or a new unsaved one."""
-        return self.find(model, entry, "name", name=name) or model(name=name, **fields)
+        return self.find(model, entry, "name", name=name) or model(name=name)
 
     # --- each kind
 
@@ -429,14 +427,16 @@ class Loader:
             raise entry.fail(f"{key}: must be a list of names")
         return [self.ref(model, entry, key, name) for name in names]
 
+    def named_refs(self, entry: Entry, item: dict, keys: dict) -> dict:
+        """The objects the entry names under these keys ({key: model}), for the keys it gives."""
+        return {key: self.ref(model, entry, key, item[key]) for key, model in keys.items()
+                if key in item}  # fmt: skip
+
     def load_sites(self, entries) -> None:
         for entry, item in entries:
             site = self.stored(Site, entry, item["name"])
             values = self.plain(entry, Site, item, SITE_FIELDS)
-            if "default_policy" in item:
-                values["default_policy"] = self.ref(
-                    EscalationPolicy, entry, "default_policy", item["default_policy"]
-                )
+            values.update(self.named_refs(entry, item, {"default_policy": EscalationPolicy}))
             self.report.note("sites", site.name, self.store(entry, site, values))
             self.load_rooms(entry, site, item.get("rooms"))
 
@@ -476,14 +476,12 @@ class Loader:
     def load_devices(self, entries) -> None:
         for entry, item in entries:
             device = self.stored(Device, entry, item["name"])
+            if device._state.adding:
+                device.rotate_token()  # before full_clean(), which requires its hash
             values = self.plain(entry, Device, item, DEVICE_FIELDS)
             values.update(self.located(entry, item, device))
-            if "person" in item:
-                values["person"] = self.ref(Person, entry, "person", item["person"])
-            if "default_policy" in item:
-                values["default_policy"] = self.ref(
-                    EscalationPolicy, entry, "default_policy", item["default_policy"]
-                )
+            refs = {"person": Person, "default_policy": EscalationPolicy}
+            values.update(self.named_refs(entry, item, refs))
             state = self.store(entry, device, values)
             if state == "created":
                 self.report.device_tokens[device.name] = device.issued_token
@@ -494,10 +492,8 @@ class Loader:
             rule = self.stored(RoutingRule, entry, item["name"])
             values = self.plain(entry, RoutingRule, item, RULE_FIELDS)
             values.update(self.located(entry, item, rule))
-            if "device" in item:
-                values["device"] = self.ref(Device, entry, "device", item["device"])
-            if "policy" in item:
-                values["policy"] = self.ref(EscalationPolicy, entry, "policy", item["policy"])
+            refs = {"device": Device, "policy": EscalationPolicy}
+            values.update(self.named_refs(entry, item, refs))
             self.report.note("routing_rules", rule.name, self.store(entry, rule, values))
 
     def load_inhibitions(self, entries) -> None:
@@ -524,12 +520,16 @@ def export() -> dict:
         if duplicated:
             raise SeedError(f'{duplicated["n"]} {what} are named "{duplicated["name"]}"; names '
                             "identify objects in a seed, rename one first")  # fmt: skip
+    rooms = models.Prefetch("rooms", queryset=Room.objects.order_by("name"))
+    sites = Site.objects.select_related("default_policy").prefetch_related(rooms)
+    steps = EscalationStep.objects.order_by("order").prefetch_related("persons", "channels")
+    policies = EscalationPolicy.objects.prefetch_related(models.Prefetch("steps", queryset=steps))
     document = {
         "version": FORMAT_VERSION,
-        "sites": [export_site(site) for site in Site.objects.select_related("default_policy")],
+        "sites": [export_site(site) for site in sites],
         "people": [export_person(person) for person in Person.objects.select_related("user")],
         "channels": [export_channel(channel) for channel in NotificationChannel.objects.all()],
-        "policies": [export_policy(policy) for policy in EscalationPolicy.objects.all()],
+        "policies": [export_policy(policy) for policy in policies],
         "devices": [
             export_device(d)
             for d in Device.objects.select_related("site", "room", "person", "default_policy")
@@ -585,7 +585,7 @@ def named(obj, key: str, out: dict) -> None:
 def export_site(site: Site) -> dict:
     out = export_plain(site, SITE_FIELDS)
     named(site.default_policy, "default_policy", out)
-    rooms = list(site.rooms.order_by("name").values_list("name", flat=True))
+    rooms = [room.name for room in site.rooms.all()]
     if rooms:
         out["rooms"] = rooms
     return out
@@ -610,7 +610,7 @@ def export_channel(channel: NotificationChannel) -> dict:
 def exported_config(channel: NotificationChannel) -> dict:
     """The config without defaults, each secret value replaced by ${SEED_<CHANNEL>_<KEY>}."""
     config = {}
-    prefix = ENV_PREFIX + re.sub(r"[^A-Z0-9]+", "_", channel.name.upper()).strip("_")
+    prefix = ENV_PREFIX + channel.name  # placeholder() makes it a variable name
     for spec in transport_class(channel.kind).config_fields:
         value = channel.config.get(spec.name)
         if value in (None, "", {}, []) or value == spec.default:
@@ -629,8 +629,7 @@ def placeholder(name: str) -> str:
 
 def export_policy(policy: EscalationPolicy) -> dict:
     out = export_plain(policy, POLICY_FIELDS)
-    steps = policy.steps.order_by("order").prefetch_related("persons", "channels")
-    out["steps"] = [export_step(step) for step in steps]
+    out["steps"] = [export_step(step) for step in policy.steps.all()]
     return out
 
 
@@ -655,7 +654,7 @@ def export_device(device: Device) -> dict:
 
 def export_rule(rule: RoutingRule) -> dict:
     out = export_plain(rule, RULE_FIELDS)
-    if not (rule.days or rule.start_time or rule.time_zone != RoutingRule().time_zone):
+    if not (rule.days or rule.start_time or rule.time_zone != default_time_zone()):
         out.pop("time_zone")
     named(rule.device, "device", out)
     # A room is named at its site: a rule that names only the room gets the room's site.

@@ -59,19 +59,26 @@ def transport_for(channel: NotificationChannel | None):
     return channel.transport() if channel else EmailTransport({})
 
 
+def person_targets(person: Person, methods: list[str], gateways: dict):
+    """(method, gateway, address) for each of the methods that can go out to this person now:
+    email needs no channel, the others an enabled gateway (`gateways` keeps each method's, so
+    it is looked up once). The address is '' when the person has none for the method."""
+    for method in methods:
+        if method not in gateways:
+            gateways[method] = gateway_for(method)
+        gateway = gateways[method]
+        if gateway is None and method != "email":
+            continue
+        yield method, gateway, transport_for(gateway).address_for(person)
+
+
 def create_for_step(alarm, step: dict, index: int, round_: int) -> list[Delivery]:
     """Create this step's deliveries (inside the escalation transaction) and return them all;
     the caller sends or queues the pending ones."""
     rows = []
     gateways = {}
     for person in Person.objects.filter(pk__in=step["person_ids"], active=True):
-        for method in step["methods"]:
-            if method not in gateways:
-                gateways[method] = gateway_for(method)
-            gateway = gateways[method]
-            if gateway is None and method != "email":
-                continue
-            address = transport_for(gateway).address_for(person)
+        for method, gateway, address in person_targets(person, step["methods"], gateways):
             rows.append(
                 Delivery(person=person, channel=gateway, address=address,
                          target=f"person:{person.pk}", method=method)

@@ -39,12 +39,6 @@ THROTTLED = {
 }
 
 
-def integration(request, kind: str) -> Device | None:
-    """The integration calling, when its token is of this kind."""
-    device = request.auth
-    return device if isinstance(device, Device) and device.kind == kind else None
-
-
 def _device_actor(request, device: Device) -> Actor:
     return Actor(f"{device.get_kind_display()} {device.name}", ip=client_ip(request))
 
@@ -82,7 +76,8 @@ class AlertmanagerView(APIView):
     """POST /v1/integrations/alertmanager: one alarm per alert fingerprint; `firing` opens or
     updates it, `resolved` resolves it. Resends that change nothing change nothing."""
 
-    for_integrations = True
+    device_kind = Device.Kind.ALERTMANAGER
+    device_refused = "an Alertmanager integration token is required"
 
     @extend_schema(
         auth=[openapi.BEARER],
@@ -93,9 +88,7 @@ class AlertmanagerView(APIView):
         },
     )
     def post(self, request):
-        device = integration(request, Device.Kind.ALERTMANAGER)
-        if device is None:
-            return error("an Alertmanager integration token is required", 403)
+        device = request.auth  # an Alertmanager integration (the permission checked)
         serializer = AlertmanagerSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         if limited := refuse_over_limit(device):
@@ -193,6 +186,11 @@ def _flat_errors(detail, prefix="") -> list[str]:
     return [f"{field}{detail}"]
 
 
+def pagerduty_dedup_key(device: Device, key: str) -> str:
+    """PagerDuty's dedup keys are per routing key: here, per integration."""
+    return f"device:{device.pk}:pagerduty:{key}"
+
+
 class PagerDutyEventsView(APIView):
     """POST /v2/enqueue (and /v1/integrations/pagerduty): PagerDuty's Events API v2, so any
     tool that can send to PagerDuty can send to us. The routing key is the integration token."""
@@ -228,7 +226,7 @@ class PagerDutyEventsView(APIView):
         if refuse_over_limit(device):
             return Response(THROTTLED, status=429, headers={"Retry-After": "60"})
         key = data.get("dedup_key") or uuid.uuid4().hex
-        dedup_key, actor = f"device:{device.pk}:pagerduty:{key}", _device_actor(request, device)
+        dedup_key, actor = pagerduty_dedup_key(device, key), _device_actor(request, device)
         if data["event_action"] == "trigger":
             self.trigger(device, actor, dedup_key, data)
         elif data["event_action"] == "acknowledge":
@@ -241,7 +239,7 @@ class PagerDutyEventsView(APIView):
         return Response(body, status=status.HTTP_202_ACCEPTED)
 
     @staticmethod
-    def trigger(device: Device, actor: Actor, dedup_key: str, data: dict) -> None:
+    def trigger(device: Device, actor: Actor, dedup_key: str, data: dict) -> lifecycle.Outcome:
         payload = data["payload"]
         labels = {"origin": payload["source"]}
         for name in ("component", "group", "class"):
@@ -252,7 +250,7 @@ class PagerDutyEventsView(APIView):
             details["links"] = data["links"]
         if data.get("client_url"):
             details["client"] = {"name": data.get("client", ""), "url": data["client_url"]}
-        lifecycle.report(
+        return lifecycle.report(
             source="pagerduty",
             dedup_key=dedup_key,
             title=payload["summary"][:255],
@@ -329,7 +327,8 @@ class MetricsView(APIView):
     of a metrics sender: samples are checked against the metric threshold rules."""
 
     batch = False
-    for_integrations = True
+    device_kind = Device.Kind.METRICS
+    device_refused = "a metrics sender token is required"
 
     def get_serializer_class(self):
         return BatchSerializer if self.batch else SampleSerializer
@@ -339,9 +338,7 @@ class MetricsView(APIView):
         responses={200: openapi.MetricsResultSerializer, **errors(400, 401, 403, 413, 429, 503)},
     )
     def post(self, request):
-        device = integration(request, Device.Kind.METRICS)
-        if device is None:
-            return error("a metrics sender token is required", 403)
+        device = request.auth  # a metrics sender (the permission checked)
         serializer = self.get_serializer_class()(data=request.data)
         serializer.is_valid(raise_exception=True)
         if limited := refuse_over_limit(device):

@@ -1,5 +1,5 @@
-"""Who may use the alarm API: a device by its token (each view then checks the device's kind),
-or a user holding the permission the view names for the action (see accounts/roles.py)."""
+"""Who may use the alarm API: a device whose kind the view takes, or a user holding the
+permission the view names for the action (see accounts/roles.py)."""
 
 from rest_framework.permissions import BasePermission
 
@@ -15,15 +15,25 @@ def permission_for(view) -> str | None:
     return needed
 
 
+def wrong_device(device: Device, view) -> str:
+    """Why this device's token does not open this view ('' when it does). A view naming a
+    `device_kind` takes that kind only (its `device_refused` says so); any other view takes
+    every device but the integrations, whose tokens open only their own endpoint."""
+    wanted = getattr(view, "device_kind", None)
+    if wanted:
+        return "" if device.kind == wanted else view.device_refused
+    if device.kind in Device.INTEGRATIONS:
+        return f"this is a {device.get_kind_display()} token; use its own endpoint"
+    return ""
+
+
 class DeviceOrPermittedUser(BasePermission):
     message = "A device token, or a login or API token whose role allows this, is required."
 
     def has_permission(self, request, view):
         if isinstance(request.auth, Device):
-            # Integration tokens open only their own endpoint (`for_integrations` views).
-            device = request.auth
-            if device.kind in Device.INTEGRATIONS and not getattr(view, "for_integrations", False):
-                self.message = f"this is a {device.get_kind_display()} token; use its own endpoint"
+            if refusal := wrong_device(request.auth, view):
+                self.message = refusal
                 return False
             return True
         user, needed = request.user, permission_for(view)

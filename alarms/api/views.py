@@ -25,6 +25,7 @@ from .openapi import (
     RaisedSerializer,
     errors,
 )
+from .permissions import wrong_device
 from .serializers import (
     AlarmDetailSerializer,
     AlarmSerializer,
@@ -53,18 +54,9 @@ def actor_for(request) -> Actor:
     return user_actor(request.user, client_ip(request))
 
 
-def scoped_dedup_key(request, key: str) -> str:
-    """Dedup keys are per device token (as PagerDuty's are per routing key)."""
-    if device := calling_device(request):
-        return f"device:{device.pk}:{key}"
-    return f"api:{key}"
-
-
-def refuse_integration(device: Device) -> Response | None:
-    """Integration tokens open only their own endpoint."""
-    if device.kind in Device.INTEGRATIONS:
-        return error(f"this is a {device.get_kind_display()} token; use its own endpoint", 403)
-    return None
+def scoped_dedup_key(device: Device | None, key: str) -> str:
+    """Dedup keys are per device token (as PagerDuty's are per routing key); users share one."""
+    return f"device:{device.pk}:{key}" if device else f"api:{key}"
 
 
 def refuse_device(request) -> Response | None:
@@ -95,6 +87,23 @@ def raised(outcome: lifecycle.Outcome) -> Response:
     return Response(body, status=status.HTTP_201_CREATED if outcome.created else 200)
 
 
+def press_emergency_key(
+    device: Device, actor: Actor, *, key="emergency", title_prefix="", message="", labels=None
+) -> lifecycle.Outcome:
+    """The alarm a Yealink phone's emergency key raises (its Action URL, and the go-live test
+    with a key, title prefix, message and labels of its own)."""
+    return lifecycle.raise_alarm(
+        source="yealink",
+        dedup_key=f"device:{device.pk}:{key}",
+        title=f"{title_prefix}Emergency key pressed: {device.person or device.room}",
+        message=message or f"Emergency key on {device.name}.",
+        severity="critical",
+        labels={"device": device.name, **(labels or {})},
+        device=device,
+        actor=actor,
+    )
+
+
 UNKNOWN, UNMAPPED = "Unknown or disabled token.", "The device is mapped to no room or person."
 
 
@@ -116,24 +125,13 @@ class YealinkAlarmView(APIView):
         device, refusal = device_for(params.get("token", ""), client_ip(request), params.get("mac"))
         if device is None:
             return error("unknown or disabled device token", 404)
-        if refusal:
+        if refusal := refusal or wrong_device(device, self):
             return error(refusal, 403)
-        if refused := refuse_integration(device):
-            return refused
         if device.mapping_problem:
             return error(device.mapping_problem, 409)
         if limited := refuse_over_limit(device):
             return limited
-        outcome = lifecycle.raise_alarm(
-            source="yealink",
-            dedup_key=f"device:{device.pk}:emergency",
-            title=f"Emergency key pressed: {device.person or device.room}",
-            message=f"Emergency key on {device.name}.",
-            severity="critical",
-            labels={"device": device.name},
-            device=device,
-            actor=Actor(f"device {device.name}", ip=client_ip(request)),
-        )
+        outcome = press_emergency_key(device, Actor(f"device {device.name}", ip=client_ip(request)))
         response = raised(outcome)
         response.status_code = 200
         return response
@@ -156,7 +154,9 @@ class RaiseView(APIView):
             return refused
         outcome = lifecycle.raise_alarm(
             source=data["source"],
-            dedup_key=scoped_dedup_key(request, data.get("dedup_key") or str(uuid.uuid4())),
+            dedup_key=scoped_dedup_key(
+                calling_device(request), data.get("dedup_key") or str(uuid.uuid4())
+            ),
             title=data["title"],
             message=data.get("message", ""),
             severity=data["severity"],
@@ -184,7 +184,7 @@ class ClearView(APIView):
         serializer.is_valid(raise_exception=True)
         if refused := refuse_device(request):
             return refused
-        key = scoped_dedup_key(request, serializer.validated_data["dedup_key"])
+        key = scoped_dedup_key(calling_device(request), serializer.validated_data["dedup_key"])
         note = serializer.validated_data.get("message", "")
         outcome = lifecycle.clear(key, actor_for(request), note)
         if outcome is None:

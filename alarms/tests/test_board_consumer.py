@@ -12,6 +12,7 @@ from alarms import board, lifecycle
 from alarms.models import Alarm
 from alarms.timeline import SYSTEM
 from alarmsite.asgi import application
+from conftest import raise_over_api
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -46,14 +47,7 @@ async def receive_until(socket, predicate, timeout=10):
 
 
 def raise_through_api(client, token, title="Smoke in room 2", dedup_key="smoke-2"):
-    response = client.post(
-        "/v1/alarms/raise",
-        {"title": title, "dedup_key": dedup_key, "severity": "high"},
-        content_type="application/json",
-        HTTP_AUTHORIZATION=f"Bearer {token}",
-    )
-    assert response.status_code == 201
-    return response.json()["alarm_id"]
+    return raise_over_api(client, token, title=title, dedup_key=dedup_key, severity="high")
 
 
 def test_an_anonymous_socket_is_refused():

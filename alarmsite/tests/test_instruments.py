@@ -9,20 +9,18 @@ import re
 import shutil
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from alarmsite import instruments
-from conftest import free_port, wait_until
+from conftest import ROOT, free_port, raise_over_api, wait_until
 from devices.models import Device
 from notifications.models import Delivery
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-ROOT = Path(__file__).resolve().parents[2]
 SCRAPER = "scrape-secret"
 
 
@@ -58,14 +56,7 @@ def moved(before: dict, after: dict, name: str, **labels) -> float:
 
 
 def raise_alarm(client, token: str) -> str:
-    response = client.post(
-        "/v1/alarms/raise",
-        json.dumps({"title": "Fridge too warm", "source": "fridge", "severity": "high"}),
-        content_type="application/json",
-        HTTP_AUTHORIZATION=f"Bearer {token}",
-    )
-    assert response.status_code == 201, response.content
-    return response.json()["alarm_id"]
+    return raise_over_api(client, token, title="Fridge too warm", source="fridge", severity="high")
 
 
 def act(admin_client, alarm_id: str, action: str) -> None:

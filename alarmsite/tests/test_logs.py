@@ -17,10 +17,8 @@ from alarms.acklinks import issue_ack_link
 from alarms.models import Alarm
 from alarmsite import logs, runner
 from alarmsite.celery import app as celery_app
-from conftest import free_port, wait_until
+from conftest import ROOT, free_port, wait_until
 from notifications.models import Delivery
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def capture(log_format: str = "json"):

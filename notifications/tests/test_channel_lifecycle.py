@@ -2,11 +2,9 @@
 device token, a Celery worker, Zammad and PagerDuty fakes; ACK and resolve through the API as
 staff. Each fake must see exactly the calls of the alarm's life, in order."""
 
-import json
-
 import pytest
 
-from conftest import wait_until
+from conftest import raise_over_api, wait_until
 from devices.models import Device
 from notifications.models import Delivery, NotificationChannel
 
@@ -44,14 +42,9 @@ def raise_over_http(client, zammad, pagerduty, make_device, make_policy):
     _, token = make_device("Fridge sensor", kind=Device.Kind.GENERIC, default_policy=policy)
 
     def raise_():
-        response = client.post(
-            "/v1/alarms/raise",
-            json.dumps({"dedup_key": "fridge-7", "title": "Fridge too warm", "severity": "high"}),
-            content_type="application/json",
-            HTTP_AUTHORIZATION=f"Bearer {token}",
+        return raise_over_api(
+            client, token, dedup_key="fridge-7", title="Fridge too warm", severity="high"
         )
-        assert response.status_code == 201, response.content
-        return response.json()["alarm_id"]
 
     return raise_
 

@@ -2,8 +2,8 @@
 
 from django.core.management.base import BaseCommand, CommandError
 
-from alarms import drills
-from alarms.follow import Follower, follow_until, policy_run
+from alarms import drills, lifecycle
+from alarms.follow import follow_until, policy_run
 
 HELP = """Run an escalation policy on a test alarm whose step delays are shortened, showing each
 step as it fires (step, time, who and which channels) and what became of each message, until
@@ -58,18 +58,14 @@ class Command(BaseCommand):
             policy = drills.find_policy(options["policy"])
         except drills.DrillRefused as exc:
             raise CommandError(str(exc)) from exc
-        alarm = drills.raise_for_policy(policy, run, actor, delay_of).alarm
+        alarm = drills.raise_for_policy(policy, run, actor, delay_of)
         timeout = options["timeout"] or drills.schedule_seconds(alarm) + MARGIN_SECONDS
         self.stdout.write(f"Raised test alarm {alarm.pk}: {alarm.title}")
         try:
-            verdict = follow_until(Follower(alarm), policy_run, timeout, self.print_now)
+            verdict = follow_until(alarm, policy_run, timeout, self.stdout)
         finally:
-            if drills.close_all([alarm.pk], actor, "escalation test finished", cancel=True):
+            if lifecycle.cancel(alarm.pk, actor, "escalation test finished").changed:
                 self.stdout.write(f"Cancelled test alarm {alarm.pk}")
         if not verdict.ok:
             raise CommandError(f"FAILED: {verdict.message}", returncode=1)
         self.stdout.write(self.style.SUCCESS(f"OK: {verdict.message}"))
-
-    def print_now(self, line: str) -> None:
-        self.stdout.write(line)
-        self.stdout.flush()

@@ -2,8 +2,8 @@
 
 from django.core.management.base import BaseCommand, CommandError
 
-from alarms import drills
-from alarms.follow import Follower, first_notification, follow_until
+from alarms import drills, lifecycle
+from alarms.follow import first_notification, follow_until
 
 HELP = """Raise a test alarm through the real path and follow it until its first notification
 is delivered (or fails), printing its timeline as it happens; then resolve it ("test finished").
@@ -40,26 +40,19 @@ class Command(BaseCommand):
         actor, run = drills.command_actor("firetestalarm"), drills.new_run()
         try:
             if options["device"]:
-                outcome = drills.raise_as_device(drills.find_device(options["device"]), run, actor)
+                alarm = drills.raise_as_device(drills.find_device(options["device"]), run, actor)
             else:
-                outcome = drills.raise_from_source(options["source"], run, actor)
+                alarm = drills.raise_from_source(options["source"], run, actor)
         except drills.DrillRefused as exc:
             raise CommandError(str(exc)) from exc
-        alarm = outcome.alarm
         self.stdout.write(f"Raised test alarm {alarm.pk}: {alarm.title} (source {alarm.source})")
         try:
-            verdict = follow_until(
-                Follower(alarm), first_notification, options["timeout"], self.print_now
-            )
+            verdict = follow_until(alarm, first_notification, options["timeout"], self.stdout)
         finally:
             if options["keep_open"]:
                 self.stdout.write(f"Left open (--keep-open): alarm {alarm.pk}")
-            elif drills.close_all([alarm.pk], actor, "test finished"):
+            elif lifecycle.resolve(alarm.pk, actor, "test finished").changed:
                 self.stdout.write(f"Resolved test alarm {alarm.pk} (test finished)")
         if not verdict.ok:
             raise CommandError(f"FAILED: {verdict.message}", returncode=1)
         self.stdout.write(self.style.SUCCESS(f"OK: delivered {verdict.message}"))
-
-    def print_now(self, line: str) -> None:
-        self.stdout.write(line)
-        self.stdout.flush()

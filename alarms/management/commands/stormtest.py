@@ -4,6 +4,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from alarms import drills, stormdrill
+from alarms.models import OPEN_STATUSES
 from escalation.models import SourceKind
 
 HELP = f"""Raise N test alarms against this instance (through the same function the ingest API
@@ -55,10 +56,8 @@ class Command(BaseCommand):
             return
         count, rate = options["count"], options["rate"]
         self.check_bounds(count, rate, options["yes"])
-        storm = stormdrill.Storm(
-            run=drills.new_run(), count=count, source=options["source"], notify=options["notify"]
-        )
-        if storm.notify:
+        storm = stormdrill.Storm(run=drills.new_run(), count=count, source=options["source"])
+        if options["notify"]:
             policy = None
             self.stdout.write(self.style.WARNING(
                 "--notify: the test alarms are routed like real ones and notify real people"
@@ -69,7 +68,7 @@ class Command(BaseCommand):
         self.stdout.write(f"Run {storm.run}: {count} test alarms from {storm.source} at {rate:g}/s")
         try:
             stormdrill.raise_storm(storm, rate, actor, policy)
-            counts = stormdrill.settle(storm, options["settle"] if storm.notify else 0)
+            counts = stormdrill.settle(storm, options["settle"] if options["notify"] else 0)
             self.report(storm, counts)
         finally:
             if options["keep"]:
@@ -78,7 +77,7 @@ class Command(BaseCommand):
                 )
             else:
                 cancelled = stormdrill.clean_up(storm.run, actor)
-                left = storm.alarms().filter(status__in=["triggered", "acknowledged"]).count()
+                left = storm.alarms().filter(status__in=OPEN_STATUSES).count()
                 self.stdout.write(f"Cleaned up: cancelled {cancelled} alarm(s), {left} left open")
         if storm.errors:
             raise CommandError(f"{len(storm.errors)} of {count} raises failed", returncode=1)

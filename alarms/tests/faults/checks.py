@@ -26,16 +26,16 @@ BUSY = (Delivery.Status.PENDING, Delivery.Status.SENDING)
 
 
 def receipts(sinks) -> Counter:
-    return Counter(receipt.key for sink in sinks for receipt in list(sink.receipts))
+    return Counter(key for sink in sinks for key in list(sink.receipts))
 
 
-def wait_for(predicate, timeout: float) -> bool:
+def wait_for(predicate, timeout: float, interval: float = 0.02) -> bool:
     """Poll until predicate() is true or time runs out; the scenario's counts tell the rest."""
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
             return False
-        time.sleep(0.02)
+        time.sleep(interval)
     return True
 
 
@@ -43,12 +43,7 @@ def settle(alarm_ids: list[str], sinks, timeout: float) -> bool:
     """Wait, at most `timeout` seconds, until nothing is left to do for these alarms: every
     escalation ended or stopped, no delivery pending or being sent, and the sinks hold a
     receipt for every delivery sent. False when time ran out."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if _settled(alarm_ids, sinks):
-            return True
-        time.sleep(0.2)
-    return False
+    return wait_for(lambda: _settled(alarm_ids, sinks), timeout, interval=0.2)
 
 
 def _settled(alarm_ids, sinks) -> bool:

@@ -1,6 +1,6 @@
-"""Fixtures of the fault suite: the sinks, a private Redis, the stack, a scenario's people and
-policy, and the PASS/FAIL line each scenario prints (again in a section at the end of the run,
-whatever pytest captured)."""
+"""Fixtures of the fault suite: the sinks, the stack (on the root conftest's private Redis), a
+scenario's people and policy, and the PASS/FAIL line each scenario prints (again in a section
+at the end of the run, whatever pytest captured)."""
 
 import time
 
@@ -11,7 +11,7 @@ from notifications.models import NotificationChannel
 
 from .checks import Tally
 from .sinks import MailSink, WebhookSink
-from .stack import RedisServer, Stack
+from .stack import Stack
 
 LINES = pytest.StashKey[list[str]]()
 
@@ -31,17 +31,9 @@ def hook_sink():
 
 
 @pytest.fixture
-def redis_server(tmp_path):
-    server = RedisServer(tmp_path)
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def stack(transactional_db, tmp_path, redis_server, mail_sink):
+def stack(transactional_db, tmp_path, private_redis, mail_sink):
     """The scenario starts its processes; whatever still runs is stopped at the end."""
-    made = Stack(tmp_path, redis_server, mail_sink.port)
+    made = Stack(tmp_path, private_redis, mail_sink.port)
     yield made
     made.stop()
 
@@ -76,11 +68,12 @@ def escalation(make_person, make_policy, make_device):
 
 
 @pytest.fixture
-def report(request):
-    """report(scenario, tally, started, stack): print the scenario's line; fail on any problem
-    (a process of the stack that ended by itself is one)."""
+def report(request, stack):
+    """report(scenario, tally): print the scenario's line, timed from the test's start; fail on
+    any problem (a process of the stack that ended by itself is one)."""
+    started = time.monotonic()  # after the stack and the sinks: the scenario starts now
 
-    def write(scenario: str, tally: Tally, started: float, stack: Stack) -> None:
+    def write(scenario: str, tally: Tally) -> None:
         exited = stack.exited()
         tally.counts["processes exited"] = len(exited)
         if exited:

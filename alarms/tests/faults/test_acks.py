@@ -60,13 +60,10 @@ def _at(when: float, press):
 def test_a_burst_of_acks_racing_the_step_acknowledges_once_and_stops_escalation(
     stack, mail_sink, hook_sink, escalation, report
 ):
-    started = time.monotonic()
     token = escalation(
         [(0, 1, [hook_sink.url("ack-1")]), (2, 1, [hook_sink.url("ack-2")]), (2, 1, [])]
     )
-    web, worker = stack.web(), stack.worker()
-    stack.beat()
-    stack.wait_ready(web, worker)
+    stack.start()
 
     alarm_ids = accepted(burst(stack.url, token, ALARMS))
     first = "step0-0@example.org"
@@ -118,4 +115,4 @@ def test_a_burst_of_acks_racing_the_step_acknowledges_once_and_stops_escalation(
         result.problems.append(f"not every alarm acknowledged exactly once: {dict(acks)}")
     if late_steps or still_escalating:
         result.problems.append(f"{late_steps} steps after an ACK, {still_escalating} still due")
-    report("a burst of ACKs racing the escalation step", result, started, stack)
+    report("a burst of ACKs racing the escalation step", result)

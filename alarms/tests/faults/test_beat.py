@@ -24,7 +24,6 @@ def _sweeps_sent(beat) -> int:
 def test_two_beat_processes_at_once_run_every_step_once(
     stack, mail_sink, hook_sink, escalation, report
 ):
-    started = time.monotonic()
     stack.configure(ESCALATION_COUNTDOWN_MAX=0)
     token = escalation(
         [(1, 1, [hook_sink.url("beats-1")]), (1, 1, []), (1, 0, [hook_sink.url("beats-3")])]
@@ -43,13 +42,12 @@ def test_two_beat_processes_at_once_run_every_step_once(
     result.counts["countdown tasks"] = countdowns
     if not all(sweeps) or countdowns:
         result.problems.append("the steps were not run by two beats' sweeps alone")
-    report("two beat processes at once", result, started, stack)
+    report("two beat processes at once", result)
 
 
 def test_steps_due_while_beat_is_stopped_run_once_when_it_starts_again(
     stack, mail_sink, hook_sink, escalation, report
 ):
-    started = time.monotonic()
     # Step 1 goes by its countdown task (no delay), step 2 (1 s later) is left to the sweeper.
     stack.configure(ESCALATION_COUNTDOWN_MAX=0)
     token = escalation([(0, 1, [hook_sink.url("beat-1")]), (1, 1, [hook_sink.url("beat-2")])])
@@ -77,4 +75,4 @@ def test_steps_due_while_beat_is_stopped_run_once_when_it_starts_again(
     result.counts["caught up after start"] = f"{caught_up:.1f} s"
     if due != len(alarm_ids) or ran_meanwhile:
         result.problems.append("the second steps were not all left waiting for beat")
-    report("beat stopped while escalations are due, then started", result, started, stack)
+    report("beat stopped while escalations are due, then started", result)

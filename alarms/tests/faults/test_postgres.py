@@ -21,11 +21,8 @@ def test_postgres_restarted_during_a_stream_loses_no_accepted_alarm(
 ):
     if private_postgres is None:
         pytest.skip("needs --faults and a PostgreSQL server installed to run a private cluster")
-    started = time.monotonic()
     token = escalation([(0, 1, [hook_sink.url("pg-1")]), (5, 1, [])])
-    web, worker = stack.web(), stack.worker()
-    stack.beat()
-    stack.wait_ready(web, worker)
+    stack.start()
 
     stream = Stream(stack.url, token, per_second=3, patience=60).start()
     time.sleep(10)
@@ -50,4 +47,4 @@ def test_postgres_restarted_during_a_stream_loses_no_accepted_alarm(
         result.problems.append(f"answers other than 200/201/503: {sorted(set(others), key=str)}")
     if result.counts["never accepted"]:
         result.problems.append("a device that kept trying was never accepted")
-    report("PostgreSQL restarted during a trigger stream", result, started, stack)
+    report("PostgreSQL restarted during a trigger stream", result)

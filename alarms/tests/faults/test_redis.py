@@ -25,13 +25,10 @@ def _queued(url: str) -> int:
 def test_redis_restarted_empty_mid_fan_out_loses_nothing_and_sends_nothing_twice(
     stack, mail_sink, hook_sink, escalation, report
 ):
-    started = time.monotonic()
     hook_sink.delay = 0.05  # a slow provider: the queue backs up behind it
     hooks = [hook_sink.url("empty-1"), hook_sink.url("empty-2")]
     token = escalation([(0, 3, hooks), (3, 1, hooks[:1])])
-    web, worker = stack.web(), stack.worker()
-    stack.beat()
-    stack.wait_ready(web, worker)
+    stack.start()
 
     alarm_ids = accepted(burst(stack.url, token, 20))
     wait_for(lambda: len(receipts([mail_sink, hook_sink])) >= 30, timeout=20)
@@ -44,19 +41,16 @@ def test_redis_restarted_empty_mid_fan_out_loses_nothing_and_sends_nothing_twice
     result.counts["tasks queued when Redis restarted"] = queued
     if not queued:
         result.problems.append("nothing was queued when Redis restarted: no fault happened")
-    report("Redis restarted empty mid fan-out", result, started, stack)
+    report("Redis restarted empty mid fan-out", result)
 
 
 @pytest.mark.faults
 def test_redis_stopped_for_30_s_during_a_stream_answers_every_device_and_catches_up(
     stack, mail_sink, hook_sink, escalation, report
 ):
-    started = time.monotonic()
     token = escalation([(0, 1, [hook_sink.url("stream-1")]), (10, 1, [])])
-    web, worker = stack.web(), stack.worker()
-    stack.beat()
-    stack.wait_ready(web, worker)
-    stack.redis.keep_data()
+    stack.start()
+    stack.keep_redis_data()
 
     stream = Stream(stack.url, token, per_second=2).start()
     time.sleep(10)
@@ -80,4 +74,4 @@ def test_redis_stopped_for_30_s_during_a_stream_answers_every_device_and_catches
         )
     if any(a not in (200, 201) for r in raises for a in r.answers) or not during:
         result.problems.append("a device was not answered 200/201 while Redis was down")
-    report("Redis stopped for 30 s during a trigger stream", result, started, stack)
+    report("Redis stopped for 30 s during a trigger stream", result)

@@ -1,8 +1,6 @@
 """Workers under faults: two workers racing on the same escalation, and a worker killed with
 SIGKILL in the middle of a fan-out."""
 
-import time
-
 import pytest
 
 from alarms.models import Alarm
@@ -36,7 +34,6 @@ def _duplicate(stack, steps, copies: int) -> None:
 def test_two_workers_racing_on_the_same_escalation_run_each_step_once(
     stack, mail_sink, hook_sink, escalation, report
 ):
-    started = time.monotonic()
     # Step 1 waits a second, so every alarm's token is known before its step is due.
     token = escalation([(1, 2, [hook_sink.url("race-1")]), (2, 1, [hook_sink.url("race-2")])])
     web, first, second = stack.web(), stack.worker("worker-a"), stack.worker("worker-b")
@@ -61,14 +58,13 @@ def test_two_workers_racing_on_the_same_escalation_run_each_step_once(
     )
     if not all("True" in outcomes for outcomes in ran.values()):
         result.problems.append("one worker ran no step: the race did not happen")
-    report("two workers racing on the same escalation", result, started, stack)
+    report("two workers racing on the same escalation", result)
 
 
 @pytest.mark.faults
 def test_a_worker_killed_mid_fan_out_loses_nothing_and_resends_only_what_was_in_flight(
     stack, mail_sink, hook_sink, escalation, report
 ):
-    started = time.monotonic()
     hook_sink.delay = 0.02  # posts take a moment: some are in flight when the worker dies
     hooks = [hook_sink.url(f"kill-{n}") for n in range(3)]
     token = escalation([(0, 5, hooks), (5, 2, hooks[:1])])
@@ -89,4 +85,4 @@ def test_a_worker_killed_mid_fan_out_loses_nothing_and_resends_only_what_was_in_
     result = tally(alarm_ids, sinks, steps_each=2, resends_allowed=2)
     result.counts["received before the kill"] = before
     result.counts["posts cut off by the kill"] = hook_sink.abandoned
-    report("worker killed with SIGKILL mid fan-out", result, started, stack)
+    report("worker killed with SIGKILL mid fan-out", result)

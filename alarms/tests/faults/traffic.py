@@ -58,7 +58,6 @@ class Stream:
     def __init__(self, base_url: str, token: str, per_second: float, patience: float = 60):
         self.base_url, self.token = base_url, token
         self.interval, self.patience = 1 / per_second, patience
-        self.raises: list[Raise] = []
         self._stop = threading.Event()
         self._pool = ThreadPoolExecutor(32)
         self._futures = []
@@ -84,9 +83,9 @@ class Stream:
         """Stop raising, wait for every alarm still being tried, return them all."""
         self._stop.set()
         self._thread.join()
-        self.raises = [future.result() for future in self._futures]
+        raises = [future.result() for future in self._futures]
         self._pool.shutdown()
-        return self.raises
+        return raises
 
 
 def accepted(raises: list[Raise]) -> list[str]:
