@@ -6,7 +6,10 @@ finds the due work in the database once the broker is back.
 
 import logging
 
+import redis
+
 from .celery import app
+from .redis import client as redis_client
 
 log = logging.getLogger(__name__)
 
@@ -18,3 +21,16 @@ def enqueue(task_name: str, *args, countdown: float | None = None) -> bool:
         log.warning("could not enqueue %s%r; the sweeper will pick it up", task_name, args)
         return False
     return True
+
+
+# Kept in the Redis database that holds the queue: gone when Redis comes back empty.
+QUEUE_MARK = "alarmbroker:queue-mark"
+
+
+def queue_was_lost() -> bool:
+    """Whether the queue may have lost tasks since the last ask (Redis came back empty, or this
+    is the first ask): then every task expected in it is to be sent again."""
+    try:
+        return bool(redis_client().set(QUEUE_MARK, "1", nx=True))
+    except redis.RedisError:  # Redis away: nothing can be queued anyway
+        return False

@@ -2,6 +2,7 @@
 
 from celery import shared_task
 
+from alarmsite.queue import queue_was_lost
 from notifications import delivery
 
 from . import engine
@@ -16,4 +17,5 @@ def escalate(alarm_id: str, token: str) -> bool:
 @shared_task(name="escalation.tasks.sweep")
 def sweep() -> dict:
     """Beat, every few seconds: overdue steps and deliveries whose tasks were lost."""
-    return {"steps": engine.sweep(), "deliveries": delivery.retry_overdue()}
+    lost = queue_was_lost()
+    return {"steps": engine.sweep(), "deliveries": delivery.retry_overdue(queue_lost=lost)}

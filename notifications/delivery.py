@@ -5,6 +5,11 @@ commits before calling the transport, so no lock is held across the network. A w
 mid-send leaves the row `sending`; once the lease runs out the sweeper tries it again, at most
 DELIVERY_MAX_ATTEMPTS times in all.
 
+A row whose task is queued carries `queued_until`: the sweeper leaves it to that task until then
+(DELIVERY_REQUEUE_SECONDS past its time), so a worker that is behind is not handed the same
+delivery again and again. A task that could not be published, or a queue that Redis lost, frees
+the row for the sweeper at once.
+
 Follow-ups (acknowledged, resolved, cancelled) go to the channels a step posted to. Deliveries to
 an `ordered` channel for one alarm go out one at a time, and a follow-up waits for the posts
 before it, so a ticket is created once before it is noted and closed. A ticket or an upstream
@@ -20,7 +25,8 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import DatabaseError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from alarms import board
@@ -92,6 +98,7 @@ def create_for_step(alarm, step: dict, index: int, round_: int) -> list[Delivery
     rows = [row for row in rows if row.address]
     for row in rows:
         row.alarm, row.step, row.round, row.next_attempt_at = alarm, index, round_, now
+        row.queued_until = now + _requeue_after()  # queued (or taken) once this commits
     # ignore_conflicts: a step that somehow runs twice finds its rows already there.
     Delivery.objects.bulk_create(rows, ignore_conflicts=True)
     step_deliveries = list(
@@ -124,7 +131,8 @@ def on_transition(alarm, event: str) -> None:
             rows.append(
                 Delivery(alarm=alarm, event=event, step=0, round=0, channel=channel,
                          target=f"channel:{channel.pk}", method=channel.kind,
-                         address=transport.address_for(None), next_attempt_at=now)
+                         address=transport.address_for(None), next_attempt_at=now,
+                         queued_until=now + _requeue_after())
             )  # fmt: skip
     if rows:
         Delivery.objects.bulk_create(rows, ignore_conflicts=True)
@@ -138,14 +146,29 @@ def record_kinds() -> list[str]:
     return [kind for kind in CHANNEL_KINDS if transport_class(kind).keeps_record]
 
 
-def enqueue_on_commit(ids: list[int]) -> None:
-    """Queue these deliveries once the current transaction commits."""
+def enqueue_on_commit(ids: list[int], countdown: float | None = None) -> None:
+    """Queue these deliveries once the current transaction commits (which set their
+    `queued_until`)."""
     if ids:
-        transaction.on_commit(lambda: [enqueue("notifications.tasks.deliver", pk) for pk in ids])
+        transaction.on_commit(lambda: _publish(ids, countdown))
+
+
+def _publish(ids: list[int], countdown: float | None = None) -> None:
+    lost = [pk for pk in ids if not enqueue("notifications.tasks.deliver", pk, countdown=countdown)]
+    if not lost:
+        return
+    try:  # not queued after all: the sweeper need not wait for a task that does not exist
+        Delivery.objects.filter(pk__in=lost).update(queued_until=None)
+    except DatabaseError:
+        log.warning("could not free %d unqueued deliveries; the sweeper waits them out", len(lost))
 
 
 def _lease() -> timedelta:
     return timedelta(seconds=settings.DELIVERY_TIMEOUT_SECONDS * 3 + 30)
+
+
+def _requeue_after() -> timedelta:
+    return timedelta(seconds=settings.DELIVERY_REQUEUE_SECONDS)
 
 
 def backoff_seconds(attempts: int, retry_after: float | None) -> float:
@@ -206,6 +229,7 @@ def take(delivery: Delivery) -> Claimed | None:
     delivery.status = Status.SENDING
     delivery.attempts += 1
     delivery.next_attempt_at = now + _lease()
+    delivery.queued_until = None  # its task has run: only the lease holds it now
     ack_url = ""
     if delivery.event == NOTIFY and transport.ack_link:
         ack_url = issue_ack_link(alarm, person=delivery.person, channel=_posted_to(delivery))
@@ -214,7 +238,16 @@ def take(delivery: Delivery) -> Claimed | None:
         ack_url=ack_url, channel=delivery.channel,
     )  # fmt: skip
     delivery.message = transport.redact(message.stored_text())
-    delivery.save(update_fields=["status", "attempts", "next_attempt_at", "message", "updated_at"])
+    delivery.save(
+        update_fields=[
+            "status",
+            "attempts",
+            "next_attempt_at",
+            "queued_until",
+            "message",
+            "updated_at",
+        ]
+    )
     ref = alarm.external_refs.get(_ref_key(delivery), {}) if delivery.channel_id else {}
     out = Outgoing(alarm, delivery.event, message, delivery.address, delivery.person, ref)
     return Claimed(delivery, transport, out)
@@ -286,11 +319,9 @@ def _defer(delivery: Delivery, ahead: Delivery, now) -> None:
     """Wait for the delivery ahead; this costs no attempt."""
     wake = max(ahead.next_attempt_at or now, now) + timedelta(seconds=1)
     delivery.status, delivery.next_attempt_at = Status.PENDING, wake
-    delivery.save(update_fields=["status", "next_attempt_at", "updated_at"])
-    delay = (wake - now).total_seconds()
-    transaction.on_commit(
-        lambda: enqueue("notifications.tasks.deliver", delivery.pk, countdown=delay)
-    )
+    delivery.queued_until = wake + _requeue_after()
+    delivery.save(update_fields=["status", "next_attempt_at", "queued_until", "updated_at"])
+    enqueue_on_commit([delivery.pk], countdown=(wake - now).total_seconds())
 
 
 def _wake_next(delivery: Delivery) -> None:
@@ -312,7 +343,10 @@ def _wake_next(delivery: Delivery) -> None:
         .first()
     )
     if waiting is not None:
-        Delivery.objects.filter(pk=waiting).update(next_attempt_at=timezone.now())
+        now = timezone.now()
+        Delivery.objects.filter(pk=waiting).update(
+            next_attempt_at=now, queued_until=now + _requeue_after()
+        )
         enqueue_on_commit([waiting])
 
 
@@ -394,10 +428,9 @@ def _record_failure(delivery: Delivery, transport, exc: TransportError, started:
             delay = backoff_seconds(delivery.attempts, exc.retry_after)
             delivery.status = Status.PENDING
             delivery.next_attempt_at = timezone.now() + timedelta(seconds=delay)
-            transaction.on_commit(
-                lambda: enqueue("notifications.tasks.deliver", delivery.pk, countdown=delay)
-            )
-        delivery.save(update_fields=[*RESULT_FIELDS, "status", "next_attempt_at"])
+            delivery.queued_until = delivery.next_attempt_at + _requeue_after()
+            enqueue_on_commit([delivery.pk], countdown=delay)
+        delivery.save(update_fields=[*RESULT_FIELDS, "status", "next_attempt_at", "queued_until"])
     outcome = instruments.FAILED if final else instruments.RETRIED
     instruments.delivery_attempted(delivery, outcome, delivery.latency_ms / 1000)
     log.warning("%s to %s: %s", outcome, delivery.describe(), delivery.error)
@@ -408,16 +441,17 @@ def _elapsed_ms(started: float) -> int:
     return int((time.monotonic() - started) * 1000)
 
 
-def retry_overdue(limit: int = 500) -> int:
-    """Enqueue deliveries whose task was lost or whose sender died (their time is well past)."""
-    cutoff = timezone.now() - timedelta(seconds=10)
-    ids = list(
-        Delivery.objects.filter(status__in=BUSY, next_attempt_at__lte=cutoff)
-        .order_by("next_attempt_at")
-        .values_list("pk", flat=True)[:limit]
-    )
-    for pk in ids:
-        enqueue("notifications.tasks.deliver", pk)
+def retry_overdue(limit: int = 500, queue_lost: bool = False) -> int:
+    """Enqueue deliveries whose task was lost or whose sender died: their time is well past
+    and no task of theirs is expected any more (any task, when the queue itself was lost)."""
+    now = timezone.now()
+    due = Delivery.objects.filter(status__in=BUSY, next_attempt_at__lte=now - timedelta(seconds=10))
+    if not queue_lost:
+        due = due.filter(Q(queued_until__isnull=True) | Q(queued_until__lte=now))
+    ids = list(due.order_by("next_attempt_at").values_list("pk", flat=True)[:limit])
+    if ids:
+        Delivery.objects.filter(pk__in=ids).update(queued_until=now + _requeue_after())
+        _publish(ids)
     return len(ids)
 
 

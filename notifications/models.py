@@ -97,6 +97,11 @@ class Delivery(models.Model):
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     attempts = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    queued_until = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="Its task is queued: the sweeper leaves it alone until then.",
+    )
     provider_status = models.CharField(
         max_length=50, blank=True, help_text="HTTP status or SMTP reply code of the last attempt."
     )
