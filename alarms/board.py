@@ -3,6 +3,10 @@
 Every change reaches the board through `publish(alarm)`, called inside the transaction that
 made it; the event is sent after commit, stamped with a sequence number from Redis, so a page
 that misses one notices the gap and asks for a fresh snapshot.
+
+An open board keeps a key in Redis alive (set before its snapshot is read, renewed with every
+heartbeat). While no board is open, a change is numbered but its card is neither read nor
+sent: the next board to open reads it in its snapshot.
 """
 
 import json
@@ -11,6 +15,7 @@ import threading
 from contextlib import contextmanager
 
 import redis
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Prefetch
 
@@ -31,6 +36,7 @@ ACTION_PERMISSIONS = {
     "cancel": "alarms.cancel_alarm",
 }
 SEQUENCE_KEY = "board:sequence"
+WATCHED_KEY = "board:watched"
 
 
 def user_group(user_id: int) -> str:
@@ -96,8 +102,8 @@ def _cards(alarms) -> list[dict]:
 
 def snapshot() -> dict:
     # Read the sequence before the database: any event numbered up to it was committed before
-    # this query ran, so the snapshot already contains it.
-    sequence = current_sequence()
+    # this query ran, so the snapshot already contains it. Any change committed later is sent.
+    sequence = keep_watched()
     return {
         "type": "snapshot",
         "seq": sequence,
@@ -105,9 +111,13 @@ def snapshot() -> dict:
     }
 
 
-def current_sequence() -> int:
+def keep_watched() -> int:
+    """A board is open: say so for a few heartbeats; return the current sequence number."""
     try:
-        return int(client().get(SEQUENCE_KEY) or 0)
+        pipe = client().pipeline(transaction=False)
+        pipe.set(WATCHED_KEY, 1, ex=max(60, int(4 * settings.BOARD_HEARTBEAT_SECONDS)))
+        pipe.get(SEQUENCE_KEY)
+        return int(pipe.execute()[1] or 0)
     except redis.RedisError:
         return 0
 
@@ -163,7 +173,10 @@ def send_card(alarm_id) -> None:
     try:
         # Number first, read second: of all events for one alarm, the highest number then
         # always carries its latest state, whatever order the events arrive in.
-        sequence = client().incr(SEQUENCE_KEY)
+        pipe = client().pipeline(transaction=False)
+        sequence, watched = pipe.incr(SEQUENCE_KEY).exists(WATCHED_KEY).execute()
+        if not watched:
+            return
         alarm_card = _cards(Alarm.objects.filter(pk=alarm_id))[0]
     except Exception:  # noqa: BLE001 (boards resync from the database; never fail the caller)
         log.warning("could not publish alarm %s to the board", alarm_id, exc_info=True)

@@ -76,7 +76,7 @@ class BoardConsumer(AsyncJsonWebsocketConsumer):
             if not await database_sync_to_async(user_may_watch)(self.user.pk):
                 await self.close(code=CLOSE_LOGGED_OUT)
                 return
-            seq = await database_sync_to_async(board.current_sequence)()
+            seq = await database_sync_to_async(board.keep_watched)()
             await self.send_json({"type": "heartbeat", "seq": seq})
 
     async def receive_json(self, content, **kwargs):

@@ -6,12 +6,15 @@ import pytest
 from asgiref.sync import async_to_sync
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import Group, User
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 
 from alarms import board, lifecycle
 from alarms.models import Alarm
 from alarms.timeline import SYSTEM
 from alarmsite.asgi import application
+from alarmsite.redis import client as redis_client
 from conftest import raise_over_api
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -202,3 +205,30 @@ def test_a_resync_request_answers_with_a_fresh_snapshot(client, dispatcher):
         return snapshot
 
     assert [a["title"] for a in async_to_sync(scenario)()["alarms"]] == ["Late"]
+
+
+def test_while_no_board_is_open_a_change_is_numbered_but_not_read_or_sent(client, dispatcher):
+    outcome = lifecycle.raise_alarm(source="api", dedup_key="n", title="Nobody looks", actor=SYSTEM)
+    alarm_id = outcome.alarm.pk
+    redis_client().delete(board.WATCHED_KEY)  # no board open (nor any for a few heartbeats)
+
+    before = int(redis_client().get(board.SEQUENCE_KEY))
+    with CaptureQueriesContext(connection) as queries:
+        board.send_card(alarm_id)
+    assert len(queries) == 0  # not read, so not sent
+    assert int(redis_client().get(board.SEQUENCE_KEY)) == before + 1  # a board sees no gap
+
+    cookie = session_cookie(client, dispatcher)
+
+    async def scenario():
+        socket = communicator(cookie)
+        await socket.connect()
+        snapshot = await socket.receive_json_from()
+        await asyncio.to_thread(board.send_card, alarm_id)  # a board is open now
+        event = await receive_until(socket, lambda m: m["type"] == "alarm")
+        await socket.disconnect()
+        return snapshot, event
+
+    snapshot, event = async_to_sync(scenario)()
+    assert [a["id"] for a in snapshot["alarms"]] == [str(alarm_id)]
+    assert event["alarm"]["id"] == str(alarm_id) and event["seq"] > snapshot["seq"]
