@@ -22,9 +22,9 @@ from django.db import connection
 from redis import Redis
 
 from alarms.tests.faults.postgres import PrivatePostgres, server_programs
+from alarmsite import kept
 from alarmsite.celery import app as celery_app
 from devices.models import Device, Person, Room, Site
-from escalation import routing
 from escalation.models import EscalationPolicy, EscalationStep
 from notifications.models import NotificationChannel
 
@@ -128,9 +128,9 @@ def _no_storm_guard(settings):
 
 
 @pytest.fixture(autouse=True)
-def _fresh_routing_config():
-    """Each test starts from its own rules: a rolled-back test sends no signal to forget them."""
-    routing.forget_config()
+def _fresh_configuration():
+    """Each test starts from its own configuration: a rolled-back test bumps no number."""
+    kept.forget()
 
 
 # --- builders ---------------------------------------------------------------------------

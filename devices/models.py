@@ -11,6 +11,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from alarmsite.kept import changed, kept
 from alarmsite.tokens import hash_token, new_token
 
 # A device's last_seen_at is kept to within this.
@@ -199,17 +200,28 @@ class Device(models.Model):
 
     @classmethod
     def by_token(cls, token: str) -> "Device | None":
+        """The device holding this token, or its previous one still within its grace. Each
+        process keeps the devices whose tokens were used (alarmsite/kept.py): a raise then
+        reads no device; unknown tokens are looked up every time and never kept."""
         if not token:
             return None
         hashed = hash_token(token)
-        return (
-            cls.objects.select_related("site", "room", "person", "default_policy")
-            .filter(
-                Q(token_hash=hashed)
-                | Q(previous_token_hash=hashed, previous_token_valid_until__gt=timezone.now())
+        devices = kept("devices by token", dict)  # token hash -> Device, shared: read-only
+        device = devices.get(hashed)
+        if device is None:
+            device = (
+                cls.objects.select_related("site", "room", "person", "default_policy")
+                .filter(Q(token_hash=hashed) | Q(previous_token_hash=hashed))
+                .first()
             )
-            .first()
-        )
+            if device is None:
+                return None
+            devices[hashed] = device
+        if hashed != device.token_hash and not (
+            device.previous_token_valid_until and device.previous_token_valid_until > timezone.now()
+        ):
+            return None  # its previous token, past the grace period
+        return device
 
     def refusal(self, ip: str | None, mac: str | None = None) -> str:
         """Why this device's token may not be used from here ('' when it may)."""
@@ -240,3 +252,9 @@ class Device(models.Model):
         if self.kind not in self.INTEGRATIONS and not self.room_id and not self.person_id:
             return "The device is not mapped to a room or a person."
         return ""
+
+
+# A device kept by token carries its site, room and person (alarmsite/kept.py).
+for model in (Site, Room, Person, Device):
+    models.signals.post_save.connect(changed, sender=model, dispatch_uid=f"kept-{model.__name__}")
+    models.signals.post_delete.connect(changed, sender=model, dispatch_uid=f"kept-{model.__name__}")

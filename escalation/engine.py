@@ -7,6 +7,7 @@ runs under the alarm's row lock and does nothing unless the alarm is still trigg
 or stale task never notifies twice.
 """
 
+import copy
 import logging
 import math
 import uuid
@@ -20,6 +21,7 @@ from alarms import board
 from alarms.models import Alarm, AlarmEvent, Status
 from alarms.timeline import event, record, record_all
 from alarmsite import instruments, logs
+from alarmsite.kept import kept
 from alarmsite.queue import enqueue
 from notifications import delivery
 
@@ -32,6 +34,15 @@ EARLY_TOLERANCE = timedelta(milliseconds=250)
 
 
 def snapshot(policy) -> list[dict]:
+    """The policy's steps as an alarm keeps them: a copy of what this process keeps (an alarm
+    may change its own, `shorten_delays`)."""
+    snapshots = kept("policy steps", dict)  # policy id -> its steps, filled as policies are used
+    if policy.pk not in snapshots:
+        snapshots[policy.pk] = _read_snapshot(policy)
+    return copy.deepcopy(snapshots[policy.pk])
+
+
+def _read_snapshot(policy) -> list[dict]:
     steps = list(policy.steps.order_by("order").values("pk", "order", "delay_seconds", "methods"))
     step_ids = [step["pk"] for step in steps]
     persons = _linked(EscalationStep.persons.through, "person_id", step_ids)

@@ -7,20 +7,17 @@ then the global default. A silence or an inhibition that applies silences the al
 the rules said: it is stored and shown, but nobody is notified.
 """
 
-import time
 from dataclasses import dataclass, field
 from datetime import datetime
 
-import redis
-from django.db.models.signals import post_delete, post_save
-from django.dispatch import receiver
+from django.db.models.signals import m2m_changed, post_delete, post_save
 from django.utils import timezone
 
 from alarms.models import OPEN_STATUSES, Alarm
-from alarmsite.redis import client
+from alarmsite.kept import changed, kept
 
 from . import matchers
-from .models import EscalationPolicy, Inhibition, RoutingRule, Silence
+from .models import EscalationPolicy, EscalationStep, Inhibition, RoutingRule, Silence
 from .timewindow import holds
 
 
@@ -83,31 +80,10 @@ class Config:
     silences: list
     inhibitions: list
     global_default: EscalationPolicy | None
-    read_at: float
-
-
-# Every process keeps the routing configuration and reads it again when this number in Redis
-# changes (any save or delete of a rule, silence, inhibition or policy bumps it), and at least
-# every MAX_AGE seconds in case a change could not bump it (Redis down at the time).
-VERSION_KEY = "routing:version"
-MAX_AGE = 30.0
-_kept: dict = {}
 
 
 def config() -> Config:
-    try:
-        version = client().get(VERSION_KEY)
-    except redis.RedisError:
-        return _read()
-    kept = _kept.get(version)
-    if kept is None or time.monotonic() - kept.read_at > MAX_AGE:
-        _kept.clear()
-        kept = _kept[version] = _read()
-    return kept
-
-
-def forget_config() -> None:
-    _kept.clear()
+    return kept("routing", _read)
 
 
 def _read() -> Config:
@@ -117,20 +93,15 @@ def _read() -> Config:
         silences=list(Silence.objects.filter(ends_at__gt=timezone.now())),
         inhibitions=list(Inhibition.objects.filter(enabled=True)),
         global_default=EscalationPolicy.objects.filter(is_default=True).first(),
-        read_at=time.monotonic(),
     )
 
 
-@receiver([post_save, post_delete], sender=RoutingRule)
-@receiver([post_save, post_delete], sender=Silence)
-@receiver([post_save, post_delete], sender=Inhibition)
-@receiver([post_save, post_delete], sender=EscalationPolicy)
-def _configuration_changed(**kwargs) -> None:
-    forget_config()
-    try:
-        client().incr(VERSION_KEY)
-    except redis.RedisError:
-        pass  # other processes notice within MAX_AGE
+# What routing and the policies' step snapshots are read from (alarmsite/kept.py).
+for model in (RoutingRule, Silence, Inhibition, EscalationPolicy, EscalationStep):
+    post_save.connect(changed, sender=model, dispatch_uid=f"kept-{model.__name__}")
+    post_delete.connect(changed, sender=model, dispatch_uid=f"kept-{model.__name__}")
+for through in (EscalationStep.persons.through, EscalationStep.channels.through):
+    m2m_changed.connect(changed, sender=through, dispatch_uid=f"kept-{through.__name__}")
 
 
 def route(alarm: Alarm, at: datetime | None = None, policy=None) -> Routing:

@@ -1,0 +1,51 @@
+"""Configuration each process keeps in memory: routing rules, policies' steps, devices by token.
+
+A number in Redis changes once any configuration change has committed, and a process that sees
+a new number reads again (one GET per use). It also reads again at least every MAX_AGE seconds,
+in case a change could not bump the number (Redis away at the time). The number is bumped after
+commit: bumped before, another process could read the old rows and keep them as new.
+"""
+
+import time
+from collections.abc import Callable
+
+import redis
+from django.db import transaction
+
+from .redis import client
+
+VERSION_KEY = "config:version"
+MAX_AGE = 30.0
+_kept: dict[str, tuple] = {}  # name -> (version, read at, what was read)
+
+
+def kept(name: str, read: Callable):
+    """This process's copy of `read()`, read again once the configuration changed. What it
+    returns is shared by every thread: treat it as read-only (a dict may be filled in)."""
+    try:
+        version = client().get(VERSION_KEY)
+    except redis.RedisError:
+        return read()
+    entry = _kept.get(name)
+    if entry is None or entry[0] != version or time.monotonic() - entry[1] > MAX_AGE:
+        entry = _kept[name] = (version, time.monotonic(), read())
+    return entry[2]
+
+
+def forget() -> None:
+    _kept.clear()
+
+
+def changed(**kwargs) -> None:
+    """A configuration row changed (a signal receiver): forget it here at once, and in every
+    process once the change is committed."""
+    forget()
+    transaction.on_commit(_bump)
+
+
+def _bump() -> None:
+    forget()
+    try:
+        client().incr(VERSION_KEY)
+    except redis.RedisError:
+        pass  # other processes notice within MAX_AGE
