@@ -148,6 +148,9 @@ def _celery_broker_url(redis_url: str) -> str:
 
 CELERY_BROKER_URL = _celery_broker_url(REDIS_URL)
 CELERY_RESULT_BACKEND = None
+# One (disabled) result backend for all threads: the web process runs each request on a new
+# thread, and Celery would otherwise make a backend for each when it queues a task.
+CELERY_RESULT_BACKEND_THREAD_SAFE = True
 CELERY_TASK_IGNORE_RESULT = True
 # A task is acknowledged only after it ran, and given back if its worker dies; every task is
 # idempotent, so running one twice is harmless.

@@ -656,10 +656,10 @@ def test_the_token_is_never_written_down(raise_alarm, zammad, helpdesk, caplog, 
 def test_a_crashing_transport_is_logged_without_the_token(
     raise_alarm, helpdesk, caplog, monkeypatch
 ):
-    def crash(method, url, **kwargs):
+    def crash(session, method, url, **kwargs):
         raise RuntimeError(f"unexpected: {kwargs['headers']}")
 
-    monkeypatch.setattr("notifications.transports.base.requests.request", crash)
+    monkeypatch.setattr("notifications.transports.base.requests.Session.request", crash)
     caplog.set_level(logging.DEBUG)
     alarm = raise_alarm()
 

@@ -8,8 +8,10 @@ notifications.delivery.
 
 import email.utils
 import logging
+import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from http.cookiejar import DefaultCookiePolicy
 from urllib.parse import parse_qsl, urlsplit
 
 import phonenumbers
@@ -282,6 +284,20 @@ class HideRequestTargets(logging.Filter):
 logging.getLogger("urllib3.connectionpool").addFilter(HideRequestTargets())
 
 
+_sessions = threading.local()
+
+
+def _session() -> requests.Session:
+    """This thread's session: connections to a provider stay open from one message to the
+    next (no TCP and TLS handshake each time). It keeps no cookies: one provider's would
+    otherwise go to the next."""
+    session = getattr(_sessions, "session", None)
+    if session is None:
+        session = _sessions.session = requests.Session()
+        session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
+    return session
+
+
 def http(method: str, url: str, *, retry_after_from_body=None, **kwargs) -> requests.Response:
     """One HTTP call with a timeout; failures become transient or permanent TransportErrors.
 
@@ -291,7 +307,7 @@ def http(method: str, url: str, *, retry_after_from_body=None, **kwargs) -> requ
     kwargs.setdefault("timeout", settings.DELIVERY_TIMEOUT_SECONDS)
     kwargs.setdefault("allow_redirects", False)
     try:
-        response = requests.request(method, url, **kwargs)
+        response = _session().request(method, url, **kwargs)
     except INVALID_REQUEST as exc:
         # Its message quotes the offending value, which may be a secret: name only the kind.
         raise TransportError(f"invalid request: {exc.__class__.__name__}", permanent=True) from None
