@@ -25,7 +25,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -99,15 +99,20 @@ def create_for_step(alarm, step: dict, index: int, round_: int) -> list[Delivery
     for row in rows:
         row.alarm, row.step, row.round, row.next_attempt_at = alarm, index, round_, now
         row.queued_until = now + _requeue_after()  # queued (or taken) once this commits
-    # ignore_conflicts: a step that somehow runs twice finds its rows already there.
-    Delivery.objects.bulk_create(rows, ignore_conflicts=True)
-    step_deliveries = list(
-        Delivery.objects.filter(alarm=alarm, event=NOTIFY, step=index, round=round_)
-        .select_related("person", "channel")
-    )  # fmt: skip
-    for row in step_deliveries:
+    try:
+        with transaction.atomic():
+            Delivery.objects.bulk_create(rows)
+    except IntegrityError:  # a step that somehow ran before: add what it lacks, read them all
+        Delivery.objects.bulk_create(rows, ignore_conflicts=True)
+        rows = []
+    if not rows or any(row.pk is None for row in rows):
+        rows = list(
+            Delivery.objects.filter(alarm=alarm, event=NOTIFY, step=index, round=round_)
+            .select_related("person", "channel")
+        )  # fmt: skip
+    for row in rows:
         row.alarm = alarm
-    return step_deliveries
+    return rows
 
 
 def on_transition(alarm, event: str) -> None:
