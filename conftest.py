@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -311,6 +312,19 @@ def celery_worker(transactional_db, settings):
     ) as worker:
         yield worker
     celery_app.control.purge()
+
+
+@contextmanager
+def broker_at(url: str):
+    """Publish this process's tasks to another Redis (Celery drops its pools, as after a fork)."""
+    before = celery_app.conf.broker_url
+    celery_app.conf.broker_url = url
+    celery_app._after_fork()
+    try:
+        yield
+    finally:
+        celery_app.conf.broker_url = before
+        celery_app._after_fork()
 
 
 def test_database_url() -> str:

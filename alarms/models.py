@@ -81,6 +81,9 @@ class Alarm(models.Model):
     current_round = models.PositiveIntegerField(default=0)
     next_escalation_at = models.DateTimeField(null=True, blank=True)
     escalation_token = models.UUIDField(null=True, blank=True, editable=False)
+    # A step due at once is queued without a countdown: the sweeper leaves it to its task until
+    # then (see escalation/engine.py).
+    step_queued_until = models.DateTimeField(null=True, blank=True, editable=False)
 
     # What channels remember about what they posted (a Zammad ticket id…), keyed "channel:<id>",
     # so a later step or the ACK updates that post instead of making a new one.

@@ -225,9 +225,10 @@ ESCALATION_COUNTDOWN_MAX = min(
 DELIVERY_MAX_ATTEMPTS = env.int("DELIVERY_MAX_ATTEMPTS", default=5)
 DELIVERY_RETRY_BASE_SECONDS = env.float("DELIVERY_RETRY_BASE_SECONDS", default=10.0)
 DELIVERY_TIMEOUT_SECONDS = env.float("DELIVERY_TIMEOUT_SECONDS", default=10.0)
-# A queued delivery is left to its task this long past its time before the sweeper queues it
-# again (a worker that is behind would otherwise be handed the same delivery every sweep).
-DELIVERY_REQUEUE_SECONDS = env.float("DELIVERY_REQUEUE_SECONDS", default=120.0)
+# A queued delivery, or an alarm's step queued to run at once, is left to its task this long
+# past its time before the sweeper takes it over (a worker that is behind would otherwise be
+# handed the same work every sweep).
+REQUEUE_AFTER_SECONDS = env.float("REQUEUE_AFTER_SECONDS", default=120.0)
 
 EMAIL_HOST = env.str("EMAIL_HOST", default="")
 EMAIL_PORT = env.int("EMAIL_PORT", default=25)

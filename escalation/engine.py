@@ -14,7 +14,8 @@ import uuid
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import DatabaseError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from alarms import board
@@ -134,11 +135,17 @@ def stop(alarm: Alarm) -> None:
     """Cancel further steps (the caller saves inside its transaction)."""
     alarm.next_escalation_at = None
     alarm.escalation_token = None
+    alarm.step_queued_until = None
 
 
 def _schedule(alarm: Alarm, delay_seconds: float) -> None:
     alarm.next_escalation_at = timezone.now() + timedelta(seconds=delay_seconds)
     alarm.escalation_token = uuid.uuid4()
+    # Due at once, its task waits in the queue (nothing holds it elsewhere): the sweeper leaves
+    # it to that task. A countdown task is held by a worker, which may die with it: the sweeper
+    # takes such a step as soon as it is due.
+    requeue = timedelta(seconds=settings.REQUEUE_AFTER_SECONDS)
+    alarm.step_queued_until = alarm.next_escalation_at + requeue if delay_seconds <= 0 else None
 
 
 def schedule(alarm: Alarm) -> None:
@@ -149,8 +156,21 @@ def schedule(alarm: Alarm) -> None:
     delay = max(0.0, (alarm.next_escalation_at - timezone.now()).total_seconds())
     if delay > settings.ESCALATION_COUNTDOWN_MAX:
         return
-    args = (str(alarm.pk), str(alarm.escalation_token))
-    transaction.on_commit(lambda: enqueue("escalation.tasks.escalate", *args, countdown=delay))
+    alarm_id, token = str(alarm.pk), str(alarm.escalation_token)
+
+    def publish():
+        if not enqueue("escalation.tasks.escalate", alarm_id, token, countdown=delay):
+            _unqueued(alarm_id, token)
+
+    transaction.on_commit(publish)
+
+
+def _unqueued(alarm_id: str, token: str) -> None:
+    """Its task could not be published: the sweeper need not wait for it."""
+    try:
+        Alarm.objects.filter(pk=alarm_id, escalation_token=token).update(step_queued_until=None)
+    except DatabaseError:
+        log.warning("could not free the unqueued step; the sweeper waits it out")
 
 
 def _next_position(alarm: Alarm) -> tuple[int, int] | None:
@@ -164,7 +184,13 @@ def _next_position(alarm: Alarm) -> tuple[int, int] | None:
 
 
 # What a step changes on the alarm.
-STEP_FIELDS = ["current_step", "current_round", "next_escalation_at", "escalation_token"]
+STEP_FIELDS = [
+    "current_step",
+    "current_round",
+    "next_escalation_at",
+    "escalation_token",
+    "step_queued_until",
+]
 
 
 def run_due_step(alarm_id, token=None, send_first: bool = False) -> bool:
@@ -250,10 +276,15 @@ def _advance(alarm: Alarm) -> tuple[list, list]:
 
 
 def sweep(limit: int = 500) -> int:
-    """Run every overdue step (the safety net under lost or never-sent tasks)."""
-    due = (
-        Alarm.objects.filter(status=Status.TRIGGERED, next_escalation_at__lte=timezone.now())
-        .order_by("next_escalation_at")
-        .values_list("pk", flat=True)[:limit]
-    )
-    return sum(run_due_step(alarm_id) for alarm_id in due)
+    """Run every overdue step (the safety net under lost or never-sent tasks), but not one
+    whose task is waiting in the queue."""
+    now = timezone.now()
+    due = Alarm.objects.filter(status=Status.TRIGGERED, next_escalation_at__lte=now)
+    due = due.filter(Q(step_queued_until__isnull=True) | Q(step_queued_until__lte=now))
+    ids = due.order_by("next_escalation_at").values_list("pk", flat=True)[:limit]
+    return sum(run_due_step(alarm_id) for alarm_id in ids)
+
+
+def forget_queued() -> None:
+    """The queue was lost: no step's task is waiting any more."""
+    Alarm.objects.filter(step_queued_until__isnull=False).update(step_queued_until=None)

@@ -17,5 +17,7 @@ def escalate(alarm_id: str, token: str) -> bool:
 @shared_task(name="escalation.tasks.sweep")
 def sweep() -> dict:
     """Beat, every few seconds: overdue steps and deliveries whose tasks were lost."""
-    lost = queue_was_lost()
-    return {"steps": engine.sweep(), "deliveries": delivery.retry_overdue(queue_lost=lost)}
+    if queue_was_lost():  # Redis came back empty: every task in it is gone
+        engine.forget_queued()
+        delivery.forget_queued()
+    return {"steps": engine.sweep(), "deliveries": delivery.retry_overdue()}

@@ -6,7 +6,7 @@ mid-send leaves the row `sending`; once the lease runs out the sweeper tries it 
 DELIVERY_MAX_ATTEMPTS times in all.
 
 A row whose task is queued carries `queued_until`: the sweeper leaves it to that task until then
-(DELIVERY_REQUEUE_SECONDS past its time), so a worker that is behind is not handed the same
+(REQUEUE_AFTER_SECONDS past its time), so a worker that is behind is not handed the same
 delivery again and again. A task that could not be published, or a queue that Redis lost, frees
 the row for the sweeper at once.
 
@@ -173,7 +173,7 @@ def _lease() -> timedelta:
 
 
 def _requeue_after() -> timedelta:
-    return timedelta(seconds=settings.DELIVERY_REQUEUE_SECONDS)
+    return timedelta(seconds=settings.REQUEUE_AFTER_SECONDS)
 
 
 def backoff_seconds(attempts: int, retry_after: float | None) -> float:
@@ -446,18 +446,22 @@ def _elapsed_ms(started: float) -> int:
     return int((time.monotonic() - started) * 1000)
 
 
-def retry_overdue(limit: int = 500, queue_lost: bool = False) -> int:
+def retry_overdue(limit: int = 500) -> int:
     """Enqueue deliveries whose task was lost or whose sender died: their time is well past
-    and no task of theirs is expected any more (any task, when the queue itself was lost)."""
+    and no task of theirs is expected any more."""
     now = timezone.now()
     due = Delivery.objects.filter(status__in=BUSY, next_attempt_at__lte=now - timedelta(seconds=10))
-    if not queue_lost:
-        due = due.filter(Q(queued_until__isnull=True) | Q(queued_until__lte=now))
+    due = due.filter(Q(queued_until__isnull=True) | Q(queued_until__lte=now))
     ids = list(due.order_by("next_attempt_at").values_list("pk", flat=True)[:limit])
     if ids:
         Delivery.objects.filter(pk__in=ids).update(queued_until=now + _requeue_after())
         _publish(ids)
     return len(ids)
+
+
+def forget_queued() -> None:
+    """The queue was lost: no delivery's task is waiting any more."""
+    Delivery.objects.filter(queued_until__isnull=False).update(queued_until=None)
 
 
 def send_test(*, channel: NotificationChannel | None = None, person: Person | None = None):

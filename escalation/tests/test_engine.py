@@ -9,7 +9,10 @@ from django.utils import timezone
 from alarms import lifecycle
 from alarms.models import Alarm
 from alarms.timeline import SYSTEM, Actor
-from escalation import engine
+from alarmsite.queue import QUEUE_MARK, queue_was_lost
+from alarmsite.redis import client as redis_client
+from conftest import broker_at
+from escalation import engine, tasks
 from escalation.models import EscalationStep
 from notifications.models import Delivery
 
@@ -318,8 +321,61 @@ def test_a_resolved_alarm_never_escalates(start_alarm, make_policy, alice):
 def test_the_sweeper_runs_every_overdue_step_and_only_those(start_alarm, make_policy, alice, bob):
     due = [start_alarm(make_policy([(0, [alice], [])], name=f"P{i}"), f"D{i}") for i in range(2)]
     later = start_alarm(make_policy([(600, [bob], [])], name="Later"), "Later phone")
+    Alarm.objects.update(step_queued_until=timezone.now())  # their tasks' lease is over
 
     assert engine.sweep() == 2
 
     assert {d.alarm_id for d in Delivery.objects.all()} == {alarm.pk for alarm in due}
     assert fresh(later).current_step == -1
+
+
+def test_a_step_due_at_once_is_left_to_its_queued_task_until_the_lease_ends(
+    start_alarm, make_policy, alice, settings
+):
+    alarm = start_alarm(make_policy([(0, [alice], [])]))
+    lease = alarm.next_escalation_at + timedelta(seconds=settings.REQUEUE_AFTER_SECONDS)
+    assert fresh(alarm).step_queued_until == lease
+
+    assert engine.sweep() == 0  # a worker that is behind still has its task queued
+    assert fresh(alarm).current_step == -1
+
+    Alarm.objects.filter(pk=alarm.pk).update(step_queued_until=timezone.now())
+    assert engine.sweep() == 1
+    assert notified(alarm) == [(0, 0, "Alice", "email")]
+
+
+def test_when_the_queue_was_lost_the_sweeper_takes_a_queued_step_at_once(
+    start_alarm, make_policy, alice
+):
+    alarm = start_alarm(make_policy([(0, [alice], [])]))
+    queue_was_lost()  # the mark is set, as after any earlier sweep
+    assert tasks.sweep()["steps"] == 0
+
+    redis_client().delete(QUEUE_MARK)  # Redis restarted empty: the queue and the mark are gone
+
+    assert tasks.sweep()["steps"] == 1
+    assert notified(alarm) == [(0, 0, "Alice", "email")]
+
+
+def test_a_step_whose_countdown_a_worker_holds_is_taken_as_soon_as_it_is_due(
+    start_alarm, make_policy, alice
+):
+    alarm = start_alarm(make_policy([(5, [alice], [])]))  # a worker may die holding its task
+    assert fresh(alarm).step_queued_until is None
+    make_due(alarm)
+
+    assert engine.sweep() == 1
+
+
+def test_a_step_whose_task_could_not_be_queued_is_left_to_the_sweeper_at_once(
+    make_device, make_policy, alice, private_redis, django_capture_on_commit_callbacks
+):
+    device, _ = make_device(default_policy=make_policy([(0, [alice], [])]))
+    private_redis.stop()
+    with broker_at(private_redis.url), django_capture_on_commit_callbacks(execute=True):
+        alarm = lifecycle.raise_alarm(
+            source="yealink", dedup_key="k", title="Emergency", device=device, actor=SYSTEM
+        ).alarm
+
+    assert fresh(alarm).step_queued_until is None
+    assert engine.sweep() == 1

@@ -2,7 +2,6 @@
 to that task; it is queued again only once that task is long overdue, could not be published,
 or the queue itself was lost (Redis came back empty)."""
 
-from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
@@ -13,6 +12,7 @@ from alarms.timeline import SYSTEM
 from alarmsite.celery import app as celery_app
 from alarmsite.queue import QUEUE_MARK, queue_was_lost
 from alarmsite.redis import client as redis_client
+from conftest import broker_at
 from escalation import tasks
 from notifications import delivery
 from notifications.models import Delivery, NotificationChannel
@@ -69,7 +69,7 @@ def test_a_delivery_whose_task_is_long_overdue_is_queued_again_once(two_deliveri
     assert delivery.retry_overdue() == 2
     assert queued() == 2
     leased = Delivery.objects.values_list("queued_until", flat=True)
-    requeue = timedelta(seconds=settings.DELIVERY_REQUEUE_SECONDS)
+    requeue = timedelta(seconds=settings.REQUEUE_AFTER_SECONDS)
     assert all(until > timezone.now() + requeue - timedelta(seconds=10) for until in leased)
     assert delivery.retry_overdue() == 0
     assert queued() == 2
@@ -91,19 +91,6 @@ def test_the_queue_mark_tells_once_that_the_queue_was_lost():
     redis_client().delete(QUEUE_MARK)
 
     assert [queue_was_lost(), queue_was_lost(), queue_was_lost()] == [True, False, False]
-
-
-@contextmanager
-def broker_at(url: str):
-    """Publish this process's tasks to another Redis (Celery drops its pools, as after a fork)."""
-    before = celery_app.conf.broker_url
-    celery_app.conf.broker_url = url
-    celery_app._after_fork()
-    try:
-        yield
-    finally:
-        celery_app.conf.broker_url = before
-        celery_app._after_fork()
 
 
 def test_a_delivery_that_could_not_be_queued_is_left_to_the_sweeper_at_once(
