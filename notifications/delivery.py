@@ -5,10 +5,11 @@ commits before calling the transport, so no lock is held across the network. A w
 mid-send leaves the row `sending`; once the lease runs out the sweeper tries it again, at most
 DELIVERY_MAX_ATTEMPTS times in all.
 
-A row whose task is queued carries `queued_until`: the sweeper leaves it to that task until then
-(REQUEUE_AFTER_SECONDS past its time), so a worker that is behind is not handed the same
-delivery again and again. A task that could not be published, or a queue that Redis lost, frees
-the row for the sweeper at once.
+A row whose task waits in the queue carries `queued_until`: the sweeper leaves it to that task
+until then (REQUEUE_AFTER_SECONDS past its time), so a worker that is behind is not handed the
+same delivery again and again. A task that could not be published, or a queue that Redis lost,
+frees the row for the sweeper at once. A retry or a wait queued with a countdown has no lease:
+a worker holds such a task until its time and may die with it.
 
 Follow-ups (acknowledged, resolved, cancelled) go to the channels a step posted to. Deliveries to
 an `ordered` channel for one alarm go out one at a time, and a follow-up waits for the posts
@@ -324,7 +325,7 @@ def _defer(delivery: Delivery, ahead: Delivery, now) -> None:
     """Wait for the delivery ahead; this costs no attempt."""
     wake = max(ahead.next_attempt_at or now, now) + timedelta(seconds=1)
     delivery.status, delivery.next_attempt_at = Status.PENDING, wake
-    delivery.queued_until = wake + _requeue_after()
+    delivery.queued_until = None  # a countdown task: a worker holds it and may die with it
     delivery.save(update_fields=["status", "next_attempt_at", "queued_until", "updated_at"])
     enqueue_on_commit([delivery.pk], countdown=(wake - now).total_seconds())
 
@@ -433,9 +434,8 @@ def _record_failure(delivery: Delivery, transport, exc: TransportError, started:
             delay = backoff_seconds(delivery.attempts, exc.retry_after)
             delivery.status = Status.PENDING
             delivery.next_attempt_at = timezone.now() + timedelta(seconds=delay)
-            delivery.queued_until = delivery.next_attempt_at + _requeue_after()
-            enqueue_on_commit([delivery.pk], countdown=delay)
-        delivery.save(update_fields=[*RESULT_FIELDS, "status", "next_attempt_at", "queued_until"])
+            enqueue_on_commit([delivery.pk], countdown=delay)  # held by a worker: no lease
+        delivery.save(update_fields=[*RESULT_FIELDS, "status", "next_attempt_at"])
     outcome = instruments.FAILED if final else instruments.RETRIED
     instruments.delivery_attempted(delivery, outcome, delivery.latency_ms / 1000)
     log.warning("%s to %s: %s", outcome, delivery.describe(), delivery.error)
