@@ -210,7 +210,7 @@ class Device(models.Model):
         device = devices.get(hashed)
         if device is None:
             device = (
-                cls.objects.select_related("site", "room", "person", "default_policy")
+                cls.objects.select_related("site", "room__site", "person", "default_policy")
                 .filter(Q(token_hash=hashed) | Q(previous_token_hash=hashed))
                 .first()
             )

@@ -1,8 +1,11 @@
 """The Yealink Action URL: a desk phone's emergency key as a plain GET with the device token."""
 
+import re
 import time
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from alarms import lifecycle
 from alarms.models import Alarm
@@ -22,6 +25,16 @@ def dead_redis(settings):
 
 def press(client, token):
     return client.get(URL, {"token": token})
+
+
+def test_the_first_press_of_a_phone_reads_it_once_with_its_room_and_site(client, make_device):
+    _, token = make_device()
+
+    with CaptureQueriesContext(connection) as queries:
+        assert press(client, token).status_code == 200
+
+    reads = [q["sql"] for q in queries if re.search(r'FROM "devices_', q["sql"])]
+    assert len(reads) == 1 and 'JOIN "devices_site"' in reads[0]
 
 
 def test_a_press_opens_an_alarm_for_the_device(client, make_device, room):
