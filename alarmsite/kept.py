@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 import redis
 from django.db import transaction
+from django.db.models.signals import m2m_changed, post_delete, post_save
 
 from .redis import client
 
@@ -41,6 +42,16 @@ def changed(**kwargs) -> None:
     process once the change is committed."""
     forget()
     transaction.on_commit(_bump)
+
+
+def watch(*models, through=()) -> None:
+    """What is kept is read from these models (and these many-to-many tables): any change to
+    them is a configuration change."""
+    for model in models:
+        post_save.connect(changed, sender=model, dispatch_uid=f"kept-{model.__name__}")
+        post_delete.connect(changed, sender=model, dispatch_uid=f"kept-{model.__name__}")
+    for table in through:
+        m2m_changed.connect(changed, sender=table, dispatch_uid=f"kept-{table.__name__}")
 
 
 def _bump() -> None:

@@ -5,8 +5,12 @@ finds the due work in the database once the broker is back.
 """
 
 import logging
+from datetime import datetime, timedelta
 
 import redis
+from django.conf import settings
+from django.db import DatabaseError
+from django.db.models import Q
 
 from .celery import app
 from .redis import client as redis_client
@@ -21,6 +25,29 @@ def enqueue(task_name: str, *args, countdown: float | None = None) -> bool:
         log.warning("could not enqueue %s%r; the sweeper will pick it up", task_name, args)
         return False
     return True
+
+
+# Leases: a row whose task waits in the queue (a delivery, an alarm's step due at once) names
+# until when the sweeper leaves it to that task, in a field of its own.
+
+
+def lease_until(at: datetime) -> datetime:
+    """Until when the sweeper leaves work due `at` to the task queued for it."""
+    return at + timedelta(seconds=settings.REQUEUE_AFTER_SECONDS)
+
+
+def unleased(field: str, now: datetime) -> Q:
+    """Rows whose lease in `field` is over, or that have none."""
+    return Q(**{f"{field}__isnull": True}) | Q(**{f"{field}__lte": now})
+
+
+def release(rows, field: str) -> None:
+    """No task waits for these rows (it could not be published, or the queue was lost): the
+    sweeper need not wait for one."""
+    try:
+        rows.filter(**{f"{field}__isnull": False}).update(**{field: None})
+    except DatabaseError:
+        log.warning("could not release %s leases; the sweeper waits them out", field)
 
 
 # Kept in the Redis database that holds the queue: gone when Redis comes back empty.

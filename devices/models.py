@@ -11,7 +11,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from alarmsite.kept import changed, kept
+from alarmsite.kept import kept, watch
 from alarmsite.tokens import hash_token, new_token
 
 # A device's last_seen_at is kept to within this.
@@ -254,7 +254,5 @@ class Device(models.Model):
         return ""
 
 
-# A device kept by token carries its site, room and person (alarmsite/kept.py).
-for model in (Site, Room, Person, Device):
-    models.signals.post_save.connect(changed, sender=model, dispatch_uid=f"kept-{model.__name__}")
-    models.signals.post_delete.connect(changed, sender=model, dispatch_uid=f"kept-{model.__name__}")
+# A device kept by token carries its site, room and person.
+watch(Site, Room, Person, Device)

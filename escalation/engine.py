@@ -14,8 +14,7 @@ import uuid
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import DatabaseError, transaction
-from django.db.models import Q
+from django.db import transaction
 from django.utils import timezone
 
 from alarms import board
@@ -23,7 +22,7 @@ from alarms.models import Alarm, AlarmEvent, Status
 from alarms.timeline import event, record, record_all
 from alarmsite import instruments, logs
 from alarmsite.kept import kept
-from alarmsite.queue import enqueue
+from alarmsite.queue import enqueue, lease_until, release, unleased
 from notifications import delivery
 
 from .models import EscalationStep
@@ -144,8 +143,7 @@ def _schedule(alarm: Alarm, delay_seconds: float) -> None:
     # Due at once, its task waits in the queue (nothing holds it elsewhere): the sweeper leaves
     # it to that task. A countdown task is held by a worker, which may die with it: the sweeper
     # takes such a step as soon as it is due.
-    requeue = timedelta(seconds=settings.REQUEUE_AFTER_SECONDS)
-    alarm.step_queued_until = alarm.next_escalation_at + requeue if delay_seconds <= 0 else None
+    alarm.step_queued_until = lease_until(alarm.next_escalation_at) if delay_seconds <= 0 else None
 
 
 def schedule(alarm: Alarm) -> None:
@@ -160,17 +158,9 @@ def schedule(alarm: Alarm) -> None:
 
     def publish():
         if not enqueue("escalation.tasks.escalate", alarm_id, token, countdown=delay):
-            _unqueued(alarm_id, token)
+            release(Alarm.objects.filter(pk=alarm_id, escalation_token=token), "step_queued_until")
 
     transaction.on_commit(publish)
-
-
-def _unqueued(alarm_id: str, token: str) -> None:
-    """Its task could not be published: the sweeper need not wait for it."""
-    try:
-        Alarm.objects.filter(pk=alarm_id, escalation_token=token).update(step_queued_until=None)
-    except DatabaseError:
-        log.warning("could not free the unqueued step; the sweeper waits it out")
 
 
 def _next_position(alarm: Alarm) -> tuple[int, int] | None:
@@ -280,11 +270,11 @@ def sweep(limit: int = 500) -> int:
     whose task is waiting in the queue."""
     now = timezone.now()
     due = Alarm.objects.filter(status=Status.TRIGGERED, next_escalation_at__lte=now)
-    due = due.filter(Q(step_queued_until__isnull=True) | Q(step_queued_until__lte=now))
+    due = due.filter(unleased("step_queued_until", now))
     ids = due.order_by("next_escalation_at").values_list("pk", flat=True)[:limit]
     return sum(run_due_step(alarm_id) for alarm_id in ids)
 
 
 def forget_queued() -> None:
     """The queue was lost: no step's task is waiting any more."""
-    Alarm.objects.filter(step_queued_until__isnull=False).update(step_queued_until=None)
+    release(Alarm.objects.all(), "step_queued_until")

@@ -10,11 +10,10 @@ the rules said: it is stored and shown, but nobody is notified.
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from django.db.models.signals import m2m_changed, post_delete, post_save
 from django.utils import timezone
 
 from alarms.models import OPEN_STATUSES, Alarm
-from alarmsite.kept import changed, kept
+from alarmsite.kept import kept, watch
 
 from . import matchers
 from .models import EscalationPolicy, EscalationStep, Inhibition, RoutingRule, Silence
@@ -96,12 +95,11 @@ def _read() -> Config:
     )
 
 
-# What routing and the policies' step snapshots are read from (alarmsite/kept.py).
-for model in (RoutingRule, Silence, Inhibition, EscalationPolicy, EscalationStep):
-    post_save.connect(changed, sender=model, dispatch_uid=f"kept-{model.__name__}")
-    post_delete.connect(changed, sender=model, dispatch_uid=f"kept-{model.__name__}")
-for through in (EscalationStep.persons.through, EscalationStep.channels.through):
-    m2m_changed.connect(changed, sender=through, dispatch_uid=f"kept-{through.__name__}")
+# What routing and the policies' step snapshots are read from.
+watch(
+    RoutingRule, Silence, Inhibition, EscalationPolicy, EscalationStep,
+    through=(EscalationStep.persons.through, EscalationStep.channels.through),
+)  # fmt: skip
 
 
 def route(alarm: Alarm, at: datetime | None = None, policy=None) -> Routing:

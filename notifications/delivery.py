@@ -26,8 +26,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import DatabaseError, IntegrityError, transaction
-from django.db.models import Q
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from alarms import board
@@ -35,7 +34,7 @@ from alarms.acklinks import issue_ack_link
 from alarms.models import Alarm, AlarmEvent
 from alarms.timeline import record
 from alarmsite import instruments, logs
-from alarmsite.queue import enqueue
+from alarmsite.queue import enqueue, lease_until, release, unleased
 from devices.models import Person
 
 from .messages import build_message, sample_alarm
@@ -99,7 +98,7 @@ def create_for_step(alarm, step: dict, index: int, round_: int) -> list[Delivery
     rows = [row for row in rows if row.address]
     for row in rows:
         row.alarm, row.step, row.round, row.next_attempt_at = alarm, index, round_, now
-        row.queued_until = now + _requeue_after()  # queued (or taken) once this commits
+        row.queued_until = lease_until(now)  # queued (or taken) once this commits
     try:
         with transaction.atomic():
             Delivery.objects.bulk_create(rows)
@@ -138,7 +137,7 @@ def on_transition(alarm, event: str) -> None:
                 Delivery(alarm=alarm, event=event, step=0, round=0, channel=channel,
                          target=f"channel:{channel.pk}", method=channel.kind,
                          address=transport.address_for(None), next_attempt_at=now,
-                         queued_until=now + _requeue_after())
+                         queued_until=lease_until(now))
             )  # fmt: skip
     if rows:
         Delivery.objects.bulk_create(rows, ignore_conflicts=True)
@@ -161,20 +160,12 @@ def enqueue_on_commit(ids: list[int], countdown: float | None = None) -> None:
 
 def _publish(ids: list[int], countdown: float | None = None) -> None:
     lost = [pk for pk in ids if not enqueue("notifications.tasks.deliver", pk, countdown=countdown)]
-    if not lost:
-        return
-    try:  # not queued after all: the sweeper need not wait for a task that does not exist
-        Delivery.objects.filter(pk__in=lost).update(queued_until=None)
-    except DatabaseError:
-        log.warning("could not free %d unqueued deliveries; the sweeper waits them out", len(lost))
+    if lost:
+        release(Delivery.objects.filter(pk__in=lost), "queued_until")
 
 
 def _lease() -> timedelta:
     return timedelta(seconds=settings.DELIVERY_TIMEOUT_SECONDS * 3 + 30)
-
-
-def _requeue_after() -> timedelta:
-    return timedelta(seconds=settings.REQUEUE_AFTER_SECONDS)
 
 
 def backoff_seconds(attempts: int, retry_after: float | None) -> float:
@@ -351,7 +342,7 @@ def _wake_next(delivery: Delivery) -> None:
     if waiting is not None:
         now = timezone.now()
         Delivery.objects.filter(pk=waiting).update(
-            next_attempt_at=now, queued_until=now + _requeue_after()
+            next_attempt_at=now, queued_until=lease_until(now)
         )
         enqueue_on_commit([waiting])
 
@@ -451,17 +442,17 @@ def retry_overdue(limit: int = 500) -> int:
     and no task of theirs is expected any more."""
     now = timezone.now()
     due = Delivery.objects.filter(status__in=BUSY, next_attempt_at__lte=now - timedelta(seconds=10))
-    due = due.filter(Q(queued_until__isnull=True) | Q(queued_until__lte=now))
+    due = due.filter(unleased("queued_until", now))
     ids = list(due.order_by("next_attempt_at").values_list("pk", flat=True)[:limit])
     if ids:
-        Delivery.objects.filter(pk__in=ids).update(queued_until=now + _requeue_after())
+        Delivery.objects.filter(pk__in=ids).update(queued_until=lease_until(now))
         _publish(ids)
     return len(ids)
 
 
 def forget_queued() -> None:
     """The queue was lost: no delivery's task is waiting any more."""
-    Delivery.objects.filter(queued_until__isnull=False).update(queued_until=None)
+    release(Delivery.objects.all(), "queued_until")
 
 
 def send_test(*, channel: NotificationChannel | None = None, person: Person | None = None):
