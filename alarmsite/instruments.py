@@ -146,9 +146,9 @@ def alarm_acknowledged(alarm) -> None:
     _record(lambda pipe: ACKNOWLEDGE_SECONDS.observe(pipe, seconds, alarm.severity))
 
 
-def escalation_step_ran(due_at, countdown: bool) -> None:
+def escalation_step_ran(due_at, via: str) -> None:
+    """A step ran `via` its countdown task, the drain of the queue, or the sweeper."""
     seconds = (timezone.now() - due_at).total_seconds()
-    via = "countdown" if countdown else "sweep"
     _record(lambda pipe: ESCALATION_LATENESS_SECONDS.observe(pipe, seconds, via))
 
 

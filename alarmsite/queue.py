@@ -27,6 +27,29 @@ def enqueue(task_name: str, *args, countdown: float | None = None) -> bool:
     return True
 
 
+def enqueue_once(task_name: str, pending_key: str, ttl: float) -> bool:
+    """Queue the task unless one queued before under `pending_key` has not started yet (the
+    task deletes the key when it starts; `ttl` bounds a key whose task was lost). Return
+    whether such a task is queued."""
+    try:
+        if not redis_client().set(pending_key, "1", nx=True, px=int(ttl * 1000)):
+            return True
+    except redis.RedisError:  # Redis away: nothing can be queued
+        return False
+    if enqueue(task_name):
+        return True
+    started(pending_key)
+    return False
+
+
+def started(pending_key: str) -> None:
+    """A task queued by `enqueue_once` starts: the next one asked for is queued anew."""
+    try:
+        redis_client().delete(pending_key)
+    except redis.RedisError:
+        log.warning("could not clear %s; it expires on its own", pending_key)
+
+
 # Leases: a row whose task waits in the queue (a delivery, an alarm's step due at once) names
 # until when the sweeper leaves it to that task, in a field of its own.
 

@@ -10,6 +10,7 @@ or stale task never notifies twice.
 import copy
 import logging
 import math
+import time
 import uuid
 from datetime import timedelta
 
@@ -22,7 +23,7 @@ from alarms.models import Alarm, AlarmEvent, Status
 from alarms.timeline import event, record, record_all
 from alarmsite import instruments, logs
 from alarmsite.kept import kept
-from alarmsite.queue import enqueue, lease_until, release, unleased
+from alarmsite.queue import enqueue, enqueue_once, lease_until, release, unleased
 from notifications import delivery
 
 from .models import EscalationStep
@@ -31,6 +32,11 @@ log = logging.getLogger(__name__)
 
 # A countdown task may arrive a little early; treat a step due within this as due.
 EARLY_TOLERANCE = timedelta(milliseconds=250)
+
+# Steps due at once are run by one queued drain task, many alarms per transaction.
+DRAIN_TASK = "escalation.tasks.drain"
+DRAIN_PENDING = "alarmbroker:drain-pending"  # set while a drain task waits in the queue
+DRAIN_BATCH = 50
 
 
 def snapshot(policy) -> list[dict]:
@@ -157,7 +163,13 @@ def schedule(alarm: Alarm) -> None:
     alarm_id, token = str(alarm.pk), str(alarm.escalation_token)
 
     def publish():
-        if not enqueue("escalation.tasks.escalate", alarm_id, token, countdown=delay):
+        # A step due at once waits for the drain, which takes many alarms per transaction;
+        # a later one gets a countdown task of its own.
+        if delay <= 0:
+            queued = enqueue_once(DRAIN_TASK, DRAIN_PENDING, ttl=settings.REQUEUE_AFTER_SECONDS)
+        else:
+            queued = enqueue("escalation.tasks.escalate", alarm_id, token, countdown=delay)
+        if not queued:
             release(Alarm.objects.filter(pk=alarm_id, escalation_token=token), "step_queued_until")
 
     transaction.on_commit(publish)
@@ -194,35 +206,84 @@ def run_due_step(alarm_id, token=None, send_first: bool = False) -> bool:
             alarm = _due_alarm(alarm_id, token)
             if alarm is None:
                 return False
-            instruments.escalation_step_ran(alarm.next_escalation_at, countdown=token is not None)
-            pending, entries = _advance(alarm)
-            record_all(*entries)
-            log.info("%s", "; ".join(entry.text for entry in entries))
-            alarm.save(update_fields=STEP_FIELDS)
-            schedule(alarm)
-            board.publish(alarm)
-            first = delivery.take(pending.pop(0)) if send_first and pending else None
-            delivery.enqueue_on_commit([row.pk for row in pending])
+            first = _step(alarm, "countdown" if token else "sweep", send_first)
         delivery.send(first)
     return True
+
+
+def run_due_now(limit: int = DRAIN_BATCH) -> int:
+    """Steps due now for up to `limit` alarms in one transaction (steps due at once, after a
+    raise, and any other due step); return how many ran. Each alarm is locked and stepped as by
+    `run_due_step`; the first delivery of each step is sent here once all have committed."""
+    alarms = []
+    with board.batched():
+        try:
+            with transaction.atomic():
+                alarms = list(_lock_due(Alarm.objects).order_by("next_escalation_at")[:limit])
+                firsts = [_step(alarm, "queue", send_first=True) for alarm in alarms]
+        except Exception:  # noqa: BLE001 (one alarm's fault must not hold the others back)
+            log.exception("a batch of due steps failed; running them one by one")
+            return sum(_run_alone(alarm.pk) for alarm in alarms)
+        delivery.send_taken([first for first in firsts if first])
+    return len(alarms)
+
+
+def _run_alone(alarm_id) -> bool:
+    try:
+        return run_due_step(alarm_id, send_first=True)
+    except Exception:  # noqa: BLE001 (logged; the sweeper tries it again)
+        log.exception("the step of alarm %s failed", alarm_id)
+        return False
+
+
+def drain(seconds: float = 5.0) -> int:
+    """Run due steps in batches until none is left, for at most `seconds`; then leave the rest
+    to a drain queued anew, so that deliveries waiting in the queue get their turn."""
+    started, ran = time.monotonic(), 0
+    while time.monotonic() - started < seconds:
+        batch = run_due_now()
+        ran += batch
+        if batch < DRAIN_BATCH:
+            return ran
+    enqueue_once(DRAIN_TASK, DRAIN_PENDING, ttl=settings.REQUEUE_AFTER_SECONDS)
+    return ran
+
+
+def _step(alarm: Alarm, via: str, send_first: bool):
+    """Inside the transaction that locked the due alarm: run its step; return its first
+    delivery, taken, when `send_first`."""
+    with logs.about_alarm(alarm.pk):
+        instruments.escalation_step_ran(alarm.next_escalation_at, via)
+        pending, entries = _advance(alarm)
+        record_all(*entries)
+        log.info("%s", "; ".join(entry.text for entry in entries))
+        alarm.save(update_fields=STEP_FIELDS)
+        schedule(alarm)
+        board.publish(alarm)
+        first = delivery.take(pending.pop(0)) if send_first and pending else None
+        delivery.enqueue_on_commit([row.pk for row in pending])
+    return first
 
 
 def _due_alarm(alarm_id, token) -> Alarm | None:
     """The alarm, locked, if it is still triggered, carries `token` (when given) and its next
     step is due."""
-    alarm = (
-        Alarm.objects.select_for_update(skip_locked=True, of=("self",))
-        .select_related("site", "room", "person", "device")
-        .filter(pk=alarm_id, status=Status.TRIGGERED, next_escalation_at__isnull=False)
-        .first()
-    )
+    alarm = next(iter(_lock_due(Alarm.objects.filter(pk=alarm_id))), None)
     if alarm is None:
         return None
     if token is not None and str(alarm.escalation_token) != str(token):
         return None
-    if alarm.next_escalation_at > timezone.now() + EARLY_TOLERANCE:
-        return None
     return alarm
+
+
+def _lock_due(alarms):
+    """Of these alarms, the triggered ones whose next step is due, locked (those another
+    transaction holds are left to it)."""
+    return (
+        alarms.select_for_update(skip_locked=True, of=("self",))
+        .select_related("site", "room", "person", "device")
+        .filter(status=Status.TRIGGERED, next_escalation_at__lte=timezone.now() + EARLY_TOLERANCE)
+    )
 
 
 def _advance(alarm: Alarm) -> tuple[list, list]:

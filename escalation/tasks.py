@@ -2,7 +2,7 @@
 
 from celery import shared_task
 
-from alarmsite.queue import queue_was_lost
+from alarmsite.queue import queue_was_lost, started
 from notifications import delivery
 
 from . import engine
@@ -12,6 +12,13 @@ from . import engine
 def escalate(alarm_id: str, token: str) -> bool:
     """Fast path: run the step this task was scheduled for, if the alarm still expects it."""
     return engine.run_due_step(alarm_id, token, send_first=True)
+
+
+@shared_task(name=engine.DRAIN_TASK)
+def drain() -> int:
+    """After raises: every step due now, many alarms per transaction."""
+    started(engine.DRAIN_PENDING)
+    return engine.drain()
 
 
 @shared_task(name="escalation.tasks.sweep")

@@ -27,6 +27,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from alarms import board
@@ -257,6 +258,31 @@ def send(claimed: Claimed | None) -> str | None:
         return None
     with logs.about_alarm(claimed.delivery.alarm_id):
         return _send(claimed)
+
+
+def send_taken(taken: list[Claimed]) -> None:
+    """Send deliveries taken together, one after another. Once sending has taken longer than
+    one transport timeout (a slow provider), the rest go back to the queue untried: each was
+    taken with a lease, and must not be sent after it runs out and the sweeper takes it too."""
+    started = time.monotonic()
+    for n, claimed in enumerate(taken):
+        if n and time.monotonic() - started > settings.DELIVERY_TIMEOUT_SECONDS:
+            _give_back(taken[n:])
+            return
+        send(claimed)
+
+
+def _give_back(taken: list[Claimed]) -> None:
+    now = timezone.now()
+    ids = [claimed.delivery.pk for claimed in taken]
+    Delivery.objects.filter(pk__in=ids, status=Status.SENDING).update(
+        status=Status.PENDING,
+        attempts=F("attempts") - 1,
+        next_attempt_at=now,
+        queued_until=lease_until(now),
+    )
+    log.warning("%d deliveries handed to the queue: sending is slow", len(ids))
+    _publish(ids)
 
 
 def _send(claimed: Claimed) -> str:

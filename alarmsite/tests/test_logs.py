@@ -194,7 +194,8 @@ def test_the_worker_logs_json_lines_that_name_the_alarm_they_concern(
                    "-l", "info", "-n", "logs@%h", "--without-mingle", "--without-gossip"],
                   env, log_name="worker")  # fmt: skip
     wait_until(lambda: "ready." in _log_of(tmp_path, "worker"), timeout=20)
-    _, token = make_device(default_policy=make_policy([(0, [], [webhook_channel])]))
+    # A step a second after the raise: its countdown task is about this one alarm.
+    _, token = make_device(default_policy=make_policy([(1, [], [webhook_channel])]))
 
     alarm_id = client.get("/v1/yealink/alarm", {"token": token}).json()["alarm_id"]
 

@@ -1,0 +1,101 @@
+"""The drain: steps due at once after raises are run by one queued task, many alarms per
+transaction, on the real Redis queue."""
+
+import json
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from alarms.lifecycle import raise_alarm
+from alarms.models import Alarm
+from alarms.timeline import SYSTEM
+from alarmsite.celery import app as celery_app
+from alarmsite.redis import client as redis_client
+from escalation import engine, tasks
+from notifications import delivery
+from notifications.models import Delivery
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def empty_queue():
+    celery_app.control.purge()
+    yield
+    celery_app.control.purge()
+
+
+def queued(task_name: str) -> int:
+    messages = redis_client().lrange("celery", 0, -1)
+    return sum(json.loads(message)["headers"]["task"] == task_name for message in messages)
+
+
+@pytest.fixture
+def raise_many(make_policy, webhook_channel):
+    policy = make_policy([(0, [], [webhook_channel])])
+
+    def raise_(count: int, first: int = 0) -> list[Alarm]:
+        return [
+            raise_alarm(source="api", dedup_key=f"boiler-{n}", title="Boiler", actor=SYSTEM,
+                        policy=policy).alarm
+            for n in range(first, first + count)
+        ]  # fmt: skip
+
+    return raise_
+
+
+def test_raises_queue_one_drain_until_it_starts(raise_many, webhook_receiver):
+    raise_many(5)
+    assert queued(engine.DRAIN_TASK) == 1
+
+    assert tasks.drain() == 5
+    assert len(webhook_receiver.requests) == 5
+
+    raise_many(1, first=5)  # the queued drain has started: a raise now needs another
+    assert queued(engine.DRAIN_TASK) == 2
+
+
+def test_a_drain_locks_and_steps_many_alarms_in_one_read(raise_many, webhook_receiver):
+    alarms = raise_many(20)
+
+    with CaptureQueriesContext(connection) as statements:
+        assert engine.run_due_now() == 20
+
+    locking_reads = [q["sql"] for q in statements if q["sql"].endswith("SKIP LOCKED")]
+    assert len(locking_reads) == 1
+    sent = Delivery.objects.filter(status="sent")
+    assert sorted(sent.values_list("alarm_id", flat=True)) == sorted(a.pk for a in alarms)
+    assert len(webhook_receiver.requests) == 20
+    assert set(Alarm.objects.values_list("current_step", flat=True)) == {0}
+
+
+def test_an_alarm_whose_step_fails_does_not_hold_back_the_others(raise_many, webhook_receiver):
+    good, broken, other = raise_many(3)
+    Alarm.objects.filter(pk=broken.pk).update(steps_snapshot=[{"order": 0}])  # no targets named
+
+    assert engine.run_due_now() == 2
+
+    assert set(Delivery.objects.values_list("alarm_id", flat=True)) == {good.pk, other.pk}
+    assert Alarm.objects.get(pk=broken.pk).current_step == -1  # still due, for the sweeper
+
+
+def test_deliveries_taken_together_go_back_to_the_queue_once_sending_is_slow(
+    raise_many, webhook_receiver, settings
+):
+    settings.DELIVERY_TIMEOUT_SECONDS = 0.5
+    webhook_receiver.delay = 0.2  # three posts take longer than one timeout
+    alarms = raise_many(6)
+
+    assert engine.run_due_now() == 6
+
+    inline = len(webhook_receiver.requests)
+    given_back = Delivery.objects.filter(status="pending")
+    assert 1 <= inline <= 3
+    assert given_back.count() == 6 - inline
+    assert set(given_back.values_list("attempts", flat=True)) == {0}
+    assert queued("notifications.tasks.deliver") == 6 - inline
+    for pk in given_back.values_list("pk", flat=True):
+        assert delivery.attempt(pk) == "sent"  # as their queued tasks do
+    posted = [request["json"]["alarm"]["id"] for request in webhook_receiver.requests]
+    assert sorted(posted) == sorted(str(alarm.pk) for alarm in alarms)
