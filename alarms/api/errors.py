@@ -5,15 +5,16 @@ from django.db import OperationalError
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
+# The database is down or every pooled connection stayed busy: nothing was stored, so the
+# sender is told to try again rather than that it sent something wrong.
+STORE_UNAVAILABLE = {"error": "the alarm store is unavailable; nothing was stored, try again"}
+
 
 def json_exception_handler(exc, context):
     if isinstance(exc, RequestDataTooBig):
         return Response({"error": "request body too large"}, status=413)
     if isinstance(exc, OperationalError):
-        # The database is down or every pooled connection stayed busy: nothing was stored, so
-        # the sender is told to try again rather than that it sent something wrong.
-        body = {"error": "the alarm store is unavailable; nothing was stored, try again"}
-        return Response(body, status=503, headers={"Retry-After": "5"})
+        return Response(STORE_UNAVAILABLE, status=503, headers={"Retry-After": "5"})
     response = exception_handler(exc, context)
     if response is not None and isinstance(response.data, dict) and "detail" in response.data:
         response.data = {"error": str(response.data["detail"])}

@@ -122,19 +122,23 @@ class YealinkAlarmView(APIView):
     )
     def get(self, request):
         params = request.query_params
-        device, refusal = device_for(params.get("token", ""), client_ip(request), params.get("mac"))
-        if device is None:
-            return error("unknown or disabled device token", 404)
-        if refusal := refusal or wrong_device(device, self):
-            return error(refusal, 403)
-        if device.mapping_problem:
-            return error(device.mapping_problem, 409)
-        if limited := refuse_over_limit(device):
-            return limited
-        outcome = press_emergency_key(device, Actor(f"device {device.name}", ip=client_ip(request)))
-        response = raised(outcome)
-        response.status_code = 200
-        return response
+        return press(params.get("token", ""), client_ip(request), params.get("mac"))
+
+
+def press(token: str, ip: str | None, mac: str | None) -> Response:
+    """The answer to a phone's emergency key (the Yealink view's and the device fast path's)."""
+    device, refusal = device_for(token, ip, mac)
+    if device is None:
+        return error("unknown or disabled device token", 404)
+    if refusal := refusal or wrong_device(device, YealinkAlarmView):
+        return error(refusal, 403)
+    if device.mapping_problem:
+        return error(device.mapping_problem, 409)
+    if limited := refuse_over_limit(device):
+        return limited
+    response = raised(press_emergency_key(device, Actor(f"device {device.name}", ip=ip)))
+    response.status_code = 200
+    return response
 
 
 class RaiseView(APIView):
@@ -147,24 +151,40 @@ class RaiseView(APIView):
         responses={201: RaisedSerializer, 200: RaisedSerializer, **errors(400, 401, 403, 429, 503)},
     )
     def post(self, request):
-        serializer = RaiseSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
-        if refused := refuse_device(request):
-            return refused
-        outcome = lifecycle.raise_alarm(
-            source=data["source"],
-            dedup_key=scoped_dedup_key(
-                calling_device(request), data.get("dedup_key") or str(uuid.uuid4())
-            ),
-            title=data["title"],
-            message=data.get("message", ""),
-            severity=data["severity"],
-            labels=data["labels"],
-            device=calling_device(request),
-            actor=actor_for(request),
-        )
-        return raised(outcome)
+        return raise_from(request.data, calling_device(request), actor_for(request))
+
+
+def raise_from(data, device: Device | None, actor: Actor) -> Response:
+    """The answer to a JSON raise, by a device or a user allowed to raise (the raise view's
+    and the device fast path's)."""
+    serializer = RaiseSerializer(data=data)
+    if not serializer.is_valid():
+        return Response({"error": "invalid input", "fields": serializer.errors}, status=400)
+    if device and (limited := refuse_over_limit(device)):
+        return limited
+    data = serializer.validated_data
+    outcome = lifecycle.raise_alarm(
+        source=data["source"],
+        dedup_key=scoped_dedup_key(device, data.get("dedup_key") or str(uuid.uuid4())),
+        title=data["title"],
+        message=data.get("message", ""),
+        severity=data["severity"],
+        labels=data["labels"],
+        device=device,
+        actor=actor,
+    )
+    return raised(outcome)
+
+
+def raise_by_device(token: str, ip: str | None, data) -> Response | None:
+    """A JSON raise with this Bearer token, if it is a device's (None: it is not, and the
+    request goes the API's whole way: it may be a user's API token)."""
+    device, refusal = device_for(token, ip)
+    if device is None:
+        return None
+    if refusal := refusal or wrong_device(device, RaiseView):
+        return error(refusal, 403)
+    return raise_from(data, device, Actor(f"device {device.name}", ip=ip))
 
 
 class ClearView(APIView):

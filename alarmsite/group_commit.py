@@ -1,0 +1,86 @@
+"""Group commit: the work of many concurrent requests in one database transaction.
+
+One thread takes all the work waiting, runs each piece in a savepoint of one transaction and
+commits once, so a burst of alarms pays for one commit (and one round of Django's request
+handling is spared, see alarms/api/fast.py). A piece's result is released only after that
+commit: nobody is told an alarm was stored before it was. A piece that fails rolls back alone
+(its savepoint) and gets its own exception. If the database rolls the whole transaction back (a
+deadlock), every piece is run again alone, in a transaction of its own, so each gets the answer
+it would have had without the others; if the database is away, each gets that error.
+"""
+
+import asyncio
+import logging
+import queue
+import threading
+from concurrent.futures import Future
+
+from django.db import close_old_connections, transaction
+
+log = logging.getLogger(__name__)
+
+
+class GroupCommitter:
+    def __init__(self, most: int = 100):
+        self.most = most  # pieces in one transaction, at most
+        self._waiting: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._starting = threading.Lock()
+
+    async def run(self, work):
+        """`work()` in the next group; what it returned (or raised) once the group committed."""
+        future: Future = Future()
+        self._start()
+        self._waiting.put((work, future))
+        return await asyncio.wrap_future(future)
+
+    def _start(self) -> None:
+        with self._starting:
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._serve, name="group-commit", daemon=True
+                )
+                self._thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            group = [self._waiting.get()]
+            while len(group) < self.most:
+                try:
+                    group.append(self._waiting.get_nowait())
+                except queue.Empty:
+                    break
+            self._commit(group)
+
+    def _commit(self, group: list) -> None:
+        try:
+            with transaction.atomic():
+                outcomes = [_outcome(work) for work, _ in group]
+        except Exception as exc:  # noqa: BLE001 (the group could not commit)
+            if _rolled_back(exc):  # by the database (a deadlock): each piece on its own
+                log.warning("a group of %d was rolled back (%s); each runs alone", len(group), exc)
+                outcomes = [_outcome(work) for work, _ in group]
+            else:  # the database is away: so it is for each piece
+                outcomes = [(None, exc)] * len(group)
+        finally:
+            close_old_connections()  # as after each request
+        for (_, future), (result, error) in zip(group, outcomes, strict=True):
+            if error is None:
+                future.set_result(result)
+            else:
+                future.set_exception(error)
+
+
+def _rolled_back(exc: Exception) -> bool:
+    """Whether PostgreSQL rolled the transaction back (SQLSTATE class 40: a deadlock, a
+    serialization failure), which a retry alone may not meet."""
+    return str(getattr(exc.__cause__, "sqlstate", "") or "").startswith("40")
+
+
+def _outcome(work) -> tuple[object, BaseException | None]:
+    """Run `work()` in a transaction of its own, a savepoint inside the group's."""
+    try:
+        with transaction.atomic():
+            return work(), None
+    except Exception as exc:  # noqa: BLE001 (handed to the piece's caller)
+        return None, exc

@@ -1,0 +1,54 @@
+"""Group commit against the real database: pieces that arrive together share one transaction,
+and a piece that fails rolls back alone."""
+
+import asyncio
+import time
+
+import pytest
+from django.db import IntegrityError, connection
+
+from alarmsite.group_commit import GroupCommitter
+from devices.models import Site
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def run_together(works: list) -> list:
+    """Each work through one committer, all at once; what each returned or raised."""
+    committer = GroupCommitter()
+
+    async def submit():
+        return await asyncio.gather(*(committer.run(w) for w in works), return_exceptions=True)
+
+    return asyncio.run(submit())
+
+
+def transaction_id() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT txid_current()")  # the whole transaction's, even in a savepoint
+        return cursor.fetchone()[0]
+
+
+@pytest.mark.postgres
+def test_pieces_that_arrive_while_a_group_commits_share_the_next_transaction():
+    def slow():
+        time.sleep(0.3)  # the others arrive meanwhile
+        return transaction_id()
+
+    ids = run_together([slow] + [transaction_id] * 29)
+
+    assert len(set(ids)) <= 3
+    assert max(ids.count(i) for i in set(ids)) >= 20
+
+
+def test_a_piece_that_fails_rolls_back_alone_and_gets_its_error():
+    Site.objects.create(name="HQ")
+
+    def add(name):
+        return lambda: Site.objects.create(name=name).name
+
+    results = run_together([add("North"), add("HQ"), add("South")])  # HQ exists: unique name
+
+    assert results[0] == "North" and results[2] == "South"
+    assert isinstance(results[1], IntegrityError)
+    assert sorted(Site.objects.values_list("name", flat=True)) == ["HQ", "North", "South"]
