@@ -183,18 +183,18 @@ def forget_rate_limit(device) -> None:
 
 
 @pytest.fixture(autouse=True)
+def _no_drain_pending():
+    """A drain task a test queued with no worker to run it does not stand for the next test's."""
+    REAL_REDIS.delete(engine.DRAIN_PENDING)
+
+
+@pytest.fixture(autouse=True)
 def _fresh_rate_limits():
     """Every test starts with no requests counted: the suite's ACK links and sign-ins all come
     from 127.0.0.1 within a few minutes."""
     for pattern in ("ratelimit:ack:*", "ratelimit:api-token:*", "login-failures:*"):
         for key in REAL_REDIS.scan_iter(pattern):
             REAL_REDIS.delete(key)
-
-
-@pytest.fixture(autouse=True)
-def _no_drain_pending():
-    """A drain task a test queued with no worker to run it does not stand for the next test's."""
-    REAL_REDIS.delete(engine.DRAIN_PENDING)
 
 
 @pytest.fixture
@@ -315,12 +315,18 @@ def webhook_receiver():
 def celery_worker(transactional_db, settings):
     """A real Celery worker, in this process, consuming from the real Redis broker."""
     settings.DELIVERY_RETRY_BASE_SECONDS = 0.2
-    celery_app.control.purge()
+    purge_queue()
     with start_worker(
         celery_app, pool="threads", concurrency=4, perform_ping_check=False, shutdown_timeout=10
     ) as worker:
         yield worker
+    purge_queue()
+
+
+def purge_queue() -> None:
+    """No task left in the queue, and so no drain pending."""
     celery_app.control.purge()
+    REAL_REDIS.delete(engine.DRAIN_PENDING)
 
 
 @contextmanager

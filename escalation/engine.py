@@ -22,7 +22,7 @@ from alarms import board
 from alarms.models import Alarm, AlarmEvent, Status
 from alarms.timeline import event, record, record_all
 from alarmsite import instruments, logs
-from alarmsite.kept import kept
+from alarmsite.kept import kept, one_version
 from alarmsite.queue import enqueue, enqueue_once, lease_until, release, unleased
 from notifications import delivery
 
@@ -36,6 +36,7 @@ EARLY_TOLERANCE = timedelta(milliseconds=250)
 # Steps due at once are run by one queued drain task, many alarms per transaction.
 DRAIN_TASK = "escalation.tasks.drain"
 DRAIN_PENDING = "alarmbroker:drain-pending"  # set while a drain task waits in the queue
+DRAIN_PENDING_SECONDS = 10.0  # how long a lost drain (purged, reserved by a killed worker) blocks
 DRAIN_BATCH = 50
 
 
@@ -166,7 +167,7 @@ def schedule(alarm: Alarm) -> None:
         # A step due at once waits for the drain, which takes many alarms per transaction;
         # a later one gets a countdown task of its own.
         if delay <= 0:
-            queued = enqueue_once(DRAIN_TASK, DRAIN_PENDING, ttl=settings.REQUEUE_AFTER_SECONDS)
+            queued = enqueue_once(DRAIN_TASK, DRAIN_PENDING, ttl=DRAIN_PENDING_SECONDS)
         else:
             queued = enqueue("escalation.tasks.escalate", alarm_id, token, countdown=delay)
         if not queued:
@@ -216,7 +217,7 @@ def run_due_now(limit: int = DRAIN_BATCH) -> int:
     raise, and any other due step); return how many ran. Each alarm is locked and stepped as by
     `run_due_step`; the first delivery of each step is sent here once all have committed."""
     alarms = []
-    with board.batched():
+    with board.batched(), one_version():
         try:
             with transaction.atomic():
                 alarms = list(_lock_due(Alarm.objects).order_by("next_escalation_at")[:limit])
@@ -245,7 +246,7 @@ def drain(seconds: float = 5.0) -> int:
         ran += batch
         if batch < DRAIN_BATCH:
             return ran
-    enqueue_once(DRAIN_TASK, DRAIN_PENDING, ttl=settings.REQUEUE_AFTER_SECONDS)
+    enqueue_once(DRAIN_TASK, DRAIN_PENDING, ttl=DRAIN_PENDING_SECONDS)
     return ran
 
 
@@ -333,7 +334,11 @@ def sweep(limit: int = 500) -> int:
     due = Alarm.objects.filter(status=Status.TRIGGERED, next_escalation_at__lte=now)
     due = due.filter(unleased("step_queued_until", now))
     ids = due.order_by("next_escalation_at").values_list("pk", flat=True)[:limit]
-    return sum(run_due_step(alarm_id) for alarm_id in ids)
+    ran = sum(run_due_step(alarm_id) for alarm_id in ids)
+    if Alarm.objects.filter(status=Status.TRIGGERED, next_escalation_at__lte=now).exists():
+        # Steps left to a drain: ask for one, in case the one they wait for was lost.
+        enqueue_once(DRAIN_TASK, DRAIN_PENDING, ttl=DRAIN_PENDING_SECONDS)
+    return ran
 
 
 def forget_queued() -> None:

@@ -12,6 +12,7 @@ from alarms.models import Alarm
 from alarms.timeline import SYSTEM
 from alarmsite.celery import app as celery_app
 from alarmsite.redis import client as redis_client
+from conftest import purge_queue
 from escalation import engine, tasks
 from notifications import delivery
 from notifications.models import Delivery
@@ -21,9 +22,9 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 @pytest.fixture(autouse=True)
 def empty_queue():
-    celery_app.control.purge()
+    purge_queue()
     yield
-    celery_app.control.purge()
+    purge_queue()
 
 
 def queued(task_name: str) -> int:
@@ -62,8 +63,8 @@ def test_a_drain_locks_and_steps_many_alarms_in_one_read(raise_many, webhook_rec
     with CaptureQueriesContext(connection) as statements:
         assert engine.run_due_now() == 20
 
-    alarm_reads = [q["sql"] for q in statements
-                   if q["sql"].startswith("SELECT") and 'FROM "alarms_alarm"' in q["sql"]]  # fmt: skip
+    reads = [q["sql"] for q in statements if q["sql"].startswith("SELECT")]
+    alarm_reads = [sql for sql in reads if 'FROM "alarms_alarm"' in sql]
     assert len(alarm_reads) == 1
     sent = Delivery.objects.filter(status="sent")
     assert sorted(sent.values_list("alarm_id", flat=True)) == sorted(a.pk for a in alarms)
@@ -100,3 +101,17 @@ def test_deliveries_taken_together_go_back_to_the_queue_once_sending_is_slow(
         assert delivery.attempt(pk) == "sent"  # as their queued tasks do
     posted = [request["json"]["alarm"]["id"] for request in webhook_receiver.requests]
     assert sorted(posted) == sorted(str(alarm.pk) for alarm in alarms)
+
+
+def test_a_lost_drain_holds_back_raises_for_seconds_then_the_sweeper_asks_again(raise_many):
+    raise_many(1)
+    celery_app.control.purge()  # the drain is lost (a purge, a killed worker's reserved task)
+    assert 0 < redis_client().pttl(engine.DRAIN_PENDING) <= engine.DRAIN_PENDING_SECONDS * 1000
+    raise_many(1, first=1)
+    assert queued(engine.DRAIN_TASK) == 0  # one is thought to be pending
+
+    redis_client().delete(engine.DRAIN_PENDING)  # as it expires
+    tasks.sweep()
+
+    assert queued(engine.DRAIN_TASK) == 1
+    assert tasks.drain() == 2
