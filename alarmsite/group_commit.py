@@ -2,11 +2,12 @@
 
 One thread takes all the work waiting, runs each piece in a savepoint of one transaction and
 commits once, so a burst of alarms pays for one commit (and one round of Django's request
-handling is spared, see alarms/api/fast.py). A piece's result is released only after that
-commit: nobody is told an alarm was stored before it was. A piece that fails rolls back alone
-(its savepoint) and gets its own exception. If the database rolls the whole transaction back (a
-deadlock), every piece is run again alone, in a transaction of its own, so each gets the answer
-it would have had without the others; if the database is away, each gets that error.
+handling is spared, see alarms/api/fast.py); the pieces see one configuration
+(`kept.one_version`). A piece's result is released only after that commit: nobody is told an
+alarm was stored before it was. A piece that fails rolls back alone (its savepoint) and gets its
+own exception. If the database rolls the whole transaction back (a deadlock), every piece is run
+again alone, in a transaction of its own, so each gets the answer it would have had without the
+others; if the database is away, each gets that error.
 """
 
 import asyncio
@@ -16,6 +17,8 @@ import threading
 from concurrent.futures import Future
 
 from django.db import close_old_connections, transaction
+
+from . import kept
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +57,7 @@ class GroupCommitter:
 
     def _commit(self, group: list) -> None:
         try:
-            with transaction.atomic():
+            with kept.one_version(), transaction.atomic():
                 outcomes = [_outcome(work) for work, _ in group]
         except Exception as exc:  # noqa: BLE001 (the group could not commit)
             if _rolled_back(exc):  # by the database (a deadlock): each piece on its own

@@ -8,6 +8,8 @@ commit: bumped before, another process could read the old rows and keep them as 
 
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 import redis
 from django.db import transaction
@@ -18,19 +20,34 @@ from .redis import client
 VERSION_KEY = "config:version"
 MAX_AGE = 30.0
 _kept: dict[str, tuple] = {}  # name -> (version, read at, what was read)
+_version: ContextVar = ContextVar("config_version", default=None)  # inside `one_version`
 
 
 def kept(name: str, read: Callable):
     """This process's copy of `read()`, read again once the configuration changed. What it
     returns is shared by every thread: treat it as read-only (a dict may be filled in)."""
     try:
-        version = client().get(VERSION_KEY)
+        version = _version.get() or client().get(VERSION_KEY)
     except redis.RedisError:
         return read()
     entry = _kept.get(name)
     if entry is None or entry[0] != version or time.monotonic() - entry[1] > MAX_AGE:
         entry = _kept[name] = (version, time.monotonic(), read())
     return entry[2]
+
+
+@contextmanager
+def one_version():
+    """Inside, every use asks for the configuration's number once: work done together (a group
+    of raises, a batch of steps) sees one configuration, for one Redis round trip."""
+    try:
+        token = _version.set(client().get(VERSION_KEY))
+    except redis.RedisError:
+        token = _version.set(None)  # each use reads the configuration itself
+    try:
+        yield
+    finally:
+        _version.reset(token)
 
 
 def forget() -> None:

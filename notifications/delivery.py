@@ -35,6 +35,7 @@ from alarms.acklinks import issue_ack_link
 from alarms.models import Alarm, AlarmEvent
 from alarms.timeline import record
 from alarmsite import instruments, logs
+from alarmsite.kept import kept
 from alarmsite.queue import enqueue, lease_until, release, unleased
 from devices.models import Person
 
@@ -83,14 +84,16 @@ def create_for_step(alarm, step: dict, index: int, round_: int) -> list[Delivery
     """Create this step's deliveries (inside the escalation transaction) and return them all;
     the caller sends or queues the pending ones."""
     rows = []
-    gateways = {}
-    for person in Person.objects.filter(pk__in=step["person_ids"], active=True):
+    known = kept("step targets", _no_targets)  # shared: read-only, filled as steps name them
+    gateways = known["gateways"]  # method -> its gateway
+    for person in _rows(known[Person], Person, step["person_ids"], active=True):
         for method, gateway, address in person_targets(person, step["methods"], gateways):
             rows.append(
                 Delivery(person=person, channel=gateway, address=address,
                          target=f"person:{person.pk}", method=method)
             )  # fmt: skip
-    for channel in NotificationChannel.objects.filter(pk__in=step["channel_ids"], enabled=True):
+    for channel in _rows(known[NotificationChannel], NotificationChannel, step["channel_ids"],
+                         enabled=True):  # fmt: skip
         rows.append(
             Delivery(channel=channel, address=channel.transport().address_for(None),
                      target=f"channel:{channel.pk}", method=channel.kind)
@@ -114,6 +117,22 @@ def create_for_step(alarm, step: dict, index: int, round_: int) -> list[Delivery
     for row in rows:
         row.alarm = alarm
     return rows
+
+
+def _no_targets() -> dict:
+    """What a process keeps of the people, channels and gateways steps name (none yet)."""
+    return {Person: {}, NotificationChannel: {}, "gateways": {}}
+
+
+def _rows(known: dict, model, ids: list[int], **wanted) -> list:
+    """The rows with these ids that match `wanted`, in the model's order; `known` keeps the
+    rows read before (id -> row, None: gone), as steps name the same ones again and again."""
+    if missing := [pk for pk in ids if pk not in known]:
+        found = {row.pk: row for row in model.objects.filter(pk__in=missing)}
+        known.update({pk: found.get(pk) for pk in missing})
+    matching = [known[pk] for pk in ids if known[pk] is not None]
+    matching = [row for row in matching if all(getattr(row, k) == v for k, v in wanted.items())]
+    return sorted(matching, key=lambda row: (row.name, row.pk))
 
 
 def on_transition(alarm, event: str) -> None:

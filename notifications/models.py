@@ -4,6 +4,8 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.template import TemplateSyntaxError
 
+from alarmsite.kept import watch
+
 from .transports import CHANNEL_KINDS, PERSON_METHODS, choices, transport_class
 from .transports.base import ACKNOWLEDGED, CANCELLED, NOTIFY, RESOLVED
 
@@ -136,3 +138,7 @@ class Delivery(models.Model):
     def describe(self) -> str:
         target = self.person or self.channel
         return f"{target.name if target else self.target} by {self.method}"
+
+
+# Steps' channels and people's gateways are kept by each process (notifications/delivery.py).
+watch(NotificationChannel)

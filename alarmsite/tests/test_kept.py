@@ -9,7 +9,7 @@ import pytest
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
-from alarmsite.kept import VERSION_KEY, kept
+from alarmsite.kept import VERSION_KEY, kept, one_version
 from alarmsite.redis import client as redis_client
 from alarmsite.tokens import new_token
 from conftest import raise_over_api
@@ -86,3 +86,18 @@ def test_unknown_tokens_are_looked_up_and_never_kept(client, device_and_token):
 
     assert statuses == {401}
     assert kept("devices by token", dict) == {}
+
+
+def test_work_done_together_sees_one_configuration():
+    reads = []
+
+    def read():
+        reads.append(len(reads) + 1)
+        return reads[-1]
+
+    with one_version():
+        assert kept("figure", read) == 1
+        redis_client().incr(VERSION_KEY)  # another process changed the configuration meanwhile
+        assert kept("figure", read) == 1
+
+    assert kept("figure", read) == 2  # the next piece of work sees the change
