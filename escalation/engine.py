@@ -255,13 +255,14 @@ def _step(alarm: Alarm, via: str, send_first: bool):
     delivery, taken, when `send_first`."""
     with logs.about_alarm(alarm.pk):
         instruments.escalation_step_ran(alarm.next_escalation_at, via)
-        pending, entries = _advance(alarm)
+        pending, entries, first = _advance(alarm, send_first)
         record_all(*entries)
         log.info("%s", "; ".join(entry.text for entry in entries))
         alarm.save(update_fields=STEP_FIELDS)
         schedule(alarm)
         board.publish(alarm)
-        first = delivery.take(pending.pop(0)) if send_first and pending else None
+        if send_first and first is None and pending:
+            first = delivery.take(pending.pop(0))
         delivery.enqueue_on_commit([row.pk for row in pending])
     return first
 
@@ -287,11 +288,12 @@ def _lock_due(alarms):
     )
 
 
-def _advance(alarm: Alarm) -> tuple[list, list]:
+def _advance(alarm: Alarm, take_first: bool = False) -> tuple[list, list, object]:
     """Run the next step; a step that reaches nobody is skipped and the one after runs now
-    (a new round still waits the policy's pause). Return the deliveries to send and the
-    timeline entries to record."""
-    pending, entries = [], []
+    (a new round still waits the policy's pause). Return the deliveries to queue, the
+    timeline entries to record and, with `take_first`, the first delivery if it was written
+    taken (`delivery.create_for_step`)."""
+    pending, entries, first = [], [], None
     while (position := _next_position(alarm)) is not None:
         index, round_ = position
         alarm.current_step, alarm.current_round = index, round_
@@ -299,7 +301,10 @@ def _advance(alarm: Alarm) -> tuple[list, list]:
         label = f"Step {index + 1} of {len(alarm.steps_snapshot)}, round {round_ + 1}"
         if step.get("policy"):
             label += f" ({step['policy']})"
-        notified = delivery.create_for_step(alarm, step, index, round_)
+        notified, taken = delivery.create_for_step(
+            alarm, step, index, round_, take_first=take_first and first is None
+        )
+        first = first or taken
         pending += [row for row in notified if row.status == row.Status.PENDING]
         if notified:
             text = f"{label}: notifying {', '.join(row.describe() for row in notified)}"
@@ -314,17 +319,17 @@ def _advance(alarm: Alarm) -> tuple[list, list]:
             break
         if following[1] != round_:
             _schedule(alarm, alarm.repeat_after_seconds)
-            return pending, entries
+            return pending, entries, first
         upcoming = alarm.steps_snapshot[following[0]]
         # Delays count from the previous step; a step that reached nobody is not waited out,
         # but a parallel policy's step keeps its own time.
         if notified or upcoming.get("policy") != step.get("policy"):
             _schedule(alarm, upcoming["delay_seconds"])
-            return pending, entries
+            return pending, entries, first
     stop(alarm)
     text = "Last step ran; the alarm stays open"
     entries.append(event(alarm, AlarmEvent.Kind.ESCALATION_ENDED, text))
-    return pending, entries
+    return pending, entries, first
 
 
 def sweep(limit: int = 500) -> int:

@@ -80,9 +80,12 @@ def person_targets(person: Person, methods: list[str], gateways: dict):
         yield method, gateway, transport_for(gateway).address_for(person)
 
 
-def create_for_step(alarm, step: dict, index: int, round_: int) -> list[Delivery]:
+def create_for_step(
+    alarm, step: dict, index: int, round_: int, take_first: bool = False
+) -> tuple[list[Delivery], "Claimed | None"]:
     """Create this step's deliveries (inside the escalation transaction) and return them all;
-    the caller sends or queues the pending ones."""
+    the caller sends or queues the pending ones. With `take_first`, the first is written
+    taken when it can be (`take_unwritten`), and returned taken, to be sent."""
     rows = []
     known = kept("step targets", _no_targets)  # shared: read-only, filled as steps name them
     gateways = known["gateways"]  # method -> its gateway
@@ -103,12 +106,16 @@ def create_for_step(alarm, step: dict, index: int, round_: int) -> list[Delivery
     for row in rows:
         row.alarm, row.step, row.round, row.next_attempt_at = alarm, index, round_, now
         row.queued_until = lease_until(now)  # queued (or taken) once this commits
+    taken = take_unwritten(rows[0]) if take_first and rows else None
     try:
         with transaction.atomic():
             Delivery.objects.bulk_create(rows)
     except IntegrityError:  # a step that somehow ran before: add what it lacks, read them all
+        if taken:  # written as the others are, to be queued
+            taken.delivery.status, taken.delivery.attempts = Status.PENDING, 0
+            taken.delivery.next_attempt_at, taken.delivery.queued_until = now, lease_until(now)
         Delivery.objects.bulk_create(rows, ignore_conflicts=True)
-        rows = []
+        rows, taken = [], None
     if not rows or any(row.pk is None for row in rows):
         rows = list(
             Delivery.objects.filter(alarm=alarm, event=NOTIFY, step=index, round=round_)
@@ -116,7 +123,7 @@ def create_for_step(alarm, step: dict, index: int, round_: int) -> list[Delivery
         )  # fmt: skip
     for row in rows:
         row.alarm = alarm
-    return rows
+    return rows, taken
 
 
 def _no_targets() -> dict:
@@ -243,9 +250,29 @@ def take(delivery: Delivery) -> Claimed | None:
             return _defer(delivery, ahead, now)
         if delivery.event != NOTIFY and not _was_posted(delivery):
             return _give_up(delivery, "not sent: no step ever posted to this channel")
+    claimed = _taken(delivery, transport)
+    delivery.save(update_fields=TAKEN_FIELDS)
+    return claimed
+
+
+# What taking a delivery changes on it.
+TAKEN_FIELDS = ["status", "attempts", "next_attempt_at", "queued_until", "message", "updated_at"]
+
+
+def take_unwritten(delivery: Delivery) -> Claimed | None:
+    """Take a step's first message before its row is written, sparing an update: its alarm is
+    triggered (the step is running). None for an ordered channel, whose posts wait for the
+    ones before (`take` it once written)."""
+    transport = transport_for(delivery.channel)
+    return None if transport.ordered else _taken(delivery, transport)
+
+
+def _taken(delivery: Delivery, transport) -> Claimed:
+    """Mark the delivery taken for one attempt (the caller writes it) and build its message."""
+    alarm = delivery.alarm
     delivery.status = Status.SENDING
     delivery.attempts += 1
-    delivery.next_attempt_at = now + _lease()
+    delivery.next_attempt_at = timezone.now() + _lease()
     delivery.queued_until = None  # its task has run: only the lease holds it now
     ack_url = ""
     if delivery.event == NOTIFY and transport.ack_link:
@@ -255,16 +282,6 @@ def take(delivery: Delivery) -> Claimed | None:
         ack_url=ack_url, channel=delivery.channel,
     )  # fmt: skip
     delivery.message = transport.redact(message.stored_text())
-    delivery.save(
-        update_fields=[
-            "status",
-            "attempts",
-            "next_attempt_at",
-            "queued_until",
-            "message",
-            "updated_at",
-        ]
-    )
     ref = alarm.external_refs.get(_ref_key(delivery), {}) if delivery.channel_id else {}
     out = Outgoing(alarm, delivery.event, message, delivery.address, delivery.person, ref)
     return Claimed(delivery, transport, out)

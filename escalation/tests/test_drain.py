@@ -66,6 +66,9 @@ def test_a_drain_locks_and_steps_many_alarms_in_one_read(raise_many, webhook_rec
     reads = [q["sql"] for q in statements if q["sql"].startswith("SELECT")]
     alarm_reads = [sql for sql in reads if 'FROM "alarms_alarm"' in sql]
     assert len(alarm_reads) == 1
+    # Each message is written taken (not written, then taken), then its result.
+    updates = [q for q in statements if q["sql"].startswith('UPDATE "notifications_delivery"')]
+    assert len(updates) == 20
     sent = Delivery.objects.filter(status="sent")
     assert sorted(sent.values_list("alarm_id", flat=True)) == sorted(a.pk for a in alarms)
     assert len(webhook_receiver.requests) == 20

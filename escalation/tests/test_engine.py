@@ -14,7 +14,7 @@ from alarmsite.redis import client as redis_client
 from conftest import broker_at
 from escalation import engine, tasks
 from escalation.models import EscalationStep
-from notifications.models import Delivery
+from notifications.models import Delivery, NotificationChannel
 
 pytestmark = pytest.mark.django_db
 
@@ -199,6 +199,29 @@ def test_a_step_run_twice_creates_each_delivery_once(
     assert run_now(alarm) is True
 
     assert notified(alarm) == [(0, 0, "Alice", "email"), (0, 0, "Ops webhook", "webhook")]
+
+
+def test_a_step_run_twice_by_a_task_that_sends_at_once_sends_each_message_once(
+    start_alarm, make_policy, webhook_channel, webhook_receiver
+):
+    other = NotificationChannel.objects.create(
+        kind="webhook", name="Other webhook", config={"url": webhook_receiver.url}
+    )
+    alarm = start_alarm(make_policy([(0, [], [webhook_channel, other])]))
+    engine.run_due_step(alarm.pk, send_first=True)  # the first written taken and sent
+    Alarm.objects.filter(pk=alarm.pk).update(current_step=-1)  # its progress lost
+
+    assert run_now_sending(alarm) is True
+
+    rows = Delivery.objects.filter(alarm=alarm)
+    assert sorted(rows.values_list("channel__name", "status")) == [
+        ("Ops webhook", "sent"), ("Other webhook", "sent")]  # fmt: skip
+    assert len(webhook_receiver.requests) == 2
+
+
+def run_now_sending(alarm) -> bool:
+    make_due(alarm)
+    return engine.run_due_step(alarm.pk, send_first=True)
 
 
 def test_a_step_whose_persons_are_all_inactive_is_skipped_and_the_next_runs_at_once(
