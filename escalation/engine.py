@@ -16,6 +16,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from alarms import board
@@ -32,6 +33,8 @@ log = logging.getLogger(__name__)
 
 # A countdown task may arrive a little early; treat a step due within this as due.
 EARLY_TOLERANCE = timedelta(milliseconds=250)
+# A step due longer ago than this is run by whichever countdown task comes first.
+OVERDUE = timedelta(seconds=1)
 
 # Steps due at once are run by one queued drain task, many alarms per transaction.
 DRAIN_TASK = "escalation.tasks.drain"
@@ -199,9 +202,9 @@ STEP_FIELDS = [
 def run_due_step(alarm_id, token=None, send_first: bool = False) -> bool:
     """Run the alarm's next step if it is due; return whether a step ran.
 
-    Its deliveries are queued once it commits. With `send_first` (the countdown task) the
-    step claims its first delivery and sends it here, sparing the first message a trip
-    through the queue; the board then hears of the step and that message together."""
+    Its deliveries are queued once it commits. With `send_first` the step claims its first
+    delivery and sends it here, sparing the first message a trip through the queue; the board
+    then hears of the step and that message together."""
     with logs.about_alarm(alarm_id), board.batched():
         with transaction.atomic():
             alarm = _due_alarm(alarm_id, token)
@@ -212,16 +215,28 @@ def run_due_step(alarm_id, token=None, send_first: bool = False) -> bool:
     return True
 
 
-def run_due_now(limit: int = DRAIN_BATCH) -> int:
-    """Steps due now for up to `limit` alarms in one transaction (steps due at once, after a
-    raise, and any other due step); return how many ran. Each alarm is locked and stepped as by
-    `run_due_step`; the first delivery of each step is sent here once all have committed."""
+def run_countdown(alarm_id, token) -> bool:
+    """The countdown task's step, if the alarm still carries `token`, together with every step
+    overdue by more than OVERDUE (its own task waits behind slow sends): steps that fall due
+    together then run together, not one after another behind each other's first messages.
+    Return whether a step ran."""
+    mine = Q(pk=alarm_id, escalation_token=token)
+    overdue = Q(next_escalation_at__lte=timezone.now() - OVERDUE)
+    return run_due_now(Alarm.objects.filter(mine | overdue), via="countdown") > 0
+
+
+def run_due_now(alarms=None, via: str = "queue", limit: int = DRAIN_BATCH) -> int:
+    """Steps due now for up to `limit` of these alarms (all: steps due at once after a raise,
+    and any other due step) in one transaction; return how many ran. Each alarm is locked and
+    stepped as by `run_due_step`; the first delivery of each step is sent here once all have
+    committed."""
+    due = _lock_due(Alarm.objects if alarms is None else alarms)
     alarms = []
     with board.batched(), one_version():
         try:
             with transaction.atomic():
-                alarms = list(_lock_due(Alarm.objects).order_by("next_escalation_at")[:limit])
-                firsts = [_step(alarm, "queue", send_first=True) for alarm in alarms]
+                alarms = list(due.order_by("next_escalation_at")[:limit])
+                firsts = [_step(alarm, via, send_first=True) for alarm in alarms]
         except Exception:  # noqa: BLE001 (one alarm's fault must not hold the others back)
             log.exception("a batch of due steps failed; running them one by one")
             return sum(_run_alone(alarm.pk) for alarm in alarms)

@@ -11,7 +11,7 @@ from . import engine
 @shared_task(name="escalation.tasks.escalate")
 def escalate(alarm_id: str, token: str) -> bool:
     """Fast path: run the step this task was scheduled for, if the alarm still expects it."""
-    return engine.run_due_step(alarm_id, token, send_first=True)
+    return engine.run_countdown(alarm_id, token)
 
 
 @shared_task(name=engine.DRAIN_TASK)

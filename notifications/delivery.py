@@ -296,13 +296,19 @@ def send(claimed: Claimed | None) -> str | None:
         return _send(claimed)
 
 
+# How long deliveries taken together are sent one after another before the rest are handed to
+# the queue: well under a lease, and short, since a slow provider makes each send take up to a
+# transport timeout while the task holds a worker process that a due step may be waiting for.
+SEND_TOGETHER_SECONDS = 1.0
+
+
 def send_taken(taken: list[Claimed]) -> None:
-    """Send deliveries taken together, one after another. Once sending has taken longer than
-    one transport timeout (a slow provider), the rest go back to the queue untried: each was
-    taken with a lease, and must not be sent after it runs out and the sweeper takes it too."""
+    """Send deliveries taken together, one after another. Once that has taken longer than
+    SEND_TOGETHER_SECONDS (a slow provider), the rest go back to the queue untried, for any
+    worker process: each was taken with a lease, and must not be sent after it runs out."""
     started = time.monotonic()
     for n, claimed in enumerate(taken):
-        if n and time.monotonic() - started > settings.DELIVERY_TIMEOUT_SECONDS:
+        if n and time.monotonic() - started > SEND_TOGETHER_SECONDS:
             _give_back(taken[n:])
             return
         send(claimed)

@@ -2,10 +2,12 @@
 transaction, on the real Redis queue."""
 
 import json
+from datetime import timedelta
 
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from alarms.lifecycle import raise_alarm
 from alarms.models import Alarm
@@ -86,10 +88,9 @@ def test_an_alarm_whose_step_fails_does_not_hold_back_the_others(raise_many, web
 
 
 def test_deliveries_taken_together_go_back_to_the_queue_once_sending_is_slow(
-    raise_many, webhook_receiver, settings
+    raise_many, webhook_receiver
 ):
-    settings.DELIVERY_TIMEOUT_SECONDS = 0.5
-    webhook_receiver.delay = 0.2  # three posts take longer than one timeout
+    webhook_receiver.delay = 0.4  # three posts take longer than a batch sends for
     alarms = raise_many(6)
 
     assert engine.run_due_now() == 6
@@ -118,3 +119,22 @@ def test_a_lost_drain_holds_back_raises_for_seconds_then_the_sweeper_asks_again(
 
     assert queued(engine.DRAIN_TASK) == 1
     assert tasks.drain() == 2
+
+
+def test_a_countdown_task_also_runs_the_steps_overdue_by_more_than_a_moment(
+    make_policy, webhook_channel, webhook_receiver
+):
+    policy = make_policy([(30, [], [webhook_channel])])
+    mine, overdue, just_due = (
+        raise_alarm(source="api", dedup_key=k, title="Boiler", actor=SYSTEM, policy=policy).alarm
+        for k in ("mine", "overdue", "just-due")
+    )
+    now = timezone.now()
+    for alarm, ago in ((mine, 0.1), (overdue, 2.0), (just_due, 0.5)):
+        Alarm.objects.filter(pk=alarm.pk).update(next_escalation_at=now - timedelta(seconds=ago))
+
+    assert tasks.escalate(str(mine.pk), str(mine.escalation_token)) is True
+
+    stepped = Alarm.objects.filter(current_step=0).values_list("pk", flat=True)
+    assert sorted(stepped) == sorted([mine.pk, overdue.pk])  # the other's task is on its way
+    assert len(webhook_receiver.requests) == 2
