@@ -10,6 +10,11 @@ from rest_framework.views import exception_handler
 STORE_UNAVAILABLE = {"error": "the alarm store is unavailable; nothing was stored, try again"}
 
 
+def invalid_input(fields: dict) -> dict:
+    """The body of a 400 for data that failed validation, field by field."""
+    return {"error": "invalid input", "fields": fields}
+
+
 def json_exception_handler(exc, context):
     if isinstance(exc, RequestDataTooBig):
         return Response({"error": "request body too large"}, status=413)
@@ -19,5 +24,5 @@ def json_exception_handler(exc, context):
     if response is not None and isinstance(response.data, dict) and "detail" in response.data:
         response.data = {"error": str(response.data["detail"])}
     elif response is not None:
-        response.data = {"error": "invalid input", "fields": response.data}
+        response.data = invalid_input(response.data)
     return response

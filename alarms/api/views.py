@@ -18,6 +18,7 @@ from devices.models import Device
 from .. import heartbeats, lifecycle, ratelimit
 from ..models import Alarm
 from ..timeline import Actor, user_actor
+from .errors import invalid_input
 from .openapi import (
     DEVICE_TOKEN_QUERY,
     AlarmActionSerializer,
@@ -159,7 +160,7 @@ def raise_from(data, device: Device | None, actor: Actor) -> Response:
     and the device fast path's)."""
     serializer = RaiseSerializer(data=data)
     if not serializer.is_valid():
-        return Response({"error": "invalid input", "fields": serializer.errors}, status=400)
+        return Response(invalid_input(serializer.errors), status=400)
     if device and (limited := refuse_over_limit(device)):
         return limited
     data = serializer.validated_data
