@@ -27,23 +27,13 @@ class GroupCommitter:
     def __init__(self, most: int = 100):
         self.most = most  # pieces in one transaction, at most
         self._waiting: queue.SimpleQueue = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-        self._starting = threading.Lock()
+        threading.Thread(target=self._serve, name="group-commit", daemon=True).start()
 
     async def run(self, work):
         """`work()` in the next group; what it returned (or raised) once the group committed."""
         future: Future = Future()
-        self._start()
         self._waiting.put((work, future))
         return await asyncio.wrap_future(future)
-
-    def _start(self) -> None:
-        with self._starting:
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._serve, name="group-commit", daemon=True
-                )
-                self._thread.start()
 
     def _serve(self) -> None:
         while True:

@@ -170,7 +170,7 @@ def schedule(alarm: Alarm) -> None:
         # A step due at once waits for the drain, which takes many alarms per transaction;
         # a later one gets a countdown task of its own.
         if delay <= 0:
-            queued = enqueue_once(DRAIN_TASK, DRAIN_PENDING, ttl=DRAIN_PENDING_SECONDS)
+            queued = ask_for_drain()
         else:
             queued = enqueue("escalation.tasks.escalate", alarm_id, token, countdown=delay)
         if not queued:
@@ -231,17 +231,17 @@ def run_due_now(alarms=None, via: str = "queue", limit: int = DRAIN_BATCH) -> in
     stepped as by `run_due_step`; the first delivery of each step is sent here once all have
     committed."""
     due = _lock_due(Alarm.objects if alarms is None else alarms)
-    alarms = []
+    locked = []
     with board.batched(), one_version():
         try:
             with transaction.atomic():
-                alarms = list(due.order_by("next_escalation_at")[:limit])
-                firsts = [_step(alarm, via, send_first=True) for alarm in alarms]
+                locked = list(due.order_by("next_escalation_at")[:limit])
+                firsts = [_step(alarm, via, send_first=True) for alarm in locked]
         except Exception:  # noqa: BLE001 (one alarm's fault must not hold the others back)
             log.exception("a batch of due steps failed; running them one by one")
-            return sum(_run_alone(alarm.pk) for alarm in alarms)
+            return sum(_run_alone(alarm.pk) for alarm in locked)
         delivery.send_taken([first for first in firsts if first])
-    return len(alarms)
+    return len(locked)
 
 
 def _run_alone(alarm_id) -> bool:
@@ -261,8 +261,13 @@ def drain(seconds: float = 5.0) -> int:
         ran += batch
         if batch < DRAIN_BATCH:
             return ran
-    enqueue_once(DRAIN_TASK, DRAIN_PENDING, ttl=DRAIN_PENDING_SECONDS)
+    ask_for_drain()
     return ran
+
+
+def ask_for_drain() -> bool:
+    """Queue a drain unless one waits in the queue already; return whether one is queued."""
+    return enqueue_once(DRAIN_TASK, DRAIN_PENDING, ttl=DRAIN_PENDING_SECONDS)
 
 
 def _step(alarm: Alarm, via: str, send_first: bool):
@@ -276,7 +281,7 @@ def _step(alarm: Alarm, via: str, send_first: bool):
         alarm.save(update_fields=STEP_FIELDS)
         schedule(alarm)
         board.publish(alarm)
-        if send_first and first is None and pending:
+        if send_first and first is None and pending:  # not written taken: an ordered channel
             first = delivery.take(pending.pop(0))
         delivery.enqueue_on_commit([row.pk for row in pending])
     return first
@@ -356,8 +361,7 @@ def sweep(limit: int = 500) -> int:
     ids = due.order_by("next_escalation_at").values_list("pk", flat=True)[:limit]
     ran = sum(run_due_step(alarm_id) for alarm_id in ids)
     if Alarm.objects.filter(status=Status.TRIGGERED, next_escalation_at__lte=now).exists():
-        # Steps left to a drain: ask for one, in case the one they wait for was lost.
-        enqueue_once(DRAIN_TASK, DRAIN_PENDING, ttl=DRAIN_PENDING_SECONDS)
+        ask_for_drain()  # for steps left to a drain, in case the one they wait for was lost
     return ran
 
 
