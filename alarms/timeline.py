@@ -2,6 +2,8 @@
 
 from dataclasses import dataclass
 
+from alarmsite.together import Together
+
 from .models import AlarmEvent
 
 
@@ -44,10 +46,19 @@ def event(alarm, kind: str, text: str = "", actor: Actor = SYSTEM, **detail) -> 
 
 def record(alarm, kind: str, text: str = "", actor: Actor = SYSTEM, **detail) -> AlarmEvent:
     entry = event(alarm, kind, text, actor, **detail)
-    entry.save(force_insert=True)
+    record_all(entry)
     return entry
 
 
 def record_all(*entries: AlarmEvent) -> None:
-    """Save several entries in one statement, in this order."""
-    AlarmEvent.objects.bulk_create(entries)
+    """Save several entries in one statement, in this order (inside `written_together`, with
+    the block's others as it ends)."""
+    if not _entries.add(*entries):
+        AlarmEvent.objects.bulk_create(entries)
+
+
+_entries = Together(AlarmEvent.objects.bulk_create)
+
+# Entries recorded inside are inserted in one statement as the block ends, in the transaction
+# around it; nothing inside may read the timeline it records.
+written_together = _entries.block

@@ -3,9 +3,10 @@
 One thread takes all the work waiting, runs each piece in a savepoint of one transaction and
 commits once, so a burst of alarms pays for one commit (and one round of Django's request
 handling is spared, see alarms/api/fast.py); the pieces see one configuration
-(`kept.one_version`). A piece's result is released only after that commit: nobody is told an
-alarm was stored before it was. A piece that fails rolls back alone (its savepoint) and gets its
-own exception. If the database rolls the whole transaction back (a deadlock), every piece is run
+(`kept.one_version`), and their timeline entries and figures are written at once
+(alarmsite/together.py). A piece's result is released only after that commit: nobody is told
+an alarm was stored before it was. A piece that fails rolls back alone (its savepoint) and gets
+its own exception. If the database rolls the whole transaction back (a deadlock), every piece is run
 again alone, in a transaction of its own, so each gets the answer it would have had without the
 others; if the database is away, each gets that error.
 """
@@ -18,7 +19,9 @@ from concurrent.futures import Future
 
 from django.db import close_old_connections, transaction
 
-from . import kept
+from alarms.timeline import written_together
+
+from . import instruments, kept
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +50,9 @@ class GroupCommitter:
 
     def _commit(self, group: list) -> None:
         try:
-            with kept.one_version(), transaction.atomic():
-                outcomes = [_outcome(work) for work, _ in group]
+            with kept.one_version(), instruments.together(), transaction.atomic():
+                with written_together():
+                    outcomes = [_outcome(work) for work, _ in group]
         except Exception as exc:  # noqa: BLE001 (the group could not commit)
             if _rolled_back(exc):  # by the database (a deadlock): each piece on its own
                 log.warning("a group of %d was rolled back (%s); each runs alone", len(group), exc)
@@ -73,7 +77,7 @@ def _rolled_back(exc: Exception) -> bool:
 def _outcome(work) -> tuple[object, BaseException | None]:
     """Run `work()` in a transaction of its own, a savepoint inside the group's."""
     try:
-        with transaction.atomic():
+        with transaction.atomic(), written_together():
             return work(), None
     except Exception as exc:  # noqa: BLE001 (handed to the piece's caller)
         return None, exc

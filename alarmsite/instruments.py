@@ -14,6 +14,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from alarmsite.redis import client as redis_client
+from alarmsite.together import Together
 from notifications.transports.base import NOTIFY
 
 log = logging.getLogger(__name__)
@@ -159,20 +160,20 @@ def delivery_attempted(delivery, outcome: str, seconds: float | None = None) -> 
     channel = delivery.channel
     kind = channel.kind if channel else delivery.method
     name = channel.name if channel else MAIL_SETTINGS
-    alarm = delivery.alarm
+    alarm, sent_at = delivery.alarm, delivery.sent_at or timezone.now()
 
     def write(pipe):
         NOTIFICATIONS.add(pipe, kind, name, outcome)
         if seconds is not None:
             DELIVERY_SECONDS.observe(pipe, seconds, kind)
         if first:
-            _observe_first(pipe, alarm)
+            _observe_first(pipe, alarm, sent_at)
 
     _record(write)
 
 
-def _observe_first(pipe, alarm) -> None:
-    seconds = max(0.0, (timezone.now() - alarm.created_at).total_seconds())
+def _observe_first(pipe, alarm, sent_at) -> None:
+    seconds = max(0.0, (sent_at - alarm.created_at).total_seconds())
     histogram = FIRST_NOTIFICATION_SECONDS
     keys = (f"{PREFIX}first-sent:{alarm.pk}", *histogram.keys)
     args = (
@@ -190,8 +191,21 @@ _quiet_until = 0.0
 
 
 def _record(write) -> None:
-    """Run `write(pipeline)` once the current transaction commits (at once outside one)."""
-    transaction.on_commit(lambda: _send(write))
+    """Run `write(pipeline)` once the current transaction commits (at once outside one), or
+    inside `together()` with the block's others as it ends."""
+    if not _figures.add(write):
+        transaction.on_commit(lambda: _send(write))
+
+
+def _send_all(writes: list) -> None:
+    _send(lambda pipe: [write(pipe) for write in writes])
+
+
+_figures = Together(_send_all)
+
+# Figures recorded inside go to Redis in one pipeline as the block ends, none if it raises:
+# begin it outside the transaction that they wait for.
+together = _figures.block
 
 
 def _send(write) -> None:

@@ -21,10 +21,11 @@ from django.utils import timezone
 
 from alarms import board
 from alarms.models import Alarm, AlarmEvent, Status
-from alarms.timeline import event, record, record_all
+from alarms.timeline import event, record, record_all, written_together
 from alarmsite import instruments, logs
 from alarmsite.kept import kept, one_version
 from alarmsite.queue import enqueue, enqueue_once, lease_until, release, unleased
+from alarmsite.rows import update_many
 from notifications import delivery
 
 from .models import EscalationStep
@@ -211,6 +212,7 @@ def run_due_step(alarm_id, token=None, send_first: bool = False) -> bool:
             if alarm is None:
                 return False
             first = _step(alarm, "countdown" if token else "sweep", send_first)
+            update_many([alarm], STEP_FIELDS)
         delivery.send(first)
     return True
 
@@ -234,9 +236,10 @@ def run_due_now(alarms=None, via: str = "queue", limit: int = DRAIN_BATCH) -> in
     locked = []
     with board.batched(), one_version():
         try:
-            with transaction.atomic():
+            with instruments.together(), transaction.atomic(), written_together():
                 locked = list(due.order_by("next_escalation_at")[:limit])
                 firsts = [_step(alarm, via, send_first=True) for alarm in locked]
+                update_many(locked, STEP_FIELDS)
         except Exception:  # noqa: BLE001 (one alarm's fault must not hold the others back)
             log.exception("a batch of due steps failed; running them one by one")
             return sum(_run_alone(alarm.pk) for alarm in locked)
@@ -271,14 +274,13 @@ def ask_for_drain() -> bool:
 
 
 def _step(alarm: Alarm, via: str, send_first: bool):
-    """Inside the transaction that locked the due alarm: run its step; return its first
-    delivery, taken, when `send_first`."""
+    """Inside the transaction that locked the due alarm: run its step (the caller writes the
+    alarm's STEP_FIELDS); return its first delivery, taken, when `send_first`."""
     with logs.about_alarm(alarm.pk):
         instruments.escalation_step_ran(alarm.next_escalation_at, via)
         pending, entries, first = _advance(alarm, send_first)
         record_all(*entries)
         log.info("%s", "; ".join(entry.text for entry in entries))
-        alarm.save(update_fields=STEP_FIELDS)
         schedule(alarm)
         board.publish(alarm)
         if send_first and first is None and pending:  # not written taken: an ordered channel

@@ -33,10 +33,11 @@ from django.utils import timezone
 from alarms import board
 from alarms.acklinks import issue_ack_link
 from alarms.models import Alarm, AlarmEvent
-from alarms.timeline import record
+from alarms.timeline import record, written_together
 from alarmsite import instruments, logs
 from alarmsite.kept import kept
 from alarmsite.queue import enqueue, lease_until, release, unleased
+from alarmsite.rows import update_many
 from devices.models import Person
 
 from .messages import build_message, sample_alarm
@@ -293,25 +294,42 @@ def send(claimed: Claimed | None) -> str | None:
     if claimed is None:
         return None
     with logs.about_alarm(claimed.delivery.alarm_id):
-        return _send(claimed)
+        sent = _call(claimed)
+    if sent:
+        _record_sent([(claimed, sent)])
+    return claimed.delivery.status
 
 
 # How long deliveries taken together are sent one after another before the rest are handed to
 # the queue: well under a lease, and short, since a slow provider makes each send take up to a
 # transport timeout while the task holds a worker process that a due step may be waiting for.
 SEND_TOGETHER_SECONDS = 1.0
+# Messages sent one after another are recorded this many at a time, in one transaction. A
+# worker that dies in between sends those not yet recorded again once their lease runs out.
+RECORD_TOGETHER = 10
 
 
 def send_taken(taken: list[Claimed]) -> None:
     """Send deliveries taken together, one after another. Once that has taken longer than
     SEND_TOGETHER_SECONDS (a slow provider), the rest go back to the queue untried, for any
     worker process: each was taken with a lease, and must not be sent after it runs out."""
-    started = time.monotonic()
-    for n, claimed in enumerate(taken):
-        if n and time.monotonic() - started > SEND_TOGETHER_SECONDS:
-            _give_back(taken[n:])
-            return
-        send(claimed)
+    started, done = time.monotonic(), []
+    try:
+        for n, claimed in enumerate(taken):
+            if n and time.monotonic() - started > SEND_TOGETHER_SECONDS:
+                _give_back(taken[n:])
+                return
+            with logs.about_alarm(claimed.delivery.alarm_id):
+                sent = _call(claimed)
+            if sent and sent.ref:  # locks its alarm: alone, so no two batches lock two alarms
+                _record_sent([(claimed, sent)])
+            elif sent:
+                done.append((claimed, sent))
+            if len(done) == RECORD_TOGETHER:
+                _record_sent(done)
+                done = []
+    finally:
+        _record_sent(done)
 
 
 def _give_back(taken: list[Claimed]) -> None:
@@ -327,7 +345,9 @@ def _give_back(taken: list[Claimed]) -> None:
     _publish(ids)
 
 
-def _send(claimed: Claimed) -> str:
+def _call(claimed: Claimed) -> Sent | None:
+    """Call the transport: what it sent, to be recorded (`_record_sent`); None when it failed,
+    which is recorded here."""
     delivery, transport, out = claimed.delivery, claimed.transport, claimed.out
     started = time.monotonic()
     try:
@@ -335,15 +355,19 @@ def _send(claimed: Claimed) -> str:
         sent = transport.send(out)
     except ValidationError as exc:
         error = TransportError(f"invalid configuration: {' '.join(exc.messages)}", permanent=True)
-        return _record_failure(delivery, transport, error, started)
+        _record_failure(delivery, transport, error, started)
+        return None
     except TransportError as exc:
         exc.message = out.message.scrub(exc.message)
-        return _record_failure(delivery, transport, exc, started)
+        _record_failure(delivery, transport, exc, started)
+        return None
     except Exception as exc:  # noqa: BLE001 (a transport bug must not lose the delivery)
         log.error("transport %s crashed: %s", delivery.method, transport.redact(_trace(exc)))
         error = TransportError(f"internal error: {exc.__class__.__name__}")
-        return _record_failure(delivery, transport, error, started)
-    return _record_success(delivery, transport, sent, started, out.message.scrub)
+        _record_failure(delivery, transport, error, started)
+        return None
+    delivery.latency_ms, delivery.sent_at = _elapsed_ms(started), timezone.now()
+    return sent
 
 
 def _trace(exc: Exception) -> str:
@@ -428,46 +452,51 @@ def _stored(transport, text: str) -> str:
     return transport.redact(text)[:500]
 
 
-def _record_success(delivery: Delivery, transport, sent: Sent, started: float, scrub) -> str:
-    with transaction.atomic():
-        if sent.ref:
-            # The alarm's row lock serialises writers of external_refs.
-            alarm = Alarm.objects.select_for_update().get(pk=delivery.alarm_id)
-            alarm.external_refs[_ref_key(delivery)] = {
-                **alarm.external_refs.get(_ref_key(delivery), {}),
-                **sent.ref,
-            }
-            alarm.save(update_fields=["external_refs"])
-        delivery.status = Status.SENT
-        delivery.sent_at = timezone.now()
-        delivery.next_attempt_at = None
-        delivery.latency_ms = _elapsed_ms(started)
-        delivery.provider_status = sent.status[:50]
-        delivery.provider_message_id = transport.redact(sent.message_id)[:200]
-        delivery.response = _stored(transport, scrub(sent.response))
-        delivery.error = ""
-        delivery.save(
-            update_fields=[
-                *RESULT_FIELDS,
-                "status",
-                "next_attempt_at",
-                "sent_at",
-                "provider_message_id",
-                "response",
-            ]
-        )
-        what = "Sent to" if delivery.event == NOTIFY else f"Told {delivery.event} to"
-        record(
-            delivery.alarm,
-            AlarmEvent.Kind.DELIVERY_SENT,
-            f"{what} {delivery.describe()} ({delivery.address}): {delivery.provider_status}",
-            delivery_id=delivery.pk,
-        )
-        board.publish(delivery.alarm)
-        _wake_next(delivery)
-    instruments.delivery_attempted(delivery, instruments.SENT, delivery.latency_ms / 1000)
-    log.info("sent to %s in %d ms", delivery.describe(), delivery.latency_ms)
-    return delivery.status
+# What recording a message sent changes on its delivery.
+SENT_FIELDS = [*RESULT_FIELDS, "status", "next_attempt_at", "sent_at", "provider_message_id",
+               "response"]  # fmt: skip
+
+
+def _record_sent(done: list[tuple[Claimed, Sent]]) -> None:
+    """Record messages sent (each with what its transport answered) in one transaction: the
+    rows with one statement, the timeline entries with another, the figures in one pipeline."""
+    if not done:
+        return
+    with instruments.together(), transaction.atomic(), written_together():
+        for claimed, sent in done:
+            delivery, transport = claimed.delivery, claimed.transport
+            if sent.ref:
+                _keep_ref(delivery, sent.ref)
+            delivery.status, delivery.next_attempt_at = Status.SENT, None
+            delivery.provider_status = sent.status[:50]
+            delivery.provider_message_id = transport.redact(sent.message_id)[:200]
+            delivery.response = _stored(transport, claimed.out.message.scrub(sent.response))
+            delivery.error, delivery.updated_at = "", timezone.now()
+            what = "Sent to" if delivery.event == NOTIFY else f"Told {delivery.event} to"
+            record(
+                delivery.alarm,
+                AlarmEvent.Kind.DELIVERY_SENT,
+                f"{what} {delivery.describe()} ({delivery.address}): {delivery.provider_status}",
+                delivery_id=delivery.pk,
+            )
+            board.publish(delivery.alarm)
+            _wake_next(delivery)
+            instruments.delivery_attempted(delivery, instruments.SENT, delivery.latency_ms / 1000)
+        update_many([claimed.delivery for claimed, _ in done], SENT_FIELDS)
+    for claimed, _ in done:
+        with logs.about_alarm(claimed.delivery.alarm_id):
+            log.info(
+                "sent to %s in %d ms", claimed.delivery.describe(), claimed.delivery.latency_ms
+            )
+
+
+def _keep_ref(delivery: Delivery, ref: dict) -> None:
+    """What the provider gave to address this alarm's later updates, kept on the alarm (its
+    row lock serialises writers of external_refs)."""
+    alarm = Alarm.objects.select_for_update().get(pk=delivery.alarm_id)
+    key = _ref_key(delivery)
+    alarm.external_refs[key] = {**alarm.external_refs.get(key, {}), **ref}
+    alarm.save(update_fields=["external_refs"])
 
 
 def _record_failure(delivery: Delivery, transport, exc: TransportError, started: float) -> str:
