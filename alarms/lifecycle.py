@@ -14,6 +14,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from alarmsite import instruments, logs
+from alarmsite.rows import insert_unless_taken
 from escalation import engine, routing
 from notifications import delivery
 from notifications.transports.base import ACKNOWLEDGED
@@ -88,10 +89,7 @@ def raise_alarm(
             alarm.silenced_by = f"the storm guard ({scope}): one digest in alarm {storm.pk}"
             policies = []
         engine.start(alarm, policies, hold_seconds)
-        try:
-            with transaction.atomic():
-                alarm.save(force_insert=True)
-        except IntegrityError:
+        if not insert_unless_taken(alarm):
             return _lost_race(dedup_key, actor)
         triggered = event(alarm, Kind.TRIGGERED, f"Raised by {actor.name}", actor, source=source)
         record_all(triggered, _routed_event(alarm, routed, policies))
@@ -162,18 +160,21 @@ def _open_alarm_for_update(dedup_key: str) -> Alarm | None:
 def _current_for_update(dedup_key: str) -> Alarm | None:
     """The open alarm with this key, else the one resolved within FLAP_WINDOW_SECONDS (locked),
     in one query: the raise asks it for every new alarm. Written out, since building this
-    query in the ORM cost more than a fifth of the web process's time under a storm."""
+    query in the ORM cost more than a fifth of the web process's time under a storm; and for a
+    new alarm, the usual case, no model is built."""
     since = timezone.now() - timedelta(seconds=settings.FLAP_WINDOW_SECONDS)
     lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
     sql = (
-        f"SELECT * FROM {Alarm._meta.db_table} WHERE dedup_key = %s"
+        f"SELECT id FROM {Alarm._meta.db_table} WHERE dedup_key = %s"
         " AND (status IN (%s, %s) OR (status = %s AND resolved_at >= %s))"
-        f" ORDER BY resolved_at DESC NULLS FIRST LIMIT 2{lock}"  # an open one first
+        f" ORDER BY resolved_at DESC NULLS FIRST LIMIT 1{lock}"  # an open one first
     )
     params = [dedup_key, *OPEN_STATUSES, Status.RESOLVED,
               connection.ops.adapt_datetimefield_value(since)]  # fmt: skip
-    found = list(Alarm.objects.raw(sql, params))
-    return next((a for a in found if a.is_open), found[0] if found else None)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        found = cursor.fetchone()
+    return Alarm.objects.get(pk=found[0]) if found else None
 
 
 def _reopen(alarm: Alarm, actor: Actor) -> Outcome:

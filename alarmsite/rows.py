@@ -23,3 +23,22 @@ def update_many(rows: list, fields: list[str]) -> None:
     ]
     with connection.cursor() as cursor:
         cursor.executemany(sql, values)
+
+
+def insert_unless_taken(row) -> bool:
+    """INSERT `row` (a new instance, its primary key set) unless a unique constraint already
+    holds its values (another transaction wrote them first): return whether it was written.
+    One statement, where catching `save()`'s IntegrityError needs a savepoint around it."""
+    meta, quote = row._meta, connection.ops.quote_name
+    fields = meta.concrete_fields
+    sql = (
+        f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(f.column) for f in fields)})"
+        f" VALUES ({', '.join(['%s'] * len(fields))}) ON CONFLICT DO NOTHING"
+    )
+    values = [field.get_db_prep_save(field.pre_save(row, add=True), connection) for field in fields]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, values)
+        written = cursor.rowcount == 1
+    if written:
+        row._state.adding, row._state.db = False, connection.alias
+    return written
