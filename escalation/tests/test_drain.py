@@ -69,6 +69,7 @@ def test_a_drain_locks_and_steps_many_alarms_in_one_read(raise_many, webhook_rec
     reads = [q["sql"] for q in statements if q["sql"].startswith("SELECT")]
     alarm_reads = [sql for sql in reads if 'FROM "alarms_alarm"' in sql]
     assert len(alarm_reads) == 1
+
     # Each message is written taken (not written, then taken). The steps are written with one
     # statement sent once, and so are the results of every RECORD_TOGETHER messages sent.
     def written(what: str) -> int:
