@@ -134,9 +134,12 @@ def publish_new(alarm: Alarm) -> None:
     commit as built, without reading it back. Nothing else can change an alarm before it is
     committed, so every other event about it is numbered after this one."""
     try:
-        sequence = client().incr(SEQUENCE_KEY)
+        pipe = client().pipeline(transaction=False)
+        sequence, watched = pipe.incr(SEQUENCE_KEY).exists(WATCHED_KEY).execute()
     except redis.RedisError:
         publish(alarm)  # which fails as gently
+        return
+    if not watched:  # the next board to open reads it in its snapshot
         return
     text = json.dumps({"type": "alarm", "seq": sequence, "alarm": card(alarm, deliveries=())})
     transaction.on_commit(lambda: _send_text(text, alarm.pk))

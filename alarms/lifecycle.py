@@ -58,8 +58,10 @@ def raise_alarm(
     policy=None,
     hold_seconds: float = 0,
 ) -> Outcome:
-    """Open an alarm, or count another occurrence on the open one with the same dedup key."""
-    with logs.about_alarm(), transaction.atomic():
+    """Open an alarm, or count another occurrence on the open one with the same dedup key.
+    Inside a caller's transaction it adds no savepoint of its own: what it raises rolls that
+    back (a group of raises gives each its own savepoint)."""
+    with logs.about_alarm(), transaction.atomic(savepoint=False):
         existing = _current_for_update(dedup_key)
         if existing and existing.status == Status.RESOLVED:
             return _reopen(existing, actor)

@@ -1,9 +1,11 @@
 """The board's WebSocket consumer, through the real ASGI stack and the Redis channel layer."""
 
 import asyncio
+import json
 
 import pytest
 from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import Group, User
 from django.db import connection
@@ -205,6 +207,29 @@ def test_a_resync_request_answers_with_a_fresh_snapshot(client, dispatcher):
         return snapshot
 
     assert [a["title"] for a in async_to_sync(scenario)()["alarms"]] == ["Late"]
+
+
+def test_a_new_alarm_is_numbered_but_not_sent_while_no_board_is_open():
+    redis_client().delete(board.WATCHED_KEY)
+    before = int(redis_client().get(board.SEQUENCE_KEY) or 0)
+    layer = get_channel_layer()
+
+    def raise_(key: str):
+        return lifecycle.raise_alarm(source="api", dedup_key=key, title=key, actor=SYSTEM)
+
+    async def scenario():
+        listener = await layer.new_channel()
+        await layer.group_add(board.GROUP, listener)
+        await asyncio.to_thread(raise_, "unseen")
+        redis_client().set(board.WATCHED_KEY, 1)  # a board opens
+        await asyncio.to_thread(raise_, "seen")
+        message = await asyncio.wait_for(layer.receive(listener), 5)
+        await layer.group_discard(board.GROUP, listener)
+        return json.loads(message["text"])
+
+    event = async_to_sync(scenario)()
+    assert event["alarm"]["title"] == "seen"  # the first was never sent
+    assert event["seq"] == before + 2  # but numbered: a board sees no gap
 
 
 def test_while_no_board_is_open_a_change_is_numbered_but_not_read_or_sent(client, dispatcher):
