@@ -14,7 +14,7 @@ from django.conf import settings
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 from django.template import Context, Engine, TemplateDoesNotExist, engines
-from django.urls import reverse
+from django.urls import get_script_prefix, reverse
 from django.utils import timezone
 
 from .transports.base import ACKNOWLEDGED, CLOSING, NOTIFY, TEST
@@ -99,8 +99,19 @@ def alarm_facts(alarm) -> dict:
         "device": alarm.device.name if alarm.device else None,
         "acknowledged_by": alarm.acknowledged_by or None,
         "resolved_by": alarm.resolved_by or None,
-        "url": settings.PUBLIC_BASE_URL + reverse("admin:alarms_alarm_change", args=[alarm.pk]),
+        "url": settings.PUBLIC_BASE_URL
+        + _admin_path(get_script_prefix()).replace(_ID, str(alarm.pk)),
     }
+
+
+_ID = "00000000-0000-0000-0000-000000000000"
+
+
+@functools.cache
+def _admin_path(script_prefix: str) -> str:
+    """The alarm's admin page, `_ID` standing for its id: `reverse` is costly, and every
+    message carries this link."""
+    return reverse("admin:alarms_alarm_change", args=[_ID])
 
 
 def alarm_payload(alarm, *, event: str, step: int = 0, round_: int = 0) -> dict:

@@ -287,13 +287,33 @@ logging.getLogger("urllib3.connectionpool").addFilter(HideRequestTargets())
 _sessions = threading.local()
 
 
+class _Session(requests.Session):
+    """What the environment says of a provider (its proxy, or none under NO_PROXY; the CA
+    bundle) is read once per host: requests reads it again for every call, a fifth of what a
+    webhook's call costs the worker."""
+
+    def __init__(self):
+        super().__init__()
+        self._environment = {}
+
+    def merge_environment_settings(self, url, proxies, stream, verify, cert):
+        if proxies:  # never asked for here; requests' own way
+            return super().merge_environment_settings(url, proxies, stream, verify, cert)
+        key = (urlsplit(url)[:2], stream, verify, cert)
+        found = self._environment.get(key)
+        if found is None:
+            found = super().merge_environment_settings(url, proxies, stream, verify, cert)
+            self._environment[key] = found
+        return {**found, "proxies": dict(found["proxies"])}
+
+
 def _session() -> requests.Session:
     """This thread's session: connections to a provider stay open from one message to the
     next (no TCP and TLS handshake each time). It keeps no cookies: one provider's would
     otherwise go to the next."""
     session = getattr(_sessions, "session", None)
     if session is None:
-        session = _sessions.session = requests.Session()
+        session = _sessions.session = _Session()
         session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
     return session
 
