@@ -1,14 +1,18 @@
 """Group commit: the work of many concurrent requests in one database transaction.
 
-One thread takes all the work waiting, runs each piece in a savepoint of one transaction and
+A thread takes all the work waiting, runs each piece in a savepoint of one transaction and
 commits once, so a burst of alarms pays for one commit (and one round of Django's request
 handling is spared, see alarms/api/fast.py); the pieces see one configuration
 (`kept.one_version`), and their timeline entries and figures are written at once
 (alarmsite/together.py). A piece's result is released only after that commit: nobody is told
 an alarm was stored before it was. A piece that fails rolls back alone (its savepoint) and gets
-its own exception. If the database rolls the whole transaction back (a deadlock), every piece is run
-again alone, in a transaction of its own, so each gets the answer it would have had without the
-others; if the database is away, each gets that error.
+its own exception. If the database rolls the whole transaction back (a deadlock), every piece
+is run again alone, in a transaction of its own, so each gets the answer it would have had
+without the others; if the database is away, each gets that error.
+
+Two threads take turns, each with its own connection: while one waits for the database, the
+other runs its group. A raise of a key that the other group has just written waits for that
+commit, as any two writers do.
 """
 
 import asyncio
@@ -27,10 +31,11 @@ log = logging.getLogger(__name__)
 
 
 class GroupCommitter:
-    def __init__(self, most: int = 100):
+    def __init__(self, most: int = 100, threads: int = 2):
         self.most = most  # pieces in one transaction, at most
         self._waiting: queue.SimpleQueue = queue.SimpleQueue()
-        threading.Thread(target=self._serve, name="group-commit", daemon=True).start()
+        for n in range(threads):
+            threading.Thread(target=self._serve, name=f"group-commit-{n}", daemon=True).start()
 
     async def run(self, work):
         """`work()` in the next group; what it returned (or raised) once the group committed."""

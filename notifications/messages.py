@@ -173,7 +173,7 @@ def build_message(
     else:
         text = _render_file(_names(folder, "body", severity), context, html=False)
     html = ""
-    if not body_source:
+    if transport.sends_html and not body_source:
         try:
             html_context = template_context(alarm, transport, **args, html=True)
             html = _render_file(

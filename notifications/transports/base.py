@@ -159,6 +159,8 @@ class Transport:
     ack_link = True
     # Templates under templates/notifications/<template_dir>/, and how untrusted text is escaped.
     template_dir = ""
+    # Whether it sends an HTML body beside the text (rendered only for those that do).
+    sends_html = False
 
     def __init__(self, config: dict | None = None):
         self.config = config or {}

@@ -18,6 +18,7 @@ class EmailTransport(Transport):
     label = "Email"
     reaches = "email"
     template_dir = "email"
+    sends_html = True
     config_fields = (
         Field("to", "email", help="Comma-separated addresses, when used as a channel."),
         Field("from_email", "email", help="Sender; DEFAULT_FROM_EMAIL when empty."),
