@@ -82,7 +82,7 @@ def _rolled_back(exc: Exception) -> bool:
 def _outcome(work) -> tuple[object, BaseException | None]:
     """Run `work()` in a transaction of its own, a savepoint inside the group's."""
     try:
-        with transaction.atomic(), written_together():
+        with instruments.together(), transaction.atomic(), written_together():
             return work(), None
     except Exception as exc:  # noqa: BLE001 (handed to the piece's caller)
         return None, exc

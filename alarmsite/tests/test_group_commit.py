@@ -1,5 +1,5 @@
 """Group commit against the real database: pieces that arrive together share one transaction,
-and a piece that fails rolls back alone."""
+and a piece that fails rolls back alone, with what it recorded."""
 
 import asyncio
 import time
@@ -7,6 +7,8 @@ import time
 import pytest
 from django.db import IntegrityError, connection
 
+from alarms.models import Alarm, AlarmEvent
+from alarms.timeline import record
 from alarmsite.group_commit import GroupCommitter
 from devices.models import Site
 
@@ -52,3 +54,23 @@ def test_a_piece_that_fails_rolls_back_alone_and_gets_its_error():
     assert results[0] == "North" and results[2] == "South"
     assert isinstance(results[1], IntegrityError)
     assert sorted(Site.objects.values_list("name", flat=True)) == ["HQ", "North", "South"]
+
+
+def test_a_piece_that_fails_leaves_none_of_its_timeline_while_the_others_keep_theirs():
+    alarm = Alarm.objects.create(source="api", dedup_key="k", title="Boiler")
+
+    def note(text, fail=False):
+        def work():
+            record(alarm, AlarmEvent.Kind.UPDATED, text)
+            if fail:
+                raise ValueError("after its entry was recorded")
+            return text
+
+        return work
+
+    results = run_together([note("first"), note("broken", fail=True), note("third")])
+
+    assert results[0] == "first" and results[2] == "third"
+    assert isinstance(results[1], ValueError)
+    texts = AlarmEvent.objects.filter(alarm=alarm).values_list("text", flat=True)
+    assert sorted(texts) == ["first", "third"]
