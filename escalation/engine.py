@@ -237,8 +237,9 @@ def run_due_now(alarms=None, via: str = "queue", limit: int = DRAIN_BATCH) -> in
     with board.batched(), one_version():
         try:
             with instruments.together(), transaction.atomic(), written_together():
-                locked = list(due.order_by("next_escalation_at")[:limit])
-                firsts = [_step(alarm, via, send_first=True) for alarm in locked]
+                with delivery.created_together():
+                    locked = list(due.order_by("next_escalation_at")[:limit])
+                    firsts = [_step(alarm, via, send_first=True) for alarm in locked]
                 update_many(locked, STEP_FIELDS)
         except Exception:  # noqa: BLE001 (one alarm's fault must not hold the others back)
             log.exception("a batch of due steps failed; running them one by one")
@@ -285,7 +286,7 @@ def _step(alarm: Alarm, via: str, send_first: bool):
         board.publish(alarm)
         if send_first and first is None and pending:  # not written taken: an ordered channel
             first = delivery.take(pending.pop(0))
-        delivery.enqueue_on_commit([row.pk for row in pending])
+        delivery.enqueue_rows_on_commit(pending)
     return first
 
 

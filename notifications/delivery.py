@@ -38,6 +38,7 @@ from alarmsite import instruments, logs
 from alarmsite.kept import kept
 from alarmsite.queue import enqueue, lease_until, release, unleased
 from alarmsite.rows import update_many
+from alarmsite.together import Together
 from devices.models import Person
 
 from .messages import build_message, sample_alarm
@@ -108,6 +109,8 @@ def create_for_step(
         row.alarm, row.step, row.round, row.next_attempt_at = alarm, index, round_, now
         row.queued_until = lease_until(now)  # queued (or taken) once this commits
     taken = take_unwritten(rows[0]) if take_first and rows else None
+    if rows and (taken or not take_first) and _new_rows.add(*rows):
+        return rows, taken  # inserted as the batch ends; nothing needs them before
     try:
         with transaction.atomic():
             Delivery.objects.bulk_create(rows)
@@ -125,6 +128,14 @@ def create_for_step(
     for row in rows:
         row.alarm = alarm
     return rows, taken
+
+
+_new_rows = Together(Delivery.objects.bulk_create)
+
+# Inside, the deliveries steps create are inserted with one statement as the block ends (a
+# drain's batch), unless a step's first must be taken once written (an ordered channel's). A
+# step that ran before then breaks the block's insert, and its caller runs each step alone.
+created_together = _new_rows.block
 
 
 def _no_targets() -> dict:
@@ -184,6 +195,13 @@ def enqueue_on_commit(ids: list[int], countdown: float | None = None) -> None:
     `queued_until`)."""
     if ids:
         transaction.on_commit(lambda: _publish(ids, countdown))
+
+
+def enqueue_rows_on_commit(rows: list[Delivery]) -> None:
+    """As `enqueue_on_commit`, for rows that may be inserted only as their batch ends: their
+    ids are read at the commit."""
+    if rows:
+        transaction.on_commit(lambda: _publish([row.pk for row in rows]))
 
 
 def _publish(ids: list[int], countdown: float | None = None) -> None:

@@ -3,6 +3,7 @@ transaction, on the real Redis queue."""
 
 import json
 import re
+from collections import Counter
 from datetime import timedelta
 
 import pytest
@@ -70,14 +71,16 @@ def test_a_drain_locks_and_steps_many_alarms_in_one_read(raise_many, webhook_rec
     alarm_reads = [sql for sql in reads if 'FROM "alarms_alarm"' in sql]
     assert len(alarm_reads) == 1
 
-    # Each message is written taken (not written, then taken). The steps are written with one
-    # statement sent once, and so are the results of every RECORD_TOGETHER messages sent.
+    # Each message is written taken (not written, then taken), all with one INSERT. The steps
+    # are written with one statement sent once, and so are the results of every
+    # RECORD_TOGETHER messages sent.
     def written(what: str) -> int:
         return sum(re.sub(r"^\d+ times: ", "", q["sql"]).startswith(what) for q in statements)
 
     together = 20 // delivery.RECORD_TOGETHER
     assert written('UPDATE "alarms_alarm"') == 1
     assert written('UPDATE "notifications_delivery"') == together
+    assert written('INSERT INTO "notifications_delivery"') == 1  # all the steps' deliveries
     assert written('INSERT INTO "alarms_alarmevent"') == 1 + together  # the steps', the sends'
     sent = Delivery.objects.filter(status="sent")
     assert sorted(sent.values_list("alarm_id", flat=True)) == sorted(a.pk for a in alarms)
@@ -93,6 +96,24 @@ def test_an_alarm_whose_step_fails_does_not_hold_back_the_others(raise_many, web
 
     assert set(Delivery.objects.values_list("alarm_id", flat=True)) == {good.pk, other.pk}
     assert Alarm.objects.get(pk=broken.pk).current_step == -1  # still due, for the sweeper
+
+
+def test_a_step_that_ran_before_breaks_its_batch_s_insert_and_each_step_then_runs_alone(
+    raise_many, webhook_receiver
+):
+    first, again, third = raise_many(3)
+    assert engine.run_due_step(again.pk)  # its delivery is written (and queued) ...
+    due_again = {"current_step": -1, "next_escalation_at": timezone.now()}
+    Alarm.objects.filter(pk=again.pk).update(**due_again)  # ... yet its step is due again
+
+    assert engine.run_due_now() == 3
+
+    counts = Counter(Delivery.objects.values_list("alarm_id", flat=True))
+    assert counts == {first.pk: 1, again.pk: 1, third.pk: 1}  # no message twice
+    assert set(Alarm.objects.values_list("current_step", flat=True)) == {0}
+    posted = Counter(request["json"]["alarm"]["id"] for request in webhook_receiver.requests)
+    assert posted == {str(first.pk): 1, str(again.pk): 1, str(third.pk): 1}
+    assert delivery.attempt(Delivery.objects.get(alarm=again).pk) is None  # its queued task
 
 
 def test_deliveries_taken_together_go_back_to_the_queue_once_sending_is_slow(
