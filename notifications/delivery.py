@@ -87,7 +87,8 @@ def create_for_step(
 ) -> tuple[list[Delivery], "Claimed | None"]:
     """Create this step's deliveries (inside the escalation transaction) and return them all;
     the caller sends or queues the pending ones. With `take_first`, the first is written
-    taken when it can be (`take_unwritten`), and returned taken, to be sent."""
+    taken when it can be (`take_unwritten`), and returned taken, to be sent. Inside
+    `created_together` they may be inserted only as that block ends."""
     rows = []
     known = kept("step targets", _no_targets)  # shared: read-only, filled as steps name them
     gateways = known["gateways"]  # method -> its gateway
