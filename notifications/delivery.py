@@ -374,19 +374,17 @@ def _call(claimed: Claimed) -> Sent | None:
         sent = transport.send(out)
     except ValidationError as exc:
         error = TransportError(f"invalid configuration: {' '.join(exc.messages)}", permanent=True)
-        _record_failure(delivery, transport, error, started)
-        return None
     except TransportError as exc:
         exc.message = out.message.scrub(exc.message)
-        _record_failure(delivery, transport, exc, started)
-        return None
+        error = exc
     except Exception as exc:  # noqa: BLE001 (a transport bug must not lose the delivery)
         log.error("transport %s crashed: %s", delivery.method, transport.redact(_trace(exc)))
         error = TransportError(f"internal error: {exc.__class__.__name__}")
-        _record_failure(delivery, transport, error, started)
-        return None
-    delivery.latency_ms, delivery.sent_at = _elapsed_ms(started), timezone.now()
-    return sent
+    else:
+        delivery.latency_ms, delivery.sent_at = _elapsed_ms(started), timezone.now()
+        return sent
+    _record_failure(delivery, transport, error, started)
+    return None
 
 
 def _trace(exc: Exception) -> str:
@@ -518,7 +516,7 @@ def _keep_ref(delivery: Delivery, ref: dict) -> None:
     alarm.save(update_fields=["external_refs"])
 
 
-def _record_failure(delivery: Delivery, transport, exc: TransportError, started: float) -> str:
+def _record_failure(delivery: Delivery, transport, exc: TransportError, started: float) -> None:
     with transaction.atomic():
         delivery.latency_ms = _elapsed_ms(started)
         delivery.provider_status = exc.status[:50]
@@ -546,7 +544,6 @@ def _record_failure(delivery: Delivery, transport, exc: TransportError, started:
     outcome = instruments.FAILED if final else instruments.RETRIED
     instruments.delivery_attempted(delivery, outcome, delivery.latency_ms / 1000)
     log.warning("%s to %s: %s", outcome, delivery.describe(), delivery.error)
-    return delivery.status
 
 
 def _elapsed_ms(started: float) -> int:
