@@ -339,11 +339,8 @@ def send_taken(taken: list[Claimed]) -> None:
                 _give_back(taken[n:])
                 return
             with logs.about_alarm(claimed.delivery.alarm_id):
-                sent = _call(claimed)
-            if sent and sent.ref:  # locks its alarm: alone, so no two batches lock two alarms
-                _record_sent([(claimed, sent)])
-            elif sent:
-                done.append((claimed, sent))
+                if sent := _call(claimed):
+                    done.append((claimed, sent))
             if len(done) == RECORD_TOGETHER:
                 _record_sent(done)
                 done = []
@@ -479,6 +476,9 @@ def _record_sent(done: list[tuple[Claimed, Sent]]) -> None:
     rows with one statement, the timeline entries with another, the figures in one pipeline."""
     if not done:
         return
+    # By alarm: a message with a ref locks its alarm, and batches that lock alarms in one
+    # order cannot deadlock each other.
+    done = sorted(done, key=lambda item: str(item[0].delivery.alarm_id))
     with instruments.together(), transaction.atomic(), written_together():
         for claimed, sent in done:
             delivery, transport = claimed.delivery, claimed.transport
