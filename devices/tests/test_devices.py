@@ -53,6 +53,36 @@ def test_the_issued_token_finds_its_device(make_device):
     assert Device.by_token("") is None
 
 
+def test_a_new_token_reads_one_row_and_takes_its_relations_from_what_is_kept(
+    make_device, room, django_assert_num_queries
+):
+    person = Person.objects.create(name="Ann")
+    first, first_token = make_device("Phone 1", person=person)
+    second, second_token = make_device("Phone 2", person=person)
+
+    found = Device.by_token(first_token)
+    assert (found.room, found.room.site, found.site, found.person) == (
+        room,
+        room.site,
+        room.site,
+        person,
+    )
+    with django_assert_num_queries(1):  # the device; its room, site and person are kept
+        found = Device.by_token(second_token)
+    assert (found, found.room.name, found.site, found.person.name) == (
+        second,
+        room.name,
+        room.site,
+        "Ann",
+    )
+    with django_assert_num_queries(0):
+        Device.by_token(second_token)
+
+    room.name = "Renamed"
+    room.save()  # a configuration change: what was kept is read again
+    assert Device.by_token(first_token).room.name == "Renamed"
+
+
 def test_the_issued_token_is_accepted_by_the_ingest(client, make_device):
     _, token = make_device()
 
