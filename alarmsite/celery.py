@@ -1,5 +1,6 @@
 """The Celery app: settings come from Django's (CELERY_*), tasks from each app's tasks.py."""
 
+import gc
 import logging.config
 import os
 
@@ -10,6 +11,7 @@ from celery.signals import (
     setup_logging,
     task_postrun,
     task_prerun,
+    worker_process_init,
     worker_ready,
 )
 
@@ -59,6 +61,14 @@ def close_old_connections(sender=None, **kwargs):
 
     if not getattr(sender.request, "is_eager", False):  # an eager task runs in its caller's
         close_old_connections()
+
+
+@worker_ready.connect
+@worker_process_init.connect
+def leave_what_is_loaded_out_of_collections(**kwargs):
+    """As the web process does (alarmsite/asgi.py): the worker and each of its pool processes,
+    once loaded, keep what they loaded out of the garbage collector's full passes."""
+    gc.freeze()
 
 
 @worker_ready.connect
