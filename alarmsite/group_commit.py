@@ -6,9 +6,10 @@ handling is spared, see alarms/api/fast.py); the pieces see one configuration
 (`kept.one_version`), and their timeline entries and figures are written at once
 (alarmsite/together.py). A piece's result is released only after that commit: nobody is told
 an alarm was stored before it was. A piece that fails rolls back alone (its savepoint) and gets
-its own exception. If the database rolls the whole transaction back (a deadlock), every piece
-is run again alone, in a transaction of its own, so each gets the answer it would have had
-without the others; if the database is away, each gets that error.
+its own exception, unless the database picked it as a deadlock's victim: then it runs again
+alone once the group has committed, as it would if the whole transaction were rolled back
+(every piece then runs again alone, in a transaction of its own, so each gets the answer it
+would have had without the others); if the database is away, each gets that error.
 
 Two threads take turns, each with its own connection: while one waits for the database, the
 other runs its group. A raise of a key that the other group has just written waits for that
@@ -66,6 +67,12 @@ class GroupCommitter:
                 outcomes = [(None, exc)] * len(group)
         finally:
             close_old_connections()  # as after each request
+        # A piece the database picked as a deadlock's victim lost only its savepoint, and the
+        # other writer has gone on since: it runs again alone, not answered 503.
+        outcomes = [
+            _outcome(work) if error is not None and _rolled_back(error) else (result, error)
+            for (work, _), (result, error) in zip(group, outcomes, strict=True)
+        ]
         for (_, future), (result, error) in zip(group, outcomes, strict=True):
             if error is None:
                 future.set_result(result)

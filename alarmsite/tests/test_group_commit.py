@@ -2,10 +2,11 @@
 and a piece that fails rolls back alone, with what it recorded."""
 
 import asyncio
+import threading
 import time
 
 import pytest
-from django.db import IntegrityError, connection
+from django.db import IntegrityError, connection, transaction
 
 from alarms.models import Alarm, AlarmEvent
 from alarms.timeline import record
@@ -74,3 +75,37 @@ def test_a_piece_that_fails_leaves_none_of_its_timeline_while_the_others_keep_th
     assert isinstance(results[1], ValueError)
     texts = AlarmEvent.objects.filter(alarm=alarm).values_list("text", flat=True)
     assert sorted(texts) == ["first", "third"]
+
+
+@pytest.mark.postgres
+def test_a_piece_picked_as_a_deadlocks_victim_runs_again_alone_once_its_group_committed():
+    north, south = Site.objects.create(name="North"), Site.objects.create(name="South")
+    holding, other_failed = threading.Event(), []
+
+    def other_writer():  # locks North, then wants South, which the piece holds
+        try:
+            with transaction.atomic():
+                Site.objects.filter(pk=north.pk).update(address="other")
+                holding.set()
+                time.sleep(0.5)  # the piece waits for North by now, and started waiting first
+                Site.objects.filter(pk=south.pk).update(address="other")
+        except Exception as exc:  # noqa: BLE001 (the test says which side the database chose)
+            other_failed.append(exc)
+        finally:
+            connection.close()
+
+    def piece():  # locks South, then wants North: PostgreSQL finds the deadlock on its side
+        Site.objects.filter(pk=south.pk).update(address="piece")
+        holding.wait(5)
+        Site.objects.filter(pk=north.pk).update(address="piece")
+        return "stored"
+
+    other = threading.Thread(target=other_writer)
+    other.start()
+    holding.wait(5)
+    results = run_together([piece])
+    other.join(10)
+
+    assert other_failed == []  # the piece was the victim: its savepoint was rolled back
+    assert results == ["stored"]  # then it ran again, after the other writer had committed
+    assert set(Site.objects.values_list("address", flat=True)) == {"piece"}
