@@ -27,7 +27,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from alarms import board
@@ -500,11 +500,55 @@ def _record_sent(done: list[tuple[Claimed, Sent]]) -> None:
             _wake_next(delivery)
             instruments.delivery_attempted(delivery, instruments.SENT, delivery.latency_ms / 1000)
         update_many([claimed.delivery for claimed, _ in done], SENT_FIELDS)
+        _wake_waiting([claimed.delivery for claimed, _ in done])
     for claimed, _ in done:
         with logs.about_alarm(claimed.delivery.alarm_id):
             log.info(
                 "sent to %s in %d ms", claimed.delivery.describe(), claimed.delivery.latency_ms
             )
+
+
+# A provider that failed leaves its messages waiting out their backoff, minutes once it has
+# failed a few times. When it accepts messages again, up to this many of those waiting are
+# brought forward at once (more each time it accepts more), so that it is not handed its whole
+# backlog in one burst...
+WAKE_AT_ONCE = 20
+# ...each to this long after its last attempt: a message that failed as the provider recovered
+# (its request was still hanging) goes soon too, and one that the provider keeps refusing while
+# it accepts others is not tried again at the pace of the others.
+WAKE_AFTER = timedelta(seconds=5)
+
+
+def _wake_waiting(sent: list[Delivery]) -> None:
+    """Inside the transaction recording these messages sent: messages waiting out their
+    backoff with the same providers (a channel or gateway; the mail server for email without
+    one) are brought forward, so that after an outage they leave as the provider recovers.
+    Not those it rate-limited: it asked for the wait."""
+    providers = Q()
+    for channel_id, method in {(row.channel_id, row.method) for row in sent}:
+        providers |= Q(channel_id=channel_id) if channel_id else Q(channel=None, method=method)
+    now = timezone.now()
+    waiting = (
+        Delivery.objects.select_for_update(skip_locked=True)
+        .filter(providers, status=Status.PENDING, attempts__gt=0, next_attempt_at__gt=now)
+        .filter(next_attempt_at__gt=F("updated_at") + WAKE_AFTER)  # not brought forward yet
+        .exclude(provider_status="HTTP 429")
+        .order_by("next_attempt_at")
+        .values_list("pk", "updated_at")[:WAKE_AT_ONCE]
+    )
+    woken = {pk: max(now, attempted + WAKE_AFTER) for pk, attempted in waiting}
+    due_now = [pk for pk, at in woken.items() if at == now]
+    if due_now:
+        Delivery.objects.filter(pk__in=due_now).update(
+            next_attempt_at=now, queued_until=lease_until(now)
+        )
+        enqueue_on_commit(due_now)
+    for pk, at in woken.items():
+        if at != now:  # a countdown task: a worker holds it and may die with it, so no lease
+            Delivery.objects.filter(pk=pk).update(next_attempt_at=at, queued_until=None)
+            enqueue_on_commit([pk], countdown=(at - now).total_seconds())
+    if woken:
+        log.info("%d messages waiting for a provider that accepts again go sooner", len(woken))
 
 
 def _keep_ref(delivery: Delivery, ref: dict) -> None:

@@ -19,7 +19,7 @@ from alarms import lifecycle
 from alarms.models import Alarm, AlarmEvent
 from alarms.timeline import SYSTEM, Actor
 from escalation import engine
-from notifications.models import NotificationChannel
+from notifications.models import Delivery, NotificationChannel
 from notifications.tests.steps import make_due, send_pending
 from notifications.transports import CHANNEL_KINDS, transport_class
 
@@ -323,6 +323,60 @@ def test_a_server_error_is_retried_with_backoff(receiver, hook, raise_to):
     assert before + timedelta(seconds=5) <= waiting.next_attempt_at
     assert waiting.next_attempt_at <= timezone.now() + timedelta(seconds=10)
     assert not alarm.events.filter(kind=AlarmEvent.Kind.DELIVERY_FAILED).exists()
+
+
+def attempted_a_minute_ago(row) -> None:
+    Delivery.objects.filter(pk=row.pk).update(updated_at=timezone.now() - timedelta(minutes=1))
+
+
+def test_a_message_waiting_for_its_provider_goes_as_soon_as_the_provider_accepts_another(
+    receiver, hook, raise_to
+):
+    waiting = raise_to([(0, [hook])], key="boiler")
+    receiver.fail(500, body="upstream down")
+    assert send_pending(waiting) == ["pending"]  # its retry is 5 to 10 s away
+    attempted_a_minute_ago(waiting.deliveries.get())
+
+    assert send_pending(raise_to([(0, [hook])], key="door")) == ["sent"]  # the provider is back
+
+    woken = waiting.deliveries.get()
+    assert woken.status == "pending" and woken.next_attempt_at <= timezone.now()
+    assert woken.queued_until > timezone.now()  # queued: the sweeper leaves it to its task
+    assert send_pending(waiting) == ["sent"]
+    assert waiting.deliveries.get().attempts == 2
+    assert [r.json["event"] for r in receiver.requests].count("alarm.triggered") == 3
+
+
+def test_a_message_refused_just_now_goes_five_seconds_after_its_attempt_once_others_are_accepted(
+    settings, receiver, hook, raise_to
+):
+    settings.DELIVERY_RETRY_BASE_SECONDS = 600  # its backoff: 5 to 10 minutes
+    refused = raise_to([(0, [hook])], key="refused")
+    receiver.fail(500)
+    send_pending(refused)
+    attempted = refused.deliveries.get().updated_at
+
+    assert send_pending(raise_to([(0, [hook])], key="door")) == ["sent"]
+    assert send_pending(raise_to([(0, [hook])], key="gate")) == ["sent"]  # no second wake
+
+    row = refused.deliveries.get()
+    assert (row.status, row.next_attempt_at) == ("pending", attempted + timedelta(seconds=5))
+    assert row.queued_until is None  # a countdown task holds it
+
+
+def test_a_message_its_provider_rate_limited_waits_out_the_time_it_was_given(
+    receiver, hook, raise_to
+):
+    limited = raise_to([(0, [hook])], key="limited")
+    receiver.fail(429, retry_after="600")
+    send_pending(limited)
+    attempted_a_minute_ago(limited.deliveries.get())
+
+    assert send_pending(raise_to([(0, [hook])], key="door")) == ["sent"]
+
+    row = limited.deliveries.get()
+    assert row.status == "pending"
+    assert row.next_attempt_at > timezone.now() + timedelta(minutes=9)
 
 
 def test_the_last_allowed_attempt_gives_up(settings, receiver, hook, raise_to):
