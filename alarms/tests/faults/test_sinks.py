@@ -69,4 +69,6 @@ def test_smtp_and_webhooks_failing_for_a_minute_deliver_everything_once_they_rec
     result.counts["all sent"] = f"{recovered:.0f} s after the providers recovered"
     if not late <= 5:  # a sweep, a send timing out, and some slack
         result.problems.append("failing providers delayed the escalation")
+    if recovered > 30:  # waiting messages go as the providers accept again, not after backoff
+        result.problems.append("messages waited out their backoff after the providers recovered")
     report("SMTP and webhook sinks failing for a minute", result)
