@@ -156,10 +156,14 @@ def settle(storm: Storm, seconds: float) -> dict[str, int]:
     return the counts."""
     deadline = time.monotonic() + seconds
     while True:
+        # Steps due first, messages second: a step leaves the alarm not due and writes its
+        # messages in one commit, so counted after, its messages are seen; counted before, a
+        # step committing in between would be missed by both reads.
+        due = storm.alarms().filter(status="triggered", next_escalation_at__lte=timezone.now())
+        due = due.exists()
         counts = notifications(storm)
         busy = counts[Delivery.Status.PENDING] + counts[Delivery.Status.SENDING]
-        due = storm.alarms().filter(status="triggered", next_escalation_at__lte=timezone.now())
-        if not (busy or due.exists()) or time.monotonic() >= deadline:
+        if not (busy or due) or time.monotonic() >= deadline:
             return counts
         time.sleep(0.5)
 
