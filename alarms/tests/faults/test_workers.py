@@ -56,8 +56,10 @@ def test_two_workers_racing_on_the_same_escalation_run_each_step_once(
     result.counts["that found it taken"] = " + ".join(
         str(outcomes.count("False")) for outcomes in ran.values()
     )
-    if not all("True" in outcomes for outcomes in ran.values()):
-        result.problems.append("one worker ran no step: the race did not happen")
+    # Each worker took tasks for the same steps at the same moment: that is the race. Which of
+    # them runs the steps is up to timing: one task may take every step overdue at once.
+    if not all(ran.values()):
+        result.problems.append("one worker got none of the steps' tasks: the race did not happen")
     report("two workers racing on the same escalation", result)
 
 
