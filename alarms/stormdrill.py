@@ -159,11 +159,14 @@ def settle(storm: Storm, seconds: float) -> dict[str, int]:
         # Steps due first, messages second: a step leaves the alarm not due and writes its
         # messages in one commit, so counted after, its messages are seen; counted before, a
         # step committing in between would be missed by both reads.
-        due = storm.alarms().filter(status="triggered", next_escalation_at__lte=timezone.now())
-        due = due.exists()
+        steps_due = (
+            storm.alarms()
+            .filter(status="triggered", next_escalation_at__lte=timezone.now())
+            .exists()
+        )
         counts = notifications(storm)
         busy = counts[Delivery.Status.PENDING] + counts[Delivery.Status.SENDING]
-        if not (busy or due) or time.monotonic() >= deadline:
+        if not (busy or steps_due) or time.monotonic() >= deadline:
             return counts
         time.sleep(0.5)
 

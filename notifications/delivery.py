@@ -205,6 +205,19 @@ def enqueue_rows_on_commit(rows: list[Delivery]) -> None:
         transaction.on_commit(lambda: _publish([row.pk for row in rows]))
 
 
+def _queue_at(ids: list[int], at) -> None:
+    """Inside a transaction: these pending deliveries go at `at`, queued once it commits. Due
+    now, their task waits in the queue, which the lease tells the sweeper; due later, a worker
+    holds the countdown task and may die with it, so they carry no lease."""
+    now = timezone.now()
+    if at <= now:
+        Delivery.objects.filter(pk__in=ids).update(next_attempt_at=at, queued_until=lease_until(at))
+        enqueue_on_commit(ids)
+    else:
+        Delivery.objects.filter(pk__in=ids).update(next_attempt_at=at, queued_until=None)
+        enqueue_on_commit(ids, countdown=(at - now).total_seconds())
+
+
 def _publish(ids: list[int], countdown: float | None = None) -> None:
     lost = [pk for pk in ids if not enqueue("notifications.tasks.deliver", pk, countdown=countdown)]
     if lost:
@@ -446,11 +459,7 @@ def _wake_next(delivery: Delivery) -> None:
         .first()
     )
     if waiting is not None:
-        now = timezone.now()
-        Delivery.objects.filter(pk=waiting).update(
-            next_attempt_at=now, queued_until=lease_until(now)
-        )
-        enqueue_on_commit([waiting])
+        _queue_at([waiting], timezone.now())
 
 
 def _give_up(delivery: Delivery, why: str) -> None:
@@ -536,19 +545,14 @@ def _wake_waiting(sent: list[Delivery]) -> None:
         .order_by("next_attempt_at")
         .values_list("pk", "updated_at")[:WAKE_AT_ONCE]
     )
-    woken = {pk: max(now, attempted + WAKE_AFTER) for pk, attempted in waiting}
-    due_now = [pk for pk, at in woken.items() if at == now]
-    if due_now:
-        Delivery.objects.filter(pk__in=due_now).update(
-            next_attempt_at=now, queued_until=lease_until(now)
-        )
-        enqueue_on_commit(due_now)
-    for pk, at in woken.items():
-        if at != now:  # a countdown task: a worker holds it and may die with it, so no lease
-            Delivery.objects.filter(pk=pk).update(next_attempt_at=at, queued_until=None)
-            enqueue_on_commit([pk], countdown=(at - now).total_seconds())
+    woken = {}  # when -> the deliveries to go then (most go now, together)
+    for pk, attempted in waiting:
+        woken.setdefault(max(now, attempted + WAKE_AFTER), []).append(pk)
+    for at, ids in woken.items():
+        _queue_at(ids, at)
     if woken:
-        log.info("%d messages waiting for a provider that accepts again go sooner", len(woken))
+        count = sum(len(ids) for ids in woken.values())
+        log.info("%d messages waiting for a provider that accepts again go sooner", count)
 
 
 def _keep_ref(delivery: Delivery, ref: dict) -> None:
