@@ -65,6 +65,10 @@ class Alarm(models.Model):
     acknowledged_by = models.CharField(max_length=200, blank=True)
     resolved_at = models.DateTimeField(null=True, blank=True)
     resolved_by = models.CharField(max_length=200, blank=True)
+    # How often it fired again after it was resolved (within FLAP_WINDOW_SECONDS), and when it
+    # last did. Each reopening is a new cycle of its escalation: its messages are new ones.
+    reopen_count = models.PositiveIntegerField(default=0)
+    reopened_at = models.DateTimeField(null=True, blank=True)
 
     # Why the alarm notifies nobody although it is open: a routing rule, a silence or an
     # inhibiting alarm (set when it was routed).

@@ -43,6 +43,13 @@ class EscalationPolicy(models.Model):
         default=False,
         help_text="For alarms that no rule, device default or site default routes (one policy).",
     )
+    damp_flapping = models.BooleanField(
+        "damp flapping monitoring alarms",
+        default=False,
+        help_text="A monitoring alarm (Alertmanager, PagerDuty, metrics, heartbeats) that fires "
+        "again soon after it was resolved tells the people already paged once, instead of "
+        "escalating from the first step. Device alarms always escalate again.",
+    )
 
     class Meta:
         ordering = ["name"]

@@ -80,6 +80,8 @@ class Delivery(models.Model):
 
     alarm = models.ForeignKey("alarms.Alarm", on_delete=models.CASCADE, related_name="deliveries")
     event = models.CharField(max_length=15, choices=Event.choices, default=Event.NOTIFY)
+    # The alarm's reopen_count when this was created: a reopened alarm's messages are new ones.
+    cycle = models.PositiveIntegerField(default=0)
     step = models.PositiveIntegerField()
     round = models.PositiveIntegerField(default=0)
     target = models.CharField(max_length=100, help_text="person:<id> or channel:<id>")
@@ -114,6 +116,9 @@ class Delivery(models.Model):
     response = models.TextField(blank=True, help_text="What the provider answered.")
     error = models.TextField(blank=True)
     message = models.TextField(blank=True, help_text="What was sent.")
+    claimed_by = models.CharField(
+        max_length=200, blank=True, help_text="The worker process sending it (while sending)."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     sent_at = models.DateTimeField(null=True, blank=True)
@@ -123,7 +128,7 @@ class Delivery(models.Model):
         verbose_name_plural = "deliveries"
         constraints = [
             models.UniqueConstraint(
-                fields=["alarm", "event", "step", "round", "target", "method"],
+                fields=["alarm", "cycle", "event", "step", "round", "target", "method"],
                 name="one_delivery_per_key",
             )
         ]
