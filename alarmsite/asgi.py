@@ -16,17 +16,16 @@ django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs Django set up first)
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from alarms.api.fast import DeviceFastPath  # noqa: E402
 from alarms.routing import websocket_urlpatterns  # noqa: E402
+from alarmsite.websocket_origin import OriginCheck  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": DeviceFastPath(django_asgi_app),
-        "websocket": AllowedHostsOriginValidator(
-            AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
-        ),
+        # Only pages of PUBLIC_BASE_URL and CSRF_TRUSTED_ORIGINS (scheme, host and port).
+        "websocket": OriginCheck(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )
 

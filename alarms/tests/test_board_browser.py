@@ -24,12 +24,12 @@ HOSTILE_TITLE = '<img src=x onerror="window.__owned=1">Fire <script>window.__own
 @pytest.fixture
 def server(process_env, start_process):
     port = free_port()
+    url = f"http://127.0.0.1:{port}"
     start_process(
         ["-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "alarmsite.asgi:application"],
-        process_env(),
+        process_env(PUBLIC_BASE_URL=url),  # the board's socket takes pages of this origin only
         log_name="board-web",
     )
-    url = f"http://127.0.0.1:{port}"
     wait_until(lambda: _answers(url + "/accounts/login/"), timeout=20)
     return url
 

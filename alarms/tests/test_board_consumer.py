@@ -2,11 +2,13 @@
 
 import asyncio
 import json
+from urllib.parse import urlsplit
 
 import pytest
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
+from django.conf import settings
 from django.contrib.auth.models import Group, User
 from django.db import connection
 from django.test import Client
@@ -35,8 +37,13 @@ def session_cookie(client, user) -> bytes:
     return f"sessionid={client.cookies['sessionid'].value}".encode()
 
 
-def communicator(cookie: bytes | None = None) -> WebsocketCommunicator:
-    headers = [(b"origin", b"http://localhost"), (b"host", b"localhost")]
+def communicator(cookie: bytes | None = None, origin: str | None = "") -> WebsocketCommunicator:
+    """A socket to the board, as a page from `origin` opens it (default: PUBLIC_BASE_URL;
+    None: no Origin header)."""
+    host = urlsplit(settings.PUBLIC_BASE_URL).netloc
+    headers = [(b"host", host.encode())]
+    if origin is not None:
+        headers.append((b"origin", (origin or settings.PUBLIC_BASE_URL).encode()))
     if cookie:
         headers.append((b"cookie", cookie))
     return WebsocketCommunicator(application, "/ws/board/", headers=headers)
@@ -63,6 +70,75 @@ def test_an_anonymous_socket_is_refused():
         assert code == 4403
 
     async_to_sync(scenario)()
+
+
+@pytest.fixture
+def served_on_port_8303(settings):
+    settings.PUBLIC_BASE_URL = "http://127.0.0.1:8303"
+    settings.CSRF_TRUSTED_ORIGINS = [
+        "http://127.0.0.1:8303", "https://board.example.org", "https://*.example.net",
+    ]  # fmt: skip
+
+
+def connects(cookie: bytes, origin: str | None) -> bool:
+    async def scenario():
+        socket = communicator(cookie, origin)
+        connected, _ = await socket.connect()
+        await socket.disconnect()
+        return connected
+
+    return async_to_sync(scenario)()
+
+
+def test_a_page_on_another_port_of_the_same_host_may_not_open_the_board_or_cancel(
+    client, dispatcher, served_on_port_8303
+):
+    alarm = lifecycle.raise_alarm(source="api", dedup_key="k", title="Fall", actor=SYSTEM).alarm
+    cookie = session_cookie(client, dispatcher)
+
+    async def scenario():
+        socket = communicator(cookie, origin="http://127.0.0.1:9999")
+        connected, _ = await socket.connect()
+        if connected:  # what the other page went on to do
+            await socket.receive_json_from()
+            await socket.send_json_to({"action": "cancel", "alarm_id": str(alarm.pk)})
+            await receive_until(socket, lambda m: m["type"] == "result")
+        await socket.disconnect()
+        return connected
+
+    assert async_to_sync(scenario)() is False
+    assert Alarm.objects.get(pk=alarm.pk).status == "triggered"
+
+
+@pytest.mark.parametrize(
+    "origin",
+    [
+        "http://127.0.0.1:9999",  # another port
+        "https://127.0.0.1:8303",  # another scheme
+        "http://localhost:8303",  # another name for the host
+        "http://127.0.0.1",  # the default port, 80
+        "http://127.0.0.1:8303.evil.example",
+        "https://example.net",  # the wildcard is for subdomains
+        "null",  # a sandboxed frame or a file
+        None,  # no Origin header at all
+    ],
+)
+def test_an_origin_that_is_not_allowed_is_refused(client, dispatcher, served_on_port_8303, origin):
+    assert not connects(session_cookie(client, dispatcher), origin)
+
+
+@pytest.mark.parametrize(
+    "origin",
+    [
+        "http://127.0.0.1:8303",  # PUBLIC_BASE_URL
+        "https://board.example.org",  # CSRF_TRUSTED_ORIGINS
+        "https://board.example.org:443",  # the same, its default port written out
+        "HTTPS://Board.Example.org",
+        "https://ops.example.net",  # CSRF_TRUSTED_ORIGINS' https://*.example.net
+    ],
+)
+def test_an_allowed_origin_opens_the_board(client, dispatcher, served_on_port_8303, origin):
+    assert connects(session_cookie(client, dispatcher), origin)
 
 
 def test_a_user_outside_dispatch_is_refused(client):
