@@ -61,20 +61,18 @@ def raise_alarm(
     """Open an alarm, or count another occurrence on the open one with the same dedup key.
     Inside a caller's transaction it adds no savepoint of its own: what it raises rolls that
     back (a group of raises gives each its own savepoint)."""
+    payload = {"title": title, "message": message, "severity": severity,
+               "labels": labels or {}, "details": details or {}}  # fmt: skip
     with logs.about_alarm(), transaction.atomic(savepoint=False):
         existing = _current_for_update(dedup_key)
         if existing and existing.status == Status.RESOLVED:
-            return _reopen(existing, actor)
+            return _reopen(existing, actor, payload, policy, hold_seconds)
         if existing:
             return Outcome(_add_occurrence(existing, actor), changed=False)
         alarm = Alarm(
             source=source,
             dedup_key=dedup_key,
-            title=title,
-            message=message,
-            severity=severity,
-            labels=labels or {},
-            details=details or {},
+            **payload,
             device=device,
             site=site or (device.site if device else None),
             room=device.room if device else None,
@@ -82,15 +80,7 @@ def raise_alarm(
         )
         logs.concerning(alarm.pk)
         # Routed before it is written, so the row is written once.
-        routed = routing.route(alarm, policy=policy)
-        alarm.severity, alarm.silenced_by = routed.severity, routed.silenced_by
-        policies = [] if alarm.silenced_by else routed.policies
-        scope = storms.storm_scope(source) if source != storms.SOURCE else None
-        if scope and policies:
-            storm = storms.join(alarm, scope, policies[0])
-            alarm.silenced_by = f"the storm guard ({scope}): one digest in alarm {storm.pk}"
-            policies = []
-        engine.start(alarm, policies, hold_seconds)
+        routed, policies = _route_and_start(alarm, policy, hold_seconds)
         if not insert_unless_taken(alarm):
             return _lost_race(dedup_key, actor)
         triggered = event(alarm, Kind.TRIGGERED, f"Raised by {actor.name}", actor, source=source)
@@ -101,6 +91,22 @@ def raise_alarm(
         log.info("raised by %s: %s", actor.name, title,
                  extra={"source": source, "severity": alarm.severity})  # fmt: skip
         return Outcome(alarm, changed=True, created=True)
+
+
+def _route_and_start(alarm: Alarm, policy, hold_seconds: float) -> tuple:
+    """Route an alarm that starts (new, or fired again after its resolve), fold it into a storm
+    when there is one, and start its escalation; return the routing and the policies it
+    follows."""
+    routed = routing.route(alarm, policy=policy)
+    alarm.severity, alarm.silenced_by = routed.severity, routed.silenced_by
+    policies = [] if alarm.silenced_by else routed.policies
+    scope = storms.storm_scope(alarm.source) if alarm.source != storms.SOURCE else None
+    if scope and policies:
+        storm = storms.join(alarm, scope, policies[0])
+        alarm.silenced_by = f"the storm guard ({scope}): one digest in alarm {storm.pk}"
+        policies = []
+    engine.start(alarm, policies, hold_seconds)
+    return routed, policies
 
 
 # What a source that resends its alarms may change on an open one.
@@ -179,26 +185,58 @@ def _current_for_update(dedup_key: str) -> Alarm | None:
     return Alarm.objects.get(pk=found[0]) if found else None
 
 
-def _reopen(alarm: Alarm, actor: Actor) -> Outcome:
-    """Flapping: it fired again soon after it was resolved. The same alarm opens again, as a
-    repeat: nobody is notified anew for it."""
+# Sources that resend what they watch (a flapping check): an operator may damp their reopenings
+# (`EscalationPolicy.damp_flapping`). A device's press always escalates again.
+MONITORING_SOURCES = frozenset({"alertmanager", "pagerduty", "metric", "heartbeat"})
+
+
+def _reopen(alarm: Alarm, actor: Actor, payload: dict, policy, hold_seconds: float) -> Outcome:
+    """It fired again within FLAP_WINDOW_SECONDS of its resolve: the same alarm opens again,
+    with what the source sent now, as a new cycle of its escalation, which starts again from
+    the first step (routed anew: the hour or a silence may have changed). Damped (a monitoring
+    source on a policy that asks for it), it tells the people already paged once instead."""
     logs.concerning(alarm.pk)
-    resolved_at = alarm.resolved_at
+    paged = delivery.paged_people(alarm) if _may_damp(alarm) else []
+    now, resolved_at = timezone.now(), alarm.resolved_at
     alarm.status, alarm.resolved_at, alarm.resolved_by = Status.TRIGGERED, None, ""
+    alarm.acknowledged_at, alarm.acknowledged_by = None, ""
     alarm.occurrences += 1
-    alarm.last_occurrence_at = timezone.now()
+    alarm.last_occurrence_at = alarm.reopened_at = now
+    alarm.reopen_count += 1
+    for name, value in payload.items():
+        setattr(alarm, name, value)
+    seconds = int((now - resolved_at).total_seconds())
+    fired = f"Fired again {seconds} s after it was resolved"
+    if paged:
+        engine.stop(alarm)
+        names = ", ".join(sorted({person.name for person, _ in paged}))
+        text = f"{fired} (flapping, damped by {alarm.policy}): telling {names} once, no new steps"
+        entries = [event(alarm, Kind.REOPENED, text, actor, damped=True)]
+    else:
+        # A new cycle opens new records (a ticket, an incident) rather than noting closed ones.
+        alarm.external_refs = {}
+        routed, policies = _route_and_start(alarm, policy, hold_seconds)
+        entries = [
+            event(alarm, Kind.REOPENED, f"{fired}: reopened, escalating from step 1", actor),
+            _routed_event(alarm, routed, policies),
+        ]
     try:
         with transaction.atomic():
-            alarm.save(update_fields=["status", "resolved_at", "resolved_by", "occurrences",
-                                      "last_occurrence_at"])  # fmt: skip
-    except IntegrityError:
+            alarm.save()
+    except IntegrityError:  # a concurrent raise opened a new alarm with this key first
         return _lost_race(alarm.dedup_key, actor)
-    seconds = int((alarm.last_occurrence_at - resolved_at).total_seconds())
-    text = f"Fired again {seconds} s after it was resolved (flapping): reopened, not notified anew"
-    record(alarm, Kind.REOPENED, text, actor)
+    record_all(*entries)
+    if paged:
+        delivery.tell_fired_again(alarm, paged)
+    engine.schedule(alarm)
     board.publish(alarm)
-    log.info("reopened by %s (flapping)", actor.name)
+    instruments.alarm_raised(alarm)
+    log.info("reopened by %s%s", actor.name, " (flapping, damped)" if paged else "")
     return Outcome(alarm, changed=True, reopened=True)
+
+
+def _may_damp(alarm: Alarm) -> bool:
+    return alarm.source in MONITORING_SOURCES and bool(alarm.policy and alarm.policy.damp_flapping)
 
 
 def _lost_race(dedup_key: str, actor: Actor) -> Outcome:

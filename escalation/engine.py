@@ -98,11 +98,12 @@ def merged_snapshot(policies: list) -> list[dict]:
 
 
 def start(alarm: Alarm, policies: list, hold_seconds: float = 0) -> None:
-    """Attach the policies (the first is the alarm's policy; more run in parallel) to a new
-    alarm before its row is written: a snapshot of their steps and the first step's time (not
-    sooner than `hold_seconds`). `schedule` it once the row is written. Repeats follow the
-    first policy."""
+    """Attach the policies (the first is the alarm's policy; more run in parallel) to an alarm
+    that starts (new, or fired again after its resolve) before its row is written: a snapshot
+    of their steps and the first step's time (not sooner than `hold_seconds`). `schedule` it
+    once the row is written. Repeats follow the first policy."""
     policy = policies[0] if policies else None
+    alarm.current_step, alarm.current_round = -1, 0
     alarm.policy = policy
     if len(policies) > 1:
         alarm.steps_snapshot = merged_snapshot(policies)
@@ -112,6 +113,8 @@ def start(alarm: Alarm, policies: list, hold_seconds: float = 0) -> None:
     alarm.repeat_after_seconds = policy.repeat_after_seconds if policy else 0
     if alarm.steps_snapshot:
         _schedule(alarm, max(alarm.steps_snapshot[0]["delay_seconds"], hold_seconds))
+    else:
+        stop(alarm)
 
 
 def shorten_delays(alarm: Alarm, delay_of, actor) -> None:

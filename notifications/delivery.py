@@ -108,6 +108,7 @@ def create_for_step(
     rows = [row for row in rows if row.address]
     for row in rows:
         row.alarm, row.step, row.round, row.next_attempt_at = alarm, index, round_, now
+        row.cycle = alarm.reopen_count
         row.queued_until = lease_until(now)  # queued (or taken) once this commits
     taken = take_unwritten(rows[0]) if take_first and rows else None
     if rows and (taken or not take_first) and _new_rows.add(*rows):
@@ -123,8 +124,9 @@ def create_for_step(
         rows, taken = [], None
     if not rows or any(row.pk is None for row in rows):
         rows = list(
-            Delivery.objects.filter(alarm=alarm, event=NOTIFY, step=index, round=round_)
-            .select_related("person", "channel")
+            Delivery.objects.filter(
+                alarm=alarm, cycle=alarm.reopen_count, event=NOTIFY, step=index, round=round_
+            ).select_related("person", "channel")
         )  # fmt: skip
     for row in rows:
         row.alarm = alarm
@@ -166,23 +168,54 @@ def on_transition(alarm, event: str) -> None:
         next_attempt_at=None,
     )
     posted = Delivery.objects.filter(
-        alarm=alarm, event=NOTIFY, person=None, status__in=[*BUSY, Status.SENT]
-    ).values("channel")
+        alarm=alarm, cycle=alarm.reopen_count, event=NOTIFY, person=None,
+        status__in=[*BUSY, Status.SENT],
+    ).values("channel")  # fmt: skip
     now = timezone.now()
     rows = []
     for channel in NotificationChannel.objects.filter(pk__in=posted):
         transport = channel.transport()
         if event in transport.follows_up:
             rows.append(
-                Delivery(alarm=alarm, event=event, step=0, round=0, channel=channel,
+                Delivery(alarm=alarm, cycle=alarm.reopen_count, event=event, step=0, round=0,
+                         channel=channel,
                          target=f"channel:{channel.pk}", method=channel.kind,
                          address=transport.address_for(None), next_attempt_at=now,
                          queued_until=lease_until(now))
             )  # fmt: skip
     if rows:
         Delivery.objects.bulk_create(rows, ignore_conflicts=True)
-        pending = Delivery.objects.filter(alarm=alarm, event=event, status=Status.PENDING)
+        pending = Delivery.objects.filter(
+            alarm=alarm, cycle=alarm.reopen_count, event=event, status=Status.PENDING
+        )
         enqueue_on_commit(list(pending.values_list("pk", flat=True)))
+
+
+def paged_people(alarm) -> list[tuple[Person, str]]:
+    """(person, method) for every message a step of this alarm got to a person."""
+    sent = Delivery.objects.filter(alarm=alarm, event=NOTIFY, status=Status.SENT)
+    pairs = set(sent.exclude(person=None).values_list("person_id", "method"))
+    people = Person.objects.in_bulk({person_id for person_id, _ in pairs})
+    return sorted(((people[pk], method) for pk, method in pairs if pk in people),
+                  key=lambda pair: (pair[0].name, pair[0].pk, pair[1]))  # fmt: skip
+
+
+def tell_fired_again(alarm, paged: list[tuple[Person, str]]) -> None:
+    """Inside the transaction that reopened the alarm (damped): one message to each person and
+    method already paged, as the new cycle's first step, queued once it commits."""
+    now, gateways, rows = timezone.now(), {}, []
+    for person, method in paged:
+        for _, gateway, address in person_targets(person, [method], gateways):
+            if address and person.active:
+                rows.append(
+                    Delivery(alarm=alarm, cycle=alarm.reopen_count, step=0, round=0,
+                             person=person, channel=gateway, address=address,
+                             target=f"person:{person.pk}", method=method, next_attempt_at=now,
+                             queued_until=lease_until(now))
+                )  # fmt: skip
+    Delivery.objects.bulk_create(rows, ignore_conflicts=True)
+    pending = Delivery.objects.filter(alarm=alarm, cycle=alarm.reopen_count, status=Status.PENDING)
+    enqueue_on_commit(list(pending.values_list("pk", flat=True)))
 
 
 def record_kinds() -> list[str]:
@@ -312,7 +345,7 @@ def _taken(delivery: Delivery, transport) -> Claimed:
         ack_url = issue_ack_link(alarm, person=delivery.person, channel=_posted_to(delivery))
     message = build_message(
         alarm, transport, event=delivery.event, step=delivery.step, round_=delivery.round,
-        ack_url=ack_url, channel=delivery.channel,
+        cycle=delivery.cycle, ack_url=ack_url, channel=delivery.channel,
     )  # fmt: skip
     delivery.message = transport.redact(message.stored_text())
     ref = alarm.external_refs.get(_ref_key(delivery), {}) if delivery.channel_id else {}
@@ -426,8 +459,8 @@ def _ahead_of(delivery: Delivery) -> Delivery | None:
 
 def _was_posted(delivery: Delivery) -> bool:
     return Delivery.objects.filter(
-        alarm_id=delivery.alarm_id, channel_id=delivery.channel_id, person=None,
-        event=NOTIFY, status=Status.SENT,
+        alarm_id=delivery.alarm_id, cycle=delivery.cycle, channel_id=delivery.channel_id,
+        person=None, event=NOTIFY, status=Status.SENT,
     ).exists()  # fmt: skip
 
 

@@ -99,6 +99,8 @@ def alarm_facts(alarm) -> dict:
         "device": alarm.device.name if alarm.device else None,
         "acknowledged_by": alarm.acknowledged_by or None,
         "resolved_by": alarm.resolved_by or None,
+        "reopen_count": alarm.reopen_count,
+        "reopened_at": alarm.reopened_at.isoformat() if alarm.reopened_at else None,
         "url": settings.PUBLIC_BASE_URL
         + _admin_path(get_script_prefix()).replace(_ID, str(alarm.pk)),
     }
@@ -114,12 +116,14 @@ def _admin_path(script_prefix: str) -> str:
     return reverse("admin:alarms_alarm_change", args=[_ID])
 
 
-def alarm_payload(alarm, *, event: str, step: int = 0, round_: int = 0) -> dict:
+def alarm_payload(alarm, *, event: str, step: int = 0, round_: int = 0, cycle: int = 0) -> dict:
     """Our own JSON event (the webhook body), one per lifecycle change."""
+    # A reopened alarm's events are new ones: its cycle tells them from the first ones'.
+    about = f"{alarm.pk}.{cycle}" if cycle else str(alarm.pk)
     return {
         "event": event_name(event, step, round_),
         # The same on every retry of one delivery, so receivers can drop repeats.
-        "event_id": f"{alarm.pk}:{event}:{round_ + 1}:{step + 1}",
+        "event_id": f"{about}:{event}:{round_ + 1}:{step + 1}",
         "alarm": alarm_facts(alarm),
         "escalation": {"step": step + 1, "round": round_ + 1},
         "sent_at": timezone.now().isoformat(),
@@ -144,6 +148,8 @@ def template_context(alarm, transport, *, event, step, round_, ack_url, html=Fal
     escape = (lambda text: text) if html else transport.escape
     facts["created_at"] = alarm.created_at
     return {
+        # A step of a reopened alarm says so: whoever handled it before must look again.
+        "fired_again": event == NOTIFY and bool(alarm.reopen_count),
         "alarm": _escaped(facts, escape),
         "event": event,
         "step": step + 1,
@@ -157,7 +163,7 @@ def template_context(alarm, transport, *, event, step, round_, ack_url, html=Fal
 
 def build_message(
     alarm, transport, *, event: str = NOTIFY, step: int = 0, round_: int = 0,
-    ack_url: str = "", channel=None,
+    cycle: int = 0, ack_url: str = "", channel=None,
 ) -> Message:  # fmt: skip
     args = {"event": event, "step": step, "round_": round_, "ack_url": ack_url}
     context = template_context(alarm, transport, **args)
@@ -185,7 +191,7 @@ def build_message(
         subject=" ".join(subject.split()),
         text=text.strip() + "\n",
         html=html,
-        payload=alarm_payload(alarm, event=event, step=step, round_=round_),
+        payload=alarm_payload(alarm, event=event, step=step, round_=round_, cycle=cycle),
         ack_url=ack_url,
     )
 

@@ -1,12 +1,16 @@
 """The whole alarm path on real parts: HTTP ingest, a Celery worker, an SMTP server, a webhook
 receiver, the ACK link from the email."""
 
+import email
+import email.policy
 import re
 import time
 
 import pytest
 
+from alarms import lifecycle
 from alarms.models import Alarm
+from alarms.timeline import SYSTEM
 from conftest import wait_until
 from notifications.models import Delivery
 
@@ -77,3 +81,26 @@ def test_a_desk_phone_press_notifies_escalates_and_stops_at_the_ack(
         assert kind in kinds
     assert kinds.count("step_notified") == 2
     assert kinds.index("acknowledged") > kinds.index("ack_link_opened")
+
+
+def test_a_press_after_a_resolve_reaches_a_human_again(
+    client, celery_worker, smtp_server, make_person, make_policy, make_device
+):  # the quick start: press, resolve, press again within the flap window
+    alice = make_person("Alice")
+    policy = make_policy([(0, [alice], [])])
+    _, token = make_device(person=alice, default_policy=policy)
+    alarm_id = client.get("/v1/yealink/alarm", {"token": token}).json()["alarm_id"]
+    wait_until(lambda: mails_to(smtp_server, "alice@example.org"))
+    page = client.post(ack_path(mails_to(smtp_server, "alice@example.org")[0]))
+    assert page.status_code == 200
+    lifecycle.resolve(alarm_id, SYSTEM)
+
+    again = client.get("/v1/yealink/alarm", {"token": token})
+
+    assert again.json()["alarm_id"] == alarm_id and again.json()["status"] == "triggered"
+    mails = wait_until(lambda: mails_to(smtp_server, "alice@example.org")[1:])
+    mail = email.message_from_string(mails[0], policy=email.policy.default)
+    assert mail["subject"].strip().startswith("Fired again: [CRITICAL]")
+    assert "FIRED AGAIN after it was resolved" in mail.get_body(("plain",)).get_content()
+    assert client.post(ack_path(mails[0])).status_code == 200
+    assert Alarm.objects.get(pk=alarm_id).acknowledged_by == "Alice (ACK link)"

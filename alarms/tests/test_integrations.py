@@ -162,8 +162,12 @@ def test_alertmanager_resolved_resolves_and_tells_the_channel(
     flapped = post_alertmanager(client, token, ALERTMANAGER_FIRING)  # fires again at once
     assert [r["action"] for r in flapped.json()["alerts"]] == ["reopened", "unchanged"]
     assert flapped.json()["alerts"][0]["alarm_id"] == str(alarm.pk)
+    run_step(alarm)  # a reopened alarm escalates again from its first step
     drain(alarm)
-    assert len(webhook_receiver.requests) == 2  # nobody notified anew
+    assert [r["json"]["event"] for r in webhook_receiver.requests][2:] == ["alarm.triggered"]
+    assert webhook_receiver.requests[2]["json"]["alarm"]["reopen_count"] == 1
+    resent = post_alertmanager(client, token, ALERTMANAGER_FIRING)  # its next resend: a no-op
+    assert [r["action"] for r in resent.json()["alerts"]] == ["unchanged", "unchanged"]
 
 
 @pytest.mark.parametrize(
@@ -248,6 +252,33 @@ def test_pagerduty_events_trigger_acknowledge_and_resolve(
     drain(alarm)
     assert [r["json"]["event"] for r in webhook_receiver.requests] == [
         "alarm.triggered", "alarm.acknowledged", "alarm.resolved"]  # fmt: skip
+
+
+def test_pagerduty_trigger_after_resolve_pages_again_and_resolves_again(
+    client, make_device, make_policy, webhook_channel, webhook_receiver
+):
+    policy = make_policy([(0, [], [webhook_channel])], name="Storage")
+    _, key = integration(make_device, Device.Kind.PAGERDUTY, default_policy=policy)
+    post_pagerduty(client, pagerduty_event(key))
+    alarm = Alarm.objects.get()
+    run_step(alarm)
+    drain(alarm)
+    post_pagerduty(client, pagerduty_event(key, "resolve"))
+    drain(alarm)
+
+    again = post_pagerduty(client, pagerduty_event(key))
+
+    assert again.status_code == 202
+    alarm.refresh_from_db()
+    assert (alarm.status, alarm.reopen_count) == ("triggered", 1)
+    run_step(alarm)
+    drain(alarm)
+    post_pagerduty(client, pagerduty_event(key, "resolve"))
+    drain(alarm)
+    events = [r["json"]["event"] for r in webhook_receiver.requests]
+    assert events == ["alarm.triggered", "alarm.resolved", "alarm.triggered", "alarm.resolved"]
+    ids = [r["json"]["event_id"] for r in webhook_receiver.requests]
+    assert len(set(ids)) == 4  # the second cycle's events are new ones to the receiver
 
 
 def test_pagerduty_trigger_without_a_dedup_key_gets_one(client, make_device):

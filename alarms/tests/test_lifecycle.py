@@ -11,12 +11,15 @@ from alarms import lifecycle
 from alarms.models import Alarm
 from alarms.timeline import SYSTEM, Actor
 from escalation import engine
+from escalation.models import Silence
+from notifications import delivery
 from notifications.models import Delivery
 
 
 def raise_(dedup_key="boiler-room/smoke", **fields):
     fields.setdefault("title", "Smoke in the boiler room")
-    return lifecycle.raise_alarm(source="api", dedup_key=dedup_key, actor=SYSTEM, **fields)
+    fields.setdefault("source", "api")
+    return lifecycle.raise_alarm(dedup_key=dedup_key, actor=SYSTEM, **fields)
 
 
 def kinds(alarm) -> list[str]:
@@ -169,26 +172,136 @@ def test_after_resolve_and_the_flap_window_the_same_dedup_key_opens_a_new_alarm(
     assert Alarm.objects.filter(dedup_key="boiler-room/smoke").count() == 2
 
 
-@pytest.mark.django_db
-def test_an_alarm_that_fires_again_soon_after_resolve_reopens_without_notifying(
-    make_person, make_policy
-):
-    alice = make_person("Alice")
-    make_policy([(0, [alice], [])], is_default=True)
-    first = raise_().alarm
+def paged(policy_steps, make_policy, source="yealink", **policy_fields):
+    """A default policy with these steps, and an alarm whose first step ran and that was then
+    resolved."""
+    make_policy(policy_steps, is_default=True, **policy_fields)
+    first = raise_(source=source).alarm
     engine.run_due_step(first.pk)
     lifecycle.resolve(first.pk, SYSTEM)
-    deliveries = Delivery.objects.count()
+    return first
 
-    outcome = raise_()
 
-    alarm = outcome.alarm
-    assert alarm.pk == first.pk and not outcome.created
+def step_messages(alarm) -> list[tuple[int, int, str]]:
+    rows = Delivery.objects.filter(alarm=alarm, event="notify").order_by("id")
+    return list(rows.values_list("cycle", "step", "target"))
+
+
+@pytest.mark.django_db
+def test_a_press_soon_after_a_resolve_reopens_the_alarm_and_escalates_again_from_step_one(
+    alice, bob, make_policy
+):
+    first = paged([(0, [alice], []), (60, [bob], [])], make_policy)
+
+    outcome = raise_(source="yealink")
+
+    alarm = fresh(outcome.alarm)
+    assert alarm.pk == first.pk and outcome.reopened and not outcome.created
     assert (alarm.status, alarm.occurrences, alarm.resolved_at) == ("triggered", 2, None)
-    assert alarm.events.latest("id").kind == "reopened"
-    assert "flapping" in alarm.events.latest("id").text
-    assert Delivery.objects.count() == deliveries
-    assert Alarm.objects.get(pk=alarm.pk).next_escalation_at is None
+    assert (alarm.reopen_count, alarm.current_step) == (1, -1)
+    assert alarm.reopened_at is not None and alarm.next_escalation_at <= timezone.now()
+    reopened = alarm.events.get(kind="reopened")
+    assert "escalating from step 1" in reopened.text
+    assert kinds(alarm)[-2:] == ["reopened", "routed"]
+    engine.run_due_step(alarm.pk)
+    assert step_messages(alarm) == [(0, 0, f"person:{alice.pk}"), (1, 0, f"person:{alice.pk}")]
+    assert fresh(alarm).next_escalation_at > timezone.now()  # step 2 (Bob) still to come
+
+
+@pytest.mark.django_db
+def test_a_reopened_alarms_first_message_says_it_fired_again(alice, make_policy, smtp_server):
+    first = paged([(0, [alice], [])], make_policy)
+    raise_(source="yealink")
+    engine.run_due_step(first.pk)
+
+    again = Delivery.objects.get(alarm=first, cycle=1)
+    delivery.attempt(again.pk)
+
+    subject = smtp_server.messages[-1].content.decode()
+    assert "Fired again: [CRITICAL] Smoke in the boiler room" in subject
+    assert "FIRED AGAIN after it was resolved" in subject
+
+
+@pytest.mark.django_db
+def test_a_reopened_alarm_was_acknowledged_by_nobody_yet(alice, make_policy):
+    first = paged([(0, [alice], [])], make_policy)
+    Alarm.objects.filter(pk=first.pk).update(acknowledged_by="Dana", acknowledged_at=timezone.now())
+
+    alarm = fresh(raise_().alarm)
+
+    assert (alarm.acknowledged_by, alarm.acknowledged_at) == ("", None)
+    assert lifecycle.acknowledge(alarm.pk, Actor("Eve")).changed
+
+
+@pytest.mark.django_db
+def test_a_reopen_is_routed_anew_and_a_silence_now_in_force_silences_it(alice, make_policy):
+    first = paged([(0, [alice], [])], make_policy)
+    now = timezone.now()
+    Silence.objects.create(
+        matchers='{source="yealink"}', starts_at=now, ends_at=now + timedelta(hours=1),
+        created_by="ops", comment="maintenance",
+    )  # fmt: skip
+
+    alarm = fresh(raise_(source="yealink").alarm)
+
+    assert alarm.pk == first.pk and alarm.silenced_by
+    assert alarm.next_escalation_at is None
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("source", ["alertmanager", "pagerduty", "metric", "heartbeat"])
+def test_a_damped_monitoring_alarm_tells_the_people_already_paged_once_and_runs_no_steps(
+    alice, bob, make_policy, source
+):
+    make_policy([(0, [alice], []), (0, [bob], [])], is_default=True, damp_flapping=True)
+    first = raise_(source=source).alarm
+    engine.run_due_step(first.pk)
+    sent = Delivery.objects.filter(alarm=first)
+    sent.filter(person=alice).update(status="sent")  # Alice got hers; Bob's failed
+    sent.filter(person=bob).update(status="failed")
+    lifecycle.resolve(first.pk, SYSTEM)
+
+    alarm = fresh(raise_(source=source).alarm)
+
+    assert (alarm.status, alarm.reopen_count, alarm.next_escalation_at) == ("triggered", 1, None)
+    again = Delivery.objects.filter(alarm=alarm, cycle=1)
+    assert list(again.values_list("person", "method", "step")) == [(alice.pk, "email", 0)]
+    reopened = alarm.events.get(kind="reopened")
+    assert "damped" in reopened.text and "Alice" in reopened.text
+
+
+@pytest.mark.django_db
+def test_damping_never_applies_to_a_device_press(alice, make_policy):
+    first = paged([(0, [alice], [])], make_policy, damp_flapping=True)
+    Delivery.objects.filter(alarm=first).update(status="sent")
+
+    alarm = fresh(raise_(source="yealink").alarm)
+
+    assert alarm.next_escalation_at is not None
+    assert "escalating from step 1" in alarm.events.get(kind="reopened").text
+
+
+@pytest.mark.django_db
+def test_a_damped_alarm_that_paged_nobody_escalates_again(alice, make_policy):
+    make_policy([(0, [alice], [])], is_default=True, damp_flapping=True)
+    first = raise_(source="alertmanager").alarm
+    lifecycle.resolve(first.pk, SYSTEM)  # before its first step ran
+
+    alarm = fresh(raise_(source="alertmanager").alarm)
+
+    assert alarm.next_escalation_at is not None
+
+
+@pytest.mark.django_db
+def test_a_reopened_alarm_keeps_what_the_source_sent_now(make_policy):
+    first = raise_(labels={"v": "1"}, details={"startsAt": "10:00"}).alarm
+    lifecycle.resolve(first.pk, SYSTEM)
+
+    raise_(labels={"v": "2"}, details={"startsAt": "10:05"}, title="Smoke again")
+
+    alarm = fresh(first)
+    assert (alarm.title, alarm.labels, alarm.details) == (
+        "Smoke again", {"v": "2"}, {"startsAt": "10:05"})  # fmt: skip
 
 
 @pytest.mark.django_db

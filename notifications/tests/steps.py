@@ -14,7 +14,9 @@ def run_step(alarm) -> list[Delivery]:
     Alarm.objects.filter(pk=alarm.pk).update(next_escalation_at=timezone.now())
     assert engine.run_due_step(alarm.pk)
     alarm.refresh_from_db()
-    rows = Delivery.objects.filter(alarm=alarm, event="notify", step=alarm.current_step)
+    rows = Delivery.objects.filter(
+        alarm=alarm, cycle=alarm.reopen_count, event="notify", step=alarm.current_step
+    )
     return list(rows.order_by("channel__name"))
 
 

@@ -188,6 +188,8 @@ def test_the_body_is_the_alarm_as_plain_data_in_compact_sorted_json(receiver, ho
             "device": "Desk phone reception",
             "acknowledged_by": None,
             "resolved_by": None,
+            "reopen_count": 0,
+            "reopened_at": None,
             "url": f"{BASE}/admin/alarms/alarm/{alarm.pk}/change/",
         },
     }
