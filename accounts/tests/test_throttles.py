@@ -5,6 +5,7 @@ import re
 
 import pytest
 
+from accounts import login_throttle
 from accounts.models import ApiToken, AuditEntry
 from alarms import lifecycle
 from alarms.acklinks import issue_ack_link
@@ -36,14 +37,42 @@ def test_after_too_many_failed_sign_ins_even_the_right_password_is_refused_with_
     assert failures.count() == limit and failures.first().source_ip == "127.0.0.1"
 
 
-def test_guessing_one_username_from_many_addresses_is_throttled_too(client, make_user, limit):
-    make_user("olga", role="Operators")
-    for n in range(limit):
-        client.post("/accounts/login/", {"username": "olga", "password": "x"},
+def test_failures_for_a_username_from_elsewhere_do_not_lock_them_out_where_they_sign_in(
+    client, make_user, limit
+):
+    make_user("dana", role="Dispatch")
+    for n in range(limit * 3):  # a stranger, from one address and from many
+        client.post("/accounts/login/", {"username": "dana", "password": "x"},
                     REMOTE_ADDR=f"198.51.100.{n}")  # fmt: skip
-    refused = client.post("/accounts/login/", {"username": "OLGA", "password": "pw"},
-                          REMOTE_ADDR="198.51.100.99")  # fmt: skip
-    assert refused.status_code == 429
+        client.post("/admin/login/", {"username": "DANA ", "password": "x"},
+                    REMOTE_ADDR="203.0.113.9")  # fmt: skip
+    response = client.post("/accounts/login/", {"username": "dana", "password": "pw"})
+    assert response.status_code == 302 and response["Location"] == "/board/"
+
+
+def test_the_address_that_failed_is_refused_for_that_username_only(client, make_user, limit):
+    make_user("dana", role="Dispatch")
+    make_user("dirk", role="Dispatch")
+    for _ in range(limit):
+        client.post("/accounts/login/", {"username": "dana", "password": "x"})
+    assert (
+        client.post("/accounts/login/", {"username": "dana", "password": "pw"}).status_code == 429
+    )
+    response = client.post("/accounts/login/", {"username": "dirk", "password": "pw"})
+    assert response.status_code == 302
+
+
+def test_one_address_failing_for_many_usernames_is_refused_for_every_username(
+    client, make_user, limit
+):
+    make_user("dana", role="Dispatch")
+    for n in range(login_throttle.ADDRESS_LIMIT_FACTOR * limit):
+        client.post("/accounts/login/", {"username": f"guess{n}", "password": "x"})
+    refused = client.post("/accounts/login/", {"username": "dana", "password": "pw"})
+    assert refused.status_code == 429 and "Too many failed sign-ins" in refused.content.decode()
+    elsewhere = client.post("/accounts/login/", {"username": "dana", "password": "pw"},
+                            REMOTE_ADDR="192.0.2.7")  # fmt: skip
+    assert elsewhere.status_code == 302
 
 
 def test_a_successful_sign_in_below_the_limit_works(client, make_user, limit):
