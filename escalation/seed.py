@@ -35,7 +35,13 @@ STATES = ("created", "updated", "unchanged")
 
 PERSON_FIELDS = ["email", "phone", "signal_number", "active"]
 CHANNEL_FIELDS = ["kind", "enabled", "config", "subject_template", "body_template"]
-POLICY_FIELDS = ["description", "repeat_count", "repeat_after_seconds", "is_default"]
+POLICY_FIELDS = [
+    "description",
+    "repeat_count",
+    "repeat_after_seconds",
+    "is_default",
+    "damp_flapping",
+]
 STEP_KEYS = ["delay_seconds", "persons", "methods", "channels"]
 SITE_FIELDS = ["address"]
 DEVICE_FIELDS = ["kind", "enabled", "allowed_networks", "mac_address", "rate_limit_per_minute",

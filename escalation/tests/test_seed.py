@@ -166,6 +166,14 @@ def test_a_policy_gets_exactly_the_steps_listed():
     assert EscalationStep.objects.filter(policy__name="Default").count() == 1
 
 
+def test_a_policy_may_damp_flapping_monitoring_alarms_and_exports_so():
+    load(edited(SMALL, "    is_default: true\n", "    is_default: true\n    damp_flapping: true\n"))
+
+    assert EscalationPolicy.objects.get(name="Default").damp_flapping is True
+    exported = seed.export()
+    assert exported["policies"][0]["damp_flapping"] is True
+
+
 def test_a_bad_entry_rolls_back_everything_and_names_the_entry_and_field():
     text = edited(SMALL, "    person: Alice\n", "    person: Alice\n  - name: Desk phone 2\n"
                   "    site: Clinic North\n    room: Laundry\n")  # fmt: skip
