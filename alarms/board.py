@@ -24,7 +24,7 @@ from alarmsite.layer import group_send
 from alarmsite.redis import client
 from notifications.models import Delivery
 
-from .models import OPEN_STATUSES, SEVERITY_RANK, Alarm
+from .models import OPEN_STATUSES, SEVERITY_RANK, Alarm, AlarmEvent
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,12 @@ ACTION_PERMISSIONS = {
 }
 SEQUENCE_KEY = "board:sequence"
 WATCHED_KEY = "board:watched"
+# The label that names what fired, as the source calls it: two PagerDuty alarms titled alike
+# differ by their `origin` (the event's `source`).
+NAME_LABELS = {"alertmanager": "alertname", "pagerduty": "origin"}
+# A card carries this many labels at most, each value cut to this length: the snapshot of
+# every open alarm stays small.
+CARD_LABELS, CARD_LABEL_LENGTH = 12, 120
 
 
 def user_group(user_id: int) -> str:
@@ -51,8 +57,9 @@ def _iso(value):
     return value.isoformat() if value else None
 
 
-def card(alarm: Alarm, deliveries=None) -> dict:
-    """Everything a board card shows; plain data, rendered as text by the page."""
+def card(alarm: Alarm, deliveries=None, reopened_after=None) -> dict:
+    """Everything a board card shows; plain data, rendered as text by the page.
+    `reopened_after`: seconds from its last resolve to its last reopening, when known."""
     return {
         "id": str(alarm.pk),
         "title": alarm.title,
@@ -66,9 +73,17 @@ def card(alarm: Alarm, deliveries=None) -> dict:
         "room": alarm.room.name if alarm.room else "",
         "person": alarm.person.name if alarm.person else "",
         "device": alarm.device.name if alarm.device else "",
+        "source_name": source_name(alarm),
+        "labels": [
+            [name, str(value)[:CARD_LABEL_LENGTH]]
+            for name, value in list((alarm.labels or {}).items())[:CARD_LABELS]
+        ],
         "occurrences": alarm.occurrences,
         "created_at": _iso(alarm.created_at),
-        "last_occurrence_at": _iso(alarm.last_occurrence_at),
+        "last_occurrence_at": _iso(alarm.last_occurrence_at or alarm.created_at),
+        "reopen_count": alarm.reopen_count,
+        "reopened_at": _iso(alarm.reopened_at),
+        "reopened_after_seconds": reopened_after,
         "acknowledged_by": alarm.acknowledged_by,
         "acknowledged_at": _iso(alarm.acknowledged_at),
         "resolved_by": alarm.resolved_by,
@@ -94,10 +109,36 @@ def card(alarm: Alarm, deliveries=None) -> dict:
     }
 
 
+def source_name(alarm: Alarm) -> str:
+    """What fired, in the source's own words (Alertmanager's alertname, PagerDuty's source)."""
+    labels = alarm.labels or {}
+    name = labels.get(NAME_LABELS.get(alarm.source, ""), "")
+    return str(name)[:CARD_LABEL_LENGTH]
+
+
 def _cards(alarms) -> list[dict]:
     deliveries = Delivery.objects.select_related("person", "channel")
     alarms = alarms.select_related("site", "room", "person", "device", "policy")
-    return [card(a) for a in alarms.prefetch_related(Prefetch("deliveries", deliveries))]
+    alarms = list(alarms.prefetch_related(Prefetch("deliveries", deliveries)))
+    after = _reopened_after(alarms)
+    return [card(a, reopened_after=after.get(a.pk)) for a in alarms]
+
+
+def _reopened_after(alarms) -> dict:
+    """For each reopened alarm, the seconds between the resolve before its last reopening and
+    that reopening (a reopening clears `resolved_at`; its timeline keeps the resolve)."""
+    reopened = {a.pk: a.reopened_at for a in alarms if a.reopened_at}
+    if not reopened:
+        return {}
+    resolves = AlarmEvent.objects.filter(alarm_id__in=reopened, kind=AlarmEvent.Kind.RESOLVED)
+    last_resolve = {}
+    for alarm_id, at in resolves.order_by("at").values_list("alarm_id", "at"):
+        if at <= reopened[alarm_id]:
+            last_resolve[alarm_id] = at  # in time order: the last one kept is the latest
+    return {
+        alarm_id: max(0, round((reopened[alarm_id] - at).total_seconds()))
+        for alarm_id, at in last_resolve.items()
+    }
 
 
 def snapshot() -> dict:

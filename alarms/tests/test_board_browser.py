@@ -3,13 +3,16 @@ alarm arrive without reload, acknowledge it, see the change on a second board.""
 
 import os
 import shutil
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 import requests
 from django.conf import settings
 from django.contrib.auth.models import Group, User
+from django.utils import timezone
 
+from alarms.models import Alarm, AlarmEvent
 from conftest import free_port, wait_until
 
 playwright = pytest.importorskip("playwright.sync_api")
@@ -54,14 +57,16 @@ def browser(monkeypatch):
         browser.close()
 
 
-def open_board(browser, server, username):
+def open_board(browser, server, username, arrived="#empty:not([hidden])"):
+    """Sign in and open the board; `arrived`: what shows once the snapshot did (by default:
+    nothing open)."""
     page = browser.new_context(viewport={"width": 1280, "height": 800}).new_page()
     page.goto(server + "/board/")
     page.fill("#id_username", username)
     page.fill("#id_password", "pw")
     page.click("button[type=submit]")
     page.wait_for_url(server + "/board/")
-    page.wait_for_selector("#empty:not([hidden])")  # the snapshot arrived: nothing open
+    page.wait_for_selector(arrived)
     return page
 
 
@@ -147,3 +152,94 @@ def test_filters_hide_other_alarms_and_survive_a_reload(server, browser, make_de
     titles = [t.text_content() for t in page.query_selector_all(".card .title")]
     assert titles == ["Person down"]
     assert page.text_content(".counter.sev-info b") == "1", "counters count every open alarm"
+
+
+def raise_as(server, token, **body):
+    response = requests.post(
+        server + "/v1/alarms/raise",
+        json=body,
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=10,
+    )
+    assert response.status_code in (200, 201), response.text
+
+
+def card_titles(page) -> list[str]:
+    return [t.text_content() for t in page.query_selector_all(".card .title")]
+
+
+def test_an_alarm_that_fires_again_goes_first_in_its_severity_with_its_count_in_large_bold(
+    server, browser, make_device
+):
+    User.objects.create_user("dana", password="pw").groups.add(Group.objects.get(name="Dispatch"))
+    _, token = make_device(kind="generic")
+    page = open_board(browser, server, "dana")
+    raise_as(server, token, title="Panic button pressed", dedup_key="button", severity="critical")
+    for n in range(5):
+        raise_as(server, token, title=f"Disk full on db-{n}", dedup_key=f"disk-{n}")
+    playwright.expect(page.locator(".card")).to_have_count(6)
+    assert card_titles(page)[-1] == "Panic button pressed"
+
+    for _ in range(7):  # pressed again: 8 in all
+        raise_as(server, token, title="Panic button pressed", dedup_key="button")
+
+    playwright.expect(page.locator(".card .count:not([hidden])")).to_contain_text("8")
+    assert card_titles(page)[0] == "Panic button pressed"
+    first = page.locator(".card").first
+    playwright.expect(first.locator(".count")).to_have_text("8×")
+    count_style = first.locator(".count").evaluate(
+        "e => [getComputedStyle(e).fontWeight, getComputedStyle(e).fontSize]"
+    )
+    severity_size = first.locator(".severity").evaluate("e => getComputedStyle(e).fontSize")
+    assert int(count_style[0]) >= 700
+    assert float(count_style[1].rstrip("px")) > float(severity_size.rstrip("px"))
+    page.reload()  # the snapshot sorts the same way
+    playwright.expect(page.locator(".card")).to_have_count(6)
+    assert card_titles(page)[0] == "Panic button pressed"
+
+
+def test_a_reopened_card_says_how_often_and_how_soon_after_its_resolve_it_fired_again(
+    server, browser, make_device
+):
+    User.objects.create_user("dana", password="pw").groups.add(Group.objects.get(name="Dispatch"))
+    device, _ = make_device(kind="generic")
+    now = timezone.now()
+    alarm = Alarm.objects.create(
+        title="Fridge too warm", dedup_key="fridge", device=device, source="api",
+        occurrences=3, reopen_count=2, reopened_at=now,
+    )  # fmt: skip
+    resolved = AlarmEvent.objects.create(alarm=alarm, kind=AlarmEvent.Kind.RESOLVED)
+    AlarmEvent.objects.filter(pk=resolved.pk).update(at=now - timedelta(seconds=40))
+    Alarm.objects.filter(pk=alarm.pk).update(last_occurrence_at=now)
+
+    page = open_board(browser, server, "dana", arrived=".card")
+
+    reopened = page.locator(".card .reopened")
+    playwright.expect(reopened).to_have_text("Reopened 2× — fired again 40 s after it was resolved")
+    assert "last" in page.text_content(".card .age")
+
+
+def test_cards_name_the_source_device_and_labels_as_text_so_alike_titles_differ(
+    server, browser, make_device
+):
+    User.objects.create_user("dana", password="pw").groups.add(Group.objects.get(name="Dispatch"))
+    senders = [("db-1.example", "PagerDuty prod"), ("web-2.example", "PagerDuty staging")]
+    for n, (origin, device_name) in enumerate(senders):
+        device, _ = make_device(name=device_name, kind="pagerduty", room=None)
+        Alarm.objects.create(
+            title="x", dedup_key=f"pd-{n}", device=device, source="pagerduty",
+            labels={"origin": origin, "component": HOSTILE_TITLE},
+        )  # fmt: skip
+
+    page = open_board(browser, server, "dana", arrived=".card")
+
+    playwright.expect(page.locator(".card")).to_have_count(2)
+    origins = sorted(o.text_content() for o in page.query_selector_all(".card .origin"))
+    assert origins == [
+        "PagerDuty · PagerDuty prod · db-1.example",
+        "PagerDuty · PagerDuty staging · web-2.example",
+    ]
+    labels = [li.text_content() for li in page.query_selector_all(".card .labels li")]
+    assert f"component={HOSTILE_TITLE}" in labels and "origin=db-1.example" in labels
+    assert page.query_selector(".card img") is None and page.query_selector(".card script") is None
+    assert page.evaluate("window.__owned") is None

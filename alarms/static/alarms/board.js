@@ -6,6 +6,15 @@ const OPEN = new Set(["triggered", "acknowledged"]);
 const GAP_GRACE_MS = 2000; // events from several processes may arrive slightly out of order
 const SILENCE_LIMIT_MS = 40000; // heartbeats come every 15 s; this long without one is a dead socket
 const NO_RECONNECT = new Set([4401, 4403]);
+const SOURCE_NAMES = {
+  yealink: "Desk phone",
+  api: "API",
+  alertmanager: "Alertmanager",
+  pagerduty: "PagerDuty",
+  metric: "Metric rule",
+  schedule: "Schedule",
+  heartbeat: "Heartbeat",
+};
 
 const alarms = new Map(); // id -> {card, seq, closedAt}
 let lastSeq = 0; // every event up to this number has been seen (or is in the snapshot)
@@ -113,8 +122,12 @@ function render() {
   for (const [id, entry] of alarms) {
     if (entry.closedAt && now - entry.closedAt > 5000) alarms.delete(id);
   }
+  // Within a severity, what fired last comes first: an alarm pressed again rises to the top.
   const entries = [...alarms.values()].sort(
-    (a, b) => a.card.severity_rank - b.card.severity_rank || b.card.created_at.localeCompare(a.card.created_at),
+    (a, b) =>
+      a.card.severity_rank - b.card.severity_rank ||
+      Date.parse(b.card.last_occurrence_at) - Date.parse(a.card.last_occurrence_at) ||
+      Date.parse(b.card.created_at) - Date.parse(a.card.created_at),
   );
   const container = $("#alarms");
   const wanted = entries.filter((entry) => visible(entry.card));
@@ -153,15 +166,28 @@ function fill(element, entry) {
   element.querySelector(".status").textContent = card.status;
   const count = element.querySelector(".count");
   count.hidden = card.occurrences < 2;
-  count.textContent = `×${card.occurrences}`;
+  count.textContent = `${card.occurrences}×`;
+  count.title = `Fired ${card.occurrences} times`;
   element.querySelector(".title").textContent = card.title;
   element.querySelector(".where").textContent = [card.site, card.room, card.person].filter(Boolean).join(" · ");
-  element.querySelector(".message").textContent = [card.device && `Device: ${card.device}`, card.message]
+  element.querySelector(".origin").textContent = [SOURCE_NAMES[card.source] || card.source, card.device, card.source_name]
     .filter(Boolean)
-    .join(" — ");
+    .join(" · ");
+  const reopened = element.querySelector(".reopened");
+  reopened.hidden = !card.reopen_count;
+  reopened.textContent = reopenedText(card);
+  const labels = element.querySelector(".labels");
+  labels.replaceChildren(
+    ...card.labels.map(([name, value]) => {
+      const item = document.createElement("li");
+      item.textContent = `${name}=${value}`;
+      return item;
+    }),
+  );
+  labels.hidden = card.labels.length === 0;
+  element.querySelector(".message").textContent = card.message;
   element.querySelector(".escalation").textContent = escalationText(card);
-  element.querySelector(".age").textContent = age(card.created_at);
-  element.querySelector(".age").dataset.since = card.created_at;
+  element.querySelector(".age").textContent = ageText(card);
   const list = element.querySelector(".deliveries");
   list.replaceChildren(
     ...card.deliveries.map((d) => {
@@ -187,6 +213,28 @@ function escalationText(card) {
   if (!card.next_escalation_at) return `${step} · escalation ended`;
   const left = Math.max(0, Math.round((Date.parse(card.next_escalation_at) - Date.now()) / 1000));
   return `${step} · next step in ${duration(left)}`;
+}
+
+function reopenedText(card) {
+  if (!card.reopen_count) return "";
+  const times = `Reopened ${card.reopen_count}×`;
+  if (card.reopened_after_seconds === null) return times;
+  return `${times} — fired again ${spoken(card.reopened_after_seconds)} after it was resolved`;
+}
+
+// "40 s", "3 min 20 s", "2 h 5 min": how long, said in words.
+function spoken(seconds) {
+  if (seconds < 60) return `${seconds} s`;
+  const minutes = Math.floor(seconds / 60);
+  if (minutes < 60) return seconds % 60 ? `${minutes} min ${seconds % 60} s` : `${minutes} min`;
+  return minutes % 60 ? `${Math.floor(minutes / 60)} h ${minutes % 60} min` : `${minutes / 60} h`;
+}
+
+// Age since it first fired; for an alarm that fired again, also since it last did.
+function ageText(card) {
+  const first = age(card.created_at);
+  if (card.occurrences < 2 && !card.reopen_count) return first;
+  return `${first} · last ${age(card.last_occurrence_at)} ago`;
 }
 
 function duration(seconds) {
@@ -275,7 +323,7 @@ setInterval(() => {
   for (const element of document.querySelectorAll(".card")) {
     const entry = alarms.get(element.dataset.id);
     if (!entry) continue;
-    element.querySelector(".age").textContent = age(entry.card.created_at);
+    element.querySelector(".age").textContent = ageText(entry.card);
     element.querySelector(".escalation").textContent = escalationText(entry.card);
   }
   if (Date.now() - lastMessageAt > SILENCE_LIMIT_MS && socket && socket.readyState === WebSocket.OPEN) {
