@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from accounts.views import LoginView
+from accounts.views import LoginView, PasswordResetView
 from alarms import views as alarm_views
 from alarms.api.integrations import PagerDutyEventsView
 from alarmsite import health, metrics_access
@@ -22,6 +22,7 @@ urlpatterns = [
     path("a/<str:token>", alarm_views.ack, name="ack"),
     path("board/", alarm_views.board_page, name="board"),
     path("accounts/login/", LoginView.as_view(), name="login"),
+    path("accounts/password_reset/", PasswordResetView.as_view(), name="password_reset"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("metrics", metrics_access.metrics, name="prometheus-django-metrics"),
 ]
