@@ -12,6 +12,7 @@ from celery.signals import (
     task_postrun,
     task_prerun,
     worker_process_init,
+    worker_process_shutdown,
     worker_ready,
 )
 
@@ -76,6 +77,22 @@ def report_worker_alive(**kwargs):
     from .health import keep_reporting  # needs Django's settings, loaded by now
 
     keep_reporting("worker")
+
+
+@worker_process_init.connect
+def report_process_alive(**kwargs):
+    """Each pool process says it is alive, so the messages it was sending when it died are
+    handed to the others within seconds (notifications/delivery.py)."""
+    from .liveness import keep_reporting  # needs Django's settings, loaded by now
+
+    keep_reporting()
+
+
+@worker_process_shutdown.connect
+def report_process_stopped(**kwargs):
+    from .liveness import stop_reporting
+
+    stop_reporting()
 
 
 @beat_init.connect

@@ -7,14 +7,13 @@ by name: the database, Redis, a Celery worker and beat heard from within HEARD_W
 """
 
 import logging
-import threading
 import time
 
 import redis
-from django.conf import settings
 from django.db import connection
 from django.http import JsonResponse
 
+from .liveness import renew_forever
 from .redis import client
 
 log = logging.getLogger(__name__)
@@ -33,19 +32,11 @@ def heard_recently(seen) -> bool:
 
 
 def keep_reporting(part: str) -> None:
-    """From now on, say every REPORT_EVERY seconds that this part (worker, beat) is alive, to
-    the Redis configured now."""
-    reporter = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
-
-    def report():
-        while True:
-            try:
-                reporter.set(last_seen_key(part), time.time(), ex=HEARD_WITHIN * 2)
-            except redis.RedisError:
-                log.warning("could not report %s alive (Redis down)", part)
-            time.sleep(REPORT_EVERY)
-
-    threading.Thread(target=report, name=f"health-{part}", daemon=True).start()
+    """From now on, say every REPORT_EVERY seconds that this part (worker, beat) is alive."""
+    renew_forever(
+        part, lambda reporter: reporter.set(last_seen_key(part), time.time(), ex=HEARD_WITHIN * 2),
+        REPORT_EVERY,
+    )  # fmt: skip
 
 
 def healthz(request):

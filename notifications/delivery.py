@@ -34,7 +34,7 @@ from alarms import board
 from alarms.acklinks import issue_ack_link
 from alarms.models import Alarm, AlarmEvent
 from alarms.timeline import record, written_together
-from alarmsite import instruments, logs
+from alarmsite import instruments, liveness, logs
 from alarmsite.kept import kept
 from alarmsite.queue import enqueue, lease_until, release, unleased
 from alarmsite.rows import update_many
@@ -322,7 +322,8 @@ def take(delivery: Delivery) -> Claimed | None:
 
 
 # What taking a delivery changes on it.
-TAKEN_FIELDS = ["status", "attempts", "next_attempt_at", "queued_until", "message", "updated_at"]
+TAKEN_FIELDS = ["status", "attempts", "next_attempt_at", "queued_until", "claimed_by", "message",
+                "updated_at"]  # fmt: skip
 
 
 def take_unwritten(delivery: Delivery) -> Claimed | None:
@@ -340,6 +341,7 @@ def _taken(delivery: Delivery, transport) -> Claimed:
     delivery.attempts += 1
     delivery.next_attempt_at = timezone.now() + _lease()
     delivery.queued_until = None  # its task has run: only the lease holds it now
+    delivery.claimed_by = liveness.process_name()  # ...or this process's death
     ack_url = ""
     if delivery.event == NOTIFY and transport.ack_link:
         ack_url = issue_ack_link(alarm, person=delivery.person, channel=_posted_to(delivery))
@@ -349,7 +351,8 @@ def _taken(delivery: Delivery, transport) -> Claimed:
     )  # fmt: skip
     delivery.message = transport.redact(message.stored_text())
     ref = alarm.external_refs.get(_ref_key(delivery), {}) if delivery.channel_id else {}
-    out = Outgoing(alarm, delivery.event, message, delivery.address, delivery.person, ref)
+    out = Outgoing(alarm, delivery.event, message, delivery.address, delivery.person, ref,
+                   key=delivery.idempotency_key())  # fmt: skip
     return Claimed(delivery, transport, out)
 
 
@@ -641,6 +644,28 @@ def retry_overdue(limit: int = 500) -> int:
     if ids:
         Delivery.objects.filter(pk__in=ids).update(queued_until=lease_until(now))
         _publish(ids)
+    return len(ids)
+
+
+def hand_back_from_dead() -> int:
+    """Messages that a worker process which died (`liveness`) was sending go to the queue now,
+    their attempt counted (the provider may have taken it: at least once); tasks it had taken
+    from the queue died with it, so every due message's lease ends. Return how many."""
+    now = timezone.now()
+    sending = Delivery.objects.filter(status=Status.SENDING, next_attempt_at__gt=now)
+    sending = sending.exclude(claimed_by="")
+    gone = liveness.dead(set(sending.values_list("claimed_by", flat=True).distinct()))
+    if not gone:
+        return 0
+    ids = list(sending.filter(claimed_by__in=gone).values_list("pk", flat=True))
+    Delivery.objects.filter(pk__in=ids, status=Status.SENDING).update(
+        status=Status.PENDING, next_attempt_at=now, queued_until=lease_until(now)
+    )
+    _publish(ids)
+    release(Delivery.objects.filter(status=Status.PENDING, next_attempt_at__lte=now),
+            "queued_until")  # fmt: skip
+    log.warning("worker process %s died: %d messages it was sending go again",
+                ", ".join(sorted(gone)), len(ids))  # fmt: skip
     return len(ids)
 
 

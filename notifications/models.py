@@ -117,7 +117,9 @@ class Delivery(models.Model):
     error = models.TextField(blank=True)
     message = models.TextField(blank=True, help_text="What was sent.")
     claimed_by = models.CharField(
-        max_length=200, blank=True, help_text="The worker process sending it (while sending)."
+        max_length=200,
+        blank=True,
+        help_text="The worker process that took it for its last attempt.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -136,6 +138,12 @@ class Delivery(models.Model):
 
     def __str__(self):
         return f"{self.describe()}, {self.what()}: {self.status}"
+
+    def idempotency_key(self) -> str:
+        """The same on every attempt of this message and unique to it (its natural key), for
+        providers that drop what they already took: an email's Message-ID."""
+        parts = (self.alarm_id, self.cycle, self.event, self.step, self.round, self.target)
+        return ".".join(map(str, parts)) + f".{self.method}"
 
     def what(self) -> str:
         return f"step {self.step + 1}" if self.event == NOTIFY else self.event

@@ -19,7 +19,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='delivery',
             name='claimed_by',
-            field=models.CharField(blank=True, help_text='The worker process sending it (while sending).', max_length=200),
+            field=models.CharField(blank=True, help_text='The worker process that took it for its last attempt.', max_length=200),
         ),
         migrations.AddField(
             model_name='delivery',

@@ -20,7 +20,7 @@ from conftest import free_port
 from escalation import engine
 from notifications import delivery, messages
 from notifications.messages import REDACTED_LINK
-from notifications.models import NotificationChannel
+from notifications.models import Delivery, NotificationChannel
 from notifications.tests.steps import make_due
 from notifications.tests.steps import send_only as send
 
@@ -132,6 +132,22 @@ def test_the_delivery_records_the_smtp_reply_and_the_message_id(smtp_server, rai
     assert alarm.events.get(kind="delivery_sent").text == (
         "Sent to Alice by email (alice@example.org): SMTP 250"
     )
+
+
+def test_a_message_sent_again_carries_the_same_message_id_and_another_message_another(
+    smtp_server, raise_alarm, alice, bob
+):  # as when its sender died between the server's answer and its record
+    alarm = raise_alarm([alice, bob])
+    first, other = Delivery.objects.filter(alarm=alarm).order_by("person__name")
+    delivery.attempt(first.pk)
+    Delivery.objects.filter(pk=first.pk).update(status="pending", next_attempt_at=timezone.now())
+
+    delivery.attempt(first.pk)
+    delivery.attempt(other.pk)
+
+    ids = [received(envelope)["Message-ID"] for envelope in smtp_server.messages]
+    assert ids[0] == ids[1] and ids[2] != ids[0]
+    assert re.fullmatch(r"<[^<>@\s]+@[^<>@\s]+>", ids[0])
 
 
 def test_the_stored_copy_has_no_usable_ack_link_when_mail_leaves_the_machine(

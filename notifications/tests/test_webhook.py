@@ -289,6 +289,8 @@ def test_a_retry_carries_the_same_event_id_and_a_fresh_signature(receiver, hook,
 
     first, second = receiver.requests
     assert first.json["event_id"] == second.json["event_id"]
+    assert first.headers["idempotency-key"] == second.headers["idempotency-key"]
+    assert first.headers["idempotency-key"] == first.json["event_id"]
     assert first.json["event"] == second.json["event"] == "alarm.triggered"
     assert is_ours(first) and is_ours(second)
     sent = alarm.deliveries.get()

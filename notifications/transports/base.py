@@ -59,6 +59,7 @@ class Outgoing:
     address: str = ""
     person: object = None
     ref: dict = field(default_factory=dict)  # what this channel remembered about this alarm
+    key: str = ""  # the same on every attempt of one message (Delivery.idempotency_key)
 
 
 @dataclass

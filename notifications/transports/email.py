@@ -4,6 +4,7 @@ Sent through Django's mail settings; with the SMTP backend the conversation is o
 Delivery records the server's reply to DATA (the queue id most servers put there).
 """
 
+import hashlib
 import smtplib
 from email.utils import make_msgid
 
@@ -34,8 +35,10 @@ class EmailTransport(Transport):
         )
         if out.message.html:
             email.attach_alternative(out.message.html, "text/html")
-        # Our own Message-ID, so the Delivery can name it without building the message twice.
-        message_id = make_msgid(domain=DNS_NAME)
+        # Our own Message-ID, so the Delivery can name it without building the message twice;
+        # the same on every attempt of one message, so a copy sent again after its sender died
+        # between the server's answer and its record can be told for what it is.
+        message_id = _message_id(out.key) if out.key else make_msgid(domain=DNS_NAME)
         email.extra_headers.update({"X-Alarm-Id": str(out.alarm.pk), "Message-ID": message_id})
         connection = get_connection(fail_silently=False)
         if not isinstance(connection, SmtpBackend):
@@ -65,6 +68,11 @@ class EmailTransport(Transport):
         finally:
             connection.close()
         return Sent(status=f"SMTP {code}", response=reply, message_id=message_id)
+
+
+def _message_id(key: str) -> str:
+    """A Message-ID made from the message's key: short enough that the header is not folded."""
+    return f"<{hashlib.sha256(key.encode()).hexdigest()[:32]}@{DNS_NAME}>"
 
 
 def _smtp_send(smtp: smtplib.SMTP, email) -> tuple[int, str]:

@@ -41,6 +41,8 @@ class WebhookTransport(Transport):
             "Content-Type": "application/json",
             "User-Agent": "alarm-broker",
             "X-Alarm-Event": out.message.payload["event"],
+            # The same on every attempt: a receiver drops what it already took.
+            "Idempotency-Key": out.message.payload["event_id"],
             TIMESTAMP_HEADER: timestamp,
         }
         if self.config.get("secret"):

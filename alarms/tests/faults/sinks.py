@@ -2,7 +2,9 @@
 receiver, each answering normally, with an error (SMTP 451, HTTP 500), or not at all until the
 sender gives up (a timeout). A message is notified once the sink accepted it; each receipt is
 keyed by (alarm id, event, step, round, address), steps and rounds counted from 0 as on the
-Delivery row."""
+Delivery row. Each sink also counts what it received more than once by the message's own
+identity (an email's Message-ID, a webhook's event_id at its address): the resends as the
+recipient sees them."""
 
 import asyncio
 import email
@@ -33,14 +35,29 @@ class _Counting:
     def __init__(self):
         self.mode = OK
         self.receipts: list[tuple] = []  # the key of each message accepted
+        self.identities: list[str] = []  # ...and its own identity, in the same order
+        self.received_at: list[float] = []  # ...and when (time.time())
         self.refused = 0  # answered with an error
         self.timed_out = 0  # not answered until the sender gave up
         self.abandoned = 0  # the sender was gone (killed) before the answer
         self.lock = threading.Lock()
 
-    def record(self, key: tuple) -> None:
+    def record(self, key: tuple, identity: str) -> None:
         with self.lock:
             self.receipts.append(key)
+            self.identities.append(identity)
+            self.received_at.append(time.time())
+
+    def received_again(self) -> list[tuple[tuple, float]]:
+        """(key, when) of every message received again, by its own identity."""
+        seen, again = set(), []
+        with self.lock:
+            for key, identity, at in zip(self.receipts, self.identities, self.received_at,
+                                         strict=True):  # fmt: skip
+                if identity in seen:
+                    again.append((key, at))
+                seen.add(identity)
+        return again
 
     def count(self, what: str) -> None:
         with self.lock:
@@ -85,8 +102,10 @@ class _HookHandler(BaseHTTPRequestHandler):
         if _gone(self.connection):
             sink.count("abandoned")
             return
-        alarm_id, event, round_, step = json.loads(body)["event_id"].split(":")
-        sink.record((alarm_id, event, int(step) - 1, int(round_) - 1, sink.base + self.path))
+        event_id = json.loads(body)["event_id"]
+        alarm_id, event, round_, step = event_id.split(":")
+        address = sink.base + self.path
+        sink.record((alarm_id, event, int(step) - 1, int(round_) - 1, address), event_id + address)
         self._answer(200)
 
     def _answer(self, status: int) -> None:
@@ -119,10 +138,12 @@ def _wait_until_gone(sock: socket.socket, still_hanging) -> None:
 
 class MailSink(_Counting):
     """An SMTP server; a message's key comes from its X-Alarm-Id header and the "Escalation:
-    step N of M, round R" line; the ACK link in each message is kept for its recipient."""
+    step N of M, round R" line; the ACK link in each message is kept for its recipient.
+    `on_accept(sink)`, when set, runs as each message is taken, before the sender hears so."""
 
     def __init__(self):
         super().__init__()
+        self.on_accept = None
         self.port = free_port()
         self.ack_links: dict[tuple[str, str], str] = {}
         self.controller = Controller(self, hostname="127.0.0.1", port=self.port)
@@ -144,9 +165,12 @@ class MailSink(_Counting):
         alarm_id = str(message["X-Alarm-Id"])
         link = ACK_LINK.search(text)
         for recipient in envelope.rcpt_tos:
-            self.record((alarm_id, "notify", int(step) - 1, int(round_) - 1, recipient))
+            key = (alarm_id, "notify", int(step) - 1, int(round_) - 1, recipient)
+            self.record(key, f"{message['Message-ID']} {recipient}")
             if link:
                 self.ack_links[(alarm_id, recipient)] = link.group(0)
+        if self.on_accept:
+            self.on_accept(self)
         return "250 OK"
 
     def close(self) -> None:

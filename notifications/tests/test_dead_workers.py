@@ -1,0 +1,125 @@
+"""A worker process that dies hands back what it was sending within seconds: each process keeps
+a key alive in Redis (alarmsite/liveness.py), and the sweeper gives the messages of a process
+whose key is gone to the others. Real processes, real Redis, killed with SIGKILL."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import timedelta
+
+import pytest
+from django.conf import settings
+from django.utils import timezone
+
+from alarms import lifecycle
+from alarms.timeline import SYSTEM
+from alarmsite import liveness
+from conftest import REAL_REDIS, ROOT, wait_until
+from escalation import engine
+from notifications import delivery
+from notifications.models import Delivery
+
+pytestmark = pytest.mark.django_db
+
+REPORTER = (
+    "import django, sys, time; django.setup();"
+    "from alarmsite import liveness; liveness.keep_reporting();"
+    "print(liveness.process_name(), flush=True); time.sleep(600)"
+)
+
+
+@pytest.fixture
+def worker_process():
+    """start() -> (name, process): a process that reports itself alive as a pool process
+    does; all are killed at the end."""
+    started = []
+
+    def start():
+        env = dict(os.environ, DJANGO_SETTINGS_MODULE="alarmsite.settings",
+                   REDIS_URL=settings.REDIS_URL)  # fmt: skip
+        process = subprocess.Popen([sys.executable, "-c", REPORTER], cwd=ROOT, env=env,
+                                   stdout=subprocess.PIPE, text=True)  # fmt: skip
+        name = process.stdout.readline().strip()
+        started.append((name, process))
+        wait_until(lambda: REAL_REDIS.exists(f"alarmbroker:alive:{name}"), timeout=10)
+        return name, process
+
+    yield start
+    for name, process in started:
+        process.kill()
+        process.wait()
+        REAL_REDIS.srem(liveness.REGISTRY, name)
+        REAL_REDIS.delete(f"alarmbroker:alive:{name}", f"alarmbroker:missing:{name}")
+
+
+@pytest.fixture
+def sending(make_policy, make_person):
+    """sending(process name) -> a delivery that process has taken and is sending, its lease
+    a minute away."""
+    count = 0
+
+    def make(name: str) -> Delivery:
+        nonlocal count
+        count += 1
+        person = make_person(f"Person {count}", email=f"p{count}@example.org")
+        make_policy([(0, [person], [])], name=f"Policy {count}", is_default=count == 1)
+        alarm = lifecycle.raise_alarm(
+            source="api", dedup_key=f"k{count}", title="Boiler", actor=SYSTEM
+        ).alarm
+        engine.run_due_step(alarm.pk)
+        row = Delivery.objects.get(alarm=alarm)
+        lease = timezone.now() + timedelta(minutes=1)
+        Delivery.objects.filter(pk=row.pk).update(
+            status="sending", attempts=1, next_attempt_at=lease, claimed_by=name
+        )
+        return row
+
+    return make
+
+
+def status(row: Delivery) -> str:
+    return Delivery.objects.get(pk=row.pk).status
+
+
+def test_what_a_killed_worker_process_was_sending_goes_again_within_seconds_of_its_death(
+    worker_process, sending
+):
+    (doomed, process), (living, _) = worker_process(), worker_process()
+    orphan, kept = sending(doomed), sending(living)
+
+    os.kill(process.pid, signal.SIGKILL)
+    killed = time.monotonic()
+
+    def handed_back():
+        delivery.hand_back_from_dead()
+        return status(orphan) == "pending"
+
+    wait_until(handed_back, timeout=15, interval=0.5)
+    took = time.monotonic() - killed
+    assert took < liveness.ALIVE_SECONDS + liveness.CONFIRM_SECONDS + 2
+    row = Delivery.objects.get(pk=orphan.pk)
+    assert row.attempts == 1 and row.next_attempt_at <= timezone.now()  # due now
+    assert status(kept) == "sending", "a living process keeps what it is sending"
+
+
+def test_a_lost_liveness_key_alone_never_hands_back_what_a_living_process_sends(
+    worker_process, sending
+):  # as after Redis came back empty: every living process writes its key again at once
+    name, _ = worker_process()
+    row = sending(name)
+    REAL_REDIS.delete(f"alarmbroker:alive:{name}")
+
+    for _ in range(int(liveness.CONFIRM_SECONDS / 0.5) + 3):
+        assert delivery.hand_back_from_dead() == 0
+        time.sleep(0.5)
+
+    assert status(row) == "sending"
+
+
+def test_a_message_taken_outside_a_worker_process_waits_out_its_lease(sending):
+    row = sending(liveness.process_name())  # this process reports nothing: ''
+
+    assert delivery.hand_back_from_dead() == 0
+    assert status(row) == "sending"
