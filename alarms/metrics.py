@@ -9,16 +9,21 @@ series' last one are ignored (late or repeated deliveries).
 
 import hashlib
 import json
+import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, OperationalError, transaction
 
+from alarmsite.storable_text import explained
 from escalation import matchers
 
 from . import lifecycle
-from .models import MetricRule, MetricSeries
-from .timeline import Actor
+from .models import AlarmEvent, MetricRule, MetricSeries
+from .timeline import Actor, record
+
+log = logging.getLogger(__name__)
+REFUSED = "not stored: the alarm store refused it (logged)"
 
 
 @dataclass(frozen=True)
@@ -27,26 +32,36 @@ class Sample:
     value: float
     labels: dict
     at: datetime
+    made_storable: tuple = ()  # the fields sent that had to be made storable
 
 
 def series_key(labels: dict) -> str:
     return hashlib.sha256(json.dumps(labels, sort_keys=True).encode()).hexdigest()[:32]
 
 
-def record_samples(samples: list[Sample], device) -> list[dict]:
-    """Check each sample against the rules for its metric; return what changed."""
+def record_samples(samples: list[Sample], device) -> tuple[list[dict], list[dict]]:
+    """Check each sample against the rules for its metric; return what changed, and the checks
+    the database refused (each in a transaction of its own: one costs none of the others)."""
     names = {sample.name for sample in samples}
     rules = {}
     for rule in MetricRule.objects.filter(enabled=True, metric__in=names).select_related("site"):
         rules.setdefault(rule.metric, []).append(rule)
-    changes = []
+    changes, failed = [], []
     for sample in samples:
         for rule in rules.get(sample.name, []):
-            if matchers.all_match(rule.parsed_matchers, sample.labels):
+            if not matchers.all_match(rule.parsed_matchers, sample.labels):
+                continue
+            try:
                 change = _check(rule, sample, device)
-                if change:
-                    changes.append(change)
-    return changes
+            except OperationalError:
+                raise  # the store is away: the sender is told to send again
+            except Exception:
+                log.exception("a sample of %s was not checked against %s", sample.name, rule.name)
+                failed.append({"rule": rule.name, "labels": sample.labels, "error": REFUSED})
+                continue
+            if change:
+                changes.append(change)
+    return changes, failed
 
 
 def _check(rule: MetricRule, sample: Sample, device) -> dict | None:
@@ -95,6 +110,7 @@ def dedup_key(rule: MetricRule, series: MetricSeries) -> str:
 
 def _raise(rule, series, sample: Sample, device) -> dict:
     shown = ", ".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
+    actor = Actor(f"metric rule {rule.name}")
     outcome = lifecycle.raise_alarm(
         source="metric",
         dedup_key=dedup_key(rule, series),
@@ -106,8 +122,12 @@ def _raise(rule, series, sample: Sample, device) -> dict:
         details={"rule": rule.name, "value": sample.value, "threshold": rule.threshold},
         device=device,
         site=rule.site,
-        actor=Actor(f"metric rule {rule.name}"),
+        actor=actor,
     )
+    if sample.made_storable and outcome.changed:
+        fields = list(sample.made_storable)
+        record(outcome.alarm, AlarmEvent.Kind.UPDATED, explained(fields), actor,
+               made_storable=fields)  # fmt: skip
     series.firing = True
     return {"rule": rule.name, "labels": sample.labels, "alarm_id": str(outcome.alarm.pk),
             "action": "raised"}  # fmt: skip

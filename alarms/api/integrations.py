@@ -4,18 +4,22 @@ of its own kind with its own token, so a leaked Alertmanager token cannot press 
 
 import hashlib
 import json
+import logging
 import math
 import uuid
 from datetime import UTC, datetime
 
+from django.db import OperationalError, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
+from rest_framework.exceptions import ParseError
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from alarmsite.storable_text import made_storable, within
 from devices.auth import device_for
 from devices.models import Device, Site
 
@@ -24,7 +28,9 @@ from ..timeline import Actor
 from . import openapi
 from .openapi import errors
 from .serializers import LabelsField, validate_labels
-from .views import client_ip, error, refuse_over_limit
+from .views import client_ip, error, note_made_storable, refuse_over_limit
+
+log = logging.getLogger(__name__)
 
 # Alertmanager has no fixed severities; these are the usual label values.
 ALERTMANAGER_SEVERITY = {
@@ -89,7 +95,8 @@ class AlertmanagerView(APIView):
     )
     def post(self, request):
         device = request.auth  # an Alertmanager integration (the permission checked)
-        serializer = AlertmanagerSerializer(data=request.data)
+        payload, changed = made_storable(request.data)
+        serializer = AlertmanagerSerializer(data=payload)
         serializer.is_valid(raise_exception=True)
         if limited := refuse_over_limit(device):
             return limited
@@ -97,11 +104,29 @@ class AlertmanagerView(APIView):
         # An alert's `site` label names the site it is about (when the integration has none).
         named = {alert["labels"].get("site") for alert in data["alerts"]} - {None}
         sites = {site.name: site for site in Site.objects.filter(name__in=named)}
-        results = [self.apply(device, actor, alert, data, sites) for alert in data["alerts"]]
+        results = [
+            self.apply_alone(device, actor, alert, data, sites, within(changed, f"alerts[{n}]"))
+            for n, alert in enumerate(data["alerts"])
+        ]
         return Response({"alerts": results})
 
+    @classmethod
+    def apply_alone(cls, device, actor, alert: dict, data: dict, sites, changed) -> dict:
+        """One alert in a transaction (a savepoint) of its own: an alert the database refuses
+        costs none of the others, and what was stored is not answered as an error."""
+        try:
+            with transaction.atomic():
+                return cls.apply(device, actor, alert, data, sites, changed)
+        except OperationalError:
+            raise  # the store is away (503): Alertmanager sends the group again, a no-op for
+            # the alerts already stored
+        except Exception:
+            log.exception("alert %s of a group was not stored", fingerprint(alert))
+            return {"fingerprint": fingerprint(alert), "alarm_id": None, "action": "failed",
+                    "error": "not stored: the alarm store refused it (logged)"}  # fmt: skip
+
     @staticmethod
-    def apply(device: Device, actor: Actor, alert: dict, data: dict, sites: dict) -> dict:
+    def apply(device, actor: Actor, alert: dict, data: dict, sites: dict, changed) -> dict:
         key = fingerprint(alert)
         dedup_key = f"device:{device.pk}:alertmanager:{key}"
         if alert["status"] == "resolved":
@@ -129,6 +154,7 @@ class AlertmanagerView(APIView):
             site=device.site or sites.get(labels.get("site")),
             actor=actor,
         )
+        note_made_storable(outcome, changed, actor)
         action = (
             "raised" if outcome.created else "reopened" if outcome.reopened
             else "updated" if outcome.changed else "unchanged"
@@ -177,13 +203,20 @@ def pagerduty_error(errors: list[str], code: int = 400) -> Response:
     return Response(body, status=code)
 
 
-def _flat_errors(detail, prefix="") -> list[str]:
+def _flat_errors(detail, path="") -> list[str]:
+    """Each problem on a line of its own, named by its field's path as PagerDuty names it
+    ("payload.summary: …")."""
     if isinstance(detail, dict):
-        return [e for key, value in detail.items() for e in _flat_errors(value, f"{key}: ")]
+        return [e for key, value in detail.items() for e in _flat_errors(value, _in(path, key))]
     if isinstance(detail, list):
-        return [e for item in detail for e in _flat_errors(item, prefix)]
-    field = "" if prefix == "non_field_errors: " else prefix
-    return [f"{field}{detail}"]
+        return [e for item in detail for e in _flat_errors(item, path)]
+    return [f"{path}: {detail}" if path else str(detail)]
+
+
+def _in(path: str, key) -> str:
+    if key == "non_field_errors":
+        return path
+    return f"{path}.{key}" if path else str(key)
 
 
 def pagerduty_dedup_key(device: Device, key: str) -> str:
@@ -212,9 +245,13 @@ class PagerDutyEventsView(APIView):
         },
     )
     def post(self, request):
-        if not isinstance(request.data, dict):
+        try:
+            event, changed = made_storable(request.data)
+        except ParseError as exc:
+            return pagerduty_error([str(exc.detail)])
+        if not isinstance(event, dict):
             return pagerduty_error(["The body must be a JSON object."])
-        serializer = PagerDutyEventSerializer(data=request.data)
+        serializer = PagerDutyEventSerializer(data=event)
         if not serializer.is_valid():
             return pagerduty_error(_flat_errors(serializer.errors))
         data = serializer.validated_data
@@ -228,7 +265,8 @@ class PagerDutyEventsView(APIView):
         key = data.get("dedup_key") or uuid.uuid4().hex
         dedup_key, actor = pagerduty_dedup_key(device, key), _device_actor(request, device)
         if data["event_action"] == "trigger":
-            self.trigger(device, actor, dedup_key, data)
+            with transaction.atomic(savepoint=False):
+                note_made_storable(self.trigger(device, actor, dedup_key, data), changed, actor)
         elif data["event_action"] == "acknowledge":
             open_alarm = lifecycle.open_alarm(dedup_key)
             if open_alarm is not None:
@@ -339,16 +377,21 @@ class MetricsView(APIView):
     )
     def post(self, request):
         device = request.auth  # a metrics sender (the permission checked)
-        serializer = self.get_serializer_class()(data=request.data)
+        data, changed = made_storable(request.data)
+        serializer = self.get_serializer_class()(data=data)
         serializer.is_valid(raise_exception=True)
         if limited := refuse_over_limit(device):
             return limited
-        rows = serializer.validated_data["metrics"] if self.batch else [serializer.validated_data]
+        if self.batch:
+            rows = serializer.validated_data["metrics"]
+            fixed = [within(changed, f"metrics[{n}]") for n in range(len(rows))]
+        else:
+            rows, fixed = [serializer.validated_data], [changed]
         now = timezone.now()
         samples = [
-            metrics.Sample(row["name"], row["value"], row["labels"], row.get("time") or now)
-            for row in rows
-        ]
-        return Response(
-            {"accepted": len(samples), "changes": metrics.record_samples(samples, device)}
-        )
+            metrics.Sample(row["name"], row["value"], row["labels"], row.get("time") or now,
+                           made_storable=tuple(made))
+            for row, made in zip(rows, fixed, strict=True)
+        ]  # fmt: skip
+        changes, failed = metrics.record_samples(samples, device)
+        return Response({"accepted": len(samples), "changes": changes, "failed": failed})

@@ -88,7 +88,12 @@ class AlertResultSerializer(serializers.Serializer):
     fingerprint = serializers.CharField()
     alarm_id = serializers.UUIDField(allow_null=True)
     action = serializers.ChoiceField(
-        ["raised", "reopened", "updated", "unchanged", "resolved", "not open"]
+        ["raised", "reopened", "updated", "unchanged", "resolved", "not open", "failed"]
+    )
+    error = serializers.CharField(
+        required=False,
+        help_text="`failed` only: the database refused this alert (the others "
+        "of the group were stored).",
     )
 
 
@@ -125,6 +130,15 @@ class MetricChangeSerializer(serializers.Serializer):
     action = serializers.ChoiceField(["raised", "resolved"])
 
 
+class MetricFailureSerializer(serializers.Serializer):
+    rule = serializers.CharField()
+    labels = serializers.DictField(child=serializers.CharField())
+    error = serializers.CharField()
+
+
 class MetricsResultSerializer(serializers.Serializer):
     accepted = serializers.IntegerField(help_text="Samples read.")
     changes = MetricChangeSerializer(many=True, help_text="Alarms raised or resolved.")
+    failed = MetricFailureSerializer(
+        many=True, help_text="Checks the database refused (the others were stored)."
+    )

@@ -4,6 +4,7 @@ import uuid
 
 import django_filters
 from django.conf import settings
+from django.db import transaction
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
@@ -12,12 +13,13 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from alarmsite import client_ip as client_address
+from alarmsite.storable_text import explained, made_storable
 from devices.auth import device_for
 from devices.models import Device
 
 from .. import heartbeats, lifecycle, ratelimit
-from ..models import Alarm
-from ..timeline import Actor, user_actor
+from ..models import Alarm, AlarmEvent
+from ..timeline import Actor, record, user_actor
 from .errors import invalid_input
 from .openapi import (
     DEVICE_TOKEN_QUERY,
@@ -75,6 +77,14 @@ def refuse_over_limit(device: Device) -> Response | None:
     if ratelimit.allow(f"device:{device.pk}", device.rate_limit_per_minute):
         return None
     return error("rate limit exceeded for this device", 429, **{"Retry-After": "60"})
+
+
+def note_made_storable(outcome: lifecycle.Outcome, changed: list[str], actor: Actor) -> None:
+    """Say on the alarm's timeline which of the fields sent were made storable, when the alarm
+    took what was sent (not on a repeat, which stores none of it)."""
+    if changed and outcome.changed:
+        text = explained(changed)
+        record(outcome.alarm, AlarmEvent.Kind.UPDATED, text, actor, made_storable=changed)
 
 
 def raised(outcome: lifecycle.Outcome) -> Response:
@@ -158,22 +168,25 @@ class RaiseView(APIView):
 def raise_from(data, device: Device | None, actor: Actor) -> Response:
     """The answer to a JSON raise, by a device or a user allowed to raise (the raise view's
     and the device fast path's)."""
+    data, changed = made_storable(data)
     serializer = RaiseSerializer(data=data)
     if not serializer.is_valid():
         return Response(invalid_input(serializer.errors), status=400)
     if device and (limited := refuse_over_limit(device)):
         return limited
     data = serializer.validated_data
-    outcome = lifecycle.raise_alarm(
-        source=data["source"],
-        dedup_key=scoped_dedup_key(device, data.get("dedup_key") or str(uuid.uuid4())),
-        title=data["title"],
-        message=data.get("message", ""),
-        severity=data["severity"],
-        labels=data["labels"],
-        device=device,
-        actor=actor,
-    )
+    with transaction.atomic(savepoint=False):  # the fast path's group gives it a savepoint
+        outcome = lifecycle.raise_alarm(
+            source=data["source"],
+            dedup_key=scoped_dedup_key(device, data.get("dedup_key") or str(uuid.uuid4())),
+            title=data["title"],
+            message=data.get("message", ""),
+            severity=data["severity"],
+            labels=data["labels"],
+            device=device,
+            actor=actor,
+        )
+        note_made_storable(outcome, changed, actor)
     return raised(outcome)
 
 
@@ -201,15 +214,18 @@ class ClearView(APIView):
         },
     )
     def post(self, request):
-        serializer = ClearSerializer(data=request.data)
+        data, changed = made_storable(request.data)
+        serializer = ClearSerializer(data=data)
         serializer.is_valid(raise_exception=True)
         if refused := refuse_device(request):
             return refused
         key = scoped_dedup_key(calling_device(request), serializer.validated_data["dedup_key"])
-        note = serializer.validated_data.get("message", "")
-        outcome = lifecycle.clear(key, actor_for(request), note)
-        if outcome is None:
-            return error("no open alarm with this dedup_key", 404)
+        note, actor = serializer.validated_data.get("message", ""), actor_for(request)
+        with transaction.atomic(savepoint=False):
+            outcome = lifecycle.clear(key, actor, note)
+            if outcome is None:
+                return error("no open alarm with this dedup_key", 404)
+            note_made_storable(outcome, changed, actor)
         return Response({"alarm_id": str(outcome.alarm.pk), "status": outcome.alarm.status})
 
 
@@ -268,10 +284,14 @@ class AlarmViewSet(viewsets.ReadOnlyModelViewSet):
                 "too many alarm actions; try again in a minute", 429, **{"Retry-After": "60"}
             )
         alarm = self.get_object()
-        serializer = NoteSerializer(data=request.data)
+        data, changed = made_storable(request.data)
+        serializer = NoteSerializer(data=data)
         serializer.is_valid(raise_exception=True)
+        actor = actor_for(request)
         try:
-            outcome = transition(alarm.pk, actor_for(request), serializer.validated_data["note"])
+            with transaction.atomic():
+                outcome = transition(alarm.pk, actor, serializer.validated_data["note"])
+                note_made_storable(outcome, changed, actor)
         except lifecycle.AlarmClosed as exc:
             return error(f"alarm is already {exc.alarm.status}", 409)
         body = AlarmSerializer(outcome.alarm).data | {"changed": outcome.changed}

@@ -131,3 +131,15 @@ def test_raises_that_arrive_together_are_all_stored_and_answered(generic_device)
     assert sorted(a["alarm_id"] for a in answers) == sorted(
         str(pk) for pk in Alarm.objects.values_list("pk", flat=True)
     )
+
+
+def test_a_nul_in_a_device_raise_is_stored_as_a_replacement_character(generic_device):
+    _, token = generic_device
+    raw = b'{"title": "Boiler\\u0000", "labels": {"zone\\u0000": "east\\ud800"}}'
+
+    status, body = answer(call("POST", "/v1/alarms/raise", raw=raw, token=token))
+
+    assert status == 201, body
+    alarm = Alarm.objects.get(pk=body["alarm_id"])
+    assert (alarm.title, alarm.labels) == ("Boiler\ufffd", {"zone\ufffd": "east\ufffd"})
+    assert "title, labels.zone\ufffd" in alarm.events.latest("id").text
