@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.db import IntegrityError, OperationalError, transaction
+from django.utils import timezone
 
 from alarmsite.storable_text import explained
 from escalation import matchers
@@ -24,6 +25,9 @@ from .timeline import Actor, record
 
 log = logging.getLogger(__name__)
 REFUSED = "not stored: the alarm store refused it (logged)"
+# How far ahead of this server's clock a sample's time may be (senders' clocks drift); one
+# further ahead is refused, as no later sample of its series would be newer.
+MAX_AHEAD = timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,7 @@ def _check(rule: MetricRule, sample: Sample, device) -> dict | None:
     key = series_key(sample.labels)
     with transaction.atomic():
         series = _locked_series(rule, key, sample.labels)
+        _forget_times_ahead(series, timezone.now() + MAX_AHEAD)
         if series.last_at and sample.at < series.last_at:
             return None
         series.last_value, series.last_at = sample.value, sample.at
@@ -93,6 +98,16 @@ def _locked_series(rule: MetricRule, key: str, labels: dict) -> MetricSeries:
             return MetricSeries.objects.create(rule=rule, key=key, labels=labels)
     except IntegrityError:  # another request made it first
         return MetricSeries.objects.select_for_update().get(rule=rule, key=key)
+
+
+def _forget_times_ahead(series: MetricSeries, horizon: datetime) -> None:
+    """A time stored ahead of the clock (a future sample taken before they were refused) is not
+    trusted: no later sample would be newer, hold long enough or cool down, and the rule would
+    never fire again."""
+    for name in ("last_at", "holding_since", "resolved_at"):
+        at = getattr(series, name)
+        if at is not None and at > horizon:
+            setattr(series, name, None)
 
 
 def _due(rule: MetricRule, series: MetricSeries, at: datetime) -> bool:

@@ -347,13 +347,35 @@ class SampleSerializer(serializers.Serializer):
         return value
 
     def validate_time(self, value):
-        try:
-            at = datetime.fromtimestamp(float(value), tz=UTC)
-        except ValueError:
-            at = parse_datetime(value)
-        if at is None or at.tzinfo is None:
-            raise serializers.ValidationError("Give epoch seconds or an ISO 8601 time with zone.")
+        at = sample_time(value)
+        if at is None:
+            raise serializers.ValidationError(
+                "Give epoch seconds or an ISO 8601 time with zone, within the years 1 to 9999."
+            )
+        if at > timezone.now() + metrics.MAX_AHEAD:
+            raise serializers.ValidationError(
+                f"The time is more than {metrics.MAX_AHEAD.total_seconds():.0f} s ahead of the "
+                "server's clock."
+            )
         return at
+
+
+def sample_time(value: str) -> datetime | None:
+    """Epoch seconds or an ISO 8601 time with zone, in UTC; None for anything else, or a time
+    no datetime holds (inf, 1e20, an offset of 99 hours, before the year 1 in UTC)."""
+    try:
+        at = datetime.fromtimestamp(float(value), tz=UTC)
+    except (ValueError, OverflowError, OSError):
+        try:
+            at = parse_datetime(value)
+        except ValueError:
+            return None
+    if at is None or at.tzinfo is None:
+        return None
+    try:
+        return at.astimezone(UTC)
+    except OverflowError:
+        return None
 
 
 class BatchSerializer(serializers.Serializer):
