@@ -9,6 +9,7 @@ HTML templates escape it as Django always does. Templates never see the Alarm ob
 import functools
 import uuid
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.signals import setting_changed
@@ -20,6 +21,9 @@ from django.utils import timezone
 from .transports.base import ACKNOWLEDGED, CLOSING, NOTIFY, TEST
 
 REDACTED_LINK = "<ACK link: not stored>"
+REDACTED_TOKEN = "<ACK token: not stored>"
+# An answer cut short may end in the token's first characters; this many or more are removed.
+TOKEN_PREFIX_CHARS = 8
 
 
 @dataclass
@@ -31,14 +35,28 @@ class Message:
     ack_url: str = ""
 
     def stored_text(self) -> str:
-        """The message as kept on the Delivery row; the ACK link only where no mail leaves."""
+        """The message as kept on the Delivery row, its ACK link left out: the link acts as its
+        recipient, and the AckLink row keeps only its token's hash for that reason."""
         return self.scrub(f"Subject: {self.subject}\n\n{self.text}")
 
     def scrub(self, text: str) -> str:
-        """Text to store (a provider may echo the message back): without a usable ACK link."""
-        if self.ack_url and not settings.KEEP_FULL_MESSAGES:
-            text = text.replace(self.ack_url, REDACTED_LINK)
+        """Text to store (the message, or a provider's answer or error, which may echo it back)
+        without the ACK token in any form: its characters (letters, digits, - and _) stay the
+        same URL-encoded, JSON- or HTML-escaped, so removing the token removes every form."""
+        token = ack_token(self.ack_url)
+        if not token:
+            return text
+        text = text.replace(self.ack_url, REDACTED_LINK).replace(token, REDACTED_TOKEN)
+        for length in range(len(token) - 1, TOKEN_PREFIX_CHARS - 1, -1):
+            if text.endswith(token[:length]):
+                return text[:-length] + REDACTED_TOKEN
         return text
+
+
+def ack_token(ack_url: str) -> str:
+    """The token of an ACK link (its last path segment); '' when there is no link."""
+    token = urlsplit(ack_url).path.rstrip("/").rpartition("/")[2]
+    return token if len(token) > TOKEN_PREFIX_CHARS else ""
 
 
 @functools.cache
