@@ -20,6 +20,8 @@ def json_exception_handler(exc, context):
         return Response({"error": "request body too large"}, status=413)
     if isinstance(exc, OperationalError):
         return Response(STORE_UNAVAILABLE, status=503, headers={"Retry-After": "5"})
+    if isinstance(exc, RecursionError):  # a body nested too deeply for a view's own parsing
+        return Response({"error": "the body is nested too deeply"}, status=400)
     response = exception_handler(exc, context)
     if response is not None and isinstance(response.data, dict) and "detail" in response.data:
         response.data = {"error": str(response.data["detail"])}

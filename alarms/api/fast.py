@@ -19,7 +19,7 @@ from rest_framework.utils.encoders import JSONEncoder
 from alarmsite import client_ip
 from alarmsite.group_commit import GroupCommitter
 
-from . import views
+from . import json_body, views
 from .errors import STORE_UNAVAILABLE
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ class DeviceFastPath:
         if body is None:
             return await _send(send, 413, {"error": "request body too large"})
         try:
-            data = json.loads(body)
+            data = json_body.parse(body)
         except ValueError as exc:
             return await _send(send, 400, {"error": f"JSON parse error - {exc}"})
         ip = client_ip.of_scope(scope)

@@ -28,7 +28,7 @@ from ..timeline import Actor
 from . import openapi
 from .openapi import errors
 from .serializers import LabelsField, validate_labels
-from .views import client_ip, error, note_made_storable, refuse_over_limit
+from .views import PARSERS, client_ip, error, note_made_storable, refuse_over_limit
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +82,7 @@ class AlertmanagerView(APIView):
     """POST /v1/integrations/alertmanager: one alarm per alert fingerprint; `firing` opens or
     updates it, `resolved` resolves it. Resends that change nothing change nothing."""
 
+    parser_classes = PARSERS
     device_kind = Device.Kind.ALERTMANAGER
     device_refused = "an Alertmanager integration token is required"
 
@@ -228,6 +229,7 @@ class PagerDutyEventsView(APIView):
     """POST /v2/enqueue (and /v1/integrations/pagerduty): PagerDuty's Events API v2, so any
     tool that can send to PagerDuty can send to us. The routing key is the integration token."""
 
+    parser_classes = PARSERS
     authentication_classes = []
     permission_classes = [AllowAny]
 
@@ -301,10 +303,8 @@ class PagerDutyEventsView(APIView):
         )
 
 
-HEARTBEAT_RESPONSES = {
-    200: openapi.HeartbeatSerializer,
-    **errors(403, 429, e404="Unknown or disabled token."),
-}
+HEARTBEAT_RESPONSES = {200: openapi.HeartbeatSerializer, **errors(403, 429)}
+UNKNOWN_TOKEN = "unknown or disabled device token"
 
 
 class HeartbeatView(APIView):
@@ -314,20 +314,33 @@ class HeartbeatView(APIView):
     authentication_classes = []
     permission_classes = [AllowAny]
 
-    @extend_schema(auth=[openapi.DEVICE_TOKEN_QUERY], responses=HEARTBEAT_RESPONSES)
+    @extend_schema(
+        auth=[openapi.DEVICE_TOKEN_QUERY],
+        responses={**HEARTBEAT_RESPONSES, **errors(e404="Unknown or disabled token.")},
+    )
     def get(self, request):
-        return self.beat(request, request.query_params.get("token", ""))
+        token = request.query_params.get("token", "")
+        return self.beat(request, token) or error(UNKNOWN_TOKEN, 404)
 
-    @extend_schema(auth=[openapi.BEARER], request=None, responses=HEARTBEAT_RESPONSES)
+    @extend_schema(
+        auth=[openapi.BEARER], request=None, responses={**HEARTBEAT_RESPONSES, **errors(401)}
+    )
     def post(self, request):
-        header = request.headers.get("Authorization", "")
-        return self.beat(request, header.removeprefix("Bearer ").strip())
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        token = token.strip() if scheme.lower() == "bearer" else ""
+        if not token:
+            return error("a device token is required: Authorization: Bearer <token>", 401,
+                         **{"WWW-Authenticate": "Bearer"})  # fmt: skip
+        return self.beat(request, token) or error(
+            UNKNOWN_TOKEN, 401, **{"WWW-Authenticate": "Bearer"}
+        )
 
     @staticmethod
-    def beat(request, token: str) -> Response:
+    def beat(request, token: str) -> Response | None:
+        """The answer to the device holding this token (None: no enabled device holds it)."""
         device, refusal = device_for(token, client_ip(request))
         if device is None:
-            return error("unknown or disabled device token", 404)
+            return None
         if refusal:
             return error(refusal, 403)
         if limited := refuse_over_limit(device):
@@ -387,6 +400,7 @@ class MetricsView(APIView):
     of a metrics sender: samples are checked against the metric threshold rules."""
 
     batch = False
+    parser_classes = PARSERS
     device_kind = Device.Kind.METRICS
     device_refused = "a metrics sender token is required"
 

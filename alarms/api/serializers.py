@@ -54,17 +54,23 @@ class EventSerializer(serializers.ModelSerializer):
 
 class AlarmSerializer(serializers.ModelSerializer):
     labels = LabelsField(read_only=True)
-    site = serializers.StringRelatedField()
-    room = serializers.StringRelatedField()
-    person = serializers.StringRelatedField()
-    device = serializers.StringRelatedField()
-    policy = serializers.StringRelatedField()
+    details = serializers.DictField(
+        read_only=True,
+        help_text="What the source sent beside labels: Alertmanager's annotations and "
+        "generatorURL, PagerDuty's custom_details and links, a metric rule's value.",
+    )
+    # By name; null when the alarm has none.
+    site = serializers.StringRelatedField(allow_null=True)
+    room = serializers.StringRelatedField(allow_null=True)
+    person = serializers.StringRelatedField(allow_null=True)
+    device = serializers.StringRelatedField(allow_null=True)
+    policy = serializers.StringRelatedField(allow_null=True)
 
     class Meta:
         model = Alarm
         fields = [
-            "id", "source", "dedup_key", "title", "message", "severity", "labels", "status",
-            "occurrences", "created_at", "last_occurrence_at", "acknowledged_at",
+            "id", "source", "dedup_key", "title", "message", "severity", "labels", "details",
+            "status", "occurrences", "created_at", "last_occurrence_at", "acknowledged_at",
             "acknowledged_by", "resolved_at", "resolved_by", "site", "room", "person", "device",
             "policy", "silenced_by", "current_step", "current_round", "next_escalation_at",
         ]  # fmt: skip

@@ -8,6 +8,8 @@ from django.db import transaction
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
+from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -21,6 +23,7 @@ from .. import heartbeats, lifecycle, ratelimit
 from ..models import Alarm, AlarmEvent
 from ..timeline import Actor, record, user_actor
 from .errors import invalid_input
+from .json_body import DepthLimitedJSONParser
 from .openapi import (
     DEVICE_TOKEN_QUERY,
     AlarmActionSerializer,
@@ -36,6 +39,9 @@ from .serializers import (
     NoteSerializer,
     RaiseSerializer,
 )
+
+# What the API's views read a body with: as DRF would, but a JSON body nested too deeply is a 400.
+PARSERS = [DepthLimitedJSONParser, FormParser, MultiPartParser]
 
 
 def error(message: str, code: int, **headers) -> Response:
@@ -155,6 +161,7 @@ def press(token: str, ip: str | None, mac: str | None) -> Response:
 class RaiseView(APIView):
     """POST /v1/alarms/raise: open an alarm, or add an occurrence to the open one."""
 
+    parser_classes = PARSERS
     user_permission = "alarms.add_alarm"
 
     @extend_schema(
@@ -204,6 +211,7 @@ def raise_by_device(token: str, ip: str | None, data) -> Response | None:
 class ClearView(APIView):
     """POST /v1/alarms/clear: resolve the open alarm with this dedup key."""
 
+    parser_classes = PARSERS
     user_permission = "alarms.resolve_alarm"
 
     @extend_schema(
@@ -239,6 +247,10 @@ ALARM_ACTION = extend_schema(
 )
 
 
+class AlarmPagination(LimitOffsetPagination):
+    max_limit = 1000  # a larger ?limit= is taken as this (25 digits overflow the database)
+
+
 class AlarmFilter(django_filters.FilterSet):
     site = django_filters.CharFilter(field_name="site__name")
 
@@ -256,6 +268,8 @@ class AlarmViewSet(viewsets.ReadOnlyModelViewSet):
 
     serializer_class = AlarmSerializer
     filterset_class = AlarmFilter
+    pagination_class = AlarmPagination
+    parser_classes = PARSERS
     user_permission = {
         "list": "alarms.view_alarm",
         "retrieve": "alarms.view_alarm",
@@ -263,6 +277,9 @@ class AlarmViewSet(viewsets.ReadOnlyModelViewSet):
         "resolve": "alarms.resolve_alarm",
         "cancel": "alarms.cancel_alarm",
     }
+    # A device sees its own alarms and may resolve them, as its clear would (the queryset
+    # holds only its own); acknowledging and cancelling are for people.
+    device_actions = {"list", "retrieve", "resolve"}
 
     def get_queryset(self):
         alarms = Alarm.objects.select_related("site", "room", "person", "device", "policy")

@@ -143,3 +143,13 @@ def test_a_nul_in_a_device_raise_is_stored_as_a_replacement_character(generic_de
     alarm = Alarm.objects.get(pk=body["alarm_id"])
     assert (alarm.title, alarm.labels) == ("Boiler\ufffd", {"zone\ufffd": "east\ufffd"})
     assert "title, labels.zone\ufffd" in alarm.events.latest("id").text
+
+
+def test_a_body_nested_100000_deep_with_a_bad_token_is_a_400_json(generic_device):
+    deep = b"[" * 100_000 + b"]" * 100_000
+
+    for token in ("not-a-token", generic_device[1]):
+        status, body = answer(call("POST", "/v1/alarms/raise", raw=deep, token=token))
+
+        assert status == 400
+        assert "nested deeper than 64 levels" in body["error"]

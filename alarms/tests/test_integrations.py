@@ -363,4 +363,4 @@ def test_a_silent_device_raises_an_offline_alarm_that_clears_when_it_is_heard(
 
 def test_a_heartbeat_with_an_unknown_token_is_refused(client):
     assert client.get("/v1/devices/heartbeat", {"token": "nope"}).status_code == 404
-    assert client.post("/v1/devices/heartbeat").status_code == 404
+    assert client.post("/v1/devices/heartbeat").status_code == 401  # no credentials
