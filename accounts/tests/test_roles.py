@@ -19,9 +19,10 @@ CALLERS = ROLES + ["device", "alertmanager"]
 API = {
     ("GET", "/v1/alarms/"): {"Viewers", "Dispatch", "Operators", "device"},
     ("GET", "/v1/alarms/{alarm}"): {"Viewers", "Dispatch", "Operators", "device"},
-    ("POST", "/v1/alarms/{alarm}/acknowledge"): {"Dispatch", "Operators", "device"},
+    # A device may clear (resolve) its own alarm; acknowledging and cancelling are for people.
+    ("POST", "/v1/alarms/{alarm}/acknowledge"): {"Dispatch", "Operators"},
     ("POST", "/v1/alarms/{alarm}/resolve"): {"Dispatch", "Operators", "device"},
-    ("POST", "/v1/alarms/{alarm}/cancel"): {"Dispatch", "Operators", "device"},
+    ("POST", "/v1/alarms/{alarm}/cancel"): {"Dispatch", "Operators"},
     ("POST", "/v1/alarms/raise"): {"Dispatch", "Operators", "device"},
     ("POST", "/v1/alarms/clear"): {"Dispatch", "Operators", "device"},
     ("POST", "/v1/integrations/alertmanager"): {"alertmanager"},
@@ -83,6 +84,50 @@ def test_every_api_endpoint_lets_in_exactly_the_roles_it_names(client, credentia
         if refused == (caller in allowed) or refused and "error" not in response.json():
             wrong.append(f"{method} {path}: {response.status_code} {response.content[:120]}")
     assert not wrong, f"{caller}:\n" + "\n".join(wrong)
+
+
+def device_call(client, token, path, body=None):
+    return client.post(path, json.dumps(body or {}), content_type="application/json",
+                       HTTP_AUTHORIZATION=f"Bearer {token}")  # fmt: skip
+
+
+@pytest.mark.parametrize("action", ["acknowledge", "cancel"])
+def test_a_device_may_not_acknowledge_or_cancel_even_its_own_alarm(client, make_device, action):
+    device, token = make_device("Panic button", kind=Device.Kind.GENERIC)
+    alarm = device_call(client, token, "/v1/alarms/raise", {"title": "Help", "dedup_key": "b"})
+
+    response = device_call(client, token, f"/v1/alarms/{alarm.json()['alarm_id']}/{action}")
+
+    assert response.status_code == 403
+    assert response.json() == {
+        "error": f"A device token may not {action} alarms: that is for people (a login, or a "
+        "user's API token). A device raises its alarms and clears (resolves) its own."
+    }
+    assert device.alarms.get().status == "triggered"
+
+
+def test_a_device_resolves_its_own_alarm_as_its_clear_would(client, make_device):
+    _, token = make_device("Panic button", kind=Device.Kind.GENERIC)
+    raised = device_call(client, token, "/v1/alarms/raise", {"title": "Help", "dedup_key": "b"})
+
+    response = device_call(client, token, f"/v1/alarms/{raised.json()['alarm_id']}/resolve")
+
+    assert response.status_code == 200
+    assert response.json()["status"] == "resolved"
+    assert response.json()["resolved_by"] == "device Panic button"
+
+
+def test_a_device_may_not_resolve_another_devices_alarm(client, make_device):
+    other, _ = make_device("Desk phone", kind=Device.Kind.YEALINK)
+    _, token = make_device("Panic button", kind=Device.Kind.GENERIC)
+    alarm = lifecycle.raise_alarm(
+        source="yealink", dedup_key="k", title="Help", device=other, actor=SYSTEM
+    ).alarm
+
+    response = device_call(client, token, f"/v1/alarms/{alarm.pk}/resolve")
+
+    assert response.status_code == 404 and "error" in response.json()
+    assert other.alarms.get().status == "triggered"
 
 
 @pytest.mark.parametrize("caller", ROLES)

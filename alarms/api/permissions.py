@@ -18,13 +18,26 @@ def permission_for(view) -> str | None:
 def wrong_device(device: Device, view) -> str:
     """Why this device's token does not open this view ('' when it does). A view naming a
     `device_kind` takes that kind only (its `device_refused` says so); any other view takes
-    every device but the integrations, whose tokens open only their own endpoint."""
+    every device but the integrations, whose tokens open only their own endpoint. A viewset
+    naming `device_actions` takes devices for those actions only."""
     wanted = getattr(view, "device_kind", None)
     if wanted:
         return "" if device.kind == wanted else view.device_refused
     if device.kind in Device.INTEGRATIONS:
         return f"this is a {device.get_kind_display()} token; use its own endpoint"
-    return ""
+    return refused_action(view)
+
+
+def refused_action(view) -> str:
+    """A device raises its alarms and clears its own; acknowledging ("someone is on it") and
+    cancelling ("raised in error") are a person's word, which a leaked token must not give."""
+    allowed, action = getattr(view, "device_actions", None), getattr(view, "action", None)
+    if allowed is None or action in allowed:
+        return ""
+    return (
+        f"A device token may not {action} alarms: that is for people (a login, or a user's API "
+        "token). A device raises its alarms and clears (resolves) its own."
+    )
 
 
 class DeviceOrPermittedUser(BasePermission):

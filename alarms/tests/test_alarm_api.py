@@ -446,14 +446,16 @@ def test_cancel_closes_an_open_alarm_as_raised_in_error(admin_client, db):
     assert alarm.events.last().kind == "cancelled"
 
 
-def test_a_device_can_acknowledge_its_own_alarm(client, make_device):
+def test_a_device_may_not_acknowledge_its_own_alarm(client, make_device):
     device, token = make_device()
     alarm = open_alarm(device=device)
 
     response = post(client, f"/v1/alarms/{alarm.pk}/acknowledge", {}, token)
 
-    assert response.status_code == 200
-    assert response.json()["acknowledged_by"] == "device Desk phone 1"
+    assert response.status_code == 403
+    assert response.json()["error"].startswith("A device token may not acknowledge alarms")
+    alarm.refresh_from_db()
+    assert alarm.status == "triggered"
 
 
 def test_a_note_that_is_too_long_is_400(admin_client, db):
