@@ -8,6 +8,7 @@ from datetime import timedelta
 from django import forms
 from django.contrib import admin
 from django.core.exceptions import ValidationError
+from django.db.models import F, Max
 from django.template.response import TemplateResponse
 from django.urls import path
 from django.utils import timezone
@@ -21,10 +22,36 @@ from .engine import snapshot
 from .models import EscalationPolicy, EscalationStep, Inhibition, RoutingRule, Silence, SourceKind
 
 
+class StepNumberField(forms.IntegerField):
+    """The step's `order` as people count: the form shows and takes 1 for the first step."""
+
+    def prepare_value(self, value):
+        return value + 1 if isinstance(value, int) else value
+
+    def to_python(self, value):
+        number = super().to_python(value)
+        if number is None:
+            return None
+        if number < 1:
+            raise ValidationError("Steps are numbered from 1.")
+        return number - 1
+
+
+class StepForm(forms.ModelForm):
+    order = StepNumberField(label="Step", help_text="1 runs first.")
+
+    class Meta:
+        model = EscalationStep
+        fields = ["order", "delay_seconds", "persons", "methods", "channels"]
+
+
 class StepInline(admin.StackedInline):
     model = EscalationStep
+    form = StepForm
     extra = 0
     filter_horizontal = ["persons", "channels"]
+    # Django's stacked inline with each step's heading numbered from 1.
+    template = "admin/escalation/escalationpolicy/step_inline.html"
 
 
 @admin.register(EscalationPolicy)
@@ -36,6 +63,25 @@ class EscalationPolicyAdmin(admin.ModelAdmin):
     @admin.display(description="steps")
     def step_count(self, policy):
         return policy.steps.count()
+
+    def save_formset(self, request, form, formset, change):
+        if formset.model is EscalationStep:
+            make_room_for_renumbered_steps(formset)
+        super().save_formset(request, form, formset, change)
+
+
+def make_room_for_renumbered_steps(formset) -> None:
+    """Steps are saved one at a time and the database checks each number at once, so two steps
+    swapped in one save would meet: first move every renumbered or deleted step past any number
+    in use or asked for (inside the admin's transaction)."""
+    moving = [f.instance.pk for f in formset.initial_forms
+              if "order" in f.changed_data or f in formset.deleted_forms]  # fmt: skip
+    if not moving:
+        return
+    stored = formset.instance.steps.aggregate(top=Max("order"))["top"] or 0
+    asked = [f.cleaned_data.get("order") or 0 for f in formset.forms if f.cleaned_data]
+    past = max(stored, *asked) + 1
+    EscalationStep.objects.filter(pk__in=moving).update(order=F("order") + past)
 
 
 @admin.register(RoutingRule)
