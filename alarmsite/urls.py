@@ -1,7 +1,9 @@
 """Top-level routes: admin, API, ACK links, the board, logins, metrics."""
 
 from django.contrib import admin
+from django.templatetags.static import static
 from django.urls import include, path
+from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from accounts.views import LoginView, PasswordResetView
@@ -25,6 +27,8 @@ urlpatterns = [
     path("accounts/password_reset/", PasswordResetView.as_view(), name="password_reset"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("metrics", metrics_access.metrics, name="prometheus-django-metrics"),
+    # Browsers ask for it on every page; the board's own pages link the same file.
+    path("favicon.ico", RedirectView.as_view(url=static("alarms/favicon.ico")), name="favicon"),
 ]
 
 handler404 = "alarmsite.views.not_found"
