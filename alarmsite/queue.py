@@ -18,9 +18,15 @@ from .redis import client as redis_client
 log = logging.getLogger(__name__)
 
 
-def enqueue(task_name: str, *args, countdown: float | None = None) -> bool:
+# The sweeper's queue, for what it hands back from dead workers too: served in turn with the
+# main queue, it never waits behind a backlog.
+RECOVERY_QUEUE = settings.CELERY_TASK_ROUTES["escalation.tasks.sweep"]["queue"]
+
+
+def enqueue(task_name: str, *args, countdown: float | None = None, queue: str | None = None):
+    """Publish the task (to `queue`, else its route); whether it was published."""
     try:
-        app.send_task(task_name, args=args, countdown=countdown)
+        app.send_task(task_name, args=args, countdown=countdown, queue=queue)
     except Exception:  # noqa: BLE001 (any broker failure: the sweeper takes over)
         log.warning("could not enqueue %s%r; the sweeper will pick it up", task_name, args)
         return False

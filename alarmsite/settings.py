@@ -5,6 +5,7 @@ import secrets
 from pathlib import Path
 
 import environ
+from kombu import Queue
 from redis.connection import parse_url as parse_redis_url
 
 from alarmsite import logs
@@ -175,6 +176,12 @@ CELERY_WORKER_CONSUMER = "alarmsite.worker_consumer:Consumer"
 # Tasks are idempotent and acknowledged late: on a lost broker they are redelivered, not
 # cancelled mid-run (and Celery stops warning that its default will change).
 CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
+# The sweeper is the safety net under lost tasks and dead workers: it and what it hands back
+# have a queue of their own, so they never wait behind a backlog of the work they look after.
+# Every worker takes from both queues, in turn (a worker started with -Q must name both).
+CELERY_TASK_DEFAULT_QUEUE = "celery"
+CELERY_TASK_QUEUES = (Queue("celery"), Queue("recovery"))
+CELERY_TASK_ROUTES = {"escalation.tasks.sweep": {"queue": "recovery"}}
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE = {

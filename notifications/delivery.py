@@ -36,7 +36,7 @@ from alarms.models import Alarm, AlarmEvent
 from alarms.timeline import record, written_together
 from alarmsite import instruments, liveness, logs
 from alarmsite.kept import kept
-from alarmsite.queue import enqueue, lease_until, release, unleased
+from alarmsite.queue import RECOVERY_QUEUE, enqueue, lease_until, release, unleased
 from alarmsite.rows import update_many
 from alarmsite.together import Together
 from devices.models import Person
@@ -251,8 +251,9 @@ def _queue_at(ids: list[int], at) -> None:
         enqueue_on_commit(ids, countdown=(at - now).total_seconds())
 
 
-def _publish(ids: list[int], countdown: float | None = None) -> None:
-    lost = [pk for pk in ids if not enqueue("notifications.tasks.deliver", pk, countdown=countdown)]
+def _publish(ids: list[int], countdown: float | None = None, queue: str | None = None) -> None:
+    task = "notifications.tasks.deliver"
+    lost = [pk for pk in ids if not enqueue(task, pk, countdown=countdown, queue=queue)]
     if lost:
         release(Delivery.objects.filter(pk__in=lost), "queued_until")
 
@@ -285,15 +286,20 @@ class Claimed:
     out: Outgoing
 
 
+def _unfinished_locked(ids) -> list[Delivery]:
+    """These deliveries, if pending or sending, locked (those another transaction holds are
+    left to it), with what their message needs."""
+    return list(
+        Delivery.objects.select_for_update(skip_locked=True, of=("self",))
+        .select_related("alarm", "alarm__site", "alarm__room", "alarm__person", "person")
+        .select_related("alarm__device", "channel")
+        .filter(pk__in=ids, status__in=BUSY)
+    )
+
+
 def _claim(delivery_id: int) -> Claimed | None:
     with transaction.atomic():
-        delivery = (
-            Delivery.objects.select_for_update(skip_locked=True, of=("self",))
-            .select_related("alarm", "alarm__site", "alarm__room", "alarm__person", "person")
-            .select_related("alarm__device", "channel")
-            .filter(pk=delivery_id, status__in=BUSY)
-            .first()
-        )
+        delivery = next(iter(_unfinished_locked([delivery_id])), None)
         if delivery is None or (
             delivery.next_attempt_at and delivery.next_attempt_at > timezone.now()
         ):
@@ -648,9 +654,10 @@ def retry_overdue(limit: int = 500) -> int:
 
 
 def hand_back_from_dead() -> int:
-    """Messages that a worker process which died (`liveness`) was sending go to the queue now,
-    their attempt counted (the provider may have taken it: at least once); tasks it had taken
-    from the queue died with it, so every due message's lease ends. Return how many."""
+    """Messages that a worker process which died (`liveness`) was sending go again now, each
+    as a new attempt (the provider may have taken the first: at least once), through the
+    sweeper's own queue, so they do not wait behind a backlog. Tasks it had taken from the
+    queue died with it, so every due message's lease ends. Return how many go again."""
     now = timezone.now()
     sending = Delivery.objects.filter(status=Status.SENDING, next_attempt_at__gt=now)
     sending = sending.exclude(claimed_by="")
@@ -658,12 +665,13 @@ def hand_back_from_dead() -> int:
     if not gone:
         return 0
     ids = list(sending.filter(claimed_by__in=gone).values_list("pk", flat=True))
-    Delivery.objects.filter(pk__in=ids, status=Status.SENDING).update(
-        status=Status.PENDING, next_attempt_at=now, queued_until=lease_until(now)
-    )
-    _publish(ids)
-    release(Delivery.objects.filter(status=Status.PENDING, next_attempt_at__lte=now),
-            "queued_until")  # fmt: skip
+    with transaction.atomic():
+        Delivery.objects.filter(pk__in=ids, status=Status.SENDING).update(
+            status=Status.PENDING, next_attempt_at=now, queued_until=lease_until(now)
+        )
+        release(Delivery.objects.filter(status=Status.PENDING, next_attempt_at__lte=now)
+                .exclude(pk__in=ids), "queued_until")  # fmt: skip
+    _publish(ids, queue=RECOVERY_QUEUE)
     log.warning("worker process %s died: %d messages it was sending go again",
                 ", ".join(sorted(gone)), len(ids))  # fmt: skip
     return len(ids)

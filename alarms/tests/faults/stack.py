@@ -45,6 +45,18 @@ class Process:
         pattern = re.compile(rf"Task {re.escape(task)}\[[^\]]+\] succeeded in [\d.e-]+s: (\S+)")
         return pattern.findall(self.log())
 
+    def pids(self) -> set[str]:
+        """The pids of its process group (a prefork worker's pool processes too)."""
+        found = set()
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                group = int(stat.read_text().rsplit(")", 1)[1].split()[2])
+            except (OSError, IndexError, ValueError):
+                continue  # gone meanwhile
+            if group == self.popen.pid:
+                found.add(stat.parent.name)
+        return found
+
     def signal(self, sig: int) -> None:
         try:
             os.killpg(self.popen.pid, sig)

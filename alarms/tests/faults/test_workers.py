@@ -1,9 +1,14 @@
-"""Workers under faults: two workers racing on the same escalation, and a worker killed with
-SIGKILL in the middle of a fan-out."""
+"""Workers under faults: two workers racing on the same escalation, a worker killed with
+SIGKILL in the middle of a fan-out, and one killed after a provider took a message but before
+it heard so."""
+
+import time
 
 import pytest
 
 from alarms.models import Alarm
+from notifications.delivery import RECORD_TOGETHER
+from notifications.models import Delivery
 
 from .checks import receipts, settle, tally, wait_for
 from .traffic import accepted, burst
@@ -70,21 +75,92 @@ def test_a_worker_killed_mid_fan_out_loses_nothing_and_resends_only_what_was_in_
     hook_sink.delay = 0.02  # posts take a moment: some are in flight when the worker dies
     hooks = [hook_sink.url(f"kill-{n}") for n in range(3)]
     token = escalation([(0, 5, hooks), (5, 2, hooks[:1])])
-    web, doomed = stack.web(), stack.worker("doomed")
+    web, doomed, survivor = stack.web(), stack.worker("doomed"), stack.worker("survivor")
     stack.beat()
-    stack.wait_ready(web, doomed)
+    stack.wait_ready(web, doomed, survivor)
+    doomed_pids = doomed.pids()
 
     alarm_ids = accepted(burst(stack.url, token, 40))
     sinks = [mail_sink, hook_sink]
     wait_for(lambda: len(receipts(sinks)) >= 100, timeout=30)
     before = len(receipts(sinks))
     doomed.kill()
-    stack.wait_ready(stack.worker("survivor"))
-    # A delivery the dead worker had taken waits out its lease (3 x timeout + 30 s).
-    settle(alarm_ids, sinks, timeout=120)
+    killed_at = time.time()
+    in_flight = _sending(alarm_ids, doomed_pids)
+    # What the dead worker was sending goes again once its processes are seen dead (seconds),
+    # not when its lease (3 x timeout + 30 s) runs out.
+    settle(alarm_ids, sinks, timeout=60)
 
     # Each of its two pool processes may have been between a post and its record.
     result = tally(alarm_ids, sinks, steps_each=2, resends_allowed=2)
     result.counts["received before the kill"] = before
     result.counts["posts cut off by the kill"] = hook_sink.abandoned
+    _check_sent_again(result, in_flight, killed_at)
     report("worker killed with SIGKILL mid fan-out", result)
+
+
+def test_a_worker_killed_after_the_provider_took_a_message_sends_it_again_within_seconds(
+    stack, mail_sink, escalation, report
+):  # at least once: the server has the message, its sender died before it heard so
+    token = escalation([(0, 4, [])])
+    web, doomed = stack.web(), stack.worker("doomed")
+    stack.beat()
+    stack.wait_ready(web, doomed)
+    doomed_pids = doomed.pids()
+    killed_at = []
+
+    def kill_the_sender(sink):  # the server took the tenth message and has not answered yet
+        if len(sink.receipts) >= 10 and not killed_at:
+            doomed.kill()
+            killed_at.append(time.time())
+
+    mail_sink.on_accept = kill_the_sender
+    alarm_ids = accepted(burst(stack.url, token, 10))
+    wait_for(lambda: killed_at, timeout=30)
+    in_flight = _sending(alarm_ids, doomed_pids)
+    stack.wait_ready(stack.worker("survivor"))
+    ready_at = time.time()  # from here on another worker is there to send them again
+    settle(alarm_ids, [mail_sink], timeout=60)
+
+    # A drain sends the first messages of many steps one after another and records them ten
+    # at a time: each of the dead worker's two pool processes may have had that many taken by
+    # the server and not yet recorded.
+    result = tally(alarm_ids, [mail_sink], steps_each=1, resends_allowed=2 * RECORD_TOGETHER)
+    again = mail_sink.received_again()
+    result.counts["received again at the sink"] = len(again)
+    if not again:
+        result.problems.append("no message reached the sink twice: the window was not provoked")
+    if len(again) != result.counts["resent"]:
+        result.problems.append(
+            f"the sink took {len(again)} messages twice, the database counts "
+            f"{result.counts['resent']} sent again"
+        )
+    result.counts["survivor ready after"] = f"{ready_at - killed_at[0]:.1f} s" if killed_at else "-"
+    _check_sent_again(result, in_flight, ready_at)
+    report("worker killed after the provider took a message", result)
+
+
+# What a dead worker was sending must go again within this long of its death (with another
+# worker there to send it): its keys expire, stay gone 3 s, and a sweep sees it.
+SENT_AGAIN_WITHIN = 12.0
+
+
+def _sending(alarm_ids, pids: set[str]) -> list[int]:
+    """The deliveries these processes were sending."""
+    rows = Delivery.objects.filter(alarm_id__in=alarm_ids, status="sending")
+    claimants = rows.values_list("pk", "claimed_by")
+    return [pk for pk, by in claimants if by.count(":") == 2 and by.split(":")[1] in pids]
+
+
+def _check_sent_again(result, in_flight: list[int], since: float) -> None:
+    """The messages being sent at the kill went again soon after it (or after `since`)."""
+    result.counts["in flight at the kill"] = len(in_flight)
+    sent = Delivery.objects.filter(pk__in=in_flight, status="sent").values_list(
+        "sent_at", flat=True
+    )
+    if not in_flight or len(sent) < len(in_flight):
+        return  # unsent ones are the tally's problem
+    after = max(at.timestamp() for at in sent) - since
+    result.counts["sent again after"] = f"{after:.1f} s"
+    if after > SENT_AGAIN_WITHIN:
+        result.problems.append(f"in-flight messages went {after:.1f} s after the kill")
