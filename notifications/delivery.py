@@ -41,6 +41,7 @@ from alarmsite.rows import update_many
 from alarmsite.together import Together
 from devices.models import Person
 
+from . import sent_marks
 from .messages import build_message, sample_alarm
 from .models import Delivery, NotificationChannel
 from .transports import CHANNEL_KINDS, PERSON_METHODS, gateway_kinds, transport_class
@@ -313,6 +314,10 @@ def take(delivery: Delivery) -> Claimed | None:
     the commit: no lock is held across the network."""
     now = timezone.now()
     alarm, transport = delivery.alarm, transport_for(delivery.channel)
+    if delivery.status == Status.SENDING and (earlier := sent_marks.taken_before(delivery)):
+        # Its sender died after the provider took it, before recording that: record it now.
+        _record_sent([(Claimed(delivery, transport, None), earlier)])
+        return None
     keeps_record = transport.keeps_record and not delivery.person_id
     if delivery.event == NOTIFY and alarm.status != "triggered" and not keeps_record:
         return _give_up(delivery, f"not sent: the alarm was {alarm.status} first")
@@ -434,6 +439,8 @@ def _call(claimed: Claimed) -> Sent | None:
         error = TransportError(f"internal error: {exc.__class__.__name__}")
     else:
         delivery.latency_ms, delivery.sent_at = _elapsed_ms(started), timezone.now()
+        delivery.response = _stored(transport, out.message.scrub(sent.response))
+        sent_marks.remember(delivery, sent)
         return sent
     _record_failure(delivery, transport, error, started)
     return None
@@ -538,7 +545,6 @@ def _record_sent(done: list[tuple[Claimed, Sent]]) -> None:
             delivery.status, delivery.next_attempt_at = Status.SENT, None
             delivery.provider_status = sent.status[:50]
             delivery.provider_message_id = transport.redact(sent.message_id)[:200]
-            delivery.response = _stored(transport, claimed.out.message.scrub(sent.response))
             delivery.error, delivery.updated_at = "", timezone.now()
             what = "Sent to" if delivery.event == NOTIFY else f"Told {delivery.event} to"
             record(
@@ -552,6 +558,7 @@ def _record_sent(done: list[tuple[Claimed, Sent]]) -> None:
             instruments.delivery_attempted(delivery, instruments.SENT, delivery.latency_ms / 1000)
         update_many([claimed.delivery for claimed, _ in done], SENT_FIELDS)
         _wake_waiting([claimed.delivery for claimed, _ in done])
+    sent_marks.forget([claimed.delivery for claimed, _ in done])
     for claimed, _ in done:
         with logs.about_alarm(claimed.delivery.alarm_id):
             log.info(
@@ -654,10 +661,10 @@ def retry_overdue(limit: int = 500) -> int:
 
 
 def hand_back_from_dead() -> int:
-    """Messages that a worker process which died (`liveness`) was sending go again now, each
-    as a new attempt (the provider may have taken the first: at least once), through the
-    sweeper's own queue, so they do not wait behind a backlog. Tasks it had taken from the
-    queue died with it, so every due message's lease ends. Return how many go again."""
+    """Messages that a worker process which died (`liveness`) was sending are taken again
+    now, through the sweeper's own queue, so they do not wait behind a backlog: one the
+    provider took is recorded (`sent_marks`), the others go as a new attempt. Tasks it had
+    taken from the queue died with it, so every due message's lease ends. Return how many."""
     now = timezone.now()
     sending = Delivery.objects.filter(status=Status.SENDING, next_attempt_at__gt=now)
     sending = sending.exclude(claimed_by="")
@@ -666,8 +673,9 @@ def hand_back_from_dead() -> int:
         return 0
     ids = list(sending.filter(claimed_by__in=gone).values_list("pk", flat=True))
     with transaction.atomic():
+        # Still sending: taken again, one the provider took is recorded, not sent again.
         Delivery.objects.filter(pk__in=ids, status=Status.SENDING).update(
-            status=Status.PENDING, next_attempt_at=now, queued_until=lease_until(now)
+            next_attempt_at=now, queued_until=lease_until(now)
         )
         release(Delivery.objects.filter(status=Status.PENDING, next_attempt_at__lte=now)
                 .exclude(pk__in=ids), "queued_until")  # fmt: skip

@@ -55,12 +55,11 @@ def worker_process():
 
 
 @pytest.fixture
-def sending(make_policy, make_person):
-    """sending(process name) -> a delivery that process has taken and is sending, its lease
-    a minute away."""
+def step_message(make_policy, make_person):
+    """step_message() -> the pending email of a new alarm's first step, to a person of its own."""
     count = 0
 
-    def make(name: str) -> Delivery:
+    def make() -> Delivery:
         nonlocal count
         count += 1
         person = make_person(f"Person {count}", email=f"p{count}@example.org")
@@ -69,7 +68,18 @@ def sending(make_policy, make_person):
             source="api", dedup_key=f"k{count}", title="Boiler", actor=SYSTEM
         ).alarm
         engine.run_due_step(alarm.pk)
-        row = Delivery.objects.get(alarm=alarm)
+        return Delivery.objects.get(alarm=alarm)
+
+    return make
+
+
+@pytest.fixture
+def sending(step_message):
+    """sending(process name) -> a delivery that process has taken and is sending, its lease
+    a minute away."""
+
+    def make(name: str) -> Delivery:
+        row = step_message()
         lease = timezone.now() + timedelta(minutes=1)
         Delivery.objects.filter(pk=row.pk).update(
             status="sending", attempts=1, next_attempt_at=lease, claimed_by=name
@@ -124,3 +134,36 @@ def test_a_message_taken_outside_a_worker_process_waits_out_its_lease(sending):
 
     assert delivery.hand_back_from_dead() == 0
     assert status(row) == "sending"
+
+
+def sent_and_sender_died(row: Delivery) -> None:
+    """Take the message and have the provider take it; its sender dies before it records
+    that, and its lease runs out."""
+    delivery._call(delivery._claim(row.pk))
+    Delivery.objects.filter(pk=row.pk).update(next_attempt_at=timezone.now())
+
+
+def test_a_message_the_provider_took_before_its_sender_died_is_recorded_not_sent_again(
+    step_message, smtp_server
+):
+    row = step_message()
+    sent_and_sender_died(row)
+
+    assert delivery.attempt(row.pk) is None  # taken again: nothing to send
+
+    row = Delivery.objects.get(pk=row.pk)
+    assert (row.status, row.attempts, row.provider_status) == ("sent", 1, "SMTP 250")
+    assert row.sent_at is not None and row.provider_message_id
+    assert len(smtp_server.messages) == 1
+    assert row.alarm.events.filter(kind="delivery_sent").count() == 1
+
+
+def test_without_the_mark_a_message_whose_sender_died_goes_again(step_message, smtp_server):
+    row = step_message()
+    sent_and_sender_died(row)
+    REAL_REDIS.delete(f"alarmbroker:sent:{row.pk}")  # as with Redis away: at least once
+
+    assert delivery.attempt(row.pk) == "sent"
+
+    assert Delivery.objects.get(pk=row.pk).attempts == 2
+    assert len(smtp_server.messages) == 2
