@@ -2,27 +2,30 @@
 
 VENV := .venv
 PYTHON := $(VENV)/bin/python
+# Runtime packages (what `make run` needs), then the test, lint and benchmark tools on top.
 STAMP := $(VENV)/.requirements-installed
+DEV_STAMP := $(VENV)/.requirements-dev-installed
 TEST_DATABASE_URL := $(or $(DATABASE_URL),postgres://postgres@127.0.0.1:5432/alarmbroker)
 TEST_REDIS_URL := $(or $(REDIS_URL),redis://127.0.0.1:6379/0)
 
 .PHONY: run test faults lint migrate demo bench bench-fanout
 
+# A Ctrl-C stops it with status 0 (make itself, sent the same Ctrl-C, then stops quietly).
 run: $(STAMP)
 	$(PYTHON) -m alarmsite.runner
 
 # Twice: PostgreSQL and Redis (row locks, SKIP LOCKED), then the SQLite default without the
 # tests that need row locks.
-test: $(STAMP)
+test: $(DEV_STAMP)
 	DATABASE_URL='$(TEST_DATABASE_URL)' REDIS_URL='$(TEST_REDIS_URL)' $(VENV)/bin/pytest
 	env -u DATABASE_URL REDIS_URL='$(TEST_REDIS_URL)' $(VENV)/bin/pytest -m "not postgres"
 
 # The fault suite (README, "Fault suite"): every scenario, the long ones too, each against real
 # processes on private Redis servers and a private PostgreSQL cluster; one PASS/FAIL line each.
-faults: $(STAMP)
+faults: $(DEV_STAMP)
 	DATABASE_URL='$(TEST_DATABASE_URL)' REDIS_URL='$(TEST_REDIS_URL)' $(VENV)/bin/pytest alarms/tests/faults --faults -v
 
-lint: $(STAMP)
+lint: $(DEV_STAMP)
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
 
@@ -40,11 +43,16 @@ $(STAMP): requirements.txt | $(PYTHON)
 	$(PYTHON) -m pip install -r requirements.txt
 	touch $(STAMP)
 
+# The same for requirements-dev.txt (which includes requirements.txt), after the runtime ones.
+$(DEV_STAMP): requirements-dev.txt $(STAMP)
+	$(PYTHON) -m pip install -r requirements-dev.txt
+	touch $(DEV_STAMP)
+
 # The benchmark: its own stack on this machine's PostgreSQL and Redis, load from other processes,
 # Alertmanager beside it when installed; one table. Several minutes; BENCH_ARGS=--quick for less.
-bench: $(STAMP)
+bench: $(DEV_STAMP)
 	$(PYTHON) bench/bench.py $(BENCH_ARGS)
 
 # Fan-out benchmark: its own stack on this machine's PostgreSQL and Redis; prints one table.
-bench-fanout: $(STAMP)
+bench-fanout: $(DEV_STAMP)
 	$(PYTHON) bench/fanout.py
