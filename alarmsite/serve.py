@@ -6,7 +6,9 @@ Run as `python -m alarmsite.serve -b 0.0.0.0 -p 8000 alarmsite.asgi:application`
 
 import logging
 
+from daphne import server as daphne_server
 from daphne.cli import CommandLineInterface
+from daphne.http_protocol import HTTPFactory, WebRequest
 from daphne.server import Server
 
 log = logging.getLogger("daphne.access")
@@ -32,10 +34,31 @@ def access_log(protocol: str, action: str, details: dict) -> None:
                  extra={"client": client, "method": what, "path": details["path"]})  # fmt: skip
 
 
+class FormsLeftToDjango(WebRequest):
+    """Twisted parses a multipart body itself before daphne hands the request on, and answers
+    one it cannot parse (an empty form: no parts) with a bare 400, no body and no Content-Type.
+    Django reads form bodies anyway, and answers as the API does."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, parsePOSTFormSubmission=False, **kwargs)
+
+
+class FormsLeftToDjangoFactory(HTTPFactory):
+    def buildProtocol(self, addr):
+        protocol = super().buildProtocol(addr)
+        protocol.requestFactory = FormsLeftToDjango
+        return protocol
+
+
 class LoggingServer(Server):
     def __init__(self, *args, action_logger=None, **kwargs):
         # Daphne hands us its stdout writer when an access log is wanted (verbosity >= 1).
         super().__init__(*args, action_logger=access_log if action_logger else None, **kwargs)
+
+    def run(self):
+        # Daphne's run() builds the HTTP factory it finds under this name: ours, so.
+        daphne_server.HTTPFactory = FormsLeftToDjangoFactory
+        super().run()
 
 
 class LoggingCommandLine(CommandLineInterface):
