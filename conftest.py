@@ -176,6 +176,26 @@ def make_policy(db):
 REAL_REDIS = Redis.from_url(django_settings.REDIS_URL)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _redis_left_as_found():
+    """The run leaves its Redis database as it found it: every key it wrote (figures, board
+    numbers, rate limits, Celery's queues) is removed at the end, and keys that were there
+    before are left alone. A key that stays fails the run."""
+    before = set(REAL_REDIS.scan_iter(count=1000))
+    yield
+    left = _remove_keys_not_in(before)
+    if left:  # something was still writing (a reporter thread's last beat): once more
+        left = _remove_keys_not_in(before)
+    assert not left, f"the run left {len(left)} keys in {django_settings.REDIS_URL}: {left[:10]}"
+
+
+def _remove_keys_not_in(before: set) -> list:
+    new = [key for key in REAL_REDIS.scan_iter(count=1000) if key not in before]
+    for start in range(0, len(new), 500):
+        REAL_REDIS.delete(*new[start : start + 500])
+    return [key for key in REAL_REDIS.scan_iter(count=1000) if key not in before]
+
+
 def forget_rate_limit(device) -> None:
     """Drop the device's counters: test databases reuse primary keys, Redis outlives them."""
     for key in REAL_REDIS.scan_iter(f"ratelimit:device:{device.pk}:*"):
@@ -268,7 +288,6 @@ def smtp_server(settings):
     controller.start()
     settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
     settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", port
-    settings.KEEP_FULL_MESSAGES = False
     mailbox.port = port
     yield mailbox
     controller.stop()
