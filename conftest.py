@@ -288,7 +288,6 @@ def smtp_server(settings):
     controller.start()
     settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
     settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", port
-    settings.KEEP_FULL_MESSAGES = False
     mailbox.port = port
     yield mailbox
     controller.stop()

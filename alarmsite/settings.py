@@ -247,11 +247,10 @@ DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="alarms@localhost")
 if EMAIL_HOST:
     EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
 else:
-    # No mail server: keep each sent message as a file under var/mail and in full on its
-    # Delivery row, so the admin shows what would have been sent, ACK link included.
+    # No mail server: keep each sent message as a file under var/mail (ACK link included; the
+    # Delivery row keeps it without the link), so what would have been sent can be read.
     EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
     EMAIL_FILE_PATH = VAR_DIR / "mail"
-KEEP_FULL_MESSAGES = not EMAIL_HOST
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

@@ -26,9 +26,17 @@ def origin_of(url: str) -> Origin | None:
 
 
 def allowed_origins() -> list[Origin]:
-    """Read at each connection, so a changed setting (a test's) counts at once."""
-    urls = [settings.PUBLIC_BASE_URL, *settings.CSRF_TRUSTED_ORIGINS]
-    return [origin for origin in map(origin_of, urls) if origin]
+    """PUBLIC_BASE_URL, the same scheme and port under each name in ALLOWED_HOSTS (this very
+    server, reached as localhost instead of 127.0.0.1), and CSRF_TRUSTED_ORIGINS. Read at
+    each connection, so a changed setting (a test's) counts at once."""
+    public = origin_of(settings.PUBLIC_BASE_URL)
+    origins = [origin for origin in map(origin_of, settings.CSRF_TRUSTED_ORIGINS) if origin]
+    if public:
+        scheme, _, port = public
+        names = [host.strip("[]").lower() for host in settings.ALLOWED_HOSTS
+                 if host and host[0] not in ".*"]  # fmt: skip
+        origins += [public, *((scheme, name, port) for name in names)]
+    return origins
 
 
 def matches(origin: Origin, allowed: Origin) -> bool:

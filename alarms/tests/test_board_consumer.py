@@ -75,6 +75,7 @@ def test_an_anonymous_socket_is_refused():
 @pytest.fixture
 def served_on_port_8303(settings):
     settings.PUBLIC_BASE_URL = "http://127.0.0.1:8303"
+    settings.ALLOWED_HOSTS = ["127.0.0.1", "localhost", "[::1]", ".example.com"]
     settings.CSRF_TRUSTED_ORIGINS = [
         "http://127.0.0.1:8303", "https://board.example.org", "https://*.example.net",
     ]  # fmt: skip
@@ -115,7 +116,8 @@ def test_a_page_on_another_port_of_the_same_host_may_not_open_the_board_or_cance
     [
         "http://127.0.0.1:9999",  # another port
         "https://127.0.0.1:8303",  # another scheme
-        "http://localhost:8303",  # another name for the host
+        "http://alarms.example.com:8303",  # ALLOWED_HOSTS' .example.com: names, not origins
+        "http://localhost:9999",  # this host's other name, on another port
         "http://127.0.0.1",  # the default port, 80
         "http://127.0.0.1:8303.evil.example",
         "https://example.net",  # the wildcard is for subdomains
@@ -131,6 +133,8 @@ def test_an_origin_that_is_not_allowed_is_refused(client, dispatcher, served_on_
     "origin",
     [
         "http://127.0.0.1:8303",  # PUBLIC_BASE_URL
+        "http://localhost:8303",  # the same server under another name in ALLOWED_HOSTS
+        "http://[::1]:8303",
         "https://board.example.org",  # CSRF_TRUSTED_ORIGINS
         "https://board.example.org:443",  # the same, its default port written out
         "HTTPS://Board.Example.org",

@@ -100,7 +100,6 @@ def assert_stored_nowhere(token: str) -> None:
 def test_the_token_reaches_the_recipient_and_no_delivery_row(
     settings, provider, raise_through, kind
 ):
-    settings.KEEP_FULL_MESSAGES = True  # as with no EMAIL_HOST: a demo, or a chat-only site
     extra, method, answer = KINDS[kind]
     provider.route("POST", r"/.*", answer)
     provider.route("GET", r"/.*", answer)
@@ -118,7 +117,6 @@ def test_the_token_reaches_the_recipient_and_no_delivery_row(
 
 
 def test_a_refusal_echoing_the_message_stores_no_token(settings, provider, raise_through):
-    settings.KEEP_FULL_MESSAGES = False
     provider.route("POST", r"/send", lambda request, match: Answer(400, request.body))
     channel = NotificationChannel.objects.create(
         kind="sms_http", name="Gateway", config={"url": provider.url + "/send", "format": "form"}
@@ -155,7 +153,6 @@ def test_an_answer_quoted_cut_off_inside_the_token_keeps_none_of_it(provider, ra
 def test_an_email_carries_the_token_in_both_parts_and_its_row_in_neither(
     settings, smtp_server, raise_through
 ):
-    settings.KEEP_FULL_MESSAGES = True
     alarm = raise_through(None, "email")
 
     assert send_pending(alarm) == ["sent"]

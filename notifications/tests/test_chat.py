@@ -725,7 +725,6 @@ def test_discord_gets_hostile_text_markdown_escaped_once(discord, discord_channe
 def test_no_usable_channel_ack_link_is_stored_when_messages_leave_the_machine(
     settings, discord, discord_channel, raise_to
 ):
-    settings.KEEP_FULL_MESSAGES = False
     alarm = raise_to(discord_channel)
 
     send_pending(alarm)
