@@ -139,7 +139,7 @@ class Command(BaseCommand):
             if new:
                 step.persons.set(persons)
                 step.channels.set(channels)
-                created.names.append(f"escalation step {step}")
+                created.names.append(f"escalation step {order + 1} of {policy}")
         return policy
 
     def load_device(self, created: Created, name: str, **fields) -> str | None:
