@@ -153,3 +153,12 @@ def test_a_body_nested_100000_deep_with_a_bad_token_is_a_400_json(generic_device
 
         assert status == 400
         assert "nested deeper than 64 levels" in body["error"]
+
+
+def test_a_byte_that_is_not_utf8_costs_no_alarm(generic_device):
+    raw = b'{"title": "Caf\xe9 fridge"}'  # Latin-1, as an old device may send it
+
+    status, body = answer(call("POST", "/v1/alarms/raise", raw=raw, token=generic_device[1]))
+
+    assert status == 201, body
+    assert Alarm.objects.get(pk=body["alarm_id"]).title == "Caf\ufffd fridge"

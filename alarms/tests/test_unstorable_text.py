@@ -255,3 +255,13 @@ def test_a_sample_whose_alarm_the_database_refuses_costs_none_of_the_batch(
     assert body["failed"] == [{"rule": "poison", "labels": {"fridge": "3"},
                                "error": body["failed"][0]["error"]}]  # fmt: skip
     assert Alarm.objects.get().title.startswith("Fridge hot")
+
+
+def test_a_byte_that_is_not_utf8_is_stored_as_a_replacement_character(client, generic):
+    body = b'{"title": "Caf\\u00e9 \xe9 fridge"}'  # the second one in Latin-1
+
+    response = client.post("/v1/alarms/raise", body, content_type="application/json",
+                           HTTP_AUTHORIZATION=f"Bearer {generic}")  # fmt: skip
+
+    assert response.status_code == 201, response.content
+    assert Alarm.objects.get().title == "Café \ufffd fridge"
