@@ -112,22 +112,23 @@ class AlertmanagerView(APIView):
         return Response({"alerts": results})
 
     @classmethod
-    def apply_alone(cls, device, actor, alert: dict, data: dict, sites, changed) -> dict:
+    def apply_alone(cls, device, actor, alert: dict, data: dict, sites: dict, changed) -> dict:
         """One alert in a transaction (a savepoint) of its own: an alert the database refuses
         costs none of the others, and what was stored is not answered as an error."""
         try:
             with transaction.atomic():
                 return cls.apply(device, actor, alert, data, sites, changed)
         except OperationalError:
-            raise  # the store is away (503): Alertmanager sends the group again, a no-op for
-            # the alerts already stored
+            # The store is away (503): Alertmanager sends the group again, which changes
+            # nothing for the alerts already stored.
+            raise
         except Exception:
             log.exception("alert %s of a group was not stored", fingerprint(alert))
             return {"fingerprint": fingerprint(alert), "alarm_id": None, "action": "failed",
-                    "error": "not stored: the alarm store refused it (logged)"}  # fmt: skip
+                    "error": metrics.REFUSED}  # fmt: skip
 
     @staticmethod
-    def apply(device, actor: Actor, alert: dict, data: dict, sites: dict, changed) -> dict:
+    def apply(device: Device, actor: Actor, alert: dict, data: dict, sites: dict, changed) -> dict:
         key = fingerprint(alert)
         dedup_key = f"device:{device.pk}:alertmanager:{key}"
         if alert["status"] == "resolved":
@@ -248,9 +249,10 @@ class PagerDutyEventsView(APIView):
     )
     def post(self, request):
         try:
-            event, changed = made_storable(request.data)
-        except ParseError as exc:
+            body = request.data
+        except ParseError as exc:  # not JSON: answered as PagerDuty answers it
             return pagerduty_error([str(exc.detail)])
+        event, changed = made_storable(body)
         if not isinstance(event, dict):
             return pagerduty_error(["The body must be a JSON object."])
         serializer = PagerDutyEventSerializer(data=event)
