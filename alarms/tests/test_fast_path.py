@@ -162,3 +162,14 @@ def test_a_byte_that_is_not_utf8_costs_no_alarm(generic_device):
 
     assert status == 201, body
     assert Alarm.objects.get(pk=body["alarm_id"]).title == "Caf\ufffd fridge"
+
+
+def test_a_phone_press_whose_mac_holds_a_nul_is_refused_as_another_phone(make_device):
+    """The query's token and MAC are only compared, never stored: a NUL or a byte that is not
+    UTF-8 in them is a wrong MAC, not an error."""
+    _, token = make_device(mac_address="00:15:65:aa:bb:cc")
+
+    status, body = answer(call("GET", f"/v1/yealink/alarm?token={token}&mac=%00%ff%ED%A0%80"))
+
+    assert status == 403 and "mac does not match" in body["error"]
+    assert not Alarm.objects.exists()
