@@ -18,6 +18,7 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, models, transaction
 
+from alarmsite.storable_text import made_storable
 from devices.models import Device, Person, Room, Site
 from notifications.models import NotificationChannel
 from notifications.transports import CHANNEL_KINDS, transport_class
@@ -146,6 +147,9 @@ def parse(text: str, content_type: str = "application/yaml") -> dict:
     if data is None:
         data = {}
     check_size(data)
+    if unstorable := made_storable(data)[1]:
+        raise SeedError(f"{unstorable[0]}: holds a NUL or a lone surrogate, which no database "
+                        "stores; configuration is taken as written or not at all")  # fmt: skip
     if not isinstance(data, dict):
         raise SeedError("the seed must be a mapping of kinds (sites, people, devices…)")
     unknown = [str(key) for key in data if key not in TOP_LEVEL]

@@ -412,6 +412,17 @@ def test_a_dry_run_over_the_api_saves_nothing(login, seed_env):
     assert not Person.objects.exists()
 
 
+def test_a_nul_in_a_seed_is_a_400_naming_where_not_a_500(login, seed_env):
+    document = yaml.safe_load(SMALL)
+    document["people"][1]["name"] = "Bo\u0000b"
+
+    answer = post(login("Operators"), json.dumps(document), "application/json")
+
+    assert answer.status_code == 400
+    assert answer.json()["error"].startswith("people[1].name: holds a NUL")
+    assert not Person.objects.exists()
+
+
 def test_a_bad_seed_over_the_api_is_answered_400_naming_the_entry(login, seed_env):
     answer = post(login("Operators"), edited(SMALL, "room: Reception", "room: Laundry"))
 
