@@ -87,7 +87,7 @@ class EscalationStep(models.Model):
         ]
 
     def __str__(self):
-        return f"{self.policy.name}: step {self.order}"
+        return f"{self.policy.name}: step {self.order + 1}"  # counted from 1, as people do
 
 
 def validate_days(value: str) -> None:

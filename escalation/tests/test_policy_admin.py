@@ -66,3 +66,10 @@ def test_a_step_numbered_0_is_refused(admin_client, make_policy):
 
     assert "Steps are numbered from 1." in page
     assert policy.steps.get().order == 0
+
+
+def test_a_step_is_named_as_people_count_it(make_policy):
+    policy = make_policy([(0, [], []), (60, [], [])], name="Night shift")
+
+    assert [str(step) for step in policy.steps.order_by("order")] == [
+        "Night shift: step 1", "Night shift: step 2"]  # fmt: skip
