@@ -38,6 +38,40 @@ REPORTING = ("worker", "beat")
 
 
 def main() -> int:
+    terminal = take_the_terminal()
+    try:
+        return run()
+    finally:
+        give_back(terminal)
+
+
+def take_the_terminal() -> tuple[int, int] | None:
+    """At a terminal, become its foreground process group, so that a Ctrl-C reaches this
+    runner and its processes only: `make run` above it then sees a clean stop (exit 0), where
+    it would itself die of the signal ("make: *** Interrupt", status 130). Returns what to
+    give back, or None where there is no terminal to take."""
+    try:
+        fd = sys.stdin.fileno()
+        if not os.isatty(fd):
+            return None
+        before = os.tcgetpgrp(fd)
+        os.setpgid(0, 0)
+        signal.signal(signal.SIGTTOU, signal.SIG_IGN)  # a background group may not take it
+        os.tcsetpgrp(fd, os.getpgrp())
+    except (OSError, ValueError):
+        return None
+    return fd, before
+
+
+def give_back(terminal: tuple[int, int] | None) -> None:
+    if terminal is not None:
+        try:
+            os.tcsetpgrp(*terminal)
+        except OSError:
+            pass  # the group above is gone already
+
+
+def run() -> int:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "alarmsite.settings")
     # Until honcho takes over the signals, a SIGTERM must unwind like Ctrl-C so Redis is stopped.
     signal.signal(signal.SIGTERM, signal.default_int_handler)

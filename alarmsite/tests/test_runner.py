@@ -1,4 +1,4 @@
-"""`make run` for real: the runner in a subprocess on a fresh VAR_DIR (its own SQLite and private
+"""`make run` for real, at a terminal: on a fresh VAR_DIR (its own SQLite and private
 Redis) prints its banner once web, worker and beat answer, without Celery's banners, again on
 Enter, and a Ctrl-C stops everything with exit status 0."""
 
@@ -7,7 +7,6 @@ import queue
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -69,8 +68,10 @@ def runner(var_dir):
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
     env.update(VAR_DIR=str(var_dir), PORT=str(port), PYTHONUNBUFFERED="1")
+    # `make run` at a terminal, as a person starts it: `script` gives it one (a pty), and what
+    # is written to its input is typed there (Enter, Ctrl-C).
     process = subprocess.Popen(
-        [sys.executable, "-m", "alarmsite.runner"],
+        ["script", "--quiet", "--return", "--command", "make run", "/dev/null"],
         cwd=ROOT, env=env, text=True, start_new_session=True,
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )  # fmt: skip
@@ -97,12 +98,14 @@ def test_the_banner_comes_once_everything_answers_enter_repeats_it_and_ctrl_c_ex
     assert printed.index("web started") < printed.index(BANNER)
     assert "curl 'http://127.0.0.1:" in printed.split(BANNER)[-1], "the trigger, in the banner"
 
-    runner.stdin.write("\n")
+    runner.stdin.write("\r")  # Enter
     runner.stdin.flush()
     runner.output.wait_for(BANNER_END, count=2, timeout=10)
     assert runner.output.text().count(BANNER) == 2
 
-    runner.send_signal(signal.SIGINT)  # what Ctrl-C sends it
+    runner.stdin.write("\x03")  # Ctrl-C
+    runner.stdin.flush()
 
     assert runner.wait(60) == 0, runner.output.text()
     runner.output.wait_for("private Redis stopped", timeout=5)
+    assert "make: ***" not in runner.output.text(), "make saw a clean stop"
