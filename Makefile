@@ -10,7 +10,7 @@ TEST_REDIS_URL := $(or $(REDIS_URL),redis://127.0.0.1:6379/0)
 
 .PHONY: run test faults lint migrate demo bench bench-fanout
 
-# A Ctrl-C stops it with status 0 (make itself, sent the same Ctrl-C, then stops quietly).
+# A Ctrl-C stops it with status 0 (at a terminal the runner takes the Ctrl-C from make).
 run: $(STAMP)
 	$(PYTHON) -m alarmsite.runner
 
