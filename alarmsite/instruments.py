@@ -142,8 +142,13 @@ def alarm_raised(alarm) -> None:
     _record(lambda pipe: ALARMS_RAISED.add(pipe, alarm.source, alarm.severity))
 
 
+def _started(alarm):
+    """When the alarm's current cycle started: its raise, or its last reopening."""
+    return alarm.reopened_at or alarm.created_at
+
+
 def alarm_acknowledged(alarm) -> None:
-    seconds = (alarm.acknowledged_at - alarm.created_at).total_seconds()
+    seconds = (alarm.acknowledged_at - _started(alarm)).total_seconds()
     _record(lambda pipe: ACKNOWLEDGE_SECONDS.observe(pipe, seconds, alarm.severity))
 
 
@@ -167,15 +172,16 @@ def delivery_attempted(delivery, outcome: str, seconds: float | None = None) -> 
         if seconds is not None:
             DELIVERY_SECONDS.observe(pipe, seconds, kind)
         if first:
-            _observe_first(pipe, alarm, sent_at)
+            _observe_first(pipe, alarm, delivery.cycle, sent_at)
 
     _record(write)
 
 
-def _observe_first(pipe, alarm, sent_at) -> None:
-    seconds = max(0.0, (sent_at - alarm.created_at).total_seconds())
+def _observe_first(pipe, alarm, cycle: int, sent_at) -> None:
+    """The first message of each cycle of the alarm (its raise, each reopening) counts."""
+    seconds = max(0.0, (sent_at - _started(alarm)).total_seconds())
     histogram = FIRST_NOTIFICATION_SECONDS
-    keys = (f"{PREFIX}first-sent:{alarm.pk}", *histogram.keys)
+    keys = (f"{PREFIX}first-sent:{alarm.pk}:{cycle}", *histogram.keys)
     args = (
         FIRST_SENT_TTL,
         histogram.bucket_field(seconds, (alarm.severity,)),

@@ -260,3 +260,29 @@ def test_promtool_accepts_the_rules_and_they_fire_as_their_unit_tests_say():
     for command in (["check", "rules", RULES], ["test", "rules", RULE_TESTS]):
         result = subprocess.run(["promtool", *command], capture_output=True, text=True)
         assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_reopened_alarms_first_message_and_ack_count_from_its_reopening(
+    client, admin_client, celery_worker, alice, make_policy, make_device
+):
+    policy = make_policy([(0, [alice], [])])
+    _, token = make_device("Fridge sensor", kind=Device.Kind.GENERIC, default_policy=policy)
+    fridge = {"title": "Fridge too warm", "severity": "high", "dedup_key": "fridge-1"}
+    alarm_id = raise_over_api(client, token, **fridge)
+    wait_sent(alarm_id, "notify", 1)
+    act(admin_client, alarm_id, "resolve")
+    time.sleep(1.5)  # the reopening comes well after the first raise
+    before = scrape(client)
+
+    again = client.post("/v1/alarms/raise", json.dumps(fridge), content_type="application/json",
+                        HTTP_AUTHORIZATION=f"Bearer {token}")  # fmt: skip
+    assert again.json()["alarm_id"] == alarm_id  # fired again: reopened
+    wait_sent(alarm_id, "notify", 2)
+    act(admin_client, alarm_id, "acknowledge")
+
+    after = scrape(client)
+    first, ack = "alarmbroker_first_notification_seconds", "alarmbroker_acknowledge_seconds"
+    assert moved(before, after, first + "_count", severity="high") == 1
+    assert 0 < moved(before, after, first + "_sum", severity="high") < 1.5
+    assert moved(before, after, ack + "_count", severity="high") == 1
+    assert 0 < moved(before, after, ack + "_sum", severity="high") < 1.5
