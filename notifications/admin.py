@@ -265,7 +265,8 @@ class NotificationChannelAdmin(admin.ModelAdmin):
 @admin.register(Delivery)
 class DeliveryAdmin(admin.ModelAdmin):
     list_display = [
-        "created_at", "alarm", "event", "step_number", "round", "method", "target_name",
+        "created_at", "alarm", "event", "cycle", "step_number", "round_number", "method",
+        "target_name",
         "address", "status", "attempts", "provider_status", "latency_ms", "sent_at",
     ]  # fmt: skip
     list_filter = ["status", "event", "method"]
@@ -276,6 +277,10 @@ class DeliveryAdmin(admin.ModelAdmin):
     @admin.display(description="step", ordering="step")
     def step_number(self, delivery):
         return delivery.step + 1
+
+    @admin.display(description="round", ordering="round")
+    def round_number(self, delivery):
+        return delivery.round + 1
 
     @admin.display(description="target")
     def target_name(self, delivery):

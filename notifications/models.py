@@ -81,7 +81,9 @@ class Delivery(models.Model):
     alarm = models.ForeignKey("alarms.Alarm", on_delete=models.CASCADE, related_name="deliveries")
     event = models.CharField(max_length=15, choices=Event.choices, default=Event.NOTIFY)
     # The alarm's reopen_count when this was created: a reopened alarm's messages are new ones.
-    cycle = models.PositiveIntegerField(default=0)
+    cycle = models.PositiveIntegerField(
+        "reopening", default=0, help_text="0: before the alarm first fired again after a resolve."
+    )
     step = models.PositiveIntegerField()
     round = models.PositiveIntegerField(default=0)
     target = models.CharField(max_length=100, help_text="person:<id> or channel:<id>")
@@ -146,7 +148,8 @@ class Delivery(models.Model):
         return ".".join(map(str, parts)) + f".{self.method}"
 
     def what(self) -> str:
-        return f"step {self.step + 1}" if self.event == NOTIFY else self.event
+        what = f"step {self.step + 1}" if self.event == NOTIFY else self.event
+        return f"{what} after reopening {self.cycle}" if self.cycle else what
 
     def describe(self) -> str:
         target = self.person or self.channel

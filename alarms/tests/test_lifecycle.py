@@ -205,6 +205,7 @@ def test_a_press_soon_after_a_resolve_reopens_the_alarm_and_escalates_again_from
     assert kinds(alarm)[-2:] == ["reopened", "routed"]
     engine.run_due_step(alarm.pk)
     assert step_messages(alarm) == [(0, 0, f"person:{alice.pk}"), (1, 0, f"person:{alice.pk}")]
+    assert Delivery.objects.get(alarm=alarm, cycle=1).what() == "step 1 after reopening 1"
     assert fresh(alarm).next_escalation_at > timezone.now()  # step 2 (Bob) still to come
 
 

@@ -24,7 +24,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='delivery',
             name='cycle',
-            field=models.PositiveIntegerField(default=0),
+            field=models.PositiveIntegerField(default=0, help_text='0: before the alarm first fired again after a resolve.', verbose_name='reopening'),
         ),
         migrations.AddConstraint(
             model_name='delivery',
