@@ -128,7 +128,10 @@ class AlertmanagerView(APIView):
                     "error": metrics.REFUSED}  # fmt: skip
 
     @staticmethod
-    def apply(device: Device, actor: Actor, alert: dict, data: dict, sites: dict, changed) -> dict:
+    def apply(
+        device: Device, actor: Actor, alert: dict, data: dict, sites: dict, changed=()
+    ) -> dict:
+        """One alert of a group; `changed`: where its text was made storable."""
         key = fingerprint(alert)
         dedup_key = f"device:{device.pk}:alertmanager:{key}"
         if alert["status"] == "resolved":
