@@ -18,6 +18,8 @@ from notifications.tests.steps import drain
 pytestmark = pytest.mark.django_db
 
 THRESHOLD = 20
+# A storm big enough for several Alertmanager groups of 1,000 (make bench raises 10,000).
+STORM = 2000
 
 
 @pytest.fixture
@@ -41,7 +43,7 @@ def alertmanager_batch(first: int, count: int) -> dict:
     }  # fmt: skip
 
 
-def test_five_thousand_alarms_make_one_digest_per_target_and_lose_nothing(
+def test_a_storm_of_alarms_makes_one_digest_per_target_and_loses_nothing(
     client, storm_guard, make_device, make_person, make_policy, webhook_channel, make_user,
     webhook_receiver, smtp_server,
 ):  # fmt: skip
@@ -50,7 +52,7 @@ def test_five_thousand_alarms_make_one_digest_per_target_and_lose_nothing(
     _, token = make_device("Alertmanager", kind=Device.Kind.ALERTMANAGER, room=None,
                            default_policy=policy, rate_limit_per_minute=100)  # fmt: skip
 
-    for first in range(0, 5000, 1000):
+    for first in range(0, STORM, 1000):
         response = client.post(
             "/v1/integrations/alertmanager", alertmanager_batch(first, 1000),
             content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {token}",
@@ -60,17 +62,17 @@ def test_five_thousand_alarms_make_one_digest_per_target_and_lose_nothing(
 
     # Every alarm is stored and listed, open and acknowledgeable.
     alarms = Alarm.objects.filter(source="alertmanager")
-    assert alarms.count() == 5000 and alarms.filter(status="triggered").count() == 5000
+    assert alarms.count() == STORM and alarms.filter(status="triggered").count() == STORM
     client.force_login(make_user("viewer", role="Viewers"))
     listed = client.get("/v1/alarms/", {"source": "alertmanager", "limit": 1}).json()
-    assert listed["count"] == 5000
+    assert listed["count"] == STORM
     # The first ones notify on their own; the rest are folded into one storm alarm.
     assert alarms.filter(policy=policy).count() == THRESHOLD
     folded = alarms.filter(silenced_by__startswith="the storm guard (source alertmanager)")
-    assert folded.count() == 5000 - THRESHOLD
+    assert folded.count() == STORM - THRESHOLD
     storm = Alarm.objects.get(source="storm")
-    assert storm.occurrences == 5000 - THRESHOLD
-    assert storm.title == f"Alarm storm: {5000 - THRESHOLD} alarms from source alertmanager"
+    assert storm.occurrences == STORM - THRESHOLD
+    assert storm.title == f"Alarm storm: {STORM - THRESHOLD} alarms from source alertmanager"
     assert "First: Node 20 is down" in storm.message
     assert storm.policy == policy
 
@@ -88,7 +90,7 @@ def test_five_thousand_alarms_make_one_digest_per_target_and_lose_nothing(
     digests = [r["json"]["alarm"] for r in webhook_receiver.requests
                if r["json"]["alarm"]["id"] == str(storm.pk)]  # fmt: skip
     assert [d["title"] for d in digests] == [storm.title]
-    assert sum("Alarm storm: 4980 alarms" in body for body in smtp_server.bodies()) == 1
+    assert sum(storm.title in body for body in smtp_server.bodies()) == 1
     assert Delivery.objects.count() == 2 * per_target
 
     lifecycle.acknowledge(folded.first().pk, SYSTEM)  # members stay acknowledgeable

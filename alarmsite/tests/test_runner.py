@@ -2,6 +2,7 @@
 Redis) prints its banner once web, worker and beat answer, without Celery's banners, again on
 Enter, and a Ctrl-C stops everything with exit status 0."""
 
+import contextlib
 import os
 import queue
 import shutil
@@ -78,9 +79,23 @@ def runner(var_dir):
     process.output = Output(process.stdout)
     process.url = f"http://127.0.0.1:{port}"
     yield process
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(10)
+    for pid in _in_session(process.pid):  # the runner takes a process group of its own
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    process.wait(10)
+
+
+def _in_session(session: int) -> list[int]:
+    """The processes of this session (what `script` started, in whatever process group)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # gone meanwhile
+        if int(fields[3]) == session:
+            found.append(int(stat.parent.name))
+    return found
 
 
 def test_the_banner_comes_once_everything_answers_enter_repeats_it_and_ctrl_c_exits_0(
