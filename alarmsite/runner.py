@@ -55,6 +55,8 @@ def take_the_terminal() -> tuple[int, int] | None:
         if not os.isatty(fd):
             return None
         before = os.tcgetpgrp(fd)
+        if before != os.getpgrp():
+            return None  # started in the background (`make run &`): the terminal is not ours
         os.setpgid(0, 0)
         signal.signal(signal.SIGTTOU, signal.SIG_IGN)  # a background group may not take it
         os.tcsetpgrp(fd, os.getpgrp())
