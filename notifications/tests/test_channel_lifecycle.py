@@ -95,7 +95,7 @@ def test_a_raised_alarm_opens_notes_and_closes_its_ticket_and_incident(
         ("POST", "/api/v1/ticket_articles"),
         ("PUT", "/api/v1/tickets/1"),
     ]
-    assert [a["internal"] for a in zammad.articles_of(1)] == [False, True, True]
+    assert [a["internal"] for a in zammad.articles_of(1)] == [True, True, True]
     assert zammad.articles_of(1)[1]["body"].startswith("Acknowledged by admin.")
     assert zammad.tickets[1]["state"] == "closed"
     assert pagerduty.actions() == ["trigger", "acknowledge", "resolve"]

@@ -8,11 +8,12 @@ import threading
 from datetime import timedelta
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.db import connection
 from django.utils import timezone
 
 from alarms import lifecycle
-from alarms.models import Alarm, AlarmEvent
+from alarms.models import AckLink, Alarm, AlarmEvent
 from alarms.timeline import SYSTEM, Actor
 from conftest import free_port
 from escalation import engine
@@ -231,12 +232,12 @@ def test_the_first_step_opens_a_ticket_and_remembers_its_id(raise_alarm, zammad,
     )  # fmt: skip
     [article] = zammad.articles_of(1)
     assert (article["type"], article["internal"], article["content_type"]) == (
-        "note", False, "text/plain",
+        "note", True, "text/plain",
     )  # fmt: skip
     assert article["subject"] == ticket["title"]
     assert "ALARM: Fridge too warm" in article["body"]
     assert "Vaccine fridge at 11.2 °C." in article["body"]
-    assert "/a/" in article["body"], "readers of the ticket can acknowledge"
+    assert "/a/" in article["body"], "the agents reading the internal note can acknowledge"
     assert f"Alarm {alarm.pk}" in article["body"]
 
     assert sent.status == "sent"
@@ -279,12 +280,63 @@ def test_a_later_step_waits_for_a_ticket_still_being_retried(raise_alarm, zammad
     assert len(zammad.server.requests) == 1
     drain(alarm)
     assert len(zammad.tickets) == 1
-    assert [a["internal"] for a in zammad.articles_of(1)] == [False, True]
+    assert [a["internal"] for a in zammad.articles_of(1)] == [True, True]
     assert zammad.calls() == [
         ("POST", "/api/v1/tickets"),
         ("POST", "/api/v1/tickets"),
         ("POST", "/api/v1/ticket_articles"),
     ]
+
+
+def test_the_first_article_on_the_wire_is_internal_by_default(raise_alarm, zammad):
+    alarm = raise_alarm()
+
+    opened_ticket(alarm)
+
+    [create] = zammad.server.requests
+    assert b'"internal": true' in create.body
+    assert b'"internal": false' not in create.body
+    assert b"/a/" in create.body
+
+
+@pytest.fixture
+def public_helpdesk(helpdesk):
+    helpdesk.config["internal"] = False
+    helpdesk.save()
+    return helpdesk
+
+
+def test_a_public_article_leaves_the_ack_link_out(raise_alarm, zammad, public_helpdesk):
+    alarm = raise_alarm()
+
+    opened_ticket(alarm)
+
+    [create] = zammad.server.requests
+    assert b'"internal": false' in create.body
+    assert b"/a/" not in create.body
+    assert b"Acknowledge" not in create.body
+    assert b"ALARM: Fridge too warm" in create.body
+    assert not AckLink.objects.filter(alarm=alarm).exists(), "no link was issued at all"
+
+
+def test_a_later_public_article_leaves_the_ack_link_out_too(raise_alarm, zammad, public_helpdesk):
+    alarm = raise_alarm()
+    opened_ticket(alarm)
+
+    send(run_step(alarm))
+
+    note = zammad.server.requests[-1]
+    assert note.path == "/api/v1/ticket_articles"
+    assert b'"internal": false' in note.body
+    assert b"/a/" not in note.body
+    assert b"Escalation: step 2 of 2" in note.body
+
+
+def test_internal_must_be_true_or_false(helpdesk):
+    helpdesk.config["internal"] = "no"
+
+    with pytest.raises(ValidationError, match="'internal' must be true or false"):
+        helpdesk.transport().clean_config(helpdesk.config)
 
 
 def test_an_ack_adds_an_internal_note_saying_who(raise_alarm, zammad):

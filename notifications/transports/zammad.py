@@ -1,7 +1,9 @@
 """Zammad tickets: created on the first step, noted on later steps and on ACK, closed on resolve.
 
 The ticket's id is remembered on the alarm (`external_refs`), so every later delivery updates
-the same ticket. Zammad's token auth: `Authorization: Token token=<token>`.
+the same ticket. Zammad's token auth: `Authorization: Token token=<token>`. Articles are
+internal notes unless the channel says otherwise; a public article is read by the ticket's
+customer, so it never carries an ACK link (the link acts as whoever opens it).
 """
 
 from .base import (
@@ -34,19 +36,37 @@ class ZammadTransport(Transport):
             help="Customer of new tickets (login, email or guess:<email>).",
         ),
         Field("close_state", default="closed"),
+        Field(
+            "internal",
+            "bool",
+            default=True,
+            help="Alarm articles are internal notes, for agents only. false: the ticket's "
+            "customer reads them too, and they carry no ACK link.",
+        ),
     )
+
+    @property
+    def ack_link(self) -> bool:
+        return self.internal
+
+    @property
+    def internal(self) -> bool:
+        return self.config.get("internal", True) is not False
 
     def _call(self, method: str, path: str, body: dict):
         headers = {"Authorization": f"Token token={self.config['token']}"}
         return http(method, self.config["url"].rstrip("/") + path, json=body, headers=headers)
 
-    def _article(self, out, *, internal: bool) -> dict:
+    def _article(self, out) -> dict:
+        body = out.message.text
+        if not self.internal and out.message.ack_url:
+            body = body.replace(out.message.ack_url, "")  # a test message, a preview
         return {
             "subject": out.message.subject[:250],
-            "body": out.message.text,
+            "body": body,
             "content_type": "text/plain",
             "type": "note",
-            "internal": internal,
+            "internal": self.internal,
         }
 
     def send(self, out):
@@ -56,7 +76,7 @@ class ZammadTransport(Transport):
                 "title": out.message.subject[:250],
                 "group": self.config.get("group", "Users"),
                 "customer": self.config["customer"],
-                "article": self._article(out, internal=False),
+                "article": self._article(out),
             })  # fmt: skip
             ticket = json_of(response)
             if not ticket.get("id"):
@@ -69,7 +89,7 @@ class ZammadTransport(Transport):
             return answered(response, ticket.get("number") or ticket.get("id"), ref)
         if not ticket_id:
             raise TransportError("no Zammad ticket was created for this alarm", permanent=True)
-        article = self._article(out, internal=True)
+        article = self._article(out)
         if out.event in CLOSING:
             body = {"state": self.config.get("close_state", "closed"), "article": article}
             response = self._call("PUT", f"/api/v1/tickets/{ticket_id}", body)
