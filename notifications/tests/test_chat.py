@@ -417,15 +417,59 @@ def test_slack_gets_hostile_text_escaped_once(slack, slack_channel, raise_to):
 
     notified, resolved = (json.loads(r.body) for r in slack.requests)
     title = (
-        'Fire &lt;!channel&gt; &lt;@U123&gt; @everyone [click](http://evil) *bold* "q" \\ &amp; co'
+        "Fire &lt;!channel&gt; &lt;@U123&gt; @everyone [click](http://evil) "
+        '\u200b*\u200bbold\u200b*\u200b "q" \\ &amp; co'
     )
     assert notified["text"] == f"[CRITICAL] {title} — Clinic North / Reception"
     assert notified["attachments"][0]["blocks"][0]["text"]["text"].endswith(
-        "\n&lt;script&gt;alert(1)&lt;/script&gt; ~strike~ `code` # head"
+        "\n&lt;script&gt;alert(1)&lt;/script&gt; \u200b~\u200bstrike\u200b~\u200b "
+        "\u200b`\u200bcode\u200b`\u200b # head"
     )
     assert resolved["attachments"][0]["blocks"][0]["text"]["text"].endswith(
         "*Resolved* by Dana &lt;dispatch&gt; &amp; co"
     )
+
+
+# Slack mrkdwn's formatting characters; one with a zero-width space on each side is shown as
+# itself (it can neither open nor close a format).
+SLACK_MARK = re.compile(r"(?<!\u200b)[*_~`]|[*_~`](?!\u200b)|^&gt;", re.M)
+
+
+def slack_marks(text: str) -> str:
+    """The formatting characters Slack would act on, in order."""
+    return "".join(SLACK_MARK.findall(text))
+
+
+def test_slack_shows_formatting_characters_in_alarm_text_as_themselves(
+    slack, slack_channel, raise_to
+):
+    alarm = raise_to(
+        slack_channel,
+        title="Pump *2* down_now ~x~ `y`",
+        message="> not a quote\n```not code``` *_both_*\nline_with_underscores",
+    )
+
+    send_pending(alarm)
+
+    section = json.loads(slack.requests[0].body)["attachments"][0]["blocks"][0]["text"]["text"]
+    # Only the template's own bold is left: the subject and the field names.
+    assert slack_marks(section) == "*" * 8
+    assert section.startswith("*[CRITICAL] Pump \u200b*\u200b2\u200b*\u200b down\u200b_")
+    shown = section.replace("\u200b", "")
+    assert "Pump *2* down_now ~x~ `y`" in shown
+    assert "&gt; not a quote\n```not code``` *_both_*\nline_with_underscores" in shown
+
+
+def test_slack_keeps_a_quote_sign_in_alarm_text_from_starting_a_quote(
+    slack, slack_channel, raise_to
+):
+    alarm = raise_to(slack_channel, message="> quoted\nnext")
+
+    send_pending(alarm)
+
+    section = json.loads(slack.requests[0].body)["attachments"][0]["blocks"][0]["text"]["text"]
+    assert "\n\u200b&gt; quoted\nnext" in section
+    assert not re.search(r"(?m)^&gt;", section)
 
 
 # --- Microsoft Teams ----------------------------------------------------------------------
@@ -570,6 +614,28 @@ def test_teams_gets_hostile_text_markdown_escaped_once(teams, teams_channel, rai
     assert card["body"][1]["text"].endswith(
         "\n\\<script\\>alert\\(1\\)\\</script\\> \\~strike\\~ \\`code\\` \\# head"
     )
+
+
+def test_teams_shows_a_line_of_alarm_text_starting_with_a_number_as_it_is(
+    teams, teams_channel, raise_to
+):
+    alarm = raise_to(teams_channel, message="1. pump down\n2. valve open\nroom 1. floor")
+
+    send_pending(alarm)
+
+    card = json.loads(teams.requests[0].body)["attachments"][0]["content"]
+    assert card["body"][1]["text"].endswith("\n1\\. pump down\n2\\. valve open\nroom 1. floor")
+
+
+def test_teams_shows_a_line_of_alarm_text_starting_with_a_plus_as_it_is(
+    teams, teams_channel, raise_to
+):
+    alarm = raise_to(teams_channel, message="+ pump down")
+
+    send_pending(alarm)
+
+    card = json.loads(teams.requests[0].body)["attachments"][0]["content"]
+    assert card["body"][1]["text"].endswith("\n\\+ pump down")
 
 
 # --- Discord ------------------------------------------------------------------------------
@@ -717,6 +783,17 @@ def test_discord_gets_hostile_text_markdown_escaped_once(discord, discord_channe
         "\n\\<script\\>alert\\(1\\)\\</script\\> \\~strike\\~ \\`code\\` \\# head\n"
         in (embed["description"])
     )
+
+
+def test_discord_shows_a_line_of_alarm_text_starting_with_a_number_as_it_is(
+    discord, discord_channel, raise_to
+):
+    alarm = raise_to(discord_channel, message="1. pump down\n2. valve open")
+
+    send_pending(alarm)
+
+    embed = json.loads(discord.requests[0].body)["embeds"][0]
+    assert "\n1\\. pump down\n2\\. valve open\n" in embed["description"]
 
 
 # --- all three ----------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 Each gets a rich message in its own format: severity colour, where and who, the ACK link, and
 a short follow-up when the alarm is acknowledged or closed. Alarm text is escaped for each
-format so it can neither mention a whole channel nor fake a link.
+format so it can neither mention a whole channel, fake a link nor change the formatting.
 """
 
 import re
@@ -26,7 +26,18 @@ COLOURS = {
     ACKNOWLEDGED: "#7D3C98", "closed": "#1E8449",
 }  # fmt: skip
 
-MARKDOWN_SPECIAL = re.compile(r"([\\`*_~|>#\[\]()<!-])")
+MARKDOWN_SPECIAL = re.compile(r"([\\`*_~|>#\[\]()<!+-])")
+# "1. " at the start of a line makes a numbered list (Teams and Discord).
+MARKDOWN_NUMBERED = re.compile(r"^(\d+)\.", re.M)
+# Slack's mrkdwn has no escape character. A zero-width space on each side of a formatting
+# character keeps it from opening or closing bold, italics, strike-through or code,
+# whether Slack's parser takes the space for a space or for a letter, while every client shows
+# the character itself (a look-alike such as U+2217 shows another glyph, and is copied as one).
+SLACK_FORMATTING = re.compile(r"([*_~`])")
+# A quote is a > at the start of a line (escaped &gt; by then); a zero-width space before it
+# leaves it where it is.
+SLACK_QUOTE = re.compile(r"^&gt;", re.M)
+ZERO_WIDTH_SPACE = "\u200b"
 
 
 def colour(out) -> str:
@@ -39,7 +50,15 @@ def colour(out) -> str:
 
 def markdown_escape(text: str) -> str:
     """Backslash-escape markdown, and break @mentions (@everyone, @here, <@id>)."""
-    return MARKDOWN_SPECIAL.sub(r"\\\1", text).replace("@", "@\u200b")
+    text = MARKDOWN_NUMBERED.sub(r"\1\\.", MARKDOWN_SPECIAL.sub(r"\\\1", text))
+    return text.replace("@", "@" + ZERO_WIDTH_SPACE)
+
+
+def slack_escape(text: str) -> str:
+    """Escape Slack's control characters (&, <, >) and break its formatting characters."""
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    text = SLACK_FORMATTING.sub(ZERO_WIDTH_SPACE + r"\1" + ZERO_WIDTH_SPACE, text)
+    return SLACK_QUOTE.sub(ZERO_WIDTH_SPACE + "&gt;", text)
 
 
 class ChatTransport(Transport):
@@ -55,10 +74,7 @@ class SlackTransport(ChatTransport):
     label = "Slack"
     template_dir = "slack"
 
-    @staticmethod
-    def escape(text: str) -> str:
-        # Slack's rule: only &, < and > are control characters in mrkdwn.
-        return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    escape = staticmethod(slack_escape)
 
     def send(self, out):
         subject, text = out.message.subject, out.message.text.strip()
