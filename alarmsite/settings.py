@@ -232,6 +232,12 @@ ESCALATION_COUNTDOWN_MAX = min(
 DELIVERY_MAX_ATTEMPTS = env.int("DELIVERY_MAX_ATTEMPTS", default=5)
 DELIVERY_RETRY_BASE_SECONDS = env.float("DELIVERY_RETRY_BASE_SECONDS", default=10.0)
 DELIVERY_TIMEOUT_SECONDS = env.float("DELIVERY_TIMEOUT_SECONDS", default=10.0)
+# Channels that keep a remote record in step (upstream broker, Zammad, PagerDuty) retry a
+# transient failure for as long as the alarm exists, waiting at most this long between tries;
+# while one waits, the sweeper tries its oldest message every OUTBOX_PROBE_SECONDS, and once
+# the provider answers again every message waiting for it goes.
+OUTBOX_RETRY_MAX_SECONDS = env.float("OUTBOX_RETRY_MAX_SECONDS", default=60.0)
+OUTBOX_PROBE_SECONDS = env.float("OUTBOX_PROBE_SECONDS", default=5.0)
 # A queued delivery, or an alarm's step queued to run at once, is left to its task this long
 # past its time before the sweeper takes it over (a worker that is behind would otherwise be
 # handed the same work every sweep).

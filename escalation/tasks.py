@@ -27,5 +27,5 @@ def sweep() -> dict:
     if queue_was_lost():  # Redis came back empty: every task in it is gone
         engine.forget_queued()
         delivery.forget_queued()
-    handed_back = delivery.hand_back_from_dead()
+    handed_back = delivery.hand_back_from_dead() + delivery.probe_outboxes()
     return {"steps": engine.sweep(), "deliveries": handed_back + delivery.retry_overdue()}

@@ -225,6 +225,35 @@ def record_kinds() -> list[str]:
     return [kind for kind in CHANNEL_KINDS if transport_class(kind).keeps_record]
 
 
+def outbox_kinds() -> list[str]:
+    """Channel kinds that keep a remote record in step and never give up on it (`outbox`)."""
+    return [kind for kind in CHANNEL_KINDS if transport_class(kind).outbox]
+
+
+def probe_outboxes() -> int:
+    """For each outbox channel whose messages all wait out their backoff (its provider
+    failed), its oldest message goes now, at most every OUTBOX_PROBE_SECONDS: the provider's
+    return is seen within seconds, not a backoff later, and the message it then accepts
+    brings the others forward (`_wake_waiting`). Return how many were brought forward."""
+    now = timezone.now()
+    probe = timedelta(seconds=settings.OUTBOX_PROBE_SECONDS)
+    unfinished = Delivery.objects.filter(person=None, channel__kind__in=outbox_kinds(),
+                                         status__in=BUSY)  # fmt: skip
+    waiting = unfinished.filter(status=Status.PENDING, attempts__gt=0)
+    probed = []
+    for channel_id in set(waiting.values_list("channel_id", flat=True)):
+        trying = unfinished.filter(channel_id=channel_id).filter(
+            Q(status=Status.SENDING) | Q(next_attempt_at__lte=now + probe)
+        )
+        oldest = waiting.filter(channel_id=channel_id).order_by("pk").first()
+        if oldest and not trying.exists() and oldest.updated_at <= now - probe:
+            probed.append(oldest.pk)
+    if probed:
+        with transaction.atomic():
+            _queue_at(probed, now)
+    return len(probed)
+
+
 def enqueue_on_commit(ids: list[int], countdown: float | None = None) -> None:
     """Queue these deliveries once the current transaction commits (which set their
     `queued_until`)."""
@@ -263,11 +292,12 @@ def _lease() -> timedelta:
     return timedelta(seconds=settings.DELIVERY_TIMEOUT_SECONDS * 3 + 30)
 
 
-def backoff_seconds(attempts: int, retry_after: float | None) -> float:
-    """Exponential backoff with jitter, so many failed deliveries do not return in one burst;
-    a provider's Retry-After is honoured, but never parks a delivery for more than an hour."""
-    ceiling = settings.DELIVERY_RETRY_BASE_SECONDS * 2 ** (attempts - 1)
-    delay = ceiling / 2 + random.uniform(0, ceiling / 2)
+def backoff_seconds(attempts: int, retry_after: float | None, longest: float = 3600.0) -> float:
+    """Exponential backoff with jitter, so many failed deliveries do not return in one burst,
+    up to `longest`; a provider's Retry-After is honoured, but never parks a delivery for more
+    than an hour."""
+    ceiling = settings.DELIVERY_RETRY_BASE_SECONDS * 2 ** min(attempts - 1, 30)
+    delay = min(ceiling / 2 + random.uniform(0, ceiling / 2), longest)
     if retry_after is not None:
         delay = max(delay, retry_after + random.uniform(0, 1))
     return min(delay, 3600.0)
@@ -618,7 +648,10 @@ def _record_failure(delivery: Delivery, transport, exc: TransportError, started:
         delivery.latency_ms = _elapsed_ms(started)
         delivery.provider_status = exc.status[:50]
         delivery.error = _stored(transport, exc.message)
-        final = exc.permanent or delivery.attempts >= settings.DELIVERY_MAX_ATTEMPTS
+        outbox = transport.outbox and not delivery.person_id
+        final = exc.permanent or (
+            not outbox and delivery.attempts >= settings.DELIVERY_MAX_ATTEMPTS
+        )
         if final:
             delivery.status = Status.FAILED
             delivery.next_attempt_at = None
@@ -633,7 +666,8 @@ def _record_failure(delivery: Delivery, transport, exc: TransportError, started:
             board.publish(delivery.alarm)
             _wake_next(delivery)
         else:
-            delay = backoff_seconds(delivery.attempts, exc.retry_after)
+            longest = settings.OUTBOX_RETRY_MAX_SECONDS if outbox else 3600.0
+            delay = backoff_seconds(delivery.attempts, exc.retry_after, longest)
             delivery.status = Status.PENDING
             delivery.next_attempt_at = timezone.now() + timedelta(seconds=delay)
             enqueue_on_commit([delivery.pk], countdown=delay)  # held by a worker: no lease

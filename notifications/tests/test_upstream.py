@@ -14,6 +14,7 @@ from alarms.models import Alarm, AlarmEvent
 from alarms.timeline import SYSTEM, Actor
 from conftest import free_port
 from devices.models import Device
+from notifications import delivery
 from notifications.models import Delivery, NotificationChannel
 from notifications.tests.steps import run_step, send
 
@@ -227,6 +228,67 @@ def test_an_upstream_that_is_down_is_retried(raise_alarm, upstream, uplink, live
     upstream.save()
     assert send(first).status == "sent"
     assert upstream_alarm(uplink, local).status == "triggered"
+
+
+def point_at(upstream, url: str) -> None:
+    upstream.config["url"] = url
+    upstream.save()
+
+
+def test_an_upstream_that_stays_down_is_tried_for_as_long_as_it_takes_never_given_up(
+    raise_alarm, upstream, uplink, live_server, settings
+):
+    point_at(upstream, f"http://127.0.0.1:{free_port()}")
+    local = raise_alarm()
+    row = forwarded(local)
+
+    for _ in range(settings.DELIVERY_MAX_ATTEMPTS + 3):
+        row = send(row)
+
+    assert (row.status, row.attempts) == ("pending", settings.DELIVERY_MAX_ATTEMPTS + 4)
+    wait = (row.next_attempt_at - timezone.now()).total_seconds()
+    assert wait <= settings.OUTBOX_RETRY_MAX_SECONDS, "the backoff stops growing at a minute"
+    assert not local.events.filter(kind="delivery_failed").exists()
+    point_at(upstream, live_server.url)
+    assert send(row).status == "sent"
+    assert upstream_alarm(uplink, local).status == "triggered"
+
+
+def test_a_resolve_while_the_upstream_is_down_follows_the_raise_once_it_is_back(
+    raise_alarm, upstream, uplink, live_server
+):
+    point_at(upstream, f"http://127.0.0.1:{free_port()}")
+    local = raise_alarm()
+    raised = forwarded(local)
+    lifecycle.resolve(local.pk, DANA)
+    clear = Delivery.objects.get(alarm=local, event="resolved")
+    assert send(clear).status == "pending", "the clear waits for the raise ahead of it"
+    point_at(upstream, live_server.url)
+
+    assert send(raised).status == "sent"
+    assert send(clear).status == "sent"
+
+    assert upstream_alarm(uplink, local).status == "resolved"
+
+
+def test_once_the_upstream_answers_again_every_message_waiting_for_it_goes(
+    raise_alarm, upstream, uplink, live_server, settings
+):
+    point_at(upstream, f"http://127.0.0.1:{free_port()}")
+    waiting = [forwarded(raise_alarm()) for _ in range(3)]
+    past = timezone.now() - timezone.timedelta(seconds=settings.OUTBOX_PROBE_SECONDS + 1)
+    Delivery.objects.filter(pk__in=[row.pk for row in waiting]).update(updated_at=past)
+    point_at(upstream, live_server.url)
+
+    assert delivery.probe_outboxes() == 1  # its oldest message, now
+    oldest = Delivery.objects.get(pk=waiting[0].pk)
+    assert oldest.next_attempt_at <= timezone.now()
+    assert delivery.probe_outboxes() == 0, "one probe at a time"
+    send(oldest)  # the upstream takes it: the others are brought forward
+
+    others = Delivery.objects.filter(pk__in=[row.pk for row in waiting[1:]])
+    assert all(row.next_attempt_at <= timezone.now() for row in others)
+    assert [send(row).status for row in others] == ["sent", "sent"]
 
 
 def test_the_upstreams_rate_limit_is_retried_after_its_retry_after(raise_alarm, uplink):

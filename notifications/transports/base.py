@@ -156,6 +156,10 @@ class Transport:
     # Its post is a record (a ticket, an upstream alarm) that is made even when the alarm was
     # acknowledged or closed before it went out; the follow-ups then update it.
     keeps_record = False
+    # It keeps something remote in step with the alarm (a ticket, an incident, an upstream
+    # alarm): a transient failure is retried for as long as the alarm exists, never given up
+    # after DELIVERY_MAX_ATTEMPTS, so the raise and then the clear always arrive (an outbox).
+    outbox = False
     # Whether its messages carry an ACK link (humans read them).
     ack_link = True
     # Templates under templates/notifications/<template_dir>/, and how untrusted text is escaped.

@@ -12,6 +12,7 @@ class PagerDutyTransport(Transport):
     label = "PagerDuty Events API v2"
     follows_up = FOLLOW_UPS
     ordered = True
+    outbox = True
     ack_link = False
     template_dir = "pagerduty"
     config_fields = (

@@ -16,6 +16,7 @@ class UpstreamTransport(Transport):
     label = "Upstream alarm broker"
     follows_up = CLOSING
     ordered = True
+    outbox = True
     keeps_record = True
     ack_link = False
     template_dir = "upstream"

@@ -24,6 +24,7 @@ class ZammadTransport(Transport):
     label = "Zammad ticket"
     follows_up = FOLLOW_UPS
     ordered = True
+    outbox = True
     keeps_record = True
     template_dir = "zammad"
     config_fields = (
