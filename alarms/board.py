@@ -20,6 +20,7 @@ from django.db import transaction
 from django.db.models import Prefetch
 
 from accounts import roles
+from alarmsite import health
 from alarmsite.layer import group_send
 from alarmsite.redis import client
 from notifications.models import Delivery
@@ -149,6 +150,7 @@ def snapshot() -> dict:
         "type": "snapshot",
         "seq": sequence,
         "alarms": _cards(Alarm.objects.filter(status__in=OPEN_STATUSES)),
+        "outbox": health.outbox_backlog() or [],
     }
 
 
@@ -234,6 +236,19 @@ def _send_text(text: str, alarm_id) -> None:
         group_send(GROUP, {"type": "board.alarm", "text": text})
     except Exception:  # noqa: BLE001 (boards resync from the database; never fail the caller)
         log.warning("could not publish alarm %s to the board", alarm_id, exc_info=True)
+
+
+def publish_outbox(channels: list[dict]) -> None:
+    """What waits for the outbox channels (`alarms.outbox_watch`): kept for the next snapshot,
+    /readyz and /metrics, and sent to every open board when it changed."""
+    text = json.dumps(channels, sort_keys=True)
+    try:
+        before = client().set(health.OUTBOX_KEY, text, ex=health.OUTBOX_KEPT_SECONDS, get=True)
+    except redis.RedisError:
+        log.warning("could not keep the outbox backlog (Redis down)")
+        return
+    if before is None or before.decode() != text:
+        _send_text(json.dumps({"type": "outbox", "channels": channels}), "outbox")
 
 
 def disconnect_user(user_id: int) -> None:

@@ -2,13 +2,19 @@
 
 from celery import shared_task
 
-from . import heartbeats, schedules
+from . import heartbeats, outbox_watch, schedules
 
 
 @shared_task(name="alarms.tasks.check_heartbeats")
 def check_heartbeats() -> int:
     """Beat: devices silent past their heartbeat interval get an offline alarm."""
     return heartbeats.check()
+
+
+@shared_task(name="alarms.tasks.watch_outbox")
+def watch_outbox() -> int:
+    """Beat: show what waits for the outbox channels, and alarm on those failing too long."""
+    return len(outbox_watch.watch())
 
 
 @shared_task(name="alarms.tasks.fire_scheduled_alarm")

@@ -4,6 +4,8 @@ lengths and whether each part of the alarm path is there (as /readyz says)."""
 
 import json
 import logging
+import time
+from datetime import datetime
 
 from django.db.models import Count
 from prometheus_client import REGISTRY
@@ -27,7 +29,8 @@ log = logging.getLogger(__name__)
 class BrokerCollector(Collector):
     def describe(self):
         """Names only: registering must not reach Redis or the database."""
-        return [*self._recorded({}), _open_alarms({}), _queue_lengths({}), _ready({})]
+        return [*self._recorded({}), _open_alarms({}), _queue_lengths({}), _ready({}),
+                *_outbox([])]  # fmt: skip
 
     def collect(self):
         recorded, queues, heard, redis_ok = _read_redis()
@@ -36,6 +39,7 @@ class BrokerCollector(Collector):
         yield _open_alarms(open_alarms)
         yield _queue_lengths(queues)
         yield _ready({"database": database_ok, "redis": redis_ok, **heard})
+        yield from _outbox(health.outbox_backlog() or [])
 
     def _recorded(self, hashes: dict):
         for spec in instruments.RECORDED:
@@ -140,6 +144,30 @@ def _ready(checks: dict) -> GaugeMetricFamily:
         "Redis answer, a worker and beat reported within the last minute."
     )
     return _gauge("alarmbroker_ready", doc, "check", checks)
+
+
+def _outbox(channels: list[dict]):
+    """Messages waiting for each outbox channel, and how long its provider has refused them
+    (0: it has not), as the last look found them."""
+    labels = ["channel", "kind"]
+    waiting = GaugeMetricFamily(
+        "alarmbroker_outbox_waiting",
+        "Messages not yet taken by a channel that keeps a remote record in step (upstream "
+        "broker, Zammad, PagerDuty).", labels=labels,
+    )  # fmt: skip
+    failing = GaugeMetricFamily(
+        "alarmbroker_outbox_failing_seconds",
+        "How long the oldest message its provider refused has waited (0: none refused).",
+        labels=labels,
+    )
+    now = time.time()
+    for channel in channels:
+        names = [channel["channel"], channel["kind"]]
+        waiting.add_metric(names, channel["waiting"])
+        since = channel["failing_since"]
+        failing.add_metric(names, now - datetime.fromisoformat(since).timestamp() if since else 0)
+    yield waiting
+    yield failing
 
 
 REGISTRY.register(BrokerCollector())

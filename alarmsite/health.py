@@ -6,6 +6,7 @@ by name: the database, Redis, a Celery worker and beat heard from within HEARD_W
 503 when any is missing.
 """
 
+import json
 import logging
 import time
 
@@ -20,6 +21,20 @@ log = logging.getLogger(__name__)
 
 HEARD_WITHIN = 60
 REPORT_EVERY = 15
+# What waits for the channels that keep a remote record in step (alarms/outbox_watch.py writes
+# it as JSON every few seconds): a list of {channel, kind, waiting, oldest, failing_since,
+# last_error}. It expires if nobody looks again.
+OUTBOX_KEY = "health:outbox"
+OUTBOX_KEPT_SECONDS = 60
+
+
+def outbox_backlog() -> list[dict] | None:
+    """What the last look found waiting for the outbox channels; None when unknown."""
+    try:
+        found = client().get(OUTBOX_KEY)
+    except redis.RedisError:
+        return None
+    return json.loads(found) if found is not None else None
 
 
 def last_seen_key(part: str) -> str:
@@ -50,6 +65,8 @@ def readyz(request):
         "worker": _heard_from("worker"),
         "beat": _heard_from("beat"),
     }
+    # A provider that is away does not make this node unready; the backlog says it is away.
+    checks["outbox"] = {"ok": True, "channels": outbox_backlog()}
     ready = all(check["ok"] for check in checks.values())
     return JsonResponse({"ready": ready, "checks": checks}, status=200 if ready else 503)
 

@@ -181,7 +181,10 @@ CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
 # Every worker takes from both queues, in turn (a worker started with -Q must name both).
 CELERY_TASK_DEFAULT_QUEUE = "celery"
 CELERY_TASK_QUEUES = (Queue("celery"), Queue("recovery"))
-CELERY_TASK_ROUTES = {"escalation.tasks.sweep": {"queue": "recovery"}}
+CELERY_TASK_ROUTES = {
+    "escalation.tasks.sweep": {"queue": "recovery"},
+    "alarms.tasks.watch_outbox": {"queue": "recovery"},
+}
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE = {
@@ -189,6 +192,11 @@ CELERY_BEAT_SCHEDULE = {
     "escalation-sweep": {
         "task": "escalation.tasks.sweep",
         "schedule": env.float("ESCALATION_SWEEP_INTERVAL", default=5.0),
+        "options": {"expires": 30},
+    },
+    "outbox-watch": {
+        "task": "alarms.tasks.watch_outbox",
+        "schedule": env.float("OUTBOX_WATCH_INTERVAL", default=10.0),
         "options": {"expires": 30},
     },
     "heartbeat-check": {
@@ -238,6 +246,8 @@ DELIVERY_TIMEOUT_SECONDS = env.float("DELIVERY_TIMEOUT_SECONDS", default=10.0)
 # the provider answers again every message waiting for it goes.
 OUTBOX_RETRY_MAX_SECONDS = env.float("OUTBOX_RETRY_MAX_SECONDS", default=60.0)
 OUTBOX_PROBE_SECONDS = env.float("OUTBOX_PROBE_SECONDS", default=5.0)
+# A channel whose provider has refused its messages this long raises an alarm of its own.
+OUTBOX_ALARM_AFTER_SECONDS = env.float("OUTBOX_ALARM_AFTER_SECONDS", default=300.0)
 # A queued delivery, or an alarm's step queued to run at once, is left to its task this long
 # past its time before the sweeper takes it over (a worker that is behind would otherwise be
 # handed the same work every sweep).

@@ -12,6 +12,7 @@ from django.conf import settings
 from django.contrib.auth.models import Group, User
 from django.utils import timezone
 
+from alarms import board
 from alarms.models import Alarm, AlarmEvent
 from conftest import free_port, wait_until
 
@@ -243,3 +244,22 @@ def test_cards_name_the_source_device_and_labels_as_text_so_alike_titles_differ(
     assert f"component={HOSTILE_TITLE}" in labels and "origin=db-1.example" in labels
     assert page.query_selector(".card img") is None and page.query_selector(".card script") is None
     assert page.evaluate("window.__owned") is None
+
+
+def test_a_channel_that_cannot_reach_its_provider_shows_a_banner_until_it_can(server, browser):
+    user = User.objects.create_user("dana", password="pw")
+    user.groups.add(Group.objects.get(name="Dispatch"))
+    page = open_board(browser, server, "dana")
+    since = timezone.now() - timedelta(minutes=4)
+    waiting = [{"channel": "Central registry", "kind": "upstream", "waiting": 3,
+                "oldest": since.isoformat(), "failing_since": since.isoformat(),
+                "last_error": "connection failed: ConnectionError"}]  # fmt: skip
+
+    board.publish_outbox(waiting)  # as the outbox watch does
+
+    page.wait_for_selector("#outbox:not([hidden])")
+    assert page.text_content("#outbox").startswith("Not reaching Central registry: 3 messages")
+    page.reload()  # the snapshot carries it too
+    page.wait_for_selector("#outbox:not([hidden])")
+    board.publish_outbox([])
+    page.wait_for_selector("#outbox", state="hidden")

@@ -67,7 +67,23 @@ function handle(message) {
     if (message.seq > lastSeq && !seen.has(message.seq)) watchGap();
     return;
   }
+  if (message.type === "outbox") return showOutbox(message.channels);
   if (message.type === "result" && !message.ok) toast(message.error);
+}
+
+// Channels that keep a remote record (an upstream broker, a ticket system) and have messages
+// waiting: a dispatcher must know that the central registry does not see these alarms yet.
+function showOutbox(channels) {
+  const waiting = (channels || []).filter((channel) => channel.failing_since);
+  const banner = $("#outbox");
+  banner.hidden = waiting.length === 0;
+  banner.textContent = waiting
+    .map((channel) => {
+      const since = new Date(channel.failing_since).toLocaleTimeString();
+      const plural = channel.waiting === 1 ? "message" : "messages";
+      return `Not reaching ${channel.channel}: ${channel.waiting} ${plural} waiting since ${since}, sent as soon as it answers`;
+    })
+    .join(" · ");
 }
 
 function applySnapshot(message) {
@@ -78,6 +94,7 @@ function applySnapshot(message) {
   gapTimer = null;
   lastSeq = message.seq;
   for (const card of message.alarms) applyCard(card, message.seq, !known.has(card.id) && known.size > 0);
+  showOutbox(message.outbox);
   render();
 }
 
