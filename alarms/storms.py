@@ -28,15 +28,33 @@ log = logging.getLogger(__name__)
 SOURCE = "storm"
 
 
+def guard_on() -> bool:
+    window = settings.STORM_WINDOW_SECONDS
+    return window > 0 and bool(settings.STORM_SOURCE_THRESHOLD or settings.STORM_GLOBAL_THRESHOLD)
+
+
+def _count_keys(source: str) -> list[str]:
+    """The counts of this window and the one before: for the source, then for all sources."""
+    bucket = int(time.time() // settings.STORM_WINDOW_SECONDS)
+    scopes = (f"source:{source}", "all")
+    return [f"storm:{scope}:{b}" for scope in scopes for b in (bucket, bucket - 1)]
+
+
+def scope_over(source: str, from_source: int, from_all: int) -> str | None:
+    """The storm's scope when these many starts are over a threshold."""
+    per_source, overall = settings.STORM_SOURCE_THRESHOLD, settings.STORM_GLOBAL_THRESHOLD
+    if per_source and from_source > per_source:
+        return f"source {source}"
+    if overall and from_all > overall:
+        return "all sources"
+    return None
+
+
 def storm_scope(source: str) -> str | None:
     """Count one more alarm start from this source; the storm's scope when over a threshold."""
-    window = settings.STORM_WINDOW_SECONDS
-    per_source, overall = settings.STORM_SOURCE_THRESHOLD, settings.STORM_GLOBAL_THRESHOLD
-    if window <= 0 or not (per_source or overall):
+    if not guard_on():
         return None
-    bucket = int(time.time() // window)
-    scopes = (f"source:{source}", "all")
-    keys = [f"storm:{scope}:{b}" for scope in scopes for b in (bucket, bucket - 1)]
+    keys, window = _count_keys(source), settings.STORM_WINDOW_SECONDS
     try:
         with client().pipeline() as pipe:
             pipe.incr(keys[0]).expire(keys[0], window * 2).get(keys[1])
@@ -45,11 +63,14 @@ def storm_scope(source: str) -> str | None:
     except redis.RedisError:
         log.warning("storm guard blind (Redis down): every alarm notifies on its own")
         return None
-    if per_source and source_now + int(source_before or 0) > per_source:
-        return f"source {source}"
-    if overall and all_now + int(all_before or 0) > overall:
-        return "all sources"
-    return None
+    return scope_over(source, source_now + int(source_before or 0), all_now + int(all_before or 0))
+
+
+def counted_starts(source: str) -> tuple[int, int]:
+    """The starts counted so far from this source and from all sources, read without counting
+    one (the routing test page); raises redis.RedisError when Redis cannot be read."""
+    source_now, source_before, all_now, all_before = client().mget(_count_keys(source))
+    return int(source_now or 0) + int(source_before or 0), int(all_now or 0) + int(all_before or 0)
 
 
 def join(alarm: Alarm, scope: str, policy) -> Alarm:

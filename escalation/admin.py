@@ -14,11 +14,9 @@ from django.urls import path
 from django.utils import timezone
 
 from alarms.models import Alarm, Severity
-from devices.models import Device, Person, Room, Site
-from notifications.models import NotificationChannel
+from devices.models import Device, Room, Site
 
-from . import routing
-from .engine import snapshot
+from .dryrun import dry_run
 from .models import EscalationPolicy, EscalationStep, Inhibition, RoutingRule, Silence, SourceKind
 
 
@@ -134,30 +132,10 @@ class RoutingRuleAdmin(admin.ModelAdmin):
         form = TestRoutingForm(picked_data(picked) if picked else (request.GET or None))
         context = {**self.admin_site.each_context(request), "title": "Test routing", "form": form}
         if form.is_bound and form.is_valid():
-            alarm, at = form.alarm(), form.cleaned_data["at"] or timezone.now()
-            routed = routing.route(alarm, at)
-            context.update(at=at, routed=routed, steps=_described_steps(routed.policies))
+            at = form.cleaned_data["at"] or timezone.now()
+            context.update(at=at, run=dry_run(form.alarm(), at, replayed=picked))
         context["opts"] = self.model._meta
         return TemplateResponse(request, "admin/escalation/routingrule/test_routing.html", context)
-
-
-def _described_steps(policies) -> list[dict]:
-    """Each policy's steps, with names instead of ids, as the engine would snapshot them."""
-    described = []
-    for policy in policies:
-        steps = snapshot(policy)
-        persons = Person.objects.in_bulk({i for s in steps for i in s["person_ids"]})
-        channels = NotificationChannel.objects.in_bulk({i for s in steps for i in s["channel_ids"]})
-        described.append({
-            "policy": policy,
-            "steps": [{
-                "delay_seconds": step["delay_seconds"],
-                "persons": [persons[i].name for i in step["person_ids"] if i in persons],
-                "methods": step["methods"],
-                "channels": [channels[i].name for i in step["channel_ids"] if i in channels],
-            } for step in steps],
-        })  # fmt: skip
-    return described
 
 
 def _uuid(value):
