@@ -175,3 +175,54 @@ class MailSink(_Counting):
 
     def close(self) -> None:
         self.controller.stop()
+
+
+class UpstreamSink(_Counting):
+    """Another alarm broker's raise and clear API (`POST /v1/alarms/raise|clear`, as the
+    upstream channel calls it), on a port of its own: `stop()` takes it away (connections
+    refused) and `start()` brings it back on the same port. A raise is keyed as the step's
+    message of the alarm named by its dedup key, a clear as its `resolved`; `order` keeps each
+    alarm's events in the order they arrived."""
+
+    def __init__(self):
+        super().__init__()
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.order: dict[str, list[str]] = {}
+        self.server = None
+        self.start()
+
+    def start(self) -> None:
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), _UpstreamHandler)
+        self.server.daemon_threads, self.server.sink = True, self
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def received(self, dedup_key: str, event: str) -> None:
+        key = (dedup_key, event, 0, 0, self.base)
+        with self.lock:
+            self.order.setdefault(dedup_key, []).append(event)
+        self.record(key, f"{dedup_key} {event}")
+
+    def close(self) -> None:
+        self.stop()
+
+
+class _UpstreamHandler(BaseHTTPRequestHandler):
+    def do_POST(self):
+        sink = self.server.sink
+        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+        event = {"/v1/alarms/raise": "notify", "/v1/alarms/clear": "resolved"}[self.path]
+        sink.received(body["dedup_key"], event)
+        answer = json.dumps({"alarm_id": f"up-{body['dedup_key']}", "status": "triggered"})
+        self.send_response(201 if event == "notify" else 200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer.encode())
+
+    def log_message(self, *args):
+        pass
