@@ -242,8 +242,8 @@ class MetricRuleAdmin(admin.ModelAdmin):
 
 @admin.register(ScheduledAlarm)
 class ScheduledAlarmAdmin(admin.ModelAdmin):
-    list_display = ["name", "enabled", "when", "policy", "last_fired_at"]
-    list_filter = ["enabled"]
+    list_display = ["name", "enabled", "when", "new_alarm_each_time", "policy", "last_fired_at"]
+    list_filter = ["enabled", "new_alarm_each_time"]
     search_fields = ["name", "title"]
     readonly_fields = ["periodic_task", "last_fired_at"]
     actions = ["raise_now"]

@@ -296,6 +296,15 @@ class ScheduledAlarm(models.Model):
     time_zone = models.CharField(
         max_length=64, default="UTC", validators=[validate_time_zone], help_text="Of the crontab."
     )
+    new_alarm_each_time = models.BooleanField(
+        "open a new alarm each time",
+        default=False,
+        help_text="Off (the default): a firing while the alarm of an earlier one is still open "
+        "counts as a repeat of it (one more occurrence), so a recurring alarm left "
+        "unacknowledged does not pile up; once that alarm is resolved the next firing opens "
+        "(or, soon after the resolve, reopens) it as any alarm. On: every firing is an alarm "
+        "of its own.",
+    )
     periodic_task = models.OneToOneField(
         "django_celery_beat.PeriodicTask", null=True, blank=True, editable=False,
         on_delete=models.SET_NULL, related_name="+",

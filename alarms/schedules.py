@@ -1,5 +1,6 @@
 """Scheduled alarms and their periodic tasks in django-celery-beat: kept in step on every save
-and delete, fired by beat through `alarms.tasks.fire_scheduled_alarm`."""
+and delete, fired by beat through `alarms.tasks.fire_scheduled_alarm`. A firing while the alarm
+of an earlier one is open is a repeat of it, unless the schedule opens a new alarm each time."""
 
 import json
 
@@ -52,8 +53,7 @@ def fire(scheduled_id: int) -> str | None:
         now = timezone.now()
         outcome = lifecycle.raise_alarm(
             source="schedule",
-            # One alarm per firing: a weekly test is a new alarm every week.
-            dedup_key=f"schedule:{scheduled.pk}:{now:%Y%m%dT%H%M%S}",
+            dedup_key=dedup_key(scheduled, now),
             title=scheduled.title,
             message=scheduled.message,
             severity=scheduled.severity,
@@ -64,3 +64,11 @@ def fire(scheduled_id: int) -> str | None:
         )
         ScheduledAlarm.objects.filter(pk=scheduled.pk).update(last_fired_at=now)
         return str(outcome.alarm.pk)
+
+
+def dedup_key(scheduled: ScheduledAlarm, now) -> str:
+    """One key for every firing, so a firing while its alarm is open is a repeat of it; or,
+    for a schedule that opens a new alarm each time, a key of the firing's own."""
+    if scheduled.new_alarm_each_time:
+        return f"schedule:{scheduled.pk}:{now:%Y%m%dT%H%M%S}"
+    return f"schedule:{scheduled.pk}"

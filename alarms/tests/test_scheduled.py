@@ -2,14 +2,16 @@
 
 import json
 import os
+import time
 from datetime import timedelta
 
 import pytest
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
-from alarms import schedules
+from alarms import lifecycle, schedules
 from alarms.models import Alarm, ScheduledAlarm
+from alarms.timeline import SYSTEM
 from conftest import wait_until
 from notifications.tests.steps import drain, run_step
 
@@ -95,6 +97,121 @@ def test_firing_raises_an_alarm_that_follows_its_policy(
     scheduled.enabled = False
     scheduled.save()
     assert schedules.fire(scheduled.pk) is None
+
+
+# --- a firing while its alarm is open ------------------------------------------------------
+
+
+@pytest.fixture
+def reminder(make_policy, webhook_channel):
+    """A daily reminder that posts to the webhook on its policy's one step."""
+    policy = make_policy([(0, [], [webhook_channel])], name="Reminders")
+    return weekly_test(name="Fridge log", title="Log the fridge temperature", policy=policy)
+
+
+def fire_and_notify(scheduled) -> Alarm:
+    """Fire the schedule and run what its alarm's policy does now."""
+    alarm = Alarm.objects.get(pk=schedules.fire(scheduled.pk))
+    if alarm.next_escalation_at is not None:
+        run_step(alarm)
+        drain(alarm)
+    return alarm
+
+
+def a_second_later() -> None:
+    """A firing's own key would name its second: two firings in one second would share it."""
+    time.sleep(1.05)
+
+
+def events_posted(webhook_receiver) -> list[str]:
+    return [r["json"]["event"] for r in webhook_receiver.requests]
+
+
+def test_a_firing_while_its_alarm_is_open_is_a_repeat_of_it(reminder, webhook_receiver):
+    first = fire_and_notify(reminder)
+    a_second_later()
+
+    again = fire_and_notify(reminder)
+
+    assert again.pk == first.pk
+    assert Alarm.objects.filter(source="schedule").count() == 1
+    again.refresh_from_db()
+    assert (again.status, again.occurrences) == ("triggered", 2)
+    assert again.events.filter(kind="repeated").count() == 1
+    assert events_posted(webhook_receiver) == ["alarm.triggered"], "notified once, not twice"
+
+
+def test_a_repeat_while_its_alarm_is_acknowledged_counts_on_it(reminder, webhook_receiver):
+    first = fire_and_notify(reminder)
+    lifecycle.acknowledge(first.pk, SYSTEM)
+    a_second_later()
+
+    again = fire_and_notify(reminder)
+
+    assert again.pk == first.pk and again.status == "acknowledged"
+    assert Alarm.objects.filter(source="schedule").count() == 1
+
+
+def test_a_firing_soon_after_its_alarm_was_resolved_reopens_it_and_notifies_again(
+    reminder, webhook_receiver
+):
+    first = fire_and_notify(reminder)
+    lifecycle.resolve(first.pk, SYSTEM)
+    a_second_later()
+
+    again = fire_and_notify(reminder)
+
+    assert again.pk == first.pk
+    again.refresh_from_db()
+    assert (again.status, again.reopen_count) == ("triggered", 1)
+    assert events_posted(webhook_receiver) == ["alarm.triggered", "alarm.resolved",
+                                              "alarm.triggered"]  # fmt: skip
+
+
+def test_a_firing_long_after_its_alarm_was_resolved_opens_a_new_one(
+    reminder, webhook_receiver, settings
+):
+    first = fire_and_notify(reminder)
+    lifecycle.resolve(first.pk, SYSTEM)
+    settings.FLAP_WINDOW_SECONDS = 0  # the resolve is longer ago than the window
+
+    again = fire_and_notify(reminder)
+
+    assert again.pk != first.pk and again.status == "triggered"
+    assert events_posted(webhook_receiver)[-1] == "alarm.triggered"
+
+
+def test_a_schedule_set_to_open_a_new_alarm_each_time_does(reminder, webhook_receiver):
+    reminder.new_alarm_each_time = True
+    reminder.save()
+    first = fire_and_notify(reminder)
+    a_second_later()
+
+    again = fire_and_notify(reminder)
+
+    assert again.pk != first.pk
+    assert Alarm.objects.filter(source="schedule", status="triggered").count() == 2
+    assert events_posted(webhook_receiver) == ["alarm.triggered", "alarm.triggered"]
+
+
+def test_the_admin_shows_and_saves_whether_each_firing_opens_a_new_alarm(admin_client):
+    form = admin_client.get("/admin/alarms/scheduledalarm/add/").content.decode()
+    assert 'name="new_alarm_each_time"' in form
+    assert "counts as a repeat of it" in form
+
+    admin_client.post("/admin/alarms/scheduledalarm/add/", {
+        "name": "Daily", "enabled": "on", "title": "T", "severity": "info", "labels": "{}",
+        "crontab": "0 9 * * *", "run_at_0": "", "run_at_1": "", "time_zone": "UTC",
+        "new_alarm_each_time": "on",
+    })  # fmt: skip
+
+    assert ScheduledAlarm.objects.get(name="Daily").new_alarm_each_time is True
+    listed = admin_client.get("/admin/alarms/scheduledalarm/").content.decode()
+    assert "open a new alarm each time" in listed
+
+
+def test_a_new_schedule_repeats_its_open_alarm_by_default():
+    assert weekly_test().new_alarm_each_time is False
 
 
 def test_beat_raises_a_one_off_alarm_at_its_time(
