@@ -14,7 +14,7 @@ from django.utils.html import format_html, format_html_join
 
 from .delivery import send_test
 from .messages import build_message, sample_alarm
-from .models import Delivery, NotificationChannel
+from .models import Delivery, DeliveryAttempt, NotificationChannel
 from .transports import CHANNEL_KINDS, transport_class
 from .transports.base import ACKNOWLEDGED, NOTIFY, RESOLVED
 
@@ -262,8 +262,24 @@ class NotificationChannelAdmin(admin.ModelAdmin):
         return redirect(reverse("admin:notifications_notificationchannel_change", args=[pk]))
 
 
+class AttemptInline(admin.TabularInline):
+    """Each try of the delivery, so an operator sees why a message was late."""
+
+    model = DeliveryAttempt
+    fields = ["number", "at", "outcome", "provider_status", "latency_ms", "answer"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
 @admin.register(Delivery)
 class DeliveryAdmin(admin.ModelAdmin):
+    inlines = [AttemptInline]
+    exclude = ["earlier_attempts"]
+    readonly_fields = ["earlier"]
     list_display = [
         "created_at", "alarm", "event", "cycle", "step_number", "round_number", "method",
         "target_name",
@@ -285,6 +301,15 @@ class DeliveryAdmin(admin.ModelAdmin):
     @admin.display(description="target")
     def target_name(self, delivery):
         return delivery.person or delivery.channel or delivery.target
+
+    @admin.display(description="earlier attempts")
+    def earlier(self, delivery):
+        """Attempts older than the ones listed below, counted by what came of them."""
+        summary = delivery.earlier_attempts
+        if not summary:
+            return "none"
+        outcomes = ", ".join(f"{what} × {n}" for what, n in sorted(summary["outcomes"].items()))
+        return f"{summary['count']} since {summary['first_at']}: {outcomes}"
 
     def has_add_permission(self, request):
         return False

@@ -41,9 +41,9 @@ from alarmsite.rows import update_many
 from alarmsite.together import Together
 from devices.models import Person
 
-from . import sent_marks
+from . import attempts, sent_marks
 from .messages import build_message, sample_alarm
-from .models import Delivery, NotificationChannel
+from .models import Delivery, DeliveryAttempt, NotificationChannel
 from .transports import CHANNEL_KINDS, PERSON_METHODS, gateway_kinds, transport_class
 from .transports.base import NOTIFY, RESOLVED, TEST, Outgoing, Sent, TransportError
 from .transports.email import EmailTransport
@@ -51,6 +51,7 @@ from .transports.email import EmailTransport
 log = logging.getLogger(__name__)
 
 Status = Delivery.Status
+Outcome = DeliveryAttempt.Outcome
 BUSY = (Status.PENDING, Status.SENDING)
 # What every attempt's outcome sets on the row.
 RESULT_FIELDS = ["latency_ms", "provider_status", "error", "updated_at"]
@@ -586,8 +587,11 @@ def _record_sent(done: list[tuple[Claimed, Sent]]) -> None:
             board.publish(delivery.alarm)
             _wake_next(delivery)
             instruments.delivery_attempted(delivery, instruments.SENT, delivery.latency_ms / 1000)
-        update_many([claimed.delivery for claimed, _ in done], SENT_FIELDS)
-        _wake_waiting([claimed.delivery for claimed, _ in done])
+        sent = [claimed.delivery for claimed, _ in done]
+        update_many(sent, SENT_FIELDS)
+        attempts.record([attempts.of(row, Outcome.SENT, row.response, row.sent_at) for row in sent],
+                        sent)  # fmt: skip
+        _wake_waiting(sent)
     sent_marks.forget([claimed.delivery for claimed, _ in done])
     for claimed, _ in done:
         with logs.about_alarm(claimed.delivery.alarm_id):
@@ -672,6 +676,8 @@ def _record_failure(delivery: Delivery, transport, exc: TransportError, started:
             delivery.next_attempt_at = timezone.now() + timedelta(seconds=delay)
             enqueue_on_commit([delivery.pk], countdown=delay)  # held by a worker: no lease
         delivery.save(update_fields=[*RESULT_FIELDS, "status", "next_attempt_at"])
+        tried = attempts.of(delivery, Outcome.FAILED if final else Outcome.RETRIED, delivery.error)
+        attempts.record([tried], [delivery])
     outcome = instruments.FAILED if final else instruments.RETRIED
     instruments.delivery_attempted(delivery, outcome, delivery.latency_ms / 1000)
     log.warning("%s to %s: %s", outcome, delivery.describe(), delivery.error)
@@ -705,8 +711,13 @@ def hand_back_from_dead() -> int:
     gone = liveness.dead(set(sending.values_list("claimed_by", flat=True).distinct()))
     if not gone:
         return 0
-    ids = list(sending.filter(claimed_by__in=gone).values_list("pk", flat=True))
+    orphans = list(sending.filter(claimed_by__in=gone).values_list("pk", "attempts", "claimed_by"))
+    ids = [pk for pk, _, _ in orphans]
     with transaction.atomic():
+        lost = [DeliveryAttempt(delivery_id=pk, number=number, at=now, outcome=Outcome.LOST,
+                                answer=f"no answer: worker process {by} died while sending")
+                for pk, number, by in orphans]  # fmt: skip
+        DeliveryAttempt.objects.bulk_create(lost)
         # Still sending: taken again, one the provider took is recorded, not sent again.
         Delivery.objects.filter(pk__in=ids, status=Status.SENDING).update(
             next_attempt_at=now, queued_until=lease_until(now)

@@ -126,6 +126,9 @@ class Delivery(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     sent_at = models.DateTimeField(null=True, blank=True)
+    # Attempts older than the last DeliveryAttempt.KEPT, counted by what came of them
+    # ({"count": 37, "first_at": "…", "outcomes": {"HTTP 503": 30, "connection failed": 7}}).
+    earlier_attempts = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["created_at", "id"]
@@ -154,6 +157,35 @@ class Delivery(models.Model):
     def describe(self) -> str:
         target = self.person or self.channel
         return f"{target.name if target else self.target} by {self.method}"
+
+
+class DeliveryAttempt(models.Model):
+    """One try of a delivery and what came of it, so an operator can see why a message was late
+    (a 429 and a 500 before the 200). Each delivery keeps its last KEPT; older ones are counted
+    on the delivery (`earlier_attempts`)."""
+
+    KEPT = 20
+
+    class Outcome(models.TextChoices):
+        SENT = "sent"
+        RETRIED = "retried", "failed, tried again"
+        FAILED = "failed", "failed for good"
+        LOST = "lost", "no answer: its worker process died"
+
+    delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="tries")
+    number = models.PositiveIntegerField(help_text="1 for the first attempt.")
+    at = models.DateTimeField()
+    outcome = models.CharField(max_length=10, choices=Outcome.choices)
+    provider_status = models.CharField(max_length=50, blank=True)
+    latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    answer = models.TextField(blank=True, help_text="What the provider answered, or the error.")
+
+    class Meta:
+        ordering = ["delivery", "number", "id"]
+        indexes = [models.Index(fields=["delivery", "number"])]
+
+    def __str__(self):
+        return f"attempt {self.number}: {self.get_outcome_display()} {self.provider_status}"
 
 
 # Steps' channels and people's gateways are kept by each process (notifications/delivery.py).

@@ -112,6 +112,9 @@ def test_what_a_killed_worker_process_was_sending_goes_again_within_seconds_of_i
     took = time.monotonic() - killed
     assert took < liveness.ALIVE_SECONDS + liveness.CONFIRM_SECONDS + 2
     assert Delivery.objects.get(pk=orphan.pk).attempts == 2  # the first may have gone too
+    lost, sent = orphan.tries.order_by("number")
+    assert (lost.number, lost.outcome, sent.outcome) == (1, "lost", "sent")
+    assert doomed in lost.answer
     assert [m.rcpt_tos for m in smtp_server.messages] == [[orphan.address]]
     assert status(kept) == "sending", "a living process keeps what it is sending"
 
