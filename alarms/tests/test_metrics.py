@@ -85,6 +85,35 @@ def test_no_new_alarm_within_the_cooldown(client, sender, fridge_rule, settings)
     assert Alarm.objects.count() == 2
 
 
+def test_a_rule_firing_again_after_its_cooldown_emails_the_policys_people_again(
+    client, sender, fridge_rule, make_policy, alice, smtp_server, site, settings
+):
+    settings.FLAP_WINDOW_SECONDS = 300
+    fridge_rule.for_seconds, fridge_rule.cooldown_seconds = 0, 60  # cooler than the window
+    fridge_rule.save()
+    site.default_policy = make_policy([(0, [alice], [])], name="Pharmacy")
+    site.save()
+    (raised,) = send(client, sender, 9.0, T0)
+    alarm = Alarm.objects.get(pk=raised["alarm_id"])
+    run_step(alarm)
+    drain(alarm)
+    send(client, sender, 6.0, T0 + timedelta(seconds=100))  # resolved
+    assert send(client, sender, 9.0, T0 + timedelta(seconds=130)) == []  # cooling down
+
+    (again,) = send(client, sender, 9.0, T0 + timedelta(seconds=160))  # 60 s after the resolve
+
+    assert (again["action"], again["alarm_id"]) == ("raised", str(alarm.pk))
+    alarm.refresh_from_db()
+    if alarm.next_escalation_at is not None:  # a step is due
+        run_step(alarm)
+    drain(alarm)
+    assert [m.rcpt_tos for m in smtp_server.messages] == [["alice@example.org"]] * 2
+    assert (alarm.status, alarm.reopen_count) == ("triggered", 1)
+    second_mail = smtp_server.bodies()[1]
+    assert "FIRED AGAIN after it was resolved" in second_mail
+    assert "Vaccine fridge warm: fridge_temperature_c is 9" in second_mail
+
+
 def test_series_are_watched_apart_and_late_samples_ignored(client, sender, fridge_rule):
     fridge_rule.for_seconds = 0
     fridge_rule.save()
