@@ -748,7 +748,7 @@ def send_test(*, channel: NotificationChannel | None = None, person: Person | No
         sent = _test_one(
             results, channel.name, transport, alarm, transport.address_for(None), channel
         )
-        if sent and transport.ordered and RESOLVED in transport.follows_up:
+        if sent and transport.test_resolves:
             alarm.status, alarm.resolved_by = "resolved", "test"
             _test_one(results, f"{channel.name} (resolve)", transport, alarm,
                       transport.address_for(None), channel, RESOLVED, sent.ref or {})  # fmt: skip

@@ -121,6 +121,21 @@ def test_the_test_message_of_a_channel_that_opens_something_also_closes_it(opera
     assert not any(key in m for m in messages)
 
 
+def test_a_webhooks_test_message_is_followed_by_its_resolve(operator, provider):
+    provider.route("POST", "/hook", lambda request, match: Answer(200, {"ok": True}))
+    hook = NotificationChannel.objects.create(
+        kind="webhook", name="Ops webhook", config={"url": provider.url + "/hook"}
+    )
+
+    operator.post(
+        "/admin/notifications/notificationchannel/",
+        {"action": "send_test_message", "_selected_action": [hook.pk]},
+    )
+
+    assert [r.json["event"] for r in provider.requests] == ["alarm.test", "alarm.resolved"]
+    assert len({r.json["alarm"]["id"] for r in provider.requests}) == 1
+
+
 def test_a_failing_provider_shows_its_answer_as_an_error(operator, slack, provider):
     provider.fail(403, body="invalid_token")
 

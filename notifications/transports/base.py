@@ -160,6 +160,9 @@ class Transport:
     # alarm): a transient failure is retried for as long as the alarm exists, never given up
     # after DELIVERY_MAX_ATTEMPTS, so the raise and then the clear always arrive (an outbox).
     outbox = False
+    # Its test message is followed by the sample alarm's resolve at once: its receiver may open
+    # something for an alarm (a ticket, an incident), which the test must not leave open.
+    test_resolves = False
     # Whether its messages carry an ACK link (humans read them).
     ack_link = True
     # Templates under templates/notifications/<template_dir>/, and how untrusted text is escaped.

@@ -13,6 +13,7 @@ class PagerDutyTransport(Transport):
     follows_up = FOLLOW_UPS
     ordered = True
     outbox = True
+    test_resolves = True
     ack_link = False
     template_dir = "pagerduty"
     config_fields = (

@@ -17,6 +17,7 @@ class UpstreamTransport(Transport):
     follows_up = CLOSING
     ordered = True
     outbox = True
+    test_resolves = True
     keeps_record = True
     ack_link = False
     template_dir = "upstream"

@@ -24,6 +24,7 @@ def signature(secret: str, timestamp: str, body: bytes) -> str:
 class WebhookTransport(Transport):
     label = "Signed JSON webhook"
     follows_up = FOLLOW_UPS
+    test_resolves = True  # docs/WEBHOOKS.md promises receivers the resolve
     ack_link = False
     template_dir = "webhook"
     config_fields = (

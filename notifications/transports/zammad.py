@@ -25,6 +25,7 @@ class ZammadTransport(Transport):
     follows_up = FOLLOW_UPS
     ordered = True
     outbox = True
+    test_resolves = True
     keeps_record = True
     template_dir = "zammad"
     config_fields = (
