@@ -143,6 +143,7 @@ class AlarmEvent(models.Model):
         STEP_SKIPPED = "step_skipped"
         ESCALATION_ENDED = "escalation_ended"
         DELIVERY_SENT = "delivery_sent"
+        DELIVERY_RETRIED = "delivery_retried"
         DELIVERY_FAILED = "delivery_failed"
         ACK_LINK_OPENED = "ack_link_opened"
         ACKNOWLEDGED = "acknowledged"

@@ -10,6 +10,15 @@ from .models import Delivery, DeliveryAttempt
 Outcome = DeliveryAttempt.Outcome
 
 
+# A failed attempt that is tried again is on the alarm's timeline while it is one of the first
+# few, then every tenth: a channel retried for hours adds a few lines an hour, not hundreds.
+ON_TIMELINE_FIRST = 5
+
+
+def on_timeline(number: int) -> bool:
+    return number <= ON_TIMELINE_FIRST or number % 10 == 0
+
+
 def of(delivery: Delivery, outcome: str, answer: str, at=None) -> DeliveryAttempt:
     """The record of the delivery's latest attempt (its fields hold what came of it)."""
     return DeliveryAttempt(

@@ -675,6 +675,14 @@ def _record_failure(delivery: Delivery, transport, exc: TransportError, started:
             delivery.status = Status.PENDING
             delivery.next_attempt_at = timezone.now() + timedelta(seconds=delay)
             enqueue_on_commit([delivery.pk], countdown=delay)  # held by a worker: no lease
+            if attempts.on_timeline(delivery.attempts):
+                record(
+                    delivery.alarm,
+                    AlarmEvent.Kind.DELIVERY_RETRIED,
+                    f"Attempt {delivery.attempts} to reach {delivery.describe()} "
+                    f"({delivery.what()}) failed: {delivery.error}; trying again in {delay:.0f} s",
+                    delivery_id=delivery.pk,
+                )
         delivery.save(update_fields=[*RESULT_FIELDS, "status", "next_attempt_at"])
         tried = attempts.of(delivery, Outcome.FAILED if final else Outcome.RETRIED, delivery.error)
         attempts.record([tried], [delivery])

@@ -8,6 +8,7 @@ from django.utils import timezone
 from alarms import lifecycle
 from alarms.timeline import SYSTEM
 from escalation import engine
+from notifications import attempts
 from notifications.models import Delivery, DeliveryAttempt, NotificationChannel
 from notifications.tests.steps import send
 
@@ -50,6 +51,18 @@ def test_each_attempt_is_kept_with_what_came_of_it(provider, posted):
     second = row.tries.get(number=2)
     assert "database is locked" in second.answer
     assert second.latency_ms is not None and second.at <= timezone.now()
+    retried = row.alarm.events.filter(kind="delivery_retried").values_list("text", flat=True)
+    assert [text.split(":")[0] for text in retried] == [
+        "Attempt 1 to reach Ops webhook by webhook (step 1) failed",
+        "Attempt 2 to reach Ops webhook by webhook (step 1) failed",
+    ]
+    assert "HTTP 500" in retried[1] and "trying again in" in retried[1]
+
+
+def test_a_channel_retried_for_hours_adds_few_lines_to_the_timeline():
+    shown = [number for number in range(1, 121) if attempts.on_timeline(number)]
+
+    assert shown[:6] == [1, 2, 3, 4, 5, 10] and len(shown) == 5 + 12
 
 
 def test_the_delivery_page_lists_its_attempts(admin_client, provider, posted):
