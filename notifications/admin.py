@@ -224,7 +224,8 @@ class NotificationChannelAdmin(admin.ModelAdmin):
             return "Saved channels show a preview here."
         transport = channel.transport()
         parts = []
-        for event, ack_url in [(NOTIFY, SAMPLE_ACK_URL), (ACKNOWLEDGED, ""), (RESOLVED, "")]:
+        sample_link = SAMPLE_ACK_URL if transport.ack_link else ""  # as its messages have
+        for event, ack_url in [(NOTIFY, sample_link), (ACKNOWLEDGED, ""), (RESOLVED, "")]:
             if event != NOTIFY and event not in transport.follows_up:
                 continue
             alarm = sample_alarm()

@@ -51,6 +51,18 @@ def test_the_change_page_previews_each_message_on_a_sample_alarm(operator, slack
     assert "Send test message" in page
 
 
+def test_the_preview_of_a_public_zammad_channel_shows_no_ack_link(operator):
+    public = NotificationChannel.objects.create(
+        kind="zammad", name="Helpdesk (public)",
+        config={"url": "https://zammad.example.org", "token": "t" * 20, "group": "Users",
+                "customer": "alarms@example.org", "internal": False},
+    )  # fmt: skip
+
+    page = operator.get(change_url(public)).content.decode()
+
+    assert "preview on a sample alarm" in page.lower() and "sample-link" not in page
+
+
 def test_a_custom_template_shows_in_the_preview_and_a_broken_one_is_refused(operator, slack):
     slack.body_template = "Custom for {{ alarm.location }}: {{ alarm.title }}"
     slack.save()
