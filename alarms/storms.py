@@ -28,6 +28,16 @@ log = logging.getLogger(__name__)
 SOURCE = "storm"
 
 
+def may_fold(alarm: Alarm) -> bool:
+    """Whether the guard may fold this alarm: never a person's press (a desk phone's key, a
+    panic button: a device that stands for a person), whatever storm rages; never a storm
+    alarm itself."""
+    if alarm.source == SOURCE:
+        return False
+    device = alarm.device
+    return device is None or not (device.kind == "yealink" or device.person_id)
+
+
 def guard_on() -> bool:
     window = settings.STORM_WINDOW_SECONDS
     return window > 0 and bool(settings.STORM_SOURCE_THRESHOLD or settings.STORM_GLOBAL_THRESHOLD)

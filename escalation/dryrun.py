@@ -57,6 +57,8 @@ def storm_verdict(alarm: Alarm, routed: routing.Routing, at: datetime) -> StormV
     """What the guard would do with the alarm raised at `at`, from its counts as they are now."""
     if routed.silenced_by or not routed.policies:
         return StormVerdict("not asked: the alarm notifies nobody anyway")
+    if not storms.may_fold(alarm):
+        return StormVerdict("never folds a person's press: it pages on its own at once")
     if not storms.guard_on():
         return StormVerdict("off (no threshold or no window is set)")
     window = settings.STORM_WINDOW_SECONDS

@@ -107,6 +107,31 @@ def test_below_the_threshold_every_alarm_notifies_on_its_own(storm_guard, make_p
     assert Alarm.objects.exclude(policy=None).count() == THRESHOLD
 
 
+def test_a_persons_press_is_never_folded_by_a_storm_it_pages_at_once(
+    storm_guard, make_policy, make_person, make_device, settings
+):
+    settings.STORM_GLOBAL_THRESHOLD = THRESHOLD  # a storm of all sources together, too
+    alice = make_person("Alice")
+    make_policy([(0, [alice], [])], is_default=True)
+    for n in range(THRESHOLD + 5):  # an API storm rages
+        lifecycle.raise_alarm(source="api", dedup_key=f"k{n}", title=f"A{n}", actor=SYSTEM)
+    phone, _ = make_device("Desk phone reception")
+    button, _ = make_device("Panic button", kind=Device.Kind.GENERIC, person=alice, room=None)
+    sensor, _ = make_device("Fridge sensor", kind=Device.Kind.GENERIC)
+
+    pressed = [
+        lifecycle.raise_alarm(source=source, dedup_key=f"{device.pk}", title="Help",
+                              actor=SYSTEM, device=device).alarm
+        for source, device in (("yealink", phone), ("api", button), ("api", sensor))
+    ]  # fmt: skip
+
+    key, panic, fridge = pressed
+    for alarm in (key, panic):
+        assert alarm.silenced_by == "" and alarm.policy is not None
+        assert alarm.next_escalation_at <= timezone.now() + timedelta(seconds=1)
+    assert fridge.silenced_by.startswith("the storm guard")
+
+
 def test_the_window_passing_ends_the_storm(storm_guard, make_policy, make_person, settings):
     make_policy([(0, [make_person("Alice")], [])], is_default=True)
     for n in range(THRESHOLD + 5):

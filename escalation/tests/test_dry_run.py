@@ -75,6 +75,17 @@ def test_during_a_storm_the_page_says_the_guard_would_fold_the_alarm(
     assert storm_counts() == counted, "the dry run is not counted as a start"
 
 
+def test_during_a_storm_the_page_says_a_persons_press_would_page_on_its_own(
+    operator, storm_guard, paging_alice, make_device
+):
+    raise_many(THRESHOLD)
+    phone, _ = make_device("Desk phone reception")
+
+    line = storm_line(describe(operator, source="yealink", device=phone.pk))
+
+    assert line.startswith("Storm guard: never folds a person&#x27;s press: it pages on its own")
+
+
 def test_below_the_threshold_the_page_says_the_alarm_would_notify_on_its_own(
     operator, storm_guard, paging_alice
 ):
