@@ -15,6 +15,7 @@ from django.utils import timezone
 from alarms import board
 from alarms.models import Alarm, AlarmEvent
 from conftest import free_port, wait_until
+from escalation.models import Silence
 
 playwright = pytest.importorskip("playwright.sync_api")
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -58,10 +59,13 @@ def browser(monkeypatch):
         browser.close()
 
 
-def open_board(browser, server, username, arrived="#empty:not([hidden])"):
+def open_board(browser, server, username, arrived="#empty:not([hidden])", before=None):
     """Sign in and open the board; `arrived`: what shows once the snapshot did (by default:
-    nothing open)."""
-    page = browser.new_context(viewport={"width": 1280, "height": 800}).new_page()
+    nothing open); `before`: a script every page of it runs first."""
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    if before:
+        context.add_init_script(before)
+    page = context.new_page()
     page.goto(server + "/board/")
     page.fill("#id_username", username)
     page.fill("#id_password", "pw")
@@ -263,3 +267,37 @@ def test_a_channel_that_cannot_reach_its_provider_shows_a_banner_until_it_can(se
     page.wait_for_selector("#outbox:not([hidden])")
     board.publish_outbox([])
     page.wait_for_selector("#outbox", state="hidden")
+
+
+# Sound on, and every tone the board plays counted (each beep is three tones).
+COUNT_TONES = """
+localStorage.setItem("board.sound", "on");
+window.__tones = 0;
+const Context = window.AudioContext;
+window.AudioContext = class extends Context {
+  createOscillator() { window.__tones += 1; return super.createOscillator(); }
+};
+"""
+
+
+def test_an_alarm_that_notifies_nobody_does_not_beep_and_one_that_does_beeps_once(
+    server, browser, make_device
+):
+    user = User.objects.create_user("dana", password="pw")
+    user.groups.add(Group.objects.get(name="Dispatch"))
+    _, token = make_device(kind="generic")
+    now = timezone.now()
+    Silence.objects.create(matchers='{zone="lab"}', starts_at=now, ends_at=now + timedelta(hours=1),
+                           created_by="ops", comment="maintenance")  # fmt: skip
+    page = open_board(browser, server, "dana", before=COUNT_TONES)
+
+    for n, labels in enumerate([{"zone": "lab"}] * 3 + [{"zone": "ward"}]):
+        requests.post(
+            server + "/v1/alarms/raise",
+            json={"title": f"Alarm {n}", "dedup_key": f"k{n}", "labels": labels},
+            headers={"Authorization": f"Bearer {token}"}, timeout=10,
+        ).raise_for_status()  # fmt: skip
+
+    page.wait_for_function("document.querySelectorAll('.card').length === 4")
+    page.wait_for_timeout(300)
+    assert page.evaluate("window.__tones") == 3, "one beep, for the one alarm that notifies"

@@ -124,7 +124,9 @@ function applyCard(card, seq, announce) {
   if (previous && previous.seq > seq) return;
   const isNew = !previous && OPEN.has(card.status);
   alarms.set(card.id, { card, seq, closedAt: OPEN.has(card.status) ? null : Date.now(), fresh: isNew && announce });
-  if (isNew && announce && card.status === "triggered") alert(card);
+  // An alarm that notifies nobody (folded into a storm, silenced) does not beep either: a storm
+  // beeps once, for its storm alarm.
+  if (isNew && announce && card.status === "triggered" && !card.silenced_by) alert(card);
   render();
 }
 
