@@ -276,8 +276,12 @@ def test_once_the_upstream_answers_again_every_message_waiting_for_it_goes(
 ):
     point_at(upstream, f"http://127.0.0.1:{free_port()}")
     waiting = [forwarded(raise_alarm()) for _ in range(3)]
-    past = timezone.now() - timezone.timedelta(seconds=settings.OUTBOX_PROBE_SECONDS + 1)
-    Delivery.objects.filter(pk__in=[row.pk for row in waiting]).update(updated_at=past)
+    # Each waits out a backoff longer than the probe's period, whatever the first one drew.
+    now = timezone.now()
+    Delivery.objects.filter(pk__in=[row.pk for row in waiting]).update(
+        updated_at=now - timezone.timedelta(seconds=settings.OUTBOX_PROBE_SECONDS + 1),
+        next_attempt_at=now + timezone.timedelta(seconds=settings.OUTBOX_RETRY_MAX_SECONDS),
+    )
     point_at(upstream, live_server.url)
 
     assert delivery.probe_outboxes() == 1  # its oldest message, now
