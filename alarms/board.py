@@ -17,7 +17,7 @@ from contextlib import contextmanager
 import redis
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Prefetch
+from django.db.models import Case, F, IntegerField, Prefetch, Q, When
 
 from accounts import roles
 from alarmsite import health
@@ -25,6 +25,7 @@ from alarmsite.layer import group_send
 from alarmsite.redis import client
 from notifications.models import Delivery
 
+from . import storms
 from .models import OPEN_STATUSES, SEVERITY_RANK, Alarm, AlarmEvent
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,11 @@ NAME_LABELS = {"alertmanager": "alertname", "pagerduty": "origin"}
 # A card carries this many labels at most, each value cut to this length: the snapshot of
 # every open alarm stays small.
 CARD_LABELS, CARD_LABEL_LENGTH = 12, 120
+CARD_MESSAGE_LENGTH, CARD_DELIVERIES = 2000, 20
+# The snapshot goes in parts, most urgent first, so the first screenful shows at once and no
+# WebSocket message comes near a frame limit (1 MiB at many proxies and servers): the first
+# part holds this many cards, each later one this many, and none more than this many bytes.
+SNAPSHOT_FIRST, SNAPSHOT_PART, SNAPSHOT_PART_BYTES = 60, 500, 256 * 1024
 
 
 def user_group(user_id: int) -> str:
@@ -61,10 +67,11 @@ def _iso(value):
 def card(alarm: Alarm, deliveries=None, reopened_after=None) -> dict:
     """Everything a board card shows; plain data, rendered as text by the page.
     `reopened_after`: seconds from its last resolve to its last reopening, when known."""
+    deliveries = list(alarm.deliveries.all() if deliveries is None else deliveries)
     return {
         "id": str(alarm.pk),
         "title": alarm.title,
-        "message": alarm.message,
+        "message": alarm.message[:CARD_MESSAGE_LENGTH],
         "severity": alarm.severity,
         "severity_rank": SEVERITY_RANK.get(alarm.severity, 9),
         "status": alarm.status,
@@ -74,6 +81,10 @@ def card(alarm: Alarm, deliveries=None, reopened_after=None) -> dict:
         "room": alarm.room.name if alarm.room else "",
         "person": alarm.person.name if alarm.person else "",
         "device": alarm.device.name if alarm.device else "",
+        # A person's press stands in a band of its own above every other alarm.
+        "person_press": storms.stands_for_person(alarm.device),
+        "storm": alarm.source == storms.SOURCE,
+        "folded_into": str(alarm.folded_into_id) if alarm.folded_into_id else None,
         "source_name": source_name(alarm),
         "labels": [
             [name, str(value)[:CARD_LABEL_LENGTH]]
@@ -105,8 +116,9 @@ def card(alarm: Alarm, deliveries=None, reopened_after=None) -> dict:
                 "round": d.round + 1,
                 "error": d.error[:200],
             }
-            for d in (alarm.deliveries.all() if deliveries is None else deliveries)
+            for d in deliveries[-CARD_DELIVERIES:]
         ],
+        "deliveries_before": max(0, len(deliveries) - CARD_DELIVERIES),
     }
 
 
@@ -142,16 +154,58 @@ def _reopened_after(alarms) -> dict:
     }
 
 
-def snapshot() -> dict:
-    # Read the sequence before the database: any event numbered up to it was committed before
-    # this query ran, so the snapshot already contains it. Any change committed later is sent.
-    sequence = keep_watched()
-    return {
-        "type": "snapshot",
-        "seq": sequence,
-        "alarms": _cards(Alarm.objects.filter(status__in=OPEN_STATUSES)),
-        "outbox": health.outbox_backlog() or [],
-    }
+class Snapshot:
+    """Every open alarm, as a board receives it on connect: in parts, most urgent first (a
+    person's press, then by severity, the last to fire first). The first message is
+    `snapshot` (the sequence number, how many alarms, the outbox backlog), the others
+    `snapshot_part`; the last says `done`. Only a snapshot done says what is open."""
+
+    def __init__(self):
+        # Read the sequence before the database: any event numbered up to it was committed
+        # before these queries ran, so the snapshot already holds it. Any later one is sent.
+        self.seq = keep_watched()
+        self.ids = list(_by_urgency(Alarm.objects.filter(status__in=OPEN_STATUSES)))
+        self.outbox = health.outbox_backlog() or []
+
+    def parts(self) -> list[list]:
+        """The alarm ids of each part, to be read one part at a time."""
+        ids, first = self.ids, SNAPSHOT_FIRST
+        return [ids[:first]] + [ids[i : i + SNAPSHOT_PART] for i in range(first, len(ids), SNAPSHOT_PART)]
+
+    def messages(self, number: int, ids: list) -> list[str]:
+        """The messages of part `number` (from 0): its cards as read now, split by size."""
+        order = {str(pk): index for index, pk in enumerate(ids)}
+        alarms = sorted(_cards(Alarm.objects.filter(pk__in=ids)), key=lambda c: order[c["id"]])
+        pieces, size = [[]], 0
+        for text in map(json.dumps, alarms):
+            if pieces[-1] and size + len(text) > SNAPSHOT_PART_BYTES:
+                pieces.append([])
+                size = 0
+            pieces[-1].append(text)
+            size += len(text) + 1
+        last = number == len(self.parts()) - 1
+        texts = []
+        for index, piece in enumerate(pieces):
+            head = {"type": "snapshot_part", "seq": self.seq,
+                    "done": last and index == len(pieces) - 1}  # fmt: skip
+            if number == 0 and index == 0:
+                head.update(type="snapshot", total=len(self.ids), outbox=self.outbox)
+            texts.append(f'{json.dumps(head)[:-1]}, "alarms": [{",".join(piece)}]}}')
+        return texts
+
+
+def _by_urgency(alarms):
+    """The ids of these alarms, most urgent first, as the board sorts them."""
+    person = Q(device__kind="yealink") | Q(device__person__isnull=False)
+    rank = [When(severity=severity, then=value) for severity, value in SEVERITY_RANK.items()]
+    return (
+        alarms.annotate(
+            band=Case(When(person, then=0), default=1, output_field=IntegerField()),
+            rank=Case(*rank, default=9, output_field=IntegerField()),
+        )
+        .order_by("band", "rank", F("last_occurrence_at").desc(nulls_last=True), "-created_at")
+        .values_list("pk", flat=True)
+    )
 
 
 def keep_watched() -> int:

@@ -67,7 +67,12 @@ class BoardConsumer(AsyncJsonWebsocketConsumer):
             )
 
     async def send_snapshot(self):
-        await self.send_json(await database_sync_to_async(board.snapshot)())
+        """Every open alarm, in parts (`board.Snapshot`). Events for this socket wait until the
+        last part went; each carries a higher number than the snapshot, so it wins."""
+        snapshot = await database_sync_to_async(board.Snapshot)()
+        for number, ids in enumerate(snapshot.parts()):
+            for text in await database_sync_to_async(snapshot.messages)(number, ids):
+                await self.send(text_data=text)
 
     async def beat(self):
         """Every few seconds: prove the socket is alive, and drop users no longer allowed."""

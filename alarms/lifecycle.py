@@ -100,10 +100,12 @@ def _route_and_start(alarm: Alarm, policy, hold_seconds: float) -> tuple:
     routed = routing.route(alarm, policy=policy)
     alarm.severity, alarm.silenced_by = routed.severity, routed.silenced_by
     policies = [] if alarm.silenced_by else routed.policies
+    alarm.folded_into_id = None
     scope = storms.storm_scope(alarm.source) if storms.may_fold(alarm) else None
     if scope and policies:
         storm = storms.join(alarm, scope, policies[0])
         alarm.silenced_by = f"the storm guard ({scope}): one digest in alarm {storm.pk}"
+        alarm.folded_into_id = storm.pk
         policies = []
     engine.start(alarm, policies, hold_seconds)
     return routed, policies

@@ -73,6 +73,10 @@ class Alarm(models.Model):
     # Why the alarm notifies nobody although it is open: a routing rule, a silence or an
     # inhibiting alarm (set when it was routed).
     silenced_by = models.CharField(max_length=300, blank=True)
+    # The storm alarm this one was folded into (the storm guard): the board shows it under it.
+    folded_into = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="folded"
+    )
 
     # Escalation state, owned by escalation.engine.
     policy = models.ForeignKey(

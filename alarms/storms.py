@@ -32,10 +32,12 @@ def may_fold(alarm: Alarm) -> bool:
     """Whether the guard may fold this alarm: never a person's press (a desk phone's key, a
     panic button: a device that stands for a person), whatever storm rages; never a storm
     alarm itself."""
-    if alarm.source == SOURCE:
-        return False
-    device = alarm.device
-    return device is None or not (device.kind == "yealink" or device.person_id)
+    return alarm.source != SOURCE and not stands_for_person(alarm.device)
+
+
+def stands_for_person(device) -> bool:
+    """A desk phone's key, a panic button: a device whose press is a person calling for help."""
+    return device is not None and (device.kind == "yealink" or device.person_id is not None)
 
 
 def guard_on() -> bool:

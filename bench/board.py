@@ -87,7 +87,7 @@ class Client:
             async for raw in socket:
                 now = time.monotonic()
                 message = json.loads(raw)
-                if message["type"] == "snapshot":
+                if message["type"] in ("snapshot", "snapshot_part") and message["done"]:
                     self.ready.set()
                 elif message["type"] == "alarm":
                     self.received.setdefault(message["alarm"]["id"], now)

@@ -77,7 +77,7 @@ def test_a_failing_channels_backlog_is_on_readyz_metrics_and_the_board(client, f
     labels = {"channel": "Central registry", "kind": "upstream"}
     assert metric(client, "alarmbroker_outbox_waiting", **labels) == 3
     assert metric(client, "alarmbroker_outbox_failing_seconds", **labels) > 0
-    assert board.snapshot()["outbox"] == [backlog.as_dict()]
+    assert board.Snapshot().outbox == [backlog.as_dict()]
 
 
 def test_a_channel_failing_too_long_raises_an_alarm_resolved_once_its_messages_went(
@@ -104,7 +104,7 @@ def test_a_channel_failing_too_long_raises_an_alarm_resolved_once_its_messages_w
 
     alarm.refresh_from_db()
     assert alarm.status == "resolved"
-    assert board.snapshot()["outbox"] == []
+    assert board.Snapshot().outbox == []
 
 
 def test_a_channel_with_messages_on_their_way_is_not_failing(registry, make_policy, settings):

@@ -1,11 +1,22 @@
 // Dispatch board: keeps the open alarms in sync over /ws/board/ and renders them as cards.
 // Alarm text is untrusted: it is only ever set with textContent, never parsed as HTML.
+//
+// Built for a storm: messages are applied in batches, one per animation frame, and only the
+// cards on the current page are in the document (a person's press in a band of its own above
+// them); a card is redrawn only when it changed. The board says "No open alarms" only when a
+// complete snapshot from the server said so and the socket is still up.
 "use strict";
 
 const OPEN = new Set(["triggered", "acknowledged"]);
 const GAP_GRACE_MS = 2000; // events from several processes may arrive slightly out of order
 const SILENCE_LIMIT_MS = 40000; // heartbeats come every 15 s; this long without one is a dead socket
 const NO_RECONNECT = new Set([4401, 4403]);
+const PAGE_SIZE = 100; // alarm cards on a page, below the people band
+const PEOPLE_SHOWN = 200; // a person's presses shown at most (more are counted, never hidden silently)
+const FOLDED_TITLES = 3; // titles a storm card names of the alarms folded into it
+const FRAME_BUDGET_MS = 12; // messages applied per frame, at most this long; the rest wait a frame
+const FLASH_MS = 6000; // how long a new card flashes once seen
+const CLOSED_SHOWN_MS = 5000; // a closed alarm fades, then leaves the board
 const SOURCE_NAMES = {
   yealink: "Desk phone",
   api: "API",
@@ -14,42 +25,65 @@ const SOURCE_NAMES = {
   metric: "Metric rule",
   schedule: "Schedule",
   heartbeat: "Heartbeat",
+  storm: "Storm guard",
+  outbox: "Outbox",
 };
+const ACTION_NAMES = { acknowledge: "Acknowledge", resolve: "Resolve", cancel: "Cancel" };
 
-const alarms = new Map(); // id -> {card, seq, closedAt}
+const alarms = new Map(); // id -> entry: {card, seq, closedAt, version, fresh, flashFrom, text}
 let lastSeq = 0; // every event up to this number has been seen (or is in the snapshot)
 const seen = new Set(); // numbers above lastSeq already received
 let gapTimer = null;
 let socket = null;
+let connected = false;
 let lastMessageAt = Date.now();
 let retryDelay = 1000;
 let audio = null;
+// The snapshot being received: null once the last part came. `complete`: a snapshot came
+// whole on this socket, so what the board holds is what the server holds.
+let loading = null;
+let complete = false;
+let everComplete = false;
+let problem = ""; // what went wrong, shown in red until a snapshot came whole again
+const inbox = []; // messages waiting for the next frame
+let frameScheduled = false;
+let dirty = true;
+let pageIndex = 0;
+const expanded = new Set(); // storm alarms whose folded alarms are shown
+const arrivals = []; // new alarms since the last frame, announced once
+let versions = 0;
 
 const $ = (selector) => document.querySelector(selector);
-const filters = JSON.parse(localStorage.getItem("board.filters") || "{}");
+const filters = { site: "", severity: "", search: "", group: "", ...JSON.parse(localStorage.getItem("board.filters") || "{}") };
 let soundOn = localStorage.getItem("board.sound") === "on";
+const phone = window.matchMedia("(max-width: 600px)").matches;
 
 function connect() {
   const scheme = location.protocol === "https:" ? "wss" : "ws";
   socket = new WebSocket(`${scheme}://${location.host}/ws/board/`);
   socket.onopen = () => {
     retryDelay = 1000;
-    $("#banner").hidden = true;
+    connected = true;
+    markDirty();
   };
   socket.onmessage = (event) => {
     lastMessageAt = Date.now();
-    handle(JSON.parse(event.data));
+    inbox.push(event.data);
+    scheduleFrame();
   };
   socket.onclose = (event) => {
+    connected = false;
+    complete = false;
+    loading = null;
+    inbox.length = 0;
     if (NO_RECONNECT.has(event.code)) {
-      $("#banner").textContent = "Signed out — reload the page to sign in again.";
-      $("#banner").hidden = false;
-      return;
+      problem = "Signed out — reload the page to sign in again.";
+    } else {
+      problem = "Connection lost — reconnecting…";
+      setTimeout(connect, retryDelay);
+      retryDelay = Math.min(retryDelay * 2, 10000);
     }
-    $("#banner").textContent = "Connection lost — reconnecting…";
-    $("#banner").hidden = false;
-    setTimeout(connect, retryDelay);
-    retryDelay = Math.min(retryDelay * 2, 10000);
+    markDirty();
   };
 }
 
@@ -57,8 +91,48 @@ function send(message) {
   if (socket && socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify(message));
 }
 
+function markDirty() {
+  dirty = true;
+  scheduleFrame();
+}
+
+// Frames stop in a hidden tab, where the board must still beep: a timer stands in there.
+function scheduleFrame() {
+  if (frameScheduled) return;
+  frameScheduled = true;
+  if (document.hidden) setTimeout(frame, 100);
+  else requestAnimationFrame(frame);
+}
+
+function frame() {
+  frameScheduled = false;
+  const start = performance.now();
+  while (inbox.length && performance.now() - start < FRAME_BUDGET_MS) {
+    const text = inbox.shift();
+    try {
+      handle(JSON.parse(text));
+    } catch (error) {
+      // Whatever this message said is unknown now: the board reloads what is open.
+      failed(`A message from the server could not be read (${error.message}).`);
+    }
+  }
+  if (inbox.length) scheduleFrame();
+  if (dirty) render();
+  announce();
+}
+
+function failed(text) {
+  problem = `${text} Loading the board again…`;
+  complete = false;
+  loading = null;
+  inbox.length = 0;
+  send({ action: "resync" });
+  markDirty();
+}
+
 function handle(message) {
-  if (message.type === "snapshot") return applySnapshot(message);
+  if (message.type === "snapshot") return startSnapshot(message);
+  if (message.type === "snapshot_part") return applyPart(message);
   if (message.type === "alarm") {
     noteSequence(message.seq);
     return applyCard(message.alarm, message.seq, true);
@@ -68,6 +142,7 @@ function handle(message) {
     return;
   }
   if (message.type === "outbox") return showOutbox(message.channels);
+  if (message.type === "error") return failed(message.error);
   if (message.type === "result" && !message.ok) toast(message.error);
 }
 
@@ -86,16 +161,32 @@ function showOutbox(channels) {
     .join(" · ");
 }
 
-function applySnapshot(message) {
-  const known = new Set(alarms.keys());
-  alarms.clear();
+// A snapshot replaces what the board holds once its last part came: until then the cards
+// already shown stay (marked stale), so a resync never empties the board for a moment.
+function startSnapshot(message) {
+  for (const entry of alarms.values()) entry.stale = true;
   seen.clear();
   clearTimeout(gapTimer);
   gapTimer = null;
   lastSeq = message.seq;
-  for (const card of message.alarms) applyCard(card, message.seq, !known.has(card.id) && known.size > 0);
+  loading = { total: message.total, received: 0, announce: everComplete };
   showOutbox(message.outbox);
-  render();
+  applyPart(message);
+}
+
+function applyPart(message) {
+  if (!loading) return;
+  for (const card of message.alarms) {
+    applyCard(card, message.seq, loading.announce && !alarms.has(card.id));
+    loading.received++;
+  }
+  if (message.done) {
+    for (const [id, entry] of alarms) if (entry.stale) alarms.delete(id);
+    loading = null;
+    complete = everComplete = true;
+    problem = "";
+  }
+  markDirty();
 }
 
 // Numbers arrive mostly in order; a hole that stays open past the grace means a lost event.
@@ -121,66 +212,183 @@ function watchGap() {
 function applyCard(card, seq, announce) {
   const previous = alarms.get(card.id);
   // Of several events for one alarm, the highest number carries its latest state.
-  if (previous && previous.seq > seq) return;
-  const isNew = !previous && OPEN.has(card.status);
-  alarms.set(card.id, { card, seq, closedAt: OPEN.has(card.status) ? null : Date.now(), fresh: isNew && announce });
-  // An alarm that notifies nobody (folded into a storm, silenced) does not beep either: a storm
-  // beeps once, for its storm alarm.
-  if (isNew && announce && card.status === "triggered" && !card.silenced_by) alert(card);
-  render();
+  if (previous && !previous.stale && previous.seq > seq) return;
+  const open = OPEN.has(card.status);
+  const isNew = (!previous || !OPEN.has(previous.card.status)) && open;
+  const entry = {
+    card,
+    seq,
+    version: ++versions,
+    closedAt: open ? null : (previous && previous.closedAt) || Date.now(),
+    fresh: (isNew && announce) || (previous ? previous.fresh : false),
+    flashFrom: previous ? previous.flashFrom : null,
+    text: searchText(card),
+    lastMs: Date.parse(card.last_occurrence_at) || 0,
+    createdMs: Date.parse(card.created_at) || 0,
+  };
+  alarms.set(card.id, entry);
+  // An alarm that notifies nobody (folded into a storm, silenced) does not announce itself:
+  // a storm beeps once, for its storm alarm.
+  if (isNew && announce && card.status === "triggered" && !card.silenced_by) arrivals.push(entry);
+  dirty = true;
 }
 
-function visible(card) {
+function searchText(card) {
+  const labels = card.labels.map(([name, value]) => `${name}=${value}`);
+  return [card.title, card.site, card.room, card.person, card.device, card.source_name, ...labels]
+    .join("\n")
+    .toLowerCase();
+}
+
+function matches(entry) {
+  const { card } = entry;
   if (filters.site && String(card.site_id) !== filters.site) return false;
   if (filters.severity && card.severity !== filters.severity) return false;
+  if (filters.search && !filters.search.toLowerCase().split(/\s+/).every((word) => entry.text.includes(word))) return false;
   return true;
 }
 
+// People first, then by severity; within them what fired last comes first.
+function urgency(a, b) {
+  return (
+    (a.card.person_press ? 0 : 1) - (b.card.person_press ? 0 : 1) ||
+    a.card.severity_rank - b.card.severity_rank ||
+    b.lastMs - a.lastMs ||
+    b.createdMs - a.createdMs
+  );
+}
+
+function groupOf(entry) {
+  if (filters.group === "site") return entry.card.site || "No site";
+  if (filters.group === "source") return SOURCE_NAMES[entry.card.source] || entry.card.source;
+  return "";
+}
+
 function render() {
+  dirty = false;
   const now = Date.now();
   for (const [id, entry] of alarms) {
-    if (entry.closedAt && now - entry.closedAt > 5000) alarms.delete(id);
+    if (entry.closedAt && now - entry.closedAt > CLOSED_SHOWN_MS) alarms.delete(id);
   }
-  // Within a severity, what fired last comes first: an alarm pressed again rises to the top.
-  const entries = [...alarms.values()].sort(
-    (a, b) =>
-      a.card.severity_rank - b.card.severity_rank ||
-      Date.parse(b.card.last_occurrence_at) - Date.parse(a.card.last_occurrence_at) ||
-      Date.parse(b.card.created_at) - Date.parse(a.card.created_at),
-  );
-  const container = $("#alarms");
-  const wanted = entries.filter((entry) => visible(entry.card));
-  const existing = new Map([...container.children].map((el) => [el.dataset.id, el]));
-  wanted.forEach((entry, index) => {
-    let element = existing.get(entry.card.id);
-    if (!element) element = newCard(entry.card.id);
-    existing.delete(entry.card.id);
-    fill(element, entry);
+  const entries = [...alarms.values()].sort(urgency);
+  // Alarms the storm guard folded wait under their storm alarm while it is on the board.
+  const folded = new Map();
+  for (const entry of entries) {
+    const storm = entry.card.folded_into && alarms.get(entry.card.folded_into);
+    if (storm && !storm.closedAt) {
+      if (!folded.has(storm.card.id)) folded.set(storm.card.id, []);
+      folded.get(storm.card.id).push(entry);
+    }
+  }
+  const people = [];
+  let others = [];
+  let hiddenPeople = 0;
+  for (const entry of entries) {
+    if (folded.has(entry.card.folded_into)) continue;
+    if (!matches(entry)) {
+      if (entry.card.person_press && !entry.closedAt) hiddenPeople++;
+      continue;
+    }
+    (entry.card.person_press ? people : others).push(entry);
+  }
+  if (filters.group) {
+    const order = new Map();
+    for (const entry of others) if (!order.has(groupOf(entry))) order.set(groupOf(entry), order.size);
+    others.sort((a, b) => order.get(groupOf(a)) - order.get(groupOf(b)));
+  }
+  // An expanded storm shows its folded alarms right after it (those the filters let through).
+  if (expanded.size) {
+    others = others.flatMap((entry) =>
+      expanded.has(entry.card.id) ? [entry, ...(folded.get(entry.card.id) || []).filter(matches)] : [entry],
+    );
+  }
+  const pages = Math.max(1, Math.ceil(others.length / PAGE_SIZE));
+  pageIndex = Math.min(pageIndex, pages - 1);
+  const shown = others.slice(pageIndex * PAGE_SIZE, (pageIndex + 1) * PAGE_SIZE);
+  const items = [];
+  const sizes = new Map();
+  if (filters.group) for (const entry of others) sizes.set(groupOf(entry), (sizes.get(groupOf(entry)) || 0) + 1);
+  let group = null;
+  for (const entry of shown) {
+    if (filters.group && groupOf(entry) !== group) {
+      group = groupOf(entry);
+      items.push({ header: group, count: sizes.get(group) });
+    }
+    items.push(entry);
+  }
+  renderList($("#people"), people.slice(0, PEOPLE_SHOWN), folded);
+  $("#people-band").hidden = people.length === 0;
+  $("#people-more").hidden = people.length <= PEOPLE_SHOWN;
+  $("#people-more").textContent = `${people.length - PEOPLE_SHOWN} more presses not shown: narrow the filter to see them.`;
+  renderList($("#alarms"), items, folded);
+  showPager(others.length, pages);
+  const open = entries.filter((entry) => !entry.closedAt);
+  showState(open.length, people.length + others.length, hiddenPeople);
+  updateCounters(open);
+}
+
+function renderList(container, items, folded) {
+  const existing = new Map([...container.children].map((element) => [element.dataset.key, element]));
+  items.forEach((item, index) => {
+    const key = item.header !== undefined ? `group:${item.header}` : item.card.id;
+    let element = existing.get(key);
+    existing.delete(key);
+    if (!element) element = item.header !== undefined ? newHeader(key) : newCard(item.card.id);
+    if (item.header !== undefined) element.textContent = `${item.header} · ${item.count}`;
+    else fill(element, item, folded.get(item.card.id) || []);
     if (container.children[index] !== element) container.insertBefore(element, container.children[index] || null);
   });
   for (const element of existing.values()) element.remove();
-  $("#empty").hidden = wanted.length > 0;
-  updateCounters(entries);
+}
+
+function newHeader(key) {
+  const element = document.createElement("h2");
+  element.className = "group";
+  element.dataset.key = key;
+  return element;
 }
 
 function newCard(id) {
   const element = $("#card").content.firstElementChild.cloneNode(true);
-  element.dataset.id = id;
+  element.dataset.key = element.dataset.id = id;
+  element.querySelector(".title").id = `title-${id}`;
+  element.setAttribute("aria-labelledby", `title-${id}`);
   for (const button of element.querySelectorAll("button[data-action]")) {
-    button.addEventListener("click", () => {
-      const note = element.querySelector(".note").value;
-      send({ action: button.dataset.action, alarm_id: id, note });
-      element.querySelector(".note").value = "";
-    });
+    button.addEventListener("click", () => act(element, button.dataset.action));
   }
+  element.querySelector(".show-folded").addEventListener("click", () => {
+    if (expanded.has(id)) expanded.delete(id);
+    else expanded.add(id);
+    markDirty();
+  });
+  element.querySelector(".deliveries").open = !phone;
+  element.addEventListener("animationend", () => {
+    const entry = alarms.get(id);
+    if (entry) entry.fresh = false;
+    element.classList.remove("new");
+  });
   return element;
 }
 
-function fill(element, entry) {
+function act(element, action) {
+  const note = element.querySelector(".note");
+  send({ action, alarm_id: element.dataset.id, note: note.value });
+  note.value = "";
+}
+
+function fill(element, entry, foldedEntries) {
   const { card } = entry;
+  if (element.version !== entry.version) redraw(element, entry);
+  flash(element, entry);
+  showFolded(element, card, foldedEntries);
+}
+
+function redraw(element, entry) {
+  const { card } = entry;
+  element.version = entry.version;
   element.className = `card sev-${card.severity} status-${card.status}`;
-  if (entry.fresh) element.classList.add("new");
-  if (entry.closedAt) element.classList.add("closed");
+  element.classList.toggle("person", card.person_press);
+  element.classList.toggle("closed", Boolean(entry.closedAt));
   element.querySelector(".severity").textContent = card.severity;
   element.querySelector(".status").textContent = card.status;
   const count = element.querySelector(".count");
@@ -207,8 +415,59 @@ function fill(element, entry) {
   element.querySelector(".message").textContent = card.message;
   element.querySelector(".escalation").textContent = escalationText(card);
   element.querySelector(".age").textContent = ageText(card);
-  const list = element.querySelector(".deliveries");
-  list.replaceChildren(
+  fillDeliveries(element.querySelector(".deliveries"), card);
+  for (const button of element.querySelectorAll("button[data-action]")) {
+    const action = button.dataset.action;
+    button.hidden = !OPEN.has(card.status) || (action === "acknowledge" && card.status !== "triggered");
+    button.setAttribute("aria-label", `${ACTION_NAMES[action]}: ${card.title}`);
+  }
+  const note = element.querySelector(".note");
+  note.hidden = !OPEN.has(card.status);
+  note.setAttribute("aria-label", `Note for ${card.title}`);
+}
+
+// A new card flashes for FLASH_MS from the moment it is first on screen, and never again:
+// one drawn anew (a filter change, another page) picks up where its flash was, or has none.
+function flash(element, entry) {
+  if (!entry.fresh || document.hidden) return element.classList.remove("new");
+  if (entry.flashFrom === null) entry.flashFrom = Date.now();
+  const elapsed = Date.now() - entry.flashFrom;
+  if (elapsed >= FLASH_MS) {
+    entry.fresh = false;
+    return element.classList.remove("new");
+  }
+  if (!element.classList.contains("new")) {
+    element.style.animationDelay = `-${elapsed}ms`;
+    element.classList.add("new");
+  }
+}
+
+function showFolded(element, card, foldedEntries) {
+  const box = element.querySelector(".folded");
+  box.hidden = foldedEntries.length === 0;
+  if (box.hidden) return;
+  const open = foldedEntries.filter((entry) => !entry.closedAt);
+  const titles = open.slice(0, FOLDED_TITLES).map((entry) => entry.card.title);
+  const more = open.length > FOLDED_TITLES ? ` and ${open.length - FOLDED_TITLES} more` : "";
+  const text = `${open.length} ${open.length === 1 ? "alarm" : "alarms"} folded in: ${titles.join(" · ")}${more}`;
+  if (box.firstElementChild.textContent !== text) box.firstElementChild.textContent = text;
+  const button = box.querySelector(".show-folded");
+  const label = expanded.has(card.id) ? "Fold them" : `Show all ${open.length}`;
+  if (button.textContent !== label) button.textContent = label;
+  button.setAttribute("aria-expanded", String(expanded.has(card.id)));
+}
+
+function fillDeliveries(box, card) {
+  const counts = {};
+  for (const d of card.deliveries) counts[d.status] = (counts[d.status] || 0) + 1;
+  const total = card.deliveries.length + card.deliveries_before;
+  box.hidden = total === 0;
+  box.querySelector("summary").textContent =
+    `${total} ${total === 1 ? "message" : "messages"}: ` +
+    Object.entries(counts)
+      .map(([status, n]) => `${n} ${status}`)
+      .join(", ");
+  box.querySelector("ul").replaceChildren(
     ...card.deliveries.map((d) => {
       const item = document.createElement("li");
       item.className = d.status;
@@ -216,11 +475,37 @@ function fill(element, entry) {
       return item;
     }),
   );
-  for (const button of element.querySelectorAll("button[data-action]")) {
-    const action = button.dataset.action;
-    button.hidden = !OPEN.has(card.status) || (action === "acknowledge" && card.status !== "triggered");
+}
+
+function showPager(count, pages) {
+  for (const pager of document.querySelectorAll(".pager")) {
+    pager.hidden = pages < 2;
+    const first = pageIndex * PAGE_SIZE + 1;
+    pager.querySelector(".range").textContent = `${first}–${Math.min(count, first + PAGE_SIZE - 1)} of ${count}`;
+    pager.querySelector(".previous").disabled = pageIndex === 0;
+    pager.querySelector(".next").disabled = pageIndex >= pages - 1;
   }
-  element.querySelector(".note").hidden = !OPEN.has(card.status);
+}
+
+// What the board can honestly say: loading (and how far), a problem (in red, with what it
+// knows), no open alarms (only after a complete snapshot), or that the filter hides them.
+function showState(open, shown, hiddenPeople) {
+  const known = `${open} open ${open === 1 ? "alarm" : "alarms"} known`;
+  const banner = $("#banner");
+  banner.hidden = !problem;
+  banner.textContent = problem ? `${problem} ${complete ? "" : `The board may be missing alarms: ${known}.`}` : "";
+  const status = $("#loading");
+  status.hidden = !loading;
+  if (loading) status.textContent = `Loading open alarms: ${loading.received} of ${loading.total}…`;
+  $("#empty").hidden = !(complete && connected && !loading && open === 0);
+  const filtered = $("#filtered");
+  filtered.hidden = !(open > 0 && shown === 0);
+  filtered.textContent = `No alarm matches your filter (${known}).`;
+  const notice = $("#hidden-people");
+  notice.hidden = hiddenPeople === 0;
+  notice.querySelector("span").textContent =
+    `${hiddenPeople} ${hiddenPeople === 1 ? "emergency" : "emergencies"} from a person hidden by your filter.`;
+  document.body.dataset.state = loading ? "loading" : complete && connected ? "complete" : "incomplete";
 }
 
 function escalationText(card) {
@@ -266,22 +551,35 @@ function age(since) {
   return duration(Math.max(0, Math.round((Date.now() - Date.parse(since)) / 1000)));
 }
 
-function updateCounters(entries) {
+function updateCounters(open) {
+  const counts = {};
+  for (const entry of open) counts[entry.card.severity] = (counts[entry.card.severity] || 0) + 1;
   for (const counter of document.querySelectorAll(".counter")) {
-    const severity = counter.dataset.severity;
-    counter.querySelector("b").textContent = entries.filter(
-      (e) => !e.closedAt && e.card.severity === severity,
-    ).length;
+    // Until a snapshot came whole the board cannot count: it says what it knows so far.
+    const n = counts[counter.dataset.severity] || 0;
+    counter.querySelector("b").textContent = complete ? n : `${n}+`;
   }
 }
 
-function alert(card) {
+// New alarms since the last frame: one line for a screen reader, one beep, a few notifications.
+function announce() {
+  if (!arrivals.length) return;
+  const news = arrivals.splice(0).sort(urgency);
+  const first = news[0].card;
+  const where = [first.site, first.room, first.person].filter(Boolean).join(", ");
+  $("#announce").textContent =
+    news.length === 1
+      ? `New ${first.severity} alarm: ${first.title}${where ? `, ${where}` : ""}`
+      : `${news.length} new alarms; the most urgent: ${first.title}${where ? `, ${where}` : ""}`;
   if (soundOn) beep();
   if (document.hidden && "Notification" in window && Notification.permission === "granted") {
-    new Notification(`${card.severity.toUpperCase()}: ${card.title}`, {
-      body: [card.site, card.room, card.person].filter(Boolean).join(" · "),
-      tag: card.id,
-    });
+    for (const { card } of news.slice(0, 3)) {
+      new Notification(`${card.severity.toUpperCase()}: ${card.title}`, {
+        body: [card.site, card.room, card.person].filter(Boolean).join(" · "),
+        tag: card.id,
+      });
+    }
+    if (news.length > 3) new Notification(`${news.length - 3} more new alarms`, { tag: "more" });
   }
 }
 
@@ -307,18 +605,38 @@ function toast(text) {
   setTimeout(() => (element.hidden = true), 5000);
 }
 
+function saveFilters() {
+  localStorage.setItem("board.filters", JSON.stringify(filters));
+  pageIndex = 0;
+  markDirty();
+}
+
 function setupControls() {
-  const site = $("#filter-site");
-  const severity = $("#filter-severity");
-  site.value = filters.site || "";
-  severity.value = filters.severity || "";
-  for (const [key, select] of [["site", site], ["severity", severity]]) {
+  for (const key of ["site", "severity", "group"]) {
+    const select = $(`#filter-${key}`);
+    select.value = filters[key] || "";
     select.addEventListener("change", () => {
       filters[key] = select.value;
-      localStorage.setItem("board.filters", JSON.stringify(filters));
-      render();
+      saveFilters();
     });
   }
+  const search = $("#search");
+  search.value = filters.search;
+  search.addEventListener("input", () => {
+    filters.search = search.value.trim();
+    saveFilters();
+  });
+  $("#show-hidden").addEventListener("click", () => {
+    Object.assign(filters, { site: "", severity: "", search: "" });
+    for (const key of ["site", "severity"]) $(`#filter-${key}`).value = "";
+    search.value = "";
+    saveFilters();
+  });
+  for (const pager of document.querySelectorAll(".pager")) {
+    pager.querySelector(".previous").addEventListener("click", () => turnPage(-1));
+    pager.querySelector(".next").addEventListener("click", () => turnPage(1));
+  }
+  $("#controls").open = !phone;
   const sound = $("#sound");
   const showSound = () => {
     sound.textContent = soundOn ? "Sound on" : "Sound off";
@@ -334,19 +652,51 @@ function setupControls() {
   });
   // Browsers start audio only after a user gesture: any click unlocks it.
   document.addEventListener("click", () => audio && audio.state === "suspended" && audio.resume());
+  document.addEventListener("keydown", onKey);
 }
 
-setupControls();
-connect();
-setInterval(() => {
+function turnPage(step) {
+  pageIndex = Math.max(0, pageIndex + step);
+  markDirty();
+  window.scrollTo(0, 0);
+}
+
+// Keys: / search, j and k the next and previous card, a acknowledge the card in focus.
+function onKey(event) {
+  if (event.ctrlKey || event.metaKey || event.altKey || event.target.closest("input, select, textarea")) return;
+  const cards = [...document.querySelectorAll(".card")];
+  const current = event.target.closest ? event.target.closest(".card") : null;
+  if (event.key === "/") {
+    event.preventDefault();
+    $("#controls").open = true;
+    $("#search").focus();
+  } else if (event.key === "j" || event.key === "k") {
+    const index = cards.indexOf(current);
+    const next = cards[event.key === "j" ? index + 1 : Math.max(0, index - 1)] || cards[0];
+    if (next) next.focus();
+  } else if (event.key === "a" && current) {
+    const button = current.querySelector("button[data-action=acknowledge]");
+    if (button && !button.hidden) act(current, "acknowledge");
+  }
+}
+
+// Once a second: the ages and countdowns of the cards on screen, the end of their flash, and
+// the closed alarms that are due to leave. Nothing else is redrawn.
+function tick() {
+  const now = Date.now();
   for (const element of document.querySelectorAll(".card")) {
     const entry = alarms.get(element.dataset.id);
     if (!entry) continue;
     element.querySelector(".age").textContent = ageText(entry.card);
     element.querySelector(".escalation").textContent = escalationText(entry.card);
+    if (entry.fresh) flash(element, entry);
+    if (entry.closedAt && now - entry.closedAt > CLOSED_SHOWN_MS) dirty = true;
   }
-  if (Date.now() - lastMessageAt > SILENCE_LIMIT_MS && socket && socket.readyState === WebSocket.OPEN) {
-    socket.close();
-  }
-  render();
-}, 1000);
+  if (dirty) scheduleFrame();
+  if (now - lastMessageAt > SILENCE_LIMIT_MS && socket && socket.readyState === WebSocket.OPEN) socket.close();
+}
+
+setupControls();
+connect();
+render();
+setInterval(tick, 1000);
