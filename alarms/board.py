@@ -169,8 +169,8 @@ class Snapshot:
 
     def parts(self) -> list[list]:
         """The alarm ids of each part, to be read one part at a time."""
-        ids, first = self.ids, SNAPSHOT_FIRST
-        return [ids[:first]] + [ids[i : i + SNAPSHOT_PART] for i in range(first, len(ids), SNAPSHOT_PART)]
+        ids, first, size = self.ids, SNAPSHOT_FIRST, SNAPSHOT_PART
+        return [ids[:first]] + [ids[i : i + size] for i in range(first, len(ids), size)]
 
     def messages(self, number: int, ids: list) -> list[str]:
         """The messages of part `number` (from 0): its cards as read now, split by size."""
