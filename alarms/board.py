@@ -156,9 +156,9 @@ def _reopened_after(alarms) -> dict:
 
 class Snapshot:
     """Every open alarm, as a board receives it on connect: in parts, most urgent first (a
-    person's press, then by severity, the last to fire first). The first message is
-    `snapshot` (the sequence number, how many alarms, the outbox backlog), the others
-    `snapshot_part`; the last says `done`. Only a snapshot done says what is open."""
+    person's press, the last pressed first; then by severity, the last to fire first). The
+    first message is `snapshot` (the sequence number, how many alarms, the outbox backlog),
+    the others `snapshot_part`; the last says `done`. Only a snapshot done says what is open."""
 
     def __init__(self):
         # Read the sequence before the database: any event numbered up to it was committed
@@ -197,7 +197,9 @@ class Snapshot:
 def _by_urgency(alarms):
     """The ids of these alarms, most urgent first, as the board sorts them."""
     person = Q(device__kind="yealink") | Q(device__person__isnull=False)
-    rank = [When(severity=severity, then=value) for severity, value in SEVERITY_RANK.items()]
+    # A person's presses by their latest alone, whatever their severity.
+    rank = [When(person, then=0)]
+    rank += [When(severity=severity, then=value) for severity, value in SEVERITY_RANK.items()]
     return (
         alarms.annotate(
             band=Case(When(person, then=0), default=1, output_field=IntegerField()),

@@ -298,6 +298,6 @@ def test_an_alarm_that_notifies_nobody_does_not_beep_and_one_that_does_beeps_onc
             headers={"Authorization": f"Bearer {token}"}, timeout=10,
         ).raise_for_status()  # fmt: skip
 
-    page.wait_for_function("document.querySelectorAll('.card').length === 4")
+    playwright.expect(page.locator(".card")).to_have_count(4)
     page.wait_for_timeout(300)
     assert page.evaluate("window.__tones") == 3, "one beep, for the one alarm that notifies"

@@ -175,6 +175,67 @@ def test_a_dispatcher_gets_a_snapshot_of_open_alarms_on_connect(client, dispatch
     assert snapshot["alarms"][0]["title"] == "Open"
 
 
+def receive_snapshot(cookie) -> list[str]:
+    """Every message of the snapshot a new socket receives, as sent."""
+
+    async def scenario():
+        socket = communicator(cookie)
+        assert (await socket.connect())[0]
+        texts = []
+        while not texts or not json.loads(texts[-1])["done"]:
+            texts.append(await socket.receive_from(timeout=30))
+        await socket.disconnect()
+        return texts
+
+    return async_to_sync(scenario)()
+
+
+def test_the_snapshot_comes_in_parts_the_most_urgent_first(client, dispatcher, make_device):
+    phone, _ = make_device()
+    for n in range(140):
+        severity = ("info", "warning", "critical")[n % 3]
+        Alarm.objects.create(source="api", dedup_key=f"m{n}", title=f"m{n}", severity=severity)
+    press = lifecycle.raise_alarm(
+        source="yealink", dedup_key="press", title="Emergency key", severity="info",
+        device=phone, actor=SYSTEM,
+    ).alarm  # fmt: skip
+
+    messages = [json.loads(text) for text in receive_snapshot(session_cookie(client, dispatcher))]
+
+    assert [m["type"] for m in messages] == ["snapshot", "snapshot_part"]
+    assert [m["done"] for m in messages] == [False, True]
+    assert messages[0]["total"] == 141 and len(messages[0]["alarms"]) == board.SNAPSHOT_FIRST
+    assert {m["seq"] for m in messages} == {messages[0]["seq"]}
+    cards = [card for m in messages for card in m["alarms"]]
+    assert len({card["id"] for card in cards}) == 141
+    assert cards[0]["id"] == str(press.pk) and cards[0]["person_press"], "a person's press first"
+    ranks = [card["severity_rank"] for card in cards[1:]]
+    assert ranks == sorted(ranks), "then by severity"
+
+
+def test_no_snapshot_message_comes_near_a_frame_limit(client, dispatcher):
+    long_text = "x" * board.CARD_MESSAGE_LENGTH
+    Alarm.objects.bulk_create(
+        Alarm(source="api", dedup_key=f"long{n}", title=f"long {n}", message=long_text * 3)
+        for n in range(400)
+    )
+
+    texts = receive_snapshot(session_cookie(client, dispatcher))
+
+    assert len(texts) > 4
+    assert max(len(text.encode()) for text in texts) < board.SNAPSHOT_PART_BYTES + 8192
+    cards = [card for text in texts for card in json.loads(text)["alarms"]]
+    assert len(cards) == 400 and {len(card["message"]) for card in cards} == {len(long_text)}
+
+
+def test_with_nothing_open_the_snapshot_is_one_message_saying_it_is_done(client, dispatcher):
+    [text] = receive_snapshot(session_cookie(client, dispatcher))
+
+    assert json.loads(text) | {"seq": 0} == {
+        "type": "snapshot", "seq": 0, "total": 0, "done": True, "outbox": [], "alarms": []
+    }  # fmt: skip
+
+
 def test_an_alarm_raised_through_the_api_arrives_as_an_event(client, dispatcher, make_device):
     _, token = make_device(kind="generic")
     cookie = session_cookie(client, dispatcher)

@@ -71,6 +71,8 @@ def test_a_storm_of_alarms_makes_one_digest_per_target_and_loses_nothing(
     folded = alarms.filter(silenced_by__startswith="the storm guard (source alertmanager)")
     assert folded.count() == STORM - THRESHOLD
     storm = Alarm.objects.get(source="storm")
+    assert set(folded.values_list("folded_into", flat=True)) == {storm.pk}, "the board folds them"
+    assert not alarms.filter(policy=policy).exclude(folded_into=None).exists()
     assert storm.occurrences == STORM - THRESHOLD
     assert storm.title == f"Alarm storm: {STORM - THRESHOLD} alarms from source alertmanager"
     assert "First: Node 20 is down" in storm.message

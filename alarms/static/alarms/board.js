@@ -248,11 +248,12 @@ function matches(entry) {
   return true;
 }
 
-// People first, then by severity; within them what fired last comes first.
+// A person's press first, the last pressed first; then by severity, the last to fire first.
 function urgency(a, b) {
+  const person = (a.card.person_press ? 0 : 1) - (b.card.person_press ? 0 : 1);
   return (
-    (a.card.person_press ? 0 : 1) - (b.card.person_press ? 0 : 1) ||
-    a.card.severity_rank - b.card.severity_rank ||
+    person ||
+    (!a.card.person_press && a.card.severity_rank - b.card.severity_rank) ||
     b.lastMs - a.lastMs ||
     b.createdMs - a.createdMs
   );
