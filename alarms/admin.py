@@ -8,6 +8,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
+from alarmsite.readonly_inline import ReadOnlyTabularInline
 from devices.models import Person
 from notifications.models import Delivery, NotificationChannel
 
@@ -43,29 +44,20 @@ def readable_field(value):
     return readable(value) if value else NOTHING
 
 
-class EventInline(admin.TabularInline):
+class EventInline(ReadOnlyTabularInline):
     model = AlarmEvent
     fields = ["time", "kind", "actor", "text", "source_ip"]
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
     ordering = ["at", "id"]
 
     @admin.display(description="at")
     def time(self, entry):
         return to_the_second(entry.at)
 
-    def has_add_permission(self, request, obj=None):
-        return False
 
-
-class DeliveryInline(admin.TabularInline):
+class DeliveryInline(ReadOnlyTabularInline):
     model = Delivery
     fields = ["what", "round_number", "method", "address", "status", "attempts", "sent", "error",
               "message"]  # fmt: skip
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
     show_change_link = True
 
     @admin.display(description="step")
@@ -79,9 +71,6 @@ class DeliveryInline(admin.TabularInline):
     @admin.display(description="sent at")
     def sent(self, delivery):
         return to_the_second(delivery.sent_at)
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Alarm)
@@ -217,15 +206,9 @@ def described_steps(alarm: Alarm) -> list[str]:
     return described
 
 
-class SeriesInline(admin.TabularInline):
+class SeriesInline(ReadOnlyTabularInline):
     model = MetricSeries
     fields = ["labels", "last_value", "last_at", "holding_since", "firing", "resolved_at"]
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(MetricRule)

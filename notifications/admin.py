@@ -12,6 +12,8 @@ from django.template import TemplateSyntaxError
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
+from alarmsite.readonly_inline import ReadOnlyTabularInline
+
 from .delivery import send_test
 from .messages import build_message, sample_alarm
 from .models import Delivery, DeliveryAttempt, NotificationChannel
@@ -263,17 +265,11 @@ class NotificationChannelAdmin(admin.ModelAdmin):
         return redirect(reverse("admin:notifications_notificationchannel_change", args=[pk]))
 
 
-class AttemptInline(admin.TabularInline):
+class AttemptInline(ReadOnlyTabularInline):
     """Each try of the delivery, so an operator sees why a message was late."""
 
     model = DeliveryAttempt
     fields = ["number", "at", "outcome", "provider_status", "latency_ms", "answer"]
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Delivery)

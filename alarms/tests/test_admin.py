@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.contrib.auth.models import User
 
-from alarms.models import Alarm, AlarmEvent
+from alarms.models import Alarm, AlarmEvent, MetricRule, MetricSeries
 from notifications.models import Delivery
 
 pytestmark = pytest.mark.django_db
@@ -109,3 +109,25 @@ def test_labels_and_details_are_key_value_tables_with_every_value_escaped(operat
     assert "<img src=x" not in page and "<script>window" not in page
     shown = re.findall(r'<div class="readonly">(.*?)</div>', page)
     assert not [value for value in shown if "{&quot;" in value or "None" in value]
+
+
+def test_a_metric_rule_with_its_series_listed_saves_from_its_page(operator, site):
+    rule = MetricRule.objects.create(
+        name="Fridge warm", metric="fridge_temperature_c", operator=">", threshold=8,
+        for_seconds=300, cooldown_seconds=600, severity="critical", site=site,
+    )  # fmt: skip
+    MetricSeries.objects.create(rule=rule, key="k1", labels={"room": "Pharmacy"}, last_value=9)
+    url = f"/admin/alarms/metricrule/{rule.pk}/change/"
+    page = operator.get(url).content.decode()
+    assert '<th class="column-labels">Labels</th>' in page, "every column of the series named"
+    fields = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', page))
+    assert any(name.endswith("-0-id") for name in fields), "each series row names its record"
+
+    form = {**fields, "name": "Fridge too warm", "metric": rule.metric, "operator": ">",
+            "threshold": "8", "for_seconds": "300", "cooldown_seconds": "600",
+            "severity": "critical", "site": site.pk, "matchers": "", "enabled": "on"}  # fmt: skip
+    answer = operator.post(url, form)
+
+    assert answer.status_code == 302, answer.content.decode()[:2000]
+    assert MetricRule.objects.get(pk=rule.pk).name == "Fridge too warm"
+    assert rule.series.count() == 1
