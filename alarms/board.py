@@ -163,7 +163,7 @@ class Snapshot:
     def __init__(self):
         # Read the sequence before the database: any event numbered up to it was committed
         # before these queries ran, so the snapshot already holds it. Any later one is sent.
-        self.seq = keep_watched()
+        self.seq = keep_watched() or 0
         self.ids = list(_by_urgency(Alarm.objects.filter(status__in=OPEN_STATUSES)))
         self.outbox = health.outbox_backlog() or []
 
@@ -210,15 +210,16 @@ def _by_urgency(alarms):
     )
 
 
-def keep_watched() -> int:
-    """A board is open: say so for a few heartbeats; return the current sequence number."""
+def keep_watched() -> int | None:
+    """A board is open: say so for a few heartbeats; return the current sequence number, or
+    None when Redis cannot be reached (then no event reaches any board)."""
     try:
         pipe = client().pipeline(transaction=False)
         pipe.set(WATCHED_KEY, 1, ex=max(60, int(4 * settings.BOARD_HEARTBEAT_SECONDS)))
         pipe.get(SEQUENCE_KEY)
         return int(pipe.execute()[1] or 0)
     except redis.RedisError:
-        return 0
+        return None
 
 
 def publish(alarm: Alarm) -> None:

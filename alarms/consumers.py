@@ -5,18 +5,22 @@ permissions and carried out by alarms.lifecycle, like every other change.
 """
 
 import asyncio
+import logging
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
+from django.db import DatabaseError
 
 from alarmsite import client_ip
 
 from . import board, lifecycle
 from .models import Alarm
 from .timeline import user_actor
+
+log = logging.getLogger(__name__)
 
 TRANSITIONS = {
     "acknowledge": lifecycle.acknowledge,
@@ -27,6 +31,9 @@ TRANSITIONS = {
 # Close codes the page understands: do not reconnect on these.
 CLOSE_FORBIDDEN = 4403
 CLOSE_LOGGED_OUT = 4401
+CLOSE_TRY_AGAIN = 1013
+SNAPSHOT_FAILED = "The board could not read the open alarms (the database did not answer)."
+LIVE_UPDATES_DOWN = "Live updates are interrupted (Redis does not answer)."
 
 
 def act(user, action: str, alarm_id, note: str, ip: str | None) -> dict:
@@ -68,11 +75,18 @@ class BoardConsumer(AsyncJsonWebsocketConsumer):
 
     async def send_snapshot(self):
         """Every open alarm, in parts (`board.Snapshot`). Events for this socket wait until the
-        last part went; each carries a higher number than the snapshot, so it wins."""
-        snapshot = await database_sync_to_async(board.Snapshot)()
-        for number, ids in enumerate(snapshot.parts()):
-            for text in await database_sync_to_async(snapshot.messages)(number, ids):
-                await self.send(text_data=text)
+        last part went; each carries a higher number than the snapshot, so it wins. A snapshot
+        that cannot be read is an error the page shows, then the socket closes (the page
+        reconnects and asks again)."""
+        try:
+            snapshot = await database_sync_to_async(board.Snapshot)()
+            for number, ids in enumerate(snapshot.parts()):
+                for text in await database_sync_to_async(snapshot.messages)(number, ids):
+                    await self.send(text_data=text)
+        except DatabaseError:
+            log.warning("could not read the board's snapshot", exc_info=True)
+            await self.send_json({"type": "error", "error": SNAPSHOT_FAILED})
+            await self.close(code=CLOSE_TRY_AGAIN)
 
     async def beat(self):
         """Every few seconds: prove the socket is alive, and drop users no longer allowed."""
@@ -82,7 +96,10 @@ class BoardConsumer(AsyncJsonWebsocketConsumer):
                 await self.close(code=CLOSE_LOGGED_OUT)
                 return
             seq = await database_sync_to_async(board.keep_watched)()
-            await self.send_json({"type": "heartbeat", "seq": seq})
+            if seq is None:  # changes cannot reach this board: it must not look up to date
+                await self.send_json({"type": "error", "error": LIVE_UPDATES_DOWN, "live": False})
+            else:
+                await self.send_json({"type": "heartbeat", "seq": seq})
 
     async def receive_json(self, content, **kwargs):
         action = content.get("action") if isinstance(content, dict) else None

@@ -5,21 +5,22 @@ import json
 from urllib.parse import urlsplit
 
 import pytest
+import redis
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
 from django.contrib.auth.models import Group, User
-from django.db import connection
+from django.db import OperationalError, connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
-from alarms import board, lifecycle
+from alarms import board, consumers, lifecycle
 from alarms.models import Alarm
 from alarms.timeline import SYSTEM
 from alarmsite.asgi import application
 from alarmsite.redis import client as redis_client
-from conftest import raise_over_api
+from conftest import free_port, raise_over_api
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -234,6 +235,51 @@ def test_with_nothing_open_the_snapshot_is_one_message_saying_it_is_done(client,
     assert json.loads(text) | {"seq": 0} == {
         "type": "snapshot", "seq": 0, "total": 0, "done": True, "outbox": [], "alarms": []
     }  # fmt: skip
+
+
+def test_a_snapshot_the_database_cannot_give_is_an_error_the_page_shows(
+    client, dispatcher, monkeypatch
+):
+    cookie = session_cookie(client, dispatcher)
+
+    def database_down():
+        raise OperationalError("connection to server at 127.0.0.1 failed")
+
+    monkeypatch.setattr(board, "Snapshot", database_down)
+
+    async def scenario():
+        socket = communicator(cookie)
+        assert (await socket.connect())[0]
+        message = await socket.receive_json_from()
+        closed = await socket.receive_output()
+        return message, closed
+
+    message, closed = async_to_sync(scenario)()
+    assert message == {"type": "error", "error": consumers.SNAPSHOT_FAILED}
+    assert closed == {"type": "websocket.close", "code": consumers.CLOSE_TRY_AGAIN}
+
+
+def test_while_redis_does_not_answer_the_heartbeat_says_live_updates_are_down(
+    client, dispatcher, monkeypatch, settings
+):
+    cookie = session_cookie(client, dispatcher)
+    settings.BOARD_HEARTBEAT_SECONDS = 0.2
+
+    async def scenario():
+        socket = communicator(cookie)
+        assert (await socket.connect())[0]
+        await receive_until(socket, lambda m: m.get("done"))
+        nowhere = redis.Redis(port=free_port(), socket_connect_timeout=0.5)
+        monkeypatch.setattr(board, "client", lambda: nowhere)
+        message = await receive_until(socket, lambda m: m["type"] != "heartbeat")
+        monkeypatch.undo()  # Redis answers again
+        again = await receive_until(socket, lambda m: m["type"] == "heartbeat")
+        await socket.disconnect()
+        return message, again
+
+    message, again = async_to_sync(scenario)()
+    assert message == {"type": "error", "error": consumers.LIVE_UPDATES_DOWN, "live": False}
+    assert isinstance(again["seq"], int)
 
 
 def test_an_alarm_raised_through_the_api_arrives_as_an_event(client, dispatcher, make_device):

@@ -45,6 +45,7 @@ let loading = null;
 let complete = false;
 let everComplete = false;
 let problem = ""; // what went wrong, shown in red until a snapshot came whole again
+let liveDown = false; // the server said changes cannot reach boards now (until a heartbeat)
 const inbox = []; // messages waiting for the next frame
 let frameScheduled = false;
 let dirty = true;
@@ -73,6 +74,7 @@ function connect() {
   };
   socket.onclose = (event) => {
     connected = false;
+    liveDown = false;
     complete = false;
     loading = null;
     inbox.length = 0;
@@ -130,6 +132,15 @@ function failed(text) {
   markDirty();
 }
 
+// No change reaches the board while this lasts: it reads the snapshot again at every heartbeat
+// and says it may be missing alarms.
+function liveLost(text) {
+  liveDown = true;
+  problem = `${text} Showing what the board last read, read again every few seconds.`;
+  send({ action: "resync" });
+  markDirty();
+}
+
 function handle(message) {
   if (message.type === "snapshot") return startSnapshot(message);
   if (message.type === "snapshot_part") return applyPart(message);
@@ -138,11 +149,16 @@ function handle(message) {
     return applyCard(message.alarm, message.seq, true);
   }
   if (message.type === "heartbeat") {
+    if (liveDown) {
+      liveDown = false;
+      problem = "";
+      markDirty();
+    }
     if (message.seq > lastSeq && !seen.has(message.seq)) watchGap();
     return;
   }
   if (message.type === "outbox") return showOutbox(message.channels);
-  if (message.type === "error") return failed(message.error);
+  if (message.type === "error") return message.live === false ? liveLost(message.error) : failed(message.error);
   if (message.type === "result" && !message.ok) toast(message.error);
 }
 
@@ -184,7 +200,7 @@ function applyPart(message) {
     for (const [id, entry] of alarms) if (entry.stale) alarms.delete(id);
     loading = null;
     complete = everComplete = true;
-    problem = "";
+    if (!liveDown) problem = "";
   }
   markDirty();
 }
@@ -494,11 +510,11 @@ function showState(open, shown, hiddenPeople) {
   const known = `${open} open ${open === 1 ? "alarm" : "alarms"} known`;
   const banner = $("#banner");
   banner.hidden = !problem;
-  banner.textContent = problem ? `${problem} ${complete ? "" : `The board may be missing alarms: ${known}.`}` : "";
+  banner.textContent = problem ? `${problem}${sure() ? "" : ` The board may be missing alarms: ${known}.`}` : "";
   const status = $("#loading");
   status.hidden = !loading;
   if (loading) status.textContent = `Loading open alarms: ${loading.received} of ${loading.total}…`;
-  $("#empty").hidden = !(complete && connected && !loading && open === 0);
+  $("#empty").hidden = !(sure() && open === 0);
   const filtered = $("#filtered");
   filtered.hidden = !(open > 0 && shown === 0);
   filtered.textContent = `No alarm matches your filter (${known}).`;
@@ -506,7 +522,13 @@ function showState(open, shown, hiddenPeople) {
   notice.hidden = hiddenPeople === 0;
   notice.querySelector("span").textContent =
     `${hiddenPeople} ${hiddenPeople === 1 ? "emergency" : "emergencies"} from a person hidden by your filter.`;
-  document.body.dataset.state = loading ? "loading" : complete && connected ? "complete" : "incomplete";
+  document.body.dataset.state = loading ? "loading" : sure() ? "complete" : "incomplete";
+}
+
+// Whether what the board shows is what the server holds: a whole snapshot on a live socket,
+// and changes reaching it since.
+function sure() {
+  return complete && connected && !loading && !liveDown;
 }
 
 function escalationText(card) {
@@ -558,7 +580,7 @@ function updateCounters(open) {
   for (const counter of document.querySelectorAll(".counter")) {
     // Until a snapshot came whole the board cannot count: it says what it knows so far.
     const n = counts[counter.dataset.severity] || 0;
-    counter.querySelector("b").textContent = complete ? n : `${n}+`;
+    counter.querySelector("b").textContent = sure() ? n : `${n}+`;
   }
 }
 
