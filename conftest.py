@@ -23,8 +23,8 @@ from django.db import connection
 from redis import Redis
 
 from alarms.tests.faults.postgres import PrivatePostgres, server_programs
-from alarmsite import kept
 from alarmsite.celery import app as celery_app
+from core import config_cache
 from devices.models import Device, Person, Room, Site
 from escalation import engine
 from escalation.models import EscalationPolicy, EscalationStep
@@ -132,7 +132,7 @@ def _no_storm_guard(settings):
 @pytest.fixture(autouse=True)
 def _fresh_configuration():
     """Each test starts from its own configuration: a rolled-back test bumps no number."""
-    kept.forget()
+    config_cache.forget()
 
 
 # --- builders ---------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from django.apps import apps
 from django.contrib.auth import signals as auth_signals
 from django.db.models import signals
 
-from alarmsite import client_ip
+from core import client_address
 
 from .models import AuditEntry
 
@@ -51,7 +51,7 @@ def _who() -> dict:
     return {
         "actor": user.get_username() if signed_in else "anonymous",
         "user": user if signed_in else None,
-        "source_ip": client_ip.of_request(request),
+        "source_ip": client_address.of_request(request),
     }
 
 
@@ -135,11 +135,11 @@ def _links_changed(sender, instance, action, model, pk_set, **kwargs):
 
 def _signed_in(sender, request, user, **kwargs):
     record(AuditEntry.Action.LOGIN, user, actor=user.get_username(), user=user,
-           source_ip=client_ip.of_request(request))  # fmt: skip
+           source_ip=client_address.of_request(request))  # fmt: skip
 
 
 def _sign_in_failed(sender, credentials, request=None, **kwargs):
-    ip = client_ip.of_request(request) if request is not None else None
+    ip = client_address.of_request(request) if request is not None else None
     username = str(credentials.get("username", ""))[:150]
     record(AuditEntry.Action.LOGIN_FAILED, actor=username or "anonymous", user=None, source_ip=ip)
 

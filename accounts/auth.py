@@ -7,7 +7,7 @@ from django.utils import timezone
 from rest_framework import authentication, exceptions
 
 from alarms import ratelimit
-from alarmsite import client_ip
+from core import client_address
 from devices.auth import device_for
 from devices.models import SEEN_RESOLUTION
 
@@ -24,7 +24,7 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
         if len(header) != 2:
             raise exceptions.AuthenticationFailed("Authorization must be 'Bearer <token>'.")
         token = header[1].decode(errors="replace")
-        device, refusal = device_for(token, client_ip.of_request(request))
+        device, refusal = device_for(token, client_address.of_request(request))
         if refusal:
             raise exceptions.PermissionDenied(refusal)
         if device is not None:

@@ -3,7 +3,7 @@
 from django import forms
 from django.contrib.auth.forms import AuthenticationForm
 
-from alarmsite import client_ip
+from core import client_address
 
 from . import login_throttle, roles
 
@@ -15,7 +15,7 @@ class ThrottledAuthenticationForm(AuthenticationForm):
     }
 
     def clean(self):
-        ip, username = client_ip.of_request(self.request), self.data.get("username", "")
+        ip, username = client_address.of_request(self.request), self.data.get("username", "")
         if login_throttle.blocked(ip, username):
             minutes = -(-login_throttle.retry_after() // 60)
             raise forms.ValidationError(

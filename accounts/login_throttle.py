@@ -10,7 +10,7 @@ import time
 import redis
 from django.conf import settings
 
-from alarmsite.redis import client
+from core.redis_client import client
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-from alarmsite.tokens import hash_token, new_token
+from core.tokens import hash_token, new_token
 
 
 class ApiToken(models.Model):

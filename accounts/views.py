@@ -3,7 +3,7 @@ answering 429 while reset requests are."""
 
 from django.contrib.auth import views as auth_views
 
-from alarmsite import client_ip
+from core import client_address
 
 from . import login_throttle, reset_throttle
 from .forms import ThrottledAuthenticationForm
@@ -35,7 +35,7 @@ class PasswordResetView(auth_views.PasswordResetView):
     as Django's does whether or not an account has the address; over them, 429 alike."""
 
     def form_valid(self, form):
-        ip, email = client_ip.of_request(self.request), form.cleaned_data["email"]
+        ip, email = client_address.of_request(self.request), form.cleaned_data["email"]
         if reset_throttle.allow(ip, email):
             return super().form_valid(form)
         wait = reset_throttle.retry_after()

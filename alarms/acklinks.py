@@ -3,7 +3,7 @@
 from django.conf import settings
 from django.urls import reverse
 
-from alarmsite.tokens import hash_token, new_token
+from core.tokens import hash_token, new_token
 
 from .models import AckLink
 

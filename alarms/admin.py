@@ -8,7 +8,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from alarmsite.readonly_inline import ReadOnlyTabularInline
+from core.admin_inlines import ReadOnlyTabularInline
 from devices.models import Person
 from notifications.models import Delivery, NotificationChannel
 

@@ -20,10 +20,10 @@ from django.db import transaction
 from django.db.models import Case, F, IntegerField, Prefetch, Q, When
 
 from accounts import roles
-from alarmsite import health
-from alarmsite.layer import group_send
-from alarmsite.redis import client
+from core.channel_layer import group_send
+from core.redis_client import client
 from notifications.models import Delivery
+from observability import health
 
 from . import storms
 from .models import OPEN_STATUSES, SEVERITY_RANK, Alarm, AlarmEvent

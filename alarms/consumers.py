@@ -14,7 +14,7 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import DatabaseError
 
-from alarmsite import client_ip
+from core import client_address
 
 from . import board, lifecycle
 from .models import Alarm
@@ -114,7 +114,7 @@ class BoardConsumer(AsyncJsonWebsocketConsumer):
             action,
             content.get("alarm_id"),
             str(content.get("note") or ""),
-            client_ip.of_scope(self.scope),
+            client_address.of_scope(self.scope),
         )
         await self.send_json({"type": "result", "action": action, **answer})
 

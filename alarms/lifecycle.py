@@ -13,11 +13,12 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from alarmsite import instruments, logs
-from alarmsite.rows import insert_unless_taken
+from core import logs
+from core.bulk_sql import insert_unless_taken
 from escalation import engine, routing
 from notifications import delivery
 from notifications.transports.base import ACKNOWLEDGED
+from observability import instruments
 
 from . import board, storms
 from .models import OPEN_STATUSES, Alarm, AlarmEvent, Status

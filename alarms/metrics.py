@@ -16,8 +16,8 @@ from datetime import datetime, timedelta
 from django.db import IntegrityError, OperationalError, transaction
 from django.utils import timezone
 
-from alarmsite.storable_text import explained
-from escalation import matchers
+from core import label_matchers
+from core.storable_text import explained
 
 from . import lifecycle
 from .models import AlarmEvent, MetricRule, MetricSeries
@@ -53,7 +53,7 @@ def record_samples(samples: list[Sample], device) -> tuple[list[dict], list[dict
     changes, failed = [], []
     for sample in samples:
         for rule in rules.get(sample.name, []):
-            if not matchers.all_match(rule.parsed_matchers, sample.labels):
+            if not label_matchers.all_match(rule.parsed_matchers, sample.labels):
                 continue
             try:
                 change = _check(rule, sample, device)

@@ -9,8 +9,8 @@ from django.db import models
 from django.db.models import Q
 from django.utils.functional import cached_property
 
-from escalation import matchers  # plain functions: these import no models
-from escalation.timewindow import validate_time_zone
+from core import label_matchers  # plain functions: these import no models
+from core.time_windows import validate_time_zone
 
 
 class Severity(models.TextChoices):
@@ -236,12 +236,12 @@ class MetricRule(models.Model):
         return self.name
 
     def clean(self):
-        matchers.validate(self.matchers)
+        label_matchers.validate(self.matchers)
 
     @cached_property
     def parsed_matchers(self) -> list:
         """Parsed once per instance: a batch checks many samples against the same rules."""
-        return matchers.parse(self.matchers)
+        return label_matchers.parse(self.matchers)
 
     def holds(self, value: float) -> bool:
         threshold = self.threshold

@@ -6,7 +6,7 @@ import time
 
 import redis
 
-from alarmsite.redis import client
+from core.redis_client import client
 
 log = logging.getLogger(__name__)
 

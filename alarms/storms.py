@@ -18,7 +18,7 @@ from django.db.models import CharField, F, Value
 from django.db.models.functions import Cast, Concat
 from django.utils import timezone
 
-from alarmsite.redis import client
+from core.redis_client import client
 
 from .models import OPEN_STATUSES, Alarm
 from .timeline import SYSTEM

@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass
 
-from alarmsite.together import Together
+from core.deferred_writes import Together
 
 from .models import AlarmEvent
 

@@ -7,7 +7,7 @@ from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods
 
-from alarmsite import client_ip
+from core import client_address
 from devices.models import Site
 
 from . import board, lifecycle, ratelimit
@@ -17,7 +17,7 @@ from .timeline import Actor, record
 
 
 def _actor(request, link) -> Actor:
-    ip = client_ip.of_request(request)
+    ip = client_address.of_request(request)
     if link.person:
         return Actor(f"{link.person.name} (ACK link)", person=link.person, ip=ip)
     # A link posted to a channel: whoever reads the channel may use it and say who they are.
@@ -28,7 +28,9 @@ def _actor(request, link) -> Actor:
 @require_http_methods(["GET", "POST"])
 def ack(request, token: str):
     # Counted before the lookup, so guessing links is as slow as using them.
-    if not ratelimit.allow(f"ack:{client_ip.of_request(request)}", settings.ACK_RATE_PER_MINUTE):
+    if not ratelimit.allow(
+        f"ack:{client_address.of_request(request)}", settings.ACK_RATE_PER_MINUTE
+    ):
         response = render(request, "alarms/ack_throttled.html", status=429)
         response["Retry-After"] = "60"
         return response

@@ -16,7 +16,7 @@ from celery.signals import (
     worker_ready,
 )
 
-from . import logs
+from core import logs
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "alarmsite.settings")
 
@@ -74,7 +74,7 @@ def leave_what_is_loaded_out_of_collections(**kwargs):
 
 @worker_ready.connect
 def report_worker_alive(**kwargs):
-    from .health import keep_reporting  # needs Django's settings, loaded by now
+    from observability.health import keep_reporting  # needs Django's settings, loaded by now
 
     keep_reporting("worker")
 
@@ -83,20 +83,20 @@ def report_worker_alive(**kwargs):
 def report_process_alive(**kwargs):
     """Each pool process says it is alive, so the messages it was sending when it died are
     handed to the others within seconds (notifications/delivery.py)."""
-    from .liveness import keep_reporting  # needs Django's settings, loaded by now
+    from core.liveness import keep_reporting  # needs Django's settings, loaded by now
 
     keep_reporting()
 
 
 @worker_process_shutdown.connect
 def report_process_stopped(**kwargs):
-    from .liveness import stop_reporting
+    from core.liveness import stop_reporting
 
     stop_reporting()
 
 
 @beat_init.connect
 def report_beat_alive(**kwargs):
-    from .health import keep_reporting
+    from observability.health import keep_reporting
 
     keep_reporting("beat")

@@ -24,7 +24,7 @@ from django.conf import settings
 from honcho.manager import Manager
 from honcho.printer import Message
 
-from alarmsite import health
+from observability import health
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = shlex.quote(sys.executable)

@@ -8,7 +8,7 @@ import environ
 from kombu import Queue
 from redis.connection import parse_url as parse_redis_url
 
-from alarmsite import logs
+from core import logs
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -81,7 +81,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
-    "alarmsite.security.content_security_policy",
+    "core.content_security.content_security_policy",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",

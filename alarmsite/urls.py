@@ -9,7 +9,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 from accounts.views import LoginView, PasswordResetView
 from alarms import views as alarm_views
 from alarms.api.integrations import PagerDutyEventsView
-from alarmsite import health, metrics_access
+from observability import health, metrics_view
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -26,7 +26,7 @@ urlpatterns = [
     path("accounts/login/", LoginView.as_view(), name="login"),
     path("accounts/password_reset/", PasswordResetView.as_view(), name="password_reset"),
     path("accounts/", include("django.contrib.auth.urls")),
-    path("metrics", metrics_access.metrics, name="prometheus-django-metrics"),
+    path("metrics", metrics_view.metrics, name="prometheus-django-metrics"),
     # Browsers ask for it on every page; the board's own pages link the same file.
     path("favicon.ico", RedirectView.as_view(url=static("alarms/favicon.ico")), name="favicon"),
 ]

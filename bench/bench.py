@@ -93,7 +93,7 @@ from django.utils import timezone  # noqa: E402
 
 from alarms.models import OPEN_STATUSES, Alarm, Status  # noqa: E402
 from alarmsite.celery import app as celery_app  # noqa: E402
-from alarmsite.tokens import hash_token, new_token  # noqa: E402
+from core.tokens import hash_token, new_token  # noqa: E402
 from devices.models import Device, Room, Site  # noqa: E402
 from escalation.models import EscalationPolicy, EscalationStep  # noqa: E402
 from notifications.models import NotificationChannel  # noqa: E402

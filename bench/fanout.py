@@ -70,7 +70,7 @@ from alarms import lifecycle  # noqa: E402
 from alarms.models import Alarm  # noqa: E402
 from alarms.timeline import Actor  # noqa: E402
 from alarmsite.celery import app as celery_app  # noqa: E402
-from alarmsite.queue import enqueue  # noqa: E402
+from core.task_queue import enqueue  # noqa: E402
 from devices.models import Device, Room, Site  # noqa: E402
 from escalation import engine  # noqa: E402
 from escalation.models import EscalationPolicy, EscalationStep  # noqa: E402

@@ -11,8 +11,8 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from alarmsite.kept import kept, watch
-from alarmsite.tokens import hash_token, new_token
+from core.config_cache import kept, watch
+from core.tokens import hash_token, new_token
 
 # A device's last_seen_at is kept to within this.
 SEEN_RESOLUTION = timedelta(seconds=10)
@@ -201,7 +201,7 @@ class Device(models.Model):
     @classmethod
     def by_token(cls, token: str) -> "Device | None":
         """The device holding this token, or its previous one still within its grace. Each
-        process keeps the devices whose tokens were used (alarmsite/kept.py): a raise then
+        process keeps the devices whose tokens were used (core/config_cache.py): a raise then
         reads no device; unknown tokens are looked up every time and never kept."""
         if not token:
             return None

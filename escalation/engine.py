@@ -22,11 +22,12 @@ from django.utils import timezone
 from alarms import board
 from alarms.models import Alarm, AlarmEvent, Status
 from alarms.timeline import event, record, record_all, written_together
-from alarmsite import instruments, logs
-from alarmsite.kept import kept, one_version
-from alarmsite.queue import enqueue, enqueue_once, lease_until, release, unleased
-from alarmsite.rows import update_many
+from core import logs
+from core.bulk_sql import update_many
+from core.config_cache import kept, one_version
+from core.task_queue import enqueue, enqueue_once, lease_until, release, unleased
 from notifications import delivery
+from observability import instruments
 
 from .models import EscalationStep
 

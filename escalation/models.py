@@ -9,10 +9,9 @@ from django.db.models import Q
 from django.utils.functional import cached_property
 
 from alarms.models import SEVERITY_RANK, Severity
+from core import label_matchers
+from core.time_windows import DAY_NAMES, parse_days, validate_time_zone
 from notifications.transports import PERSON_METHODS
-
-from . import matchers
-from .timewindow import DAY_NAMES, parse_days, validate_time_zone
 
 
 def validate_methods(value) -> None:
@@ -132,7 +131,9 @@ class RoutingRule(models.Model):
     min_severity = models.CharField(
         "severity at least", max_length=10, choices=Severity.choices, blank=True
     )
-    matchers = models.TextField(blank=True, validators=[matchers.validate], help_text=MATCHERS_HELP)
+    matchers = models.TextField(
+        blank=True, validators=[label_matchers.validate], help_text=MATCHERS_HELP
+    )
     days = models.CharField(
         max_length=100,
         blank=True,
@@ -185,7 +186,7 @@ class RoutingRule(models.Model):
     @cached_property
     def parsed_matchers(self) -> list:
         """Parsed once per instance: routing keeps its rules between alarms."""
-        return matchers.parse(self.matchers)
+        return label_matchers.parse(self.matchers)
 
     def severity_ok(self, severity: str) -> bool:
         if not self.min_severity:
@@ -196,7 +197,7 @@ class RoutingRule(models.Model):
 class Silence(models.Model):
     """A maintenance window: alarms matching it while it lasts are stored and shown, not sent."""
 
-    matchers = models.TextField(validators=[matchers.validate], help_text=MATCHERS_HELP)
+    matchers = models.TextField(validators=[label_matchers.validate], help_text=MATCHERS_HELP)
     starts_at = models.DateTimeField()
     ends_at = models.DateTimeField()
     created_by = models.CharField(max_length=200)
@@ -217,7 +218,7 @@ class Silence(models.Model):
 
     @cached_property
     def parsed_matchers(self) -> list:
-        return matchers.parse(self.matchers)
+        return label_matchers.parse(self.matchers)
 
 
 class Inhibition(models.Model):
@@ -227,8 +228,12 @@ class Inhibition(models.Model):
 
     name = models.CharField(max_length=200)
     enabled = models.BooleanField(default=True)
-    source_matchers = models.TextField(validators=[matchers.validate], help_text=MATCHERS_HELP)
-    target_matchers = models.TextField(validators=[matchers.validate], help_text=MATCHERS_HELP)
+    source_matchers = models.TextField(
+        validators=[label_matchers.validate], help_text=MATCHERS_HELP
+    )
+    target_matchers = models.TextField(
+        validators=[label_matchers.validate], help_text=MATCHERS_HELP
+    )
     equal = models.CharField(
         max_length=300, blank=True, help_text="Labels both alarms must share, e.g. site"
     )
@@ -241,18 +246,18 @@ class Inhibition(models.Model):
 
     def clean(self):
         if not self.parsed_source or not self.parsed_target:
-            raise ValidationError("An inhibition needs source and target matchers.")
+            raise ValidationError("An inhibition needs source and target label_matchers.")
         odd = [n for n in self.equal_labels() if not LABEL_NAME.fullmatch(n) or "__" in n]
         if odd:
             raise ValidationError({"equal": f"Not label names: {', '.join(odd)}."})
 
     @cached_property
     def parsed_source(self) -> list:
-        return matchers.parse(self.source_matchers)
+        return label_matchers.parse(self.source_matchers)
 
     @cached_property
     def parsed_target(self) -> list:
-        return matchers.parse(self.target_matchers)
+        return label_matchers.parse(self.target_matchers)
 
     def equal_labels(self) -> list[str]:
         return [name for name in self.equal.replace(",", " ").split() if name]

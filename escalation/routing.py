@@ -13,11 +13,11 @@ from datetime import datetime
 from django.utils import timezone
 
 from alarms.models import OPEN_STATUSES, Alarm
-from alarmsite.kept import kept, watch
+from core import label_matchers
+from core.config_cache import kept, watch
+from core.time_windows import holds
 
-from . import matchers
 from .models import EscalationPolicy, EscalationStep, Inhibition, RoutingRule, Silence
-from .timewindow import holds
 
 
 def match_labels(alarm: Alarm) -> dict:
@@ -154,7 +154,7 @@ def default_policy(alarm: Alarm, configured: Config):
 def silenced_now(alarm: Alarm, labels: dict, at: datetime, configured: Config) -> str:
     """What silences the alarm at `at` (a silence, an inhibiting open alarm), or ""."""
     for silence in configured.silences:
-        if silence.starts_at <= at < silence.ends_at and matchers.all_match(
+        if silence.starts_at <= at < silence.ends_at and label_matchers.all_match(
             silence.parsed_matchers, labels
         ):
             return f"silence {silence.pk} ({silence.comment[:100]}) by {silence.created_by}"
@@ -167,7 +167,7 @@ def silenced_now(alarm: Alarm, labels: dict, at: datetime, configured: Config) -
 
 def inhibiting_alarm(inhibition: Inhibition, alarm: Alarm, labels: dict) -> Alarm | None:
     """An open alarm that inhibits this one under the rule, if any."""
-    if not matchers.all_match(inhibition.parsed_target, labels):
+    if not label_matchers.all_match(inhibition.parsed_target, labels):
         return None
     candidates = Alarm.objects.filter(status__in=OPEN_STATUSES).exclude(pk=alarm.pk)
     for name in inhibition.equal_labels():
@@ -175,7 +175,7 @@ def inhibiting_alarm(inhibition: Inhibition, alarm: Alarm, labels: dict) -> Alar
             return None
         candidates = _sharing(candidates, name, labels.get(name, ""))
     for candidate in candidates.select_related("site", "room", "device")[:1000]:
-        if matchers.all_match(inhibition.parsed_source, match_labels(candidate)):
+        if label_matchers.all_match(inhibition.parsed_source, match_labels(candidate)):
             return candidate
     return None
 

@@ -18,7 +18,7 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, models, transaction
 
-from alarmsite.storable_text import made_storable
+from core.storable_text import made_storable
 from devices.models import Device, Person, Room, Site
 from notifications.models import NotificationChannel
 from notifications.transports import CHANNEL_KINDS, transport_class

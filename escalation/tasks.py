@@ -2,7 +2,7 @@
 
 from celery import shared_task
 
-from alarmsite.queue import queue_was_lost, started
+from core.task_queue import queue_was_lost, started
 from notifications import delivery
 
 from . import engine

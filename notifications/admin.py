@@ -12,7 +12,7 @@ from django.template import TemplateSyntaxError
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
-from alarmsite.readonly_inline import ReadOnlyTabularInline
+from core.admin_inlines import ReadOnlyTabularInline
 
 from .delivery import send_test
 from .messages import build_message, sample_alarm

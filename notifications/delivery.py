@@ -34,12 +34,13 @@ from alarms import board
 from alarms.acklinks import issue_ack_link
 from alarms.models import Alarm, AlarmEvent
 from alarms.timeline import record, written_together
-from alarmsite import instruments, liveness, logs
-from alarmsite.kept import kept
-from alarmsite.queue import RECOVERY_QUEUE, enqueue, lease_until, release, unleased
-from alarmsite.rows import update_many
-from alarmsite.together import Together
+from core import liveness, logs
+from core.bulk_sql import update_many
+from core.config_cache import kept
+from core.deferred_writes import Together
+from core.task_queue import RECOVERY_QUEUE, enqueue, lease_until, release, unleased
 from devices.models import Person
+from observability import instruments
 
 from . import attempts, sent_marks
 from .messages import build_message, sample_alarm

@@ -4,7 +4,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.template import TemplateSyntaxError
 
-from alarmsite.kept import watch
+from core.config_cache import watch
 
 from .transports import CHANNEL_KINDS, PERSON_METHODS, choices, transport_class
 from .transports.base import ACKNOWLEDGED, CANCELLED, NOTIFY, RESOLVED

@@ -14,7 +14,7 @@ from datetime import datetime
 
 import redis
 
-from alarmsite.redis import client
+from core.redis_client import client
 
 from .transports.base import Sent
 

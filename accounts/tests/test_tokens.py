@@ -9,7 +9,7 @@ import pytest
 from django.utils import timezone
 
 from accounts.models import ApiToken
-from alarmsite.tokens import hash_token
+from core.tokens import hash_token
 from devices.models import Device
 
 pytestmark = pytest.mark.django_db

@@ -19,7 +19,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from alarmsite.storable_text import made_storable, within
+from core.storable_text import made_storable, within
 from devices.auth import device_for
 from devices.models import Device, Site
 

@@ -14,8 +14,8 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from alarmsite import client_ip as client_address
-from alarmsite.storable_text import explained, made_storable
+from core import client_address
+from core.storable_text import explained, made_storable
 from devices.auth import device_for
 from devices.models import Device
 

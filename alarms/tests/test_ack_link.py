@@ -10,7 +10,7 @@ from alarms import lifecycle
 from alarms.acklinks import issue_ack_link
 from alarms.models import AckLink, Alarm
 from alarms.timeline import SYSTEM
-from alarmsite.tokens import hash_token
+from core.tokens import hash_token
 from escalation import engine
 from notifications import delivery
 from notifications.models import Delivery

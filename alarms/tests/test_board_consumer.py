@@ -19,8 +19,8 @@ from alarms import board, consumers, lifecycle
 from alarms.models import Alarm
 from alarms.timeline import SYSTEM
 from alarmsite.asgi import application
-from alarmsite.redis import client as redis_client
 from conftest import free_port, raise_over_api
+from core.redis_client import client as redis_client
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

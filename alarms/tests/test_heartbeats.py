@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from alarms import heartbeats
 from alarms.models import Alarm
-from alarmsite import kept
+from core import config_cache
 from devices.models import Device
 from notifications.tests.steps import drain, run_step
 
@@ -36,7 +36,7 @@ def goes_offline() -> Alarm:
 def comes_back(client, device: Device, token: str) -> None:
     """It was silent for a while, then sends a heartbeat."""
     Device.objects.filter(pk=device.pk).update(last_seen_at=timezone.now() - timedelta(hours=1))
-    kept.forget()  # as an hour of silence would: a process reads its devices again
+    config_cache.forget()  # as an hour of silence would: a process reads its devices again
     beat = client.post("/v1/devices/heartbeat", HTTP_AUTHORIZATION=f"Bearer {token}")
     assert beat.status_code == 200
 

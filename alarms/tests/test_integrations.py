@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from alarms import heartbeats
 from alarms.models import Alarm
-from alarmsite import kept
+from core import config_cache
 from devices.models import Device
 from escalation.models import RoutingRule
 from notifications.tests.steps import drain, run_step
@@ -353,7 +353,7 @@ def test_a_silent_device_raises_an_offline_alarm_that_clears_when_it_is_heard(
     assert webhook_receiver.requests[0]["json"]["alarm"]["title"] == alarm.title
 
     Device.objects.filter(pk=device.pk).update(last_seen_at=timezone.now() - timedelta(hours=1))
-    kept.forget()  # as an hour of silence would: a process reads its devices again after MAX_AGE
+    config_cache.forget()  # as an hour of silence would: it reads its devices again after MAX_AGE
     beat = client.post("/v1/devices/heartbeat", HTTP_AUTHORIZATION=f"Bearer {token}")
     assert beat.status_code == 200
     alarm.refresh_from_db()

@@ -9,11 +9,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from alarms import board, lifecycle, outbox_watch
 from alarms.models import Alarm
 from alarms.timeline import SYSTEM
-from alarmsite import health
 from conftest import REAL_REDIS, free_port
 from devices.models import Device
 from notifications.models import NotificationChannel
 from notifications.tests.steps import run_step, send
+from observability import health
 
 pytestmark = pytest.mark.django_db
 

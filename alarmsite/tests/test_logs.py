@@ -15,9 +15,10 @@ import yaml
 
 from alarms.acklinks import issue_ack_link
 from alarms.models import Alarm
-from alarmsite import logs, runner
+from alarmsite import runner
 from alarmsite.celery import app as celery_app
 from conftest import ROOT, free_port, wait_until
+from core import logs
 from notifications.models import Delivery
 
 

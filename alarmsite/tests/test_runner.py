@@ -18,8 +18,8 @@ import redis
 import requests
 from django.db import connection
 
-from alarmsite import health
 from conftest import ROOT, free_port
+from observability import health
 
 pytestmark = pytest.mark.skipif(
     connection.vendor != "sqlite",

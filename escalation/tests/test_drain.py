@@ -16,9 +16,9 @@ from alarms.lifecycle import raise_alarm
 from alarms.models import Alarm
 from alarms.timeline import SYSTEM
 from alarmsite.celery import app as celery_app
-from alarmsite.queue import queue_was_lost
-from alarmsite.redis import client as redis_client
 from conftest import purge_queue
+from core.redis_client import client as redis_client
+from core.task_queue import queue_was_lost
 from escalation import engine, tasks
 from notifications import delivery
 from notifications.models import Delivery

@@ -6,8 +6,8 @@ from datetime import UTC, datetime, time
 import pytest
 from django.core.exceptions import ValidationError
 
-from escalation.matchers import all_match, parse
-from escalation.timewindow import holds, parse_days
+from core.label_matchers import all_match, parse
+from core.time_windows import holds, parse_days
 
 LABELS = {"severity": "high", "room": "Lab 2", "site": "Clinic North", "team": "ops"}
 

@@ -1,5 +1,5 @@
 """A worker process that dies hands back what it was sending within seconds: each process keeps
-a key alive in Redis (alarmsite/liveness.py), and the sweeper gives the messages of a process
+a key alive in Redis (core/liveness.py), and the sweeper gives the messages of a process
 whose key is gone to the others. Real processes, real Redis, killed with SIGKILL."""
 
 import os
@@ -15,8 +15,8 @@ from django.utils import timezone
 
 from alarms import lifecycle
 from alarms.timeline import SYSTEM
-from alarmsite import liveness
 from conftest import REAL_REDIS, ROOT, wait_until
+from core import liveness
 from notifications import delivery
 from notifications.models import Delivery
 

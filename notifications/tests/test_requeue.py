@@ -10,9 +10,9 @@ from django.utils import timezone
 from alarms.lifecycle import raise_alarm
 from alarms.timeline import SYSTEM
 from alarmsite.celery import app as celery_app
-from alarmsite.queue import QUEUE_MARK, queue_was_lost
-from alarmsite.redis import client as redis_client
 from conftest import broker_at
+from core.redis_client import client as redis_client
+from core.task_queue import QUEUE_MARK, queue_was_lost
 from escalation import tasks
 from notifications import delivery
 from notifications.models import Delivery, NotificationChannel

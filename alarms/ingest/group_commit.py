@@ -2,9 +2,9 @@
 
 A thread takes all the work waiting, runs each piece in a savepoint of one transaction and
 commits once, so a burst of alarms pays for one commit (and one round of Django's request
-handling is spared, see alarms/api/fast.py); the pieces see one configuration
-(`kept.one_version`), and their timeline entries and figures are written at once
-(alarmsite/together.py). A piece's result is released only after that commit: nobody is told
+handling is spared, see alarms/ingest/fast_path.py); the pieces see one configuration
+(`config_cache.one_version`), and their timeline entries and figures are written at once
+(core/deferred_writes.py). A piece's result is released only after that commit: nobody is told
 an alarm was stored before it was. A piece that fails rolls back alone (its savepoint) and gets
 its own exception, unless the database picked it as a deadlock's victim: then it runs again
 alone once the group has committed, as it would if the whole transaction were rolled back
@@ -25,8 +25,8 @@ from concurrent.futures import Future
 from django.db import close_old_connections, transaction
 
 from alarms.timeline import written_together
-
-from . import instruments, kept
+from core import config_cache
+from observability import instruments
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ class GroupCommitter:
 
     def _commit(self, group: list) -> None:
         try:
-            with kept.one_version(), instruments.together(), transaction.atomic():
+            with config_cache.one_version(), instruments.together(), transaction.atomic():
                 with written_together():
                     outcomes = [_outcome(work) for work, _ in group]
         except Exception as exc:  # noqa: BLE001 (the group could not commit)

@@ -8,12 +8,12 @@ import logging
 from datetime import datetime, timedelta
 
 import redis
+from celery import current_app as app  # the project's, set up by alarmsite
 from django.conf import settings
 from django.db import DatabaseError
 from django.db.models import Q
 
-from .celery import app
-from .redis import client as redis_client
+from core.redis_client import client as redis_client
 
 log = logging.getLogger(__name__)
 

@@ -14,10 +14,10 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from alarmsite import instruments
 from conftest import ROOT, free_port, raise_over_api, wait_until
 from devices.models import Device
 from notifications.models import Delivery
+from observability import instruments
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -174,12 +174,12 @@ def test_with_redis_down_alarms_are_raised_and_metrics_answer_without_the_figure
     _, token = make_device("Fridge sensor", kind=Device.Kind.GENERIC)
     settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
 
-    with caplog.at_level(logging.WARNING, logger="alarmsite.instruments"):
+    with caplog.at_level(logging.WARNING, logger="observability.instruments"):
         raise_alarm(client, token)
         raise_alarm(client, token)
         samples = scrape(client)
 
-    warnings = [r for r in caplog.records if r.name == "alarmsite.instruments"]
+    warnings = [r for r in caplog.records if r.name == "observability.instruments"]
     assert len(warnings) == 1, "one warning, then quiet for a while"
     assert "not recorded" in warnings[0].getMessage()
     assert value(samples, "alarmbroker_ready", check="redis") == 0

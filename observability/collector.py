@@ -1,5 +1,5 @@
 """What /metrics tells about the broker itself, read at scrape time: the figures every process
-recorded in Redis (`alarmsite.instruments`), open alarms from the database, the Celery queues'
+recorded in Redis (`observability.instruments`), open alarms from the database, the Celery queues'
 lengths and whether each part of the alarm path is there (as /readyz says)."""
 
 import json
@@ -7,6 +7,7 @@ import logging
 import time
 from datetime import datetime
 
+from celery import current_app as celery_app  # the project's, set up by alarmsite
 from django.db.models import Count
 from prometheus_client import REGISTRY
 from prometheus_client.core import (
@@ -18,10 +19,8 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from alarms.models import OPEN_STATUSES, Alarm
-
-from . import health, instruments
-from .celery import app as celery_app
-from .redis import client
+from core.redis_client import client
+from observability import health, instruments
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ import redis
 from django.db import connection
 from django.http import JsonResponse
 
-from .liveness import renew_forever
-from .redis import client
+from core.liveness import renew_forever
+from core.redis_client import client
 
 log = logging.getLogger(__name__)
 

@@ -8,9 +8,9 @@ import time
 import pytest
 from django.db import IntegrityError, connection, transaction
 
+from alarms.ingest.group_commit import GroupCommitter
 from alarms.models import Alarm, AlarmEvent
 from alarms.timeline import record
-from alarmsite.group_commit import GroupCommitter
 from devices.models import Site
 
 pytestmark = pytest.mark.django_db(transaction=True)

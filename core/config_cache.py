@@ -15,7 +15,7 @@ import redis
 from django.db import transaction
 from django.db.models.signals import m2m_changed, post_delete, post_save
 
-from .redis import client
+from core.redis_client import client
 
 VERSION_KEY = "config:version"
 MAX_AGE = 30.0

@@ -1,6 +1,6 @@
 """The device fast path: the two requests most alarms are raised with (a phone's emergency key,
 a device's JSON raise) answered straight from ASGI, without Django's request handling, their
-database work committed in groups (alarmsite/group_commit.py).
+database work committed in groups (alarms/ingest/group_commit.py).
 
 The answers are the API's own: the same functions make them (alarms/api/views.py). Whatever is
 not a device's request goes on to Django unchanged: other paths and methods, no token or a
@@ -16,11 +16,10 @@ from django.conf import settings
 from django.db import OperationalError
 from rest_framework.utils.encoders import JSONEncoder
 
-from alarmsite import client_ip
-from alarmsite.group_commit import GroupCommitter
-
-from . import json_body, views
-from .errors import STORE_UNAVAILABLE
+from alarms.api import json_body, views
+from alarms.api.errors import STORE_UNAVAILABLE
+from alarms.ingest.group_commit import GroupCommitter
+from core import client_address
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +42,7 @@ class DeviceFastPath:
             query = parse_qs(scope["query_string"].decode("utf-8", "replace"))
             token, mac = (query.get(name, [None])[-1] for name in ("token", "mac"))
             if token:
-                ip = client_ip.of_scope(scope)
+                ip = client_address.of_scope(scope)
                 return await self._answer(send, lambda: views.press(token, ip, mac))
         if scope["path"] == RAISE and scope["method"] == "POST":
             token = _bearer(scope)
@@ -59,7 +58,7 @@ class DeviceFastPath:
             data = json_body.parse(body)
         except ValueError as exc:
             return await _send(send, 400, {"error": f"JSON parse error - {exc}"})
-        ip = client_ip.of_scope(scope)
+        ip = client_address.of_scope(scope)
         if not await self._answer(send, lambda: views.raise_by_device(token, ip, data)):
             # Not a device's token: the API's whole way, with the body read here.
             await self.app(scope, _replay(body, receive), send)

@@ -9,10 +9,10 @@ import pytest
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
-from alarmsite.kept import VERSION_KEY, kept, one_version
-from alarmsite.redis import client as redis_client
-from alarmsite.tokens import new_token
 from conftest import raise_over_api
+from core.config_cache import VERSION_KEY, kept, one_version
+from core.redis_client import client as redis_client
+from core.tokens import new_token
 from devices.models import Device
 from escalation.models import EscalationStep
 

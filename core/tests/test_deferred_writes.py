@@ -3,7 +3,7 @@ leaves nothing behind."""
 
 import pytest
 
-from alarmsite.together import Together
+from core.deferred_writes import Together
 
 
 def test_a_block_hands_over_what_was_added_inside_once_and_nothing_outside_one():

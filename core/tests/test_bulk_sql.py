@@ -3,7 +3,7 @@
 import pytest
 
 from alarms.models import Alarm
-from alarmsite.rows import insert_unless_taken, update_many
+from core.bulk_sql import insert_unless_taken, update_many
 
 pytestmark = pytest.mark.django_db
 

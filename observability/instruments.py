@@ -1,5 +1,5 @@
 """The broker's own figures (alarms raised, notifications, latencies), recorded in Redis so that
-/metrics in the web process sees what every worker did; `alarmsite.broker_metrics` reads them.
+/metrics in the web process sees what every worker did; `observability.collector` reads them.
 
 Each event is one pipelined round trip, sent after the transaction commits. Recording fails
 open: with Redis down a figure is lost, never an alarm (a warning, then silence for a while).
@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from django.db import transaction
 from django.utils import timezone
 
-from alarmsite.redis import client as redis_client
-from alarmsite.together import Together
+from core.deferred_writes import Together
+from core.redis_client import client as redis_client
 from notifications.transports.base import NOTIFY
 
 log = logging.getLogger(__name__)
