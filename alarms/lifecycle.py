@@ -16,7 +16,7 @@ from django.utils import timezone
 from core import logs
 from core.bulk_sql import insert_unless_taken
 from escalation import engine, routing
-from notifications import delivery
+from notifications.delivery import follow_ups
 from notifications.transports.base import ACKNOWLEDGED
 from observability import instruments
 
@@ -199,7 +199,7 @@ def _reopen(alarm: Alarm, actor: Actor, payload: dict, policy, hold_seconds: flo
     the first step (routed anew: the hour or a silence may have changed). Damped (a monitoring
     source on a policy that asks for it), it tells the people already paged once instead."""
     logs.concerning(alarm.pk)
-    paged = delivery.paged_people(alarm) if _may_damp(alarm) else []
+    paged = follow_ups.paged_people(alarm) if _may_damp(alarm) else []
     now, resolved_at = timezone.now(), alarm.resolved_at
     alarm.status, alarm.resolved_at, alarm.resolved_by = Status.TRIGGERED, None, ""
     alarm.acknowledged_at, alarm.acknowledged_by = None, ""
@@ -230,7 +230,7 @@ def _reopen(alarm: Alarm, actor: Actor, payload: dict, policy, hold_seconds: flo
         return _lost_race(alarm.dedup_key, actor)
     record_all(*entries)
     if paged:
-        delivery.tell_fired_again(alarm, paged)
+        follow_ups.tell_fired_again(alarm, paged)
     engine.schedule(alarm)
     board.publish(alarm)
     instruments.alarm_raised(alarm)
@@ -275,7 +275,7 @@ def acknowledge(alarm_id, actor: Actor, note: str = "") -> Outcome:
         engine.stop(alarm)
         alarm.save()
         record(alarm, AlarmEvent.Kind.ACKNOWLEDGED, note, actor)
-        delivery.on_transition(alarm, ACKNOWLEDGED)
+        follow_ups.on_transition(alarm, ACKNOWLEDGED)
         board.publish(alarm)
         instruments.alarm_acknowledged(alarm)
         log.info("acknowledged by %s", actor.name)
@@ -303,7 +303,7 @@ def _close(alarm_id, status: str, kind: str, actor: Actor, note: str) -> Outcome
         engine.stop(alarm)
         alarm.save()
         record(alarm, kind, note, actor)
-        delivery.on_transition(alarm, status)
+        follow_ups.on_transition(alarm, status)
         board.publish(alarm)
         log.info("%s by %s", status, actor.name)
         return Outcome(alarm, changed=True)

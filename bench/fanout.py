@@ -74,7 +74,7 @@ from core.task_queue import enqueue  # noqa: E402
 from devices.models import Device, Room, Site  # noqa: E402
 from escalation import engine  # noqa: E402
 from escalation.models import EscalationPolicy, EscalationStep  # noqa: E402
-from notifications import delivery  # noqa: E402
+from notifications.delivery import queueing, sending, targets  # noqa: E402
 from notifications.models import Delivery, NotificationChannel  # noqa: E402
 
 # A step delay the countdown fast path and the sweeper both leave alone during the run.
@@ -154,9 +154,7 @@ def in_process_cost(token: str, samples: int) -> dict:
         )  # fmt: skip
         alarm_id = response.json()["alarm_id"]
         _, step_cost = measured(engine.run_due_step, alarm_id)
-        status, deliver_cost = measured(
-            delivery.attempt, Delivery.objects.get(alarm_id=alarm_id).pk
-        )
+        status, deliver_cost = measured(sending.attempt, Delivery.objects.get(alarm_id=alarm_id).pk)
         if status != "sent":
             raise SystemExit(f"in-process delivery was not sent: {status}")
         if i:
@@ -340,8 +338,8 @@ def deliveries_burst(ids: list, sink: Sink, meter: CpuMeter, timeout: float) -> 
         # Registered first, so it runs right after COMMIT, before the tasks are queued.
         transaction.on_commit(lambda: committed.append(time.time()))
         for alarm in Alarm.objects.filter(pk__in=ids):
-            made, _ = delivery.create_for_step(alarm, alarm.steps_snapshot[0], 0, 0)
-            delivery.enqueue_on_commit([row.pk for row in made])
+            made, _ = targets.create_for_step(alarm, alarm.steps_snapshot[0], 0, 0)
+            queueing.enqueue_on_commit([row.pk for row in made])
         before = meter.sample()
     return burst_result(ids, sink, meter, timeout, before, committed[0])
 

@@ -62,7 +62,7 @@ from alarmsite.asgi import application  # noqa: E402
 from devices.models import Device, Person, Room, Site  # noqa: E402
 from escalation import engine  # noqa: E402
 from escalation.models import EscalationPolicy, EscalationStep  # noqa: E402
-from notifications import delivery  # noqa: E402
+from notifications.delivery import sending  # noqa: E402
 from notifications.models import Delivery, NotificationChannel  # noqa: E402
 
 # What is not the project's own code on the path.
@@ -177,7 +177,7 @@ def main() -> None:
         Alarm.objects.filter(pk=alarm.pk).update(next_escalation_at=alarm.created_at)
         engine.run_due_step(alarm.pk)
         [message] = Delivery.objects.filter(alarm=alarm, channel=hook)
-        delivery.attempt(message.pk)
+        sending.attempt(message.pk)
         assert Delivery.objects.get(pk=message.pk).status == "sent"
 
     # Each walk once untraced: imports and caches are warm, as in a server that has run a while.

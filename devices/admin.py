@@ -40,7 +40,7 @@ class PersonAdmin(admin.ModelAdmin):
     @admin.action(description="Send a test message to their contact points")
     def send_test_message(self, request, queryset):
         from notifications.admin import report_test
-        from notifications.delivery import send_test
+        from notifications.delivery.sample_sends import send_test
 
         for person in queryset:
             report_test(request, send_test(person=person))

@@ -7,7 +7,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import Prefetch
 
 from devices.models import Device, Person, Site
-from notifications.delivery import gateway_for, person_targets
+from notifications.delivery.targets import gateway_for, person_targets
 from notifications.models import NotificationChannel
 from notifications.transports import CHANNEL_KINDS, PERSON_METHODS
 

@@ -26,7 +26,7 @@ from core import logs
 from core.bulk_sql import update_many
 from core.config_cache import kept, one_version
 from core.task_queue import enqueue, enqueue_once, lease_until, release, unleased
-from notifications import delivery
+from notifications.delivery import queueing, sending, targets
 from observability import instruments
 
 from .models import EscalationStep
@@ -217,7 +217,7 @@ def run_due_step(alarm_id, token=None, send_first: bool = False) -> bool:
                 return False
             first = _step(alarm, "countdown" if token else "sweep", send_first)
             update_many([alarm], STEP_FIELDS)
-        delivery.send(first)
+        sending.send(first)
     return True
 
 
@@ -241,14 +241,14 @@ def run_due_now(alarms=None, via: str = "queue", limit: int = DRAIN_BATCH) -> in
     with board.batched(), one_version():
         try:
             with instruments.together(), transaction.atomic(), written_together():
-                with delivery.created_together():
+                with targets.created_together():
                     locked = list(due.order_by("next_escalation_at")[:limit])
                     firsts = [_step(alarm, via, send_first=True) for alarm in locked]
                 update_many(locked, STEP_FIELDS)
         except Exception:  # noqa: BLE001 (one alarm's fault must not hold the others back)
             log.exception("a batch of due steps failed; running them one by one")
             return sum(_run_alone(alarm.pk) for alarm in locked)
-        delivery.send_taken([first for first in firsts if first])
+        sending.send_taken([first for first in firsts if first])
     return len(locked)
 
 
@@ -289,8 +289,8 @@ def _step(alarm: Alarm, via: str, send_first: bool):
         schedule(alarm)
         board.publish(alarm)
         if send_first and first is None and pending:  # not written taken: an ordered channel
-            first = delivery.take(pending.pop(0))
-        delivery.enqueue_rows_on_commit(pending)
+            first = sending.take(pending.pop(0))
+        queueing.enqueue_rows_on_commit(pending)
     return first
 
 
@@ -319,7 +319,7 @@ def _advance(alarm: Alarm, take_first: bool = False) -> tuple[list, list, object
     """Run the next step; a step that reaches nobody is skipped and the one after runs now
     (a new round still waits the policy's pause). Return the deliveries to queue, the
     timeline entries to record and, with `take_first`, the first delivery if it was written
-    taken (`delivery.create_for_step`)."""
+    taken (`targets.create_for_step`)."""
     pending, entries, first = [], [], None
     while (position := _next_position(alarm)) is not None:
         index, round_ = position
@@ -328,7 +328,7 @@ def _advance(alarm: Alarm, take_first: bool = False) -> tuple[list, list, object
         label = f"Step {index + 1} of {len(alarm.steps_snapshot)}, round {round_ + 1}"
         if step.get("policy"):
             label += f" ({step['policy']})"
-        notified, taken = delivery.create_for_step(
+        notified, taken = targets.create_for_step(
             alarm, step, index, round_, take_first=take_first and first is None
         )
         first = first or taken

@@ -3,7 +3,7 @@
 from celery import shared_task
 
 from core.task_queue import queue_was_lost, started
-from notifications import delivery
+from notifications.delivery import recovery
 
 from . import engine
 
@@ -26,6 +26,6 @@ def sweep() -> dict:
     """Beat, every few seconds: overdue steps and deliveries whose tasks were lost."""
     if queue_was_lost():  # Redis came back empty: every task in it is gone
         engine.forget_queued()
-        delivery.forget_queued()
-    handed_back = delivery.hand_back_from_dead() + delivery.probe_outboxes()
-    return {"steps": engine.sweep(), "deliveries": handed_back + delivery.retry_overdue()}
+        recovery.forget_queued()
+    handed_back = recovery.hand_back_from_dead() + recovery.probe_outboxes()
+    return {"steps": engine.sweep(), "deliveries": handed_back + recovery.retry_overdue()}

@@ -14,7 +14,7 @@ from django.utils.html import format_html, format_html_join
 
 from core.admin_inlines import ReadOnlyTabularInline
 
-from .delivery import send_test
+from .delivery.sample_sends import send_test
 from .messages import build_message, sample_alarm
 from .models import Delivery, DeliveryAttempt, NotificationChannel
 from .transports import CHANNEL_KINDS, transport_class

@@ -159,6 +159,10 @@ class Delivery(models.Model):
         return f"{target.name if target else self.target} by {self.method}"
 
 
+# Unfinished: waiting for its time or its turn, or being sent.
+BUSY = (Delivery.Status.PENDING, Delivery.Status.SENDING)
+
+
 class DeliveryAttempt(models.Model):
     """One try of a delivery and what came of it, so an operator can see why a message was late
     (a 429 and a 500 before the 200). Each delivery keeps its last KEPT; older ones are counted

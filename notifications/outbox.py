@@ -7,8 +7,8 @@ from datetime import datetime
 
 from django.db.models import Count, Min, Q
 
-from .delivery import BUSY, outbox_kinds
-from .models import Delivery
+from .models import BUSY, Delivery
+from .transports import outbox_kinds
 
 
 @dataclass(frozen=True)

@@ -2,9 +2,9 @@
 
 from celery import shared_task
 
-from . import delivery
+from .delivery import sending
 
 
 @shared_task(name="notifications.tasks.deliver")
 def deliver(delivery_id: int) -> str | None:
-    return delivery.attempt(delivery_id)
+    return sending.attempt(delivery_id)

@@ -12,7 +12,7 @@ from alarms.models import AckLink, Alarm
 from alarms.timeline import SYSTEM
 from core.tokens import hash_token
 from escalation import engine
-from notifications import delivery
+from notifications.delivery import sending
 from notifications.models import Delivery
 
 pytestmark = pytest.mark.django_db
@@ -190,7 +190,7 @@ def test_the_link_in_a_sent_email_acknowledges_and_is_not_kept_on_the_delivery(
 ):
     engine.run_due_step(alarm.pk)
     sent = Delivery.objects.get(alarm=alarm, person=alice)
-    assert delivery.attempt(sent.pk) == "sent"
+    assert sending.attempt(sent.pk) == "sent"
     mail = smtp_server.bodies()[0]
     path, token = ACK_PATH.search(mail).groups()
 

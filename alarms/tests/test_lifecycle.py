@@ -12,7 +12,7 @@ from alarms.models import Alarm
 from alarms.timeline import SYSTEM, Actor
 from escalation import engine
 from escalation.models import Silence
-from notifications import delivery
+from notifications.delivery import sending
 from notifications.models import Delivery
 
 
@@ -216,7 +216,7 @@ def test_a_reopened_alarms_first_message_says_it_fired_again(alice, make_policy,
     engine.run_due_step(first.pk)
 
     again = Delivery.objects.get(alarm=first, cycle=1)
-    delivery.attempt(again.pk)
+    sending.attempt(again.pk)
 
     subject = smtp_server.messages[-1].content.decode()
     assert "Fired again: [CRITICAL] Smoke in the boiler room" in subject

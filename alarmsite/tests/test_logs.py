@@ -217,7 +217,9 @@ def test_the_worker_logs_json_lines_that_name_the_alarm_they_concern(
                 if r["logger"] == logger and r["message"].startswith(starts)]  # fmt: skip
 
     assert alarm_ids("escalation.engine", "Step 1 of 1, round 1: notifying") == [alarm_id]
-    assert alarm_ids("notifications.delivery", "sent to Ops webhook by webhook") == [alarm_id]
+    assert alarm_ids("notifications.delivery.sending", "sent to Ops webhook by webhook") == [
+        alarm_id
+    ]
     assert alarm_ids("celery.app.trace", "Task escalation.tasks.escalate[") == [alarm_id]
 
 

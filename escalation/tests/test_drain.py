@@ -20,7 +20,7 @@ from conftest import purge_queue
 from core.redis_client import client as redis_client
 from core.task_queue import queue_was_lost
 from escalation import engine, tasks
-from notifications import delivery
+from notifications.delivery import sending
 from notifications.models import Delivery
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -80,7 +80,7 @@ def test_a_drain_locks_and_steps_many_alarms_in_one_read(raise_many, webhook_rec
     def written(what: str) -> int:
         return sum(re.sub(r"^\d+ times: ", "", q["sql"]).startswith(what) for q in statements)
 
-    together = 20 // delivery.RECORD_TOGETHER
+    together = 20 // sending.RECORD_TOGETHER
     assert written('UPDATE "alarms_alarm"') == 1
     assert written('UPDATE "notifications_delivery"') == together
     assert written('INSERT INTO "notifications_delivery"') == 1  # all the steps' deliveries
@@ -116,7 +116,7 @@ def test_a_step_that_ran_before_breaks_its_batch_s_insert_and_each_step_then_run
     assert set(Alarm.objects.values_list("current_step", flat=True)) == {0}
     posted = Counter(request["json"]["alarm"]["id"] for request in webhook_receiver.requests)
     assert posted == {str(first.pk): 1, str(again.pk): 1, str(third.pk): 1}
-    assert delivery.attempt(Delivery.objects.get(alarm=again).pk) is None  # its queued task
+    assert sending.attempt(Delivery.objects.get(alarm=again).pk) is None  # its queued task
 
 
 def test_deliveries_taken_together_go_back_to_the_queue_once_sending_is_slow(
@@ -134,7 +134,7 @@ def test_deliveries_taken_together_go_back_to_the_queue_once_sending_is_slow(
     assert set(given_back.values_list("attempts", flat=True)) == {0}
     assert queued("notifications.tasks.deliver") == 6 - inline
     for pk in given_back.values_list("pk", flat=True):
-        assert delivery.attempt(pk) == "sent"  # as their queued tasks do
+        assert sending.attempt(pk) == "sent"  # as their queued tasks do
     posted = [request["json"]["alarm"]["id"] for request in webhook_receiver.requests]
     assert sorted(posted) == sorted(str(alarm.pk) for alarm in alarms)
 

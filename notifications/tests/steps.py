@@ -5,7 +5,7 @@ from django.utils import timezone
 
 from alarms.models import Alarm
 from escalation import engine
-from notifications import delivery
+from notifications.delivery import sending
 from notifications.models import Delivery
 
 
@@ -27,7 +27,7 @@ def make_due(row: Delivery) -> None:
 def send(row: Delivery) -> Delivery:
     """Attempt it now (as the worker would once it is due) and return the updated row."""
     make_due(row)
-    delivery.attempt(row.pk)
+    sending.attempt(row.pk)
     row.refresh_from_db()
     return row
 
@@ -35,7 +35,7 @@ def send(row: Delivery) -> Delivery:
 def send_only(alarm) -> Delivery:
     """Attempt the alarm's one delivery now and return the row as stored."""
     (row,) = Delivery.objects.filter(alarm=alarm)
-    delivery.attempt(row.pk)
+    sending.attempt(row.pk)
     row.refresh_from_db()
     return row
 
@@ -43,7 +43,7 @@ def send_only(alarm) -> Delivery:
 def send_pending(alarm) -> list[str]:
     """Attempt every delivery of the alarm that is waiting; return their new statuses."""
     pending = Delivery.objects.filter(alarm=alarm, status="pending").order_by("pk")
-    return [delivery.attempt(pk) for pk in pending.values_list("pk", flat=True)]
+    return [sending.attempt(pk) for pk in pending.values_list("pk", flat=True)]
 
 
 def drain(alarm, rounds: int = 10) -> None:

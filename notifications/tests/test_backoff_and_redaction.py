@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from django.core.exceptions import ValidationError
 
-from notifications.delivery import backoff_seconds
+from notifications.delivery.sending import backoff_seconds
 from notifications.models import NotificationChannel
 from notifications.transports import CHANNEL_KINDS, transport_class
 from notifications.transports.base import retry_after_seconds

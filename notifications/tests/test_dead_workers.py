@@ -17,14 +17,14 @@ from alarms import lifecycle
 from alarms.timeline import SYSTEM
 from conftest import REAL_REDIS, ROOT, wait_until
 from core import liveness
-from notifications import delivery
+from notifications.delivery import recovery, sending
 from notifications.models import Delivery
 
 pytestmark = pytest.mark.django_db
 
 REPORTER = (
     "import django, sys, time; django.setup();"
-    "from alarmsite import liveness; liveness.keep_reporting();"
+    "from core import liveness; liveness.keep_reporting();"
     "print(liveness.process_name(), flush=True); time.sleep(600)"
 )
 
@@ -75,8 +75,8 @@ def step_message(make_person):
 
 
 @pytest.fixture
-def sending(step_message):
-    """sending(process name) -> a delivery that process has taken and is sending, its lease
+def taken_by(step_message):
+    """taken_by(process name) -> a delivery that process has taken and is sending, its lease
     a minute away."""
 
     def make(name: str) -> Delivery:
@@ -96,16 +96,16 @@ def status(row: Delivery) -> str:
 
 @pytest.mark.django_db(transaction=True)
 def test_what_a_killed_worker_process_was_sending_goes_again_within_seconds_of_its_death(
-    worker_process, sending, smtp_server, celery_worker
+    worker_process, taken_by, smtp_server, celery_worker
 ):
     (doomed, process), (living, _) = worker_process(), worker_process()
-    orphan, kept = sending(doomed), sending(living)
+    orphan, kept = taken_by(doomed), taken_by(living)
 
     os.kill(process.pid, signal.SIGKILL)
     killed = time.monotonic()
 
     def sent_again():
-        delivery.hand_back_from_dead()
+        recovery.hand_back_from_dead()
         return status(orphan) == "sent"
 
     wait_until(sent_again, timeout=15, interval=0.5)
@@ -120,30 +120,30 @@ def test_what_a_killed_worker_process_was_sending_goes_again_within_seconds_of_i
 
 
 def test_a_lost_liveness_key_alone_never_hands_back_what_a_living_process_sends(
-    worker_process, sending
+    worker_process, taken_by
 ):  # as after Redis came back empty: every living process writes its key again at once
     name, _ = worker_process()
-    row = sending(name)
+    row = taken_by(name)
     REAL_REDIS.delete(f"alarmbroker:alive:{name}")
 
     for _ in range(int(liveness.CONFIRM_SECONDS / 0.5) + 3):
-        assert delivery.hand_back_from_dead() == 0
+        assert recovery.hand_back_from_dead() == 0
         time.sleep(0.5)
 
     assert status(row) == "sending"
 
 
-def test_a_message_taken_outside_a_worker_process_waits_out_its_lease(sending):
-    row = sending(liveness.process_name())  # this process reports nothing: ''
+def test_a_message_taken_outside_a_worker_process_waits_out_its_lease(taken_by):
+    row = taken_by(liveness.process_name())  # this process reports nothing: ''
 
-    assert delivery.hand_back_from_dead() == 0
+    assert recovery.hand_back_from_dead() == 0
     assert status(row) == "sending"
 
 
 def sent_and_sender_died(row: Delivery) -> None:
     """Take the message and have the provider take it; its sender dies before it records
     that, and its lease runs out."""
-    delivery._call(delivery._claim(row.pk))
+    sending.call(sending.claim(row.pk))
     Delivery.objects.filter(pk=row.pk).update(next_attempt_at=timezone.now())
 
 
@@ -153,7 +153,7 @@ def test_a_message_the_provider_took_before_its_sender_died_is_recorded_not_sent
     row = step_message()
     sent_and_sender_died(row)
 
-    assert delivery.attempt(row.pk) is None  # taken again: nothing to send
+    assert sending.attempt(row.pk) is None  # taken again: nothing to send
 
     row = Delivery.objects.get(pk=row.pk)
     assert (row.status, row.attempts, row.provider_status) == ("sent", 1, "SMTP 250")
@@ -167,7 +167,7 @@ def test_without_the_mark_a_message_whose_sender_died_goes_again(step_message, s
     sent_and_sender_died(row)
     REAL_REDIS.delete(f"alarmbroker:sent:{row.pk}")  # as with Redis away: at least once
 
-    assert delivery.attempt(row.pk) == "sent"
+    assert sending.attempt(row.pk) == "sent"
 
     assert Delivery.objects.get(pk=row.pk).attempts == 2
     assert len(smtp_server.messages) == 2

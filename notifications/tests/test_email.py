@@ -2,7 +2,7 @@
 and checked, and so is the Delivery row that audits them.
 
 Deliveries are driven as in production: an alarm raised through `lifecycle.raise_alarm`, its
-first step run by the engine, then `delivery.attempt` called synchronously.
+first step run by the engine, then `sending.attempt` called synchronously.
 """
 
 import re
@@ -18,7 +18,8 @@ from alarms.acklinks import find_ack_link
 from alarms.timeline import SYSTEM
 from conftest import free_port
 from escalation import engine
-from notifications import delivery, messages
+from notifications import messages
+from notifications.delivery import sending
 from notifications.messages import REDACTED_LINK
 from notifications.models import Delivery, NotificationChannel
 from notifications.tests.steps import make_due
@@ -139,11 +140,11 @@ def test_a_message_sent_again_carries_the_same_message_id_and_another_message_an
 ):  # as when its sender died between the server's answer and its record
     alarm = raise_alarm([alice, bob])
     first, other = Delivery.objects.filter(alarm=alarm).order_by("person__name")
-    delivery.attempt(first.pk)
+    sending.attempt(first.pk)
     Delivery.objects.filter(pk=first.pk).update(status="pending", next_attempt_at=timezone.now())
 
-    delivery.attempt(first.pk)
-    delivery.attempt(other.pk)
+    sending.attempt(first.pk)
+    sending.attempt(other.pk)
 
     ids = [received(envelope)["Message-ID"] for envelope in smtp_server.messages]
     assert ids[0] == ids[1] and ids[2] != ids[0]
@@ -269,11 +270,11 @@ def test_smtp_451_is_transient_and_the_retry_sends_it(smtp_server, raise_alarm, 
     assert row.error == "SMTP 451: 4.3.0 Mailbox temporarily unavailable"
     assert 4 <= (row.next_attempt_at - timezone.now()).total_seconds() <= 10
     assert "delivery_failed" not in alarm.events.values_list("kind", flat=True)
-    assert delivery.attempt(row.pk) is None, "not due yet"
+    assert sending.attempt(row.pk) is None, "not due yet"
 
     smtp_server.reply = None
     make_due(row)
-    assert delivery.attempt(row.pk) == "sent"
+    assert sending.attempt(row.pk) == "sent"
 
     row.refresh_from_db()
     assert (row.status, row.attempts, row.provider_status, row.error) == (

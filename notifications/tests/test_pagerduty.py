@@ -16,7 +16,7 @@ from alarms import lifecycle
 from alarms.models import Alarm, AlarmEvent
 from alarms.timeline import SYSTEM, Actor
 from conftest import free_port
-from notifications import delivery
+from notifications.delivery import sending
 from notifications.models import Delivery, NotificationChannel
 
 from .fake_provider import Answer
@@ -316,7 +316,7 @@ def test_a_429_waits_for_its_retry_after(raise_alarm, pagerduty):
 
     assert (first.status, first.attempts, first.provider_status) == ("pending", 1, "HTTP 429")
     assert 118 < wait_of(first) <= 121
-    assert delivery.attempt(first.pk) is None, "not before its time"
+    assert sending.attempt(first.pk) is None, "not before its time"
     drain(alarm)
     first.refresh_from_db()
     assert (first.status, first.attempts) == ("sent", 2)

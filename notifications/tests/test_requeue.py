@@ -14,7 +14,7 @@ from conftest import broker_at
 from core.redis_client import client as redis_client
 from core.task_queue import QUEUE_MARK, queue_was_lost
 from escalation import tasks
-from notifications import delivery
+from notifications.delivery import queueing, recovery
 from notifications.models import Delivery, NotificationChannel
 
 from .steps import run_step
@@ -58,7 +58,7 @@ def test_a_delivery_whose_task_is_queued_is_not_queued_again_while_the_worker_is
 ):
     behind(60)
 
-    assert delivery.retry_overdue() == 0
+    assert recovery.retry_overdue() == 0
     assert queued() == 0
 
 
@@ -66,12 +66,12 @@ def test_a_delivery_whose_task_is_long_overdue_is_queued_again_once(two_deliveri
     behind(60)
     Delivery.objects.update(queued_until=timezone.now() - timedelta(seconds=1))
 
-    assert delivery.retry_overdue() == 2
+    assert recovery.retry_overdue() == 2
     assert queued() == 2
     leased = Delivery.objects.values_list("queued_until", flat=True)
     requeue = timedelta(seconds=settings.REQUEUE_AFTER_SECONDS)
     assert all(until > timezone.now() + requeue - timedelta(seconds=10) for until in leased)
-    assert delivery.retry_overdue() == 0
+    assert recovery.retry_overdue() == 0
     assert queued() == 2
 
 
@@ -99,10 +99,10 @@ def test_a_delivery_that_could_not_be_queued_is_left_to_the_sweeper_at_once(
     (row, _) = two_deliveries
     private_redis.stop()
     with broker_at(private_redis.url):
-        delivery.enqueue_on_commit([row.pk])  # outside a transaction: published at once
+        queueing.enqueue_on_commit([row.pk])  # outside a transaction: published at once
 
     row.refresh_from_db()
     assert row.queued_until is None
     behind(60)
-    assert delivery.retry_overdue() == 1
+    assert recovery.retry_overdue() == 1
     assert queued() == 1

@@ -2,7 +2,7 @@
 local server that checks what the provider checks and answers in its format.
 
 Deliveries are driven as in production: an alarm raised through `lifecycle.raise_alarm`, its
-first step run by the engine, then `delivery.attempt` called synchronously. The clock is the
+first step run by the engine, then `sending.attempt` called synchronously. The clock is the
 database: a retry is made due by moving `next_attempt_at` into the past, never by sleeping.
 """
 
@@ -24,7 +24,7 @@ from alarms.timeline import SYSTEM
 from conftest import wait_until
 from devices.models import Device
 from escalation import engine
-from notifications import delivery
+from notifications.delivery import sample_sends, sending, targets
 from notifications.messages import REDACTED_LINK
 from notifications.models import Delivery, NotificationChannel
 from notifications.tests.steps import make_due
@@ -369,7 +369,7 @@ def test_twilio_bad_credentials_fail_at_once_and_show_on_the_timeline(
     assert failed.text.startswith("Failed to reach Alice by sms (step 1) after a permanent error")
     assert "HTTP 401" in failed.text
     assert failed.detail == {"delivery_id": row.pk}
-    assert delivery.attempt(row.pk) is None, "a failed delivery is not tried again"
+    assert sending.attempt(row.pk) is None, "a failed delivery is not tried again"
     assert len(twilio_api.requests) == 1
 
 
@@ -399,11 +399,11 @@ def test_a_5xx_is_retried_with_backoff_and_sent_on_the_next_attempt(
     assert 4 <= seconds_until(row) <= 10, "first backoff is between half and all of the base"
     assert "20500" in row.error
     assert "delivery_failed" not in kinds(alarm)
-    assert delivery.attempt(row.pk) is None, "not due yet"
+    assert sending.attempt(row.pk) is None, "not due yet"
     assert len(twilio_api.requests) == 1
 
     make_due(row)
-    assert delivery.attempt(row.pk) == "sent"
+    assert sending.attempt(row.pk) == "sent"
 
     row.refresh_from_db()
     assert (row.status, row.attempts, row.provider_status, row.error) == (
@@ -426,11 +426,11 @@ def test_backoff_grows_with_each_attempt_and_the_last_allowed_attempt_fails(
     row = send(alarm)
     assert 4 <= seconds_until(row) <= 10
     make_due(row)
-    delivery.attempt(row.pk)
+    sending.attempt(row.pk)
     row.refresh_from_db()
     assert row.status == "pending" and 9 <= seconds_until(row) <= 20
     make_due(row)
-    delivery.attempt(row.pk)
+    sending.attempt(row.pk)
     row.refresh_from_db()
 
     assert (row.status, row.attempts, row.provider_status) == ("failed", 3, "HTTP 503")
@@ -739,7 +739,7 @@ def test_a_secret_url_is_redacted_from_connection_errors(raise_alarm, phone_pers
 def test_admin_test_message_answers_without_revealing_secrets(sms_gateway, phone_person):
     gateway_channel(sms_gateway, url=f"{sms_gateway.url}/api/sms", headers={"X-Api-Key": "bad0"})
 
-    results = delivery.send_test(person=phone_person)
+    results = sample_sends.send_test(person=phone_person)
 
     ((what, answer, ok),) = [r for r in results if r[0].startswith("SMS")]
     assert (what, ok) == (f"SMS to {ALICE_PHONE}", False)
@@ -750,7 +750,7 @@ def test_admin_test_message_answers_without_revealing_secrets(sms_gateway, phone
 def test_admin_test_message_reaches_the_person_through_the_gateway(twilio_api, phone_person):
     twilio_channel(twilio_api)
 
-    results = delivery.send_test(person=phone_person)
+    results = sample_sends.send_test(person=phone_person)
 
     ((what, answer, ok),) = [r for r in results if r[0].startswith("SMS")]
     assert (what, ok) == (f"SMS to {ALICE_PHONE}", True)
@@ -780,7 +780,7 @@ def test_sms_to_a_person_goes_through_the_first_enabled_gateway_by_name(
 
     row = only_delivery(alarm)
     assert (row.person, row.channel, row.address) == (phone_person, used, ALICE_PHONE)
-    delivery.attempt(row.pk)
+    sending.attempt(row.pk)
     assert [r.path for r in twilio_api.requests] == [
         f"/2010-04-01/Accounts/{ACCOUNT_SID}/Messages.json"
     ]
@@ -790,9 +790,9 @@ def test_gateway_for_picks_the_kind_that_reaches_the_method(provider):
     twilio = twilio_channel(provider)
     signal = signal_channel(provider)
 
-    assert delivery.gateway_for("sms") == twilio
-    assert delivery.gateway_for("signal") == signal
-    assert delivery.gateway_for("email") is None
+    assert targets.gateway_for("sms") == twilio
+    assert targets.gateway_for("signal") == signal
+    assert targets.gateway_for("email") is None
 
 
 @pytest.mark.parametrize("gateway", ["disabled", "none"])

@@ -14,7 +14,7 @@ from alarms.models import Alarm, AlarmEvent
 from alarms.timeline import SYSTEM, Actor
 from conftest import free_port
 from devices.models import Device
-from notifications import delivery
+from notifications.delivery import recovery
 from notifications.models import Delivery, NotificationChannel
 from notifications.tests.steps import run_step, send
 
@@ -284,10 +284,10 @@ def test_once_the_upstream_answers_again_every_message_waiting_for_it_goes(
     )
     point_at(upstream, live_server.url)
 
-    assert delivery.probe_outboxes() == 1  # its oldest message, now
+    assert recovery.probe_outboxes() == 1  # its oldest message, now
     oldest = Delivery.objects.get(pk=waiting[0].pk)
     assert oldest.next_attempt_at <= timezone.now()
-    assert delivery.probe_outboxes() == 0, "one probe at a time"
+    assert recovery.probe_outboxes() == 0, "one probe at a time"
     send(oldest)  # the upstream takes it: the others are brought forward
 
     others = Delivery.objects.filter(pk__in=[row.pk for row in waiting[1:]])

@@ -17,7 +17,7 @@ from alarms.models import AckLink, Alarm, AlarmEvent
 from alarms.timeline import SYSTEM, Actor
 from conftest import free_port
 from escalation import engine
-from notifications import delivery
+from notifications.delivery import sending
 from notifications.models import Delivery, NotificationChannel
 from notifications.tests.steps import drain, send
 
@@ -420,7 +420,7 @@ def test_a_500_is_retried_with_backoff_and_still_opens_one_ticket(raise_alarm, z
     wait = first.next_attempt_at - timezone.now()
     assert timedelta(seconds=4) < wait <= timedelta(seconds=10)
     assert not zammad.tickets
-    assert delivery.attempt(first.pk) is None, "not before its time"
+    assert sending.attempt(first.pk) is None, "not before its time"
 
     again = send(first)
 
@@ -513,7 +513,7 @@ def test_an_ack_while_the_create_waits_for_a_retry_still_makes_the_ticket_then_n
     create.refresh_from_db()
     assert create.status == "pending"
     note = follow_up(alarm, "acknowledged")
-    assert delivery.attempt(note.pk) is None, "the note waits for the ticket"
+    assert sending.attempt(note.pk) is None, "the note waits for the ticket"
     assert send(create).status == "sent"
     note.refresh_from_db()
     assert note.next_attempt_at <= timezone.now(), "the note is due once the ticket exists"
@@ -540,7 +540,7 @@ def test_an_ack_after_the_create_failed_for_good_sends_no_note(raise_alarm, zamm
 def _send_in_thread(row_id: int) -> threading.Thread:
     def run():
         try:
-            delivery.attempt(row_id)
+            sending.attempt(row_id)
         finally:
             connection.close()
 
@@ -578,7 +578,7 @@ def test_an_ack_while_the_ticket_is_being_created_waits_then_notes_that_ticket(
 
     lifecycle.acknowledge(alarm.pk, DANA)
     note = follow_up(alarm, "acknowledged")
-    assert delivery.attempt(note.pk) is None, "the note waits for the ticket"
+    assert sending.attempt(note.pk) is None, "the note waits for the ticket"
     note.refresh_from_db()
     assert (note.status, note.attempts) == ("pending", 0), "waiting costs no attempt"
     assert zammad.calls() == [("POST", "/api/v1/tickets")]
@@ -599,7 +599,7 @@ def test_a_note_waiting_for_the_ticket_goes_as_soon_as_the_ticket_exists(
     alarm, finish = creation_in_flight
     lifecycle.acknowledge(alarm.pk, DANA)
     note = follow_up(alarm, "acknowledged")
-    delivery.attempt(note.pk)
+    sending.attempt(note.pk)
 
     finish()
 
@@ -615,7 +615,7 @@ def test_a_note_waiting_for_a_create_that_then_fails_for_good_is_cancelled(
     zammad.held_answer = Answer(401, {"error": "Authentication required"})  # answered once
     lifecycle.acknowledge(alarm.pk, DANA)
     note = follow_up(alarm, "acknowledged")
-    delivery.attempt(note.pk)
+    sending.attempt(note.pk)
 
     finish()
     drain(alarm)

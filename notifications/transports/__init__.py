@@ -40,3 +40,14 @@ def transport_class(kind: str):
 def gateway_kinds(method: str) -> list[str]:
     """The channel kinds that can carry this person method."""
     return [kind for kind in CHANNEL_KINDS if transport_class(kind).reaches == method]
+
+
+def record_kinds() -> list[str]:
+    """Channel kinds whose post is a record (a ticket, an upstream alarm): it is still made
+    when the alarm was acknowledged or closed before it went out, and then updated."""
+    return [kind for kind in CHANNEL_KINDS if transport_class(kind).keeps_record]
+
+
+def outbox_kinds() -> list[str]:
+    """Channel kinds that keep a remote record in step and never give up on it (`outbox`)."""
+    return [kind for kind in CHANNEL_KINDS if transport_class(kind).outbox]
