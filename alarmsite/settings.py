@@ -73,6 +73,7 @@ INSTALLED_APPS = [
     "channels",
     "devices",
     "escalation",
+    "configuration",
     "notifications",
     "alarms",
     "accounts",  # last: its post_migrate sees every app's permissions

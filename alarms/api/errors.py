@@ -10,6 +10,11 @@ from rest_framework.views import exception_handler
 STORE_UNAVAILABLE = {"error": "the alarm store is unavailable; nothing was stored, try again"}
 
 
+def error(message: str, code: int, **headers) -> Response:
+    """An API error answer: `{"error": message}` with this status and headers."""
+    return Response({"error": message}, status=code, headers=headers)
+
+
 def invalid_input(fields: dict) -> dict:
     """The body of a 400 for data that failed validation, field by field."""
     return {"error": "invalid input", "fields": fields}

@@ -26,9 +26,10 @@ from devices.models import Device, Site
 from .. import lifecycle, metrics
 from ..timeline import Actor
 from . import openapi
+from .errors import error
 from .openapi import errors
 from .serializers import LabelsField, validate_labels
-from .views import PARSERS, client_ip, error, note_made_storable, refuse_over_limit
+from .views import PARSERS, client_ip, note_made_storable, refuse_over_limit
 
 log = logging.getLogger(__name__)
 

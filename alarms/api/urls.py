@@ -3,7 +3,7 @@
 from django.urls import path
 from rest_framework.routers import SimpleRouter
 
-from escalation.api import SeedView
+from configuration.api import SeedView
 
 from .integrations import AlertmanagerView, HeartbeatView, MetricsView, PagerDutyEventsView
 from .views import AlarmViewSet, ClearView, RaiseView, YealinkAlarmView

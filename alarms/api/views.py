@@ -22,7 +22,7 @@ from devices.models import Device
 from .. import heartbeats, lifecycle, ratelimit
 from ..models import Alarm, AlarmEvent
 from ..timeline import Actor, record, user_actor
-from .errors import invalid_input
+from .errors import error, invalid_input
 from .json_body import DepthLimitedJSONParser
 from .openapi import (
     DEVICE_TOKEN_QUERY,
@@ -42,10 +42,6 @@ from .serializers import (
 
 # What the API's views read a body with: as DRF would, but a JSON body nested too deeply is a 400.
 PARSERS = [DepthLimitedJSONParser, FormParser, MultiPartParser]
-
-
-def error(message: str, code: int, **headers) -> Response:
-    return Response({"error": message}, status=code, headers=headers)
 
 
 def client_ip(request) -> str | None:

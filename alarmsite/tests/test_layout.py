@@ -4,17 +4,8 @@ not through an import inside a function."""
 
 import grimp
 
-PACKAGES = [
-    "accounts",
-    "alarms",
-    "alarmsite",
-    "core",
-    "devices",
-    "escalation",
-    "notifications",
-    "observability",
-]
-APPS = ["accounts", "alarms", "devices", "escalation", "notifications"]
+APPS = ["accounts", "alarms", "configuration", "devices", "escalation", "notifications"]
+PACKAGES = [*APPS, "alarmsite", "core", "observability"]
 # Cycles still to be taken apart by the restructure; none may be added, and one taken apart
 # must come off this list.
 KNOWN_CYCLES = [

@@ -2,7 +2,7 @@
 
 from django.core.management.base import BaseCommand, CommandError
 
-from escalation.config_check import problems
+from configuration.checks import problems
 
 
 class Command(BaseCommand):

@@ -8,8 +8,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.roles import may_configure
+from alarms.api.errors import error
 from alarms.api.openapi import errors
-from alarms.api.views import error
 
 from . import seed
 

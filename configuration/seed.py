@@ -20,10 +20,15 @@ from django.db import IntegrityError, models, transaction
 
 from core.storable_text import made_storable
 from devices.models import Device, Person, Room, Site
+from escalation.models import (
+    EscalationPolicy,
+    EscalationStep,
+    Inhibition,
+    RoutingRule,
+    default_time_zone,
+)
 from notifications.models import NotificationChannel
 from notifications.transports import CHANNEL_KINDS, transport_class
-
-from .models import EscalationPolicy, EscalationStep, Inhibition, RoutingRule, default_time_zone
 
 FORMAT_VERSION = 1
 # The report's kinds, in the order a load handles them (each may name the ones before it).

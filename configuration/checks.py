@@ -7,11 +7,11 @@ from django.core.exceptions import ValidationError
 from django.db.models import Prefetch
 
 from devices.models import Device, Person, Site
+from escalation.models import EscalationPolicy, EscalationStep, RoutingRule
 from notifications.delivery.targets import gateway_for, person_targets
 from notifications.models import NotificationChannel
 from notifications.transports import CHANNEL_KINDS, PERSON_METHODS
 
-from .models import EscalationPolicy, EscalationStep, RoutingRule
 from .seed import describe
 
 # The source of the alarms a device of each kind raises (routing rules match on it).

@@ -6,8 +6,8 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 
+from configuration.checks import problems
 from devices.models import Device, Person
-from escalation.config_check import problems
 from escalation.models import EscalationPolicy, EscalationStep, RoutingRule
 from notifications.models import NotificationChannel
 

@@ -10,8 +10,8 @@ import yaml
 from django.core.management import CommandError, call_command
 
 from accounts.models import ApiToken, AuditEntry
+from configuration import seed
 from devices.models import Device, Person, Room, Site
-from escalation import seed
 from escalation.models import EscalationPolicy, EscalationStep, Inhibition, RoutingRule
 from notifications.models import NotificationChannel
 

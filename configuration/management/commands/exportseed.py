@@ -4,7 +4,7 @@ import os
 
 from django.core.management.base import BaseCommand, CommandError
 
-from escalation import seed
+from configuration import seed
 
 
 class Command(BaseCommand):
