@@ -2,7 +2,8 @@
 
 from django.core.management.base import BaseCommand, CommandError
 
-from alarms import drills, lifecycle
+from alarms import lifecycle
+from alarms.drills import firing
 from alarms.follow import follow_until, policy_run
 
 HELP = """Run an escalation policy on a test alarm whose step delays are shortened, showing each
@@ -53,13 +54,13 @@ class Command(BaseCommand):
                 raise CommandError("--delay-scale must be above 0 and at most 1")
             scale = options["delay_scale"]
             delay_of = lambda seconds: round(seconds * scale, 3)  # noqa: E731
-        actor, run = drills.command_actor("escalationtest"), drills.new_run()
+        actor, run = firing.command_actor("escalationtest"), firing.new_run()
         try:
-            policy = drills.find_policy(options["policy"])
-        except drills.DrillRefused as exc:
+            policy = firing.find_policy(options["policy"])
+        except firing.DrillRefused as exc:
             raise CommandError(str(exc)) from exc
-        alarm = drills.raise_for_policy(policy, run, actor, delay_of)
-        timeout = options["timeout"] or drills.schedule_seconds(alarm) + MARGIN_SECONDS
+        alarm = firing.raise_for_policy(policy, run, actor, delay_of)
+        timeout = options["timeout"] or firing.schedule_seconds(alarm) + MARGIN_SECONDS
         self.stdout.write(f"Raised test alarm {alarm.pk}: {alarm.title}")
         try:
             verdict = follow_until(alarm, policy_run, timeout, self.stdout)

@@ -2,7 +2,8 @@
 
 from django.core.management.base import BaseCommand, CommandError
 
-from alarms import drills, lifecycle
+from alarms import lifecycle
+from alarms.drills import firing
 from alarms.follow import first_notification, follow_until
 
 HELP = """Raise a test alarm through the real path and follow it until its first notification
@@ -28,7 +29,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         which = parser.add_mutually_exclusive_group(required=True)
         which.add_argument("--device", metavar="NAME", help="Raise it as this device.")
-        which.add_argument("--source", choices=drills.SOURCES, help="Raise it as this source.")
+        which.add_argument("--source", choices=firing.SOURCES, help="Raise it as this source.")
         parser.add_argument(
             "--timeout", type=float, default=60, help="Seconds to wait for a delivery (60)."
         )
@@ -37,13 +38,13 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **options):
-        actor, run = drills.command_actor("firetestalarm"), drills.new_run()
+        actor, run = firing.command_actor("firetestalarm"), firing.new_run()
         try:
             if options["device"]:
-                alarm = drills.raise_as_device(drills.find_device(options["device"]), run, actor)
+                alarm = firing.raise_as_device(firing.find_device(options["device"]), run, actor)
             else:
-                alarm = drills.raise_from_source(options["source"], run, actor)
-        except drills.DrillRefused as exc:
+                alarm = firing.raise_from_source(options["source"], run, actor)
+        except firing.DrillRefused as exc:
             raise CommandError(str(exc)) from exc
         self.stdout.write(f"Raised test alarm {alarm.pk}: {alarm.title} (source {alarm.source})")
         try:

@@ -3,7 +3,7 @@
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from alarms import drills, stormdrill
+from alarms.drills import firing, storm_drill
 from alarms.models import OPEN_STATUSES
 from escalation.models import SourceKind
 
@@ -19,7 +19,7 @@ steps (removed at the cleanup), so the storm guard folds them as it would real a
 message is sent. With --notify they are routed like real alarms (rules, default policies) and
 notify real people; the storm guard then sends its digest as in a real storm.
 
-N is at most {stormdrill.MAX_ALARMS}; above {stormdrill.CONFIRM_ABOVE} it needs --yes. The storm
+N is at most {storm_drill.MAX_ALARMS}; above {storm_drill.CONFIRM_ABOVE} it needs --yes. The storm
 guard counts the test alarms like any others: for up to two of its windows after the run, more
 alarms than its thresholds allow (real ones too) are folded into digests. --cleanup RUN cancels
 what a run left behind with --keep."""
@@ -39,7 +39,7 @@ class Command(BaseCommand):
             "--notify", action="store_true", help="Route them as real alarms: people are paged."
         )
         parser.add_argument(
-            "--yes", action="store_true", help=f"Allow N above {stormdrill.CONFIRM_ABOVE}."
+            "--yes", action="store_true", help=f"Allow N above {storm_drill.CONFIRM_ABOVE}."
         )
         parser.add_argument("--keep", action="store_true", help="Leave the test alarms open.")
         parser.add_argument(
@@ -49,26 +49,26 @@ class Command(BaseCommand):
         parser.add_argument("--cleanup", metavar="RUN", help="Cancel what run RUN left open.")
 
     def handle(self, *args, **options):
-        actor = drills.command_actor("stormtest")
+        actor = firing.command_actor("stormtest")
         if options["cleanup"]:
-            cancelled = stormdrill.clean_up(options["cleanup"], actor)
+            cancelled = storm_drill.clean_up(options["cleanup"], actor)
             self.stdout.write(f"Cancelled {cancelled} alarm(s) of run {options['cleanup']}")
             return
         count, rate = options["count"], options["rate"]
         self.check_bounds(count, rate, options["yes"])
-        storm = stormdrill.Storm(run=drills.new_run(), count=count, source=options["source"])
+        storm = storm_drill.Storm(run=firing.new_run(), count=count, source=options["source"])
         if options["notify"]:
             policy = None
             self.stdout.write(self.style.WARNING(
                 "--notify: the test alarms are routed like real ones and notify real people"
             ))  # fmt: skip
         else:
-            policy = stormdrill.quiet_policy(storm.run)
+            policy = storm_drill.quiet_policy(storm.run)
             self.stdout.write(f"The test alarms follow policy {policy.name!r}: nobody is paged")
         self.stdout.write(f"Run {storm.run}: {count} test alarms from {storm.source} at {rate:g}/s")
         try:
-            stormdrill.raise_storm(storm, rate, actor, policy)
-            counts = stormdrill.settle(storm, options["settle"] if options["notify"] else 0)
+            storm_drill.raise_storm(storm, rate, actor, policy)
+            counts = storm_drill.settle(storm, options["settle"] if options["notify"] else 0)
             self.report(storm, counts)
         finally:
             if options["keep"]:
@@ -76,7 +76,7 @@ class Command(BaseCommand):
                     f"Left open (--keep); later: manage.py stormtest --cleanup {storm.run}"
                 )
             else:
-                cancelled = stormdrill.clean_up(storm.run, actor)
+                cancelled = storm_drill.clean_up(storm.run, actor)
                 left = storm.alarms().filter(status__in=OPEN_STATUSES).count()
                 self.stdout.write(f"Cleaned up: cancelled {cancelled} alarm(s), {left} left open")
         if storm.errors:
@@ -85,16 +85,16 @@ class Command(BaseCommand):
     def check_bounds(self, count, rate, confirmed):
         if count is None:
             raise CommandError("give N, the number of test alarms (or --cleanup RUN)")
-        if not 1 <= count <= stormdrill.MAX_ALARMS:
+        if not 1 <= count <= storm_drill.MAX_ALARMS:
             raise CommandError(
-                f"N must be between 1 and {stormdrill.MAX_ALARMS}: a storm test is bounded"
+                f"N must be between 1 and {storm_drill.MAX_ALARMS}: a storm test is bounded"
             )
-        if count > stormdrill.CONFIRM_ABOVE and not confirmed:
+        if count > storm_drill.CONFIRM_ABOVE and not confirmed:
             raise CommandError(
-                f"{count} test alarms is above {stormdrill.CONFIRM_ABOVE}: add --yes to go ahead"
+                f"{count} test alarms is above {storm_drill.CONFIRM_ABOVE}: add --yes to go ahead"
             )
-        if not 0 < rate <= stormdrill.MAX_RATE:
-            raise CommandError(f"--rate must be above 0 and at most {stormdrill.MAX_RATE:g}")
+        if not 0 < rate <= storm_drill.MAX_RATE:
+            raise CommandError(f"--rate must be above 0 and at most {storm_drill.MAX_RATE:g}")
 
     def report(self, storm, counts):
         write = self.stdout.write
@@ -105,14 +105,14 @@ class Command(BaseCommand):
         for error in sorted(set(storm.errors))[:5]:
             write(self.style.ERROR(f"  refused: {error}"))
         if latencies:
-            p50, p95, p99 = (stormdrill.percentile(latencies, p) for p in (50, 95, 99))
+            p50, p95, p99 = (storm_drill.percentile(latencies, p) for p in (50, 95, 99))
             write(f"Raise latency: p50 {p50:.1f} ms, p95 {p95:.1f} ms, p99 {p99:.1f} ms, "
                   f"max {max(latencies):.1f} ms")  # fmt: skip
-        write(f"Folded by the storm guard: {stormdrill.folded(storm)} "
+        write(f"Folded by the storm guard: {storm_drill.folded(storm)} "
               f"(thresholds: {settings.STORM_SOURCE_THRESHOLD} per source, "
               f"{settings.STORM_GLOBAL_THRESHOLD} in all, per {settings.STORM_WINDOW_SECONDS} s; "
               f"0 = off)")  # fmt: skip
-        if silenced := stormdrill.silenced_otherwise(storm):
+        if silenced := storm_drill.silenced_otherwise(storm):
             write(f"Silenced by a silence, rule or inhibition: {silenced}")
         for alarm in storm.storm_alarms():
             due = (

@@ -12,12 +12,12 @@ from django.db import close_old_connections, connection
 from django.db.models import Count
 from django.utils import timezone
 
+from alarms import lifecycle, storms
+from alarms.drills import firing
+from alarms.models import OPEN_STATUSES, Alarm
+from alarms.timeline import Actor
 from escalation.models import EscalationPolicy
 from notifications.models import Delivery
-
-from . import drills, lifecycle, storms
-from .models import OPEN_STATUSES, Alarm
-from .timeline import Actor
 
 MAX_ALARMS = 10_000
 CONFIRM_ABOVE = 500
@@ -43,7 +43,7 @@ class Storm:
 
     @property
     def title_prefix(self) -> str:
-        return f"{drills.TITLE_PREFIX}Storm test {self.run}:"
+        return f"{firing.TITLE_PREFIX}Storm test {self.run}:"
 
     def alarms(self):
         return Alarm.objects.filter(dedup_key__startswith=self.key_prefix)
@@ -116,7 +116,7 @@ def raise_one(storm: Storm, number: int, actor: Actor, policy) -> None:
             title=f"{storm.title_prefix} alarm {number + 1} of {storm.count}",
             message="Raised by a storm test; it is cancelled when the test ends.",
             severity="critical",
-            labels=drills.drill_labels(storm.run),
+            labels=firing.drill_labels(storm.run),
             policy=policy,
             actor=actor,
         )

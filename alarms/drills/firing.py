@@ -7,22 +7,21 @@ import uuid
 from django.db import transaction
 from django.utils import timezone
 
-from devices.models import Device
-from escalation import engine
-from escalation.models import EscalationPolicy
-
-from . import lifecycle
-from .api.integrations import (
+from alarms import lifecycle
+from alarms.api.integrations import (
     AlertmanagerSerializer,
     AlertmanagerView,
     PagerDutyEventSerializer,
     PagerDutyEventsView,
     pagerduty_dedup_key,
 )
-from .api.serializers import RaiseSerializer
-from .api.views import press_emergency_key, scoped_dedup_key
-from .models import Alarm
-from .timeline import Actor
+from alarms.api.serializers import RaiseSerializer
+from alarms.api.views import press_emergency_key, scoped_dedup_key
+from alarms.models import Alarm
+from alarms.timeline import Actor
+from devices.models import Device
+from escalation import engine
+from escalation.models import EscalationPolicy
 
 TITLE_PREFIX = "[TEST] "
 SOURCES = ("alertmanager", "pagerduty", "generic")
