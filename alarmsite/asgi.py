@@ -17,8 +17,8 @@ django_asgi_app = get_asgi_application()
 from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs Django set up first)
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
+from alarms.board.websocket_urls import websocket_urlpatterns  # noqa: E402
 from alarms.ingest.fast_path import DeviceFastPath  # noqa: E402
-from alarms.routing import websocket_urlpatterns  # noqa: E402
 from core.websocket_origin import OriginCheck  # noqa: E402
 
 application = ProtocolTypeRouter(

@@ -15,7 +15,8 @@ from django.db import OperationalError, connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
-from alarms import board, consumers, lifecycle
+from alarms import board, lifecycle
+from alarms.board import cards, consumer, snapshot
 from alarms.models import Alarm
 from alarms.timeline import SYSTEM
 from alarmsite.asgi import application
@@ -205,17 +206,17 @@ def test_the_snapshot_comes_in_parts_the_most_urgent_first(client, dispatcher, m
 
     assert [m["type"] for m in messages] == ["snapshot", "snapshot_part"]
     assert [m["done"] for m in messages] == [False, True]
-    assert messages[0]["total"] == 141 and len(messages[0]["alarms"]) == board.SNAPSHOT_FIRST
+    assert messages[0]["total"] == 141 and len(messages[0]["alarms"]) == snapshot.SNAPSHOT_FIRST
     assert {m["seq"] for m in messages} == {messages[0]["seq"]}
-    cards = [card for m in messages for card in m["alarms"]]
-    assert len({card["id"] for card in cards}) == 141
-    assert cards[0]["id"] == str(press.pk) and cards[0]["person_press"], "a person's press first"
-    ranks = [card["severity_rank"] for card in cards[1:]]
+    sent = [card for m in messages for card in m["alarms"]]
+    assert len({card["id"] for card in sent}) == 141
+    assert sent[0]["id"] == str(press.pk) and sent[0]["person_press"], "a person's press first"
+    ranks = [card["severity_rank"] for card in sent[1:]]
     assert ranks == sorted(ranks), "then by severity"
 
 
 def test_no_snapshot_message_comes_near_a_frame_limit(client, dispatcher):
-    long_text = "x" * board.CARD_MESSAGE_LENGTH
+    long_text = "x" * cards.CARD_MESSAGE_LENGTH
     Alarm.objects.bulk_create(
         Alarm(source="api", dedup_key=f"long{n}", title=f"long {n}", message=long_text * 3)
         for n in range(400)
@@ -224,9 +225,9 @@ def test_no_snapshot_message_comes_near_a_frame_limit(client, dispatcher):
     texts = receive_snapshot(session_cookie(client, dispatcher))
 
     assert len(texts) > 4
-    assert max(len(text.encode()) for text in texts) < board.SNAPSHOT_PART_BYTES + 8192
-    cards = [card for text in texts for card in json.loads(text)["alarms"]]
-    assert len(cards) == 400 and {len(card["message"]) for card in cards} == {len(long_text)}
+    assert max(len(text.encode()) for text in texts) < snapshot.SNAPSHOT_PART_BYTES + 8192
+    sent = [card for text in texts for card in json.loads(text)["alarms"]]
+    assert len(sent) == 400 and {len(card["message"]) for card in sent} == {len(long_text)}
 
 
 def test_with_nothing_open_the_snapshot_is_one_message_saying_it_is_done(client, dispatcher):
@@ -245,7 +246,7 @@ def test_a_snapshot_the_database_cannot_give_is_an_error_the_page_shows(
     def database_down():
         raise OperationalError("connection to server at 127.0.0.1 failed")
 
-    monkeypatch.setattr(board, "Snapshot", database_down)
+    monkeypatch.setattr(snapshot, "Snapshot", database_down)
 
     async def scenario():
         socket = communicator(cookie)
@@ -255,8 +256,8 @@ def test_a_snapshot_the_database_cannot_give_is_an_error_the_page_shows(
         return message, closed
 
     message, closed = async_to_sync(scenario)()
-    assert message == {"type": "error", "error": consumers.SNAPSHOT_FAILED}
-    assert closed == {"type": "websocket.close", "code": consumers.CLOSE_TRY_AGAIN}
+    assert message == {"type": "error", "error": consumer.SNAPSHOT_FAILED}
+    assert closed == {"type": "websocket.close", "code": consumer.CLOSE_TRY_AGAIN}
 
 
 def test_while_redis_does_not_answer_the_heartbeat_says_live_updates_are_down(
@@ -278,7 +279,7 @@ def test_while_redis_does_not_answer_the_heartbeat_says_live_updates_are_down(
         return message, again
 
     message, again = async_to_sync(scenario)()
-    assert message == {"type": "error", "error": consumers.LIVE_UPDATES_DOWN, "live": False}
+    assert message == {"type": "error", "error": consumer.LIVE_UPDATES_DOWN, "live": False}
     assert isinstance(again["seq"], int)
 
 
@@ -300,7 +301,7 @@ def test_an_alarm_raised_through_the_api_arrives_as_an_event(client, dispatcher,
     assert event["alarm"]["status"] == "triggered"
     assert event["seq"] > snapshot["seq"]
     # A new alarm's card is built as it was written, not read back: it must say the same.
-    assert event["alarm"] == board.card(Alarm.objects.get(pk=alarm_id))
+    assert event["alarm"] == cards.card(Alarm.objects.get(pk=alarm_id))
 
 
 def test_a_step_escalated_by_the_worker_arrives_as_an_event(

@@ -6,7 +6,8 @@ import pytest
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
-from alarms import board, lifecycle, outbox_watch
+from alarms import lifecycle, outbox_watch
+from alarms.board import snapshot
 from alarms.models import Alarm
 from alarms.timeline import SYSTEM
 from conftest import REAL_REDIS, free_port
@@ -77,7 +78,7 @@ def test_a_failing_channels_backlog_is_on_readyz_metrics_and_the_board(client, f
     labels = {"channel": "Central registry", "kind": "upstream"}
     assert metric(client, "alarmbroker_outbox_waiting", **labels) == 3
     assert metric(client, "alarmbroker_outbox_failing_seconds", **labels) > 0
-    assert board.Snapshot().outbox == [backlog.as_dict()]
+    assert snapshot.Snapshot().outbox == [backlog.as_dict()]
 
 
 def test_a_channel_failing_too_long_raises_an_alarm_resolved_once_its_messages_went(
@@ -104,7 +105,7 @@ def test_a_channel_failing_too_long_raises_an_alarm_resolved_once_its_messages_w
 
     alarm.refresh_from_db()
     assert alarm.status == "resolved"
-    assert board.Snapshot().outbox == []
+    assert snapshot.Snapshot().outbox == []
 
 
 def test_a_channel_with_messages_on_their_way_is_not_failing(registry, make_policy, settings):

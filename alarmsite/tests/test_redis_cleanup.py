@@ -12,7 +12,7 @@ from conftest import ROOT
 
 # Raises an alarm over HTTP, steps it in a Celery worker, sends, acknowledges and resolves it:
 # most kinds of key the broker writes.
-WRITING_TEST = "alarmsite/tests/test_instruments.py::test_open_alarms_follow_the_alarms_status"
+WRITING_TEST = "observability/tests/test_instruments.py::test_open_alarms_follow_the_alarms_status"
 
 
 def test_a_test_run_removes_the_keys_it_wrote_and_keeps_those_it_found(private_redis, tmp_path):

@@ -1,7 +1,7 @@
-"""WebSocket routes."""
+"""The board's WebSocket route."""
 
 from django.urls import path
 
-from .consumers import BoardConsumer
+from .consumer import BoardConsumer
 
 websocket_urlpatterns = [path("ws/board/", BoardConsumer.as_asgi())]

@@ -14,11 +14,11 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import DatabaseError
 
+from alarms import board, lifecycle
+from alarms.board import snapshot
+from alarms.models import Alarm
+from alarms.timeline import user_actor
 from core import client_address
-
-from . import board, lifecycle
-from .models import Alarm
-from .timeline import user_actor
 
 log = logging.getLogger(__name__)
 
@@ -74,14 +74,14 @@ class BoardConsumer(AsyncJsonWebsocketConsumer):
             )
 
     async def send_snapshot(self):
-        """Every open alarm, in parts (`board.Snapshot`). Events for this socket wait until the
-        last part went; each carries a higher number than the snapshot, so it wins. A snapshot
-        that cannot be read is an error the page shows, then the socket closes (the page
-        reconnects and asks again)."""
+        """Every open alarm, in parts (`snapshot.Snapshot`). Events for this socket wait until
+        the last part went; each carries a higher number than the snapshot, so it wins. A
+        snapshot that cannot be read is an error the page shows, then the socket closes (the
+        page reconnects and asks again)."""
         try:
-            snapshot = await database_sync_to_async(board.Snapshot)()
-            for number, ids in enumerate(snapshot.parts()):
-                for text in await database_sync_to_async(snapshot.messages)(number, ids):
+            whole = await database_sync_to_async(snapshot.Snapshot)()
+            for number, ids in enumerate(whole.parts()):
+                for text in await database_sync_to_async(whole.messages)(number, ids):
                     await self.send(text_data=text)
         except DatabaseError:
             log.warning("could not read the board's snapshot", exc_info=True)
