@@ -104,7 +104,8 @@ def _route_and_start(alarm: Alarm, policy, hold_seconds: float) -> tuple:
     alarm.folded_into_id = None
     scope = storms.storm_scope(alarm.source) if storms.may_fold(alarm) else None
     if scope and policies:
-        storm = storms.join(alarm, scope, policies[0])
+        storm = storms.count_into_open_storm(scope, policies[0])
+        storm = storm or raise_alarm(**storms.storm_alarm(alarm, scope, policies[0])).alarm
         alarm.silenced_by = f"the storm guard ({scope}): one digest in alarm {storm.pk}"
         alarm.folded_into_id = storm.pk
         policies = []

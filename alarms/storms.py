@@ -85,12 +85,16 @@ def counted_starts(source: str) -> tuple[int, int]:
     return int(source_now or 0) + int(source_before or 0), int(all_now or 0) + int(all_before or 0)
 
 
-def join(alarm: Alarm, scope: str, policy) -> Alarm:
-    """Inside the new alarm's transaction: fold it into the storm alarm for this scope and
-    policy, opening that one if needed; return the storm alarm."""
-    from . import lifecycle  # lifecycle calls this module while it raises
+def storm_key(scope: str, policy) -> str:
+    """The dedup key of the storm alarm for this scope and policy."""
+    return f"storm:{scope}:{policy.pk}"
 
-    key = f"storm:{scope}:{policy.pk}"
+
+def count_into_open_storm(scope: str, policy) -> Alarm | None:
+    """Inside the new alarm's transaction: one more alarm folded into the open storm alarm
+    for this scope and policy; that alarm, or None when none is open (`storm_alarm` opens
+    one)."""
+    key = storm_key(scope, policy)
     counted = Alarm.objects.filter(dedup_key=key, status__in=OPEN_STATUSES).update(
         occurrences=F("occurrences") + 1,
         last_occurrence_at=timezone.now(),
@@ -101,18 +105,22 @@ def join(alarm: Alarm, scope: str, policy) -> Alarm:
     )  # fmt: skip
     if counted:
         return Alarm.objects.only("pk", "title").get(dedup_key=key, status__in=OPEN_STATUSES)
-    outcome = lifecycle.raise_alarm(
-        source=SOURCE,
-        dedup_key=key,
-        title=f"Alarm storm: 1 alarms from {scope}",
-        message=f"More alarms than the storm guard allows started within "
+    return None
+
+
+def storm_alarm(first: Alarm, scope: str, policy) -> dict:
+    """What the storm alarm opened by this first folded alarm is raised with."""
+    return {
+        "source": SOURCE,
+        "dedup_key": storm_key(scope, policy),
+        "title": f"Alarm storm: 1 alarms from {scope}",
+        "message": f"More alarms than the storm guard allows started within "
         f"{settings.STORM_WINDOW_SECONDS} s; they notify nobody on their own. First: "
-        f"{alarm.title}. Every one is on the board.",
-        severity=alarm.severity,
-        labels={"storm": scope},
-        site=alarm.site,
-        policy=policy,
-        hold_seconds=settings.STORM_DIGEST_SECONDS,
-        actor=SYSTEM,
-    )
-    return outcome.alarm
+        f"{first.title}. Every one is on the board.",
+        "severity": first.severity,
+        "labels": {"storm": scope},
+        "site": first.site,
+        "policy": policy,
+        "hold_seconds": settings.STORM_DIGEST_SECONDS,
+        "actor": SYSTEM,
+    }

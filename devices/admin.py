@@ -7,6 +7,9 @@ from django.contrib import admin, messages
 from django.urls import reverse
 from django.utils.html import format_html
 
+from notifications.admin import report_test
+from notifications.delivery.sample_sends import send_test
+
 from .models import Device, Person, Room, Site
 
 
@@ -39,9 +42,6 @@ class PersonAdmin(admin.ModelAdmin):
 
     @admin.action(description="Send a test message to their contact points")
     def send_test_message(self, request, queryset):
-        from notifications.admin import report_test
-        from notifications.delivery.sample_sends import send_test
-
         for person in queryset:
             report_test(request, send_test(person=person))
 

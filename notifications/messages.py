@@ -18,6 +18,9 @@ from django.template import Context, Engine, TemplateDoesNotExist, engines
 from django.urls import get_script_prefix, reverse
 from django.utils import timezone
 
+from alarms.models import Alarm
+from devices.models import Room, Site
+
 from .transports.base import ACKNOWLEDGED, CLOSING, NOTIFY, TEST
 
 REDACTED_LINK = "<ACK link: not stored>"
@@ -216,9 +219,6 @@ def build_message(
 
 def sample_alarm():
     """An unsaved alarm for previews and test messages, with text that needs escaping."""
-    from alarms.models import Alarm
-    from devices.models import Room, Site
-
     site = Site(name="Main building")
     now = timezone.now()
     return Alarm(

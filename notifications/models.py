@@ -6,6 +6,7 @@ from django.template import TemplateSyntaxError
 
 from core.config_cache import watch
 
+from .messages import compile_template
 from .transports import CHANNEL_KINDS, PERSON_METHODS, choices, transport_class
 from .transports.base import ACKNOWLEDGED, CANCELLED, NOTIFY, RESOLVED
 
@@ -33,8 +34,6 @@ class NotificationChannel(models.Model):
         return f"{self.name} ({self.kind})"
 
     def clean(self):
-        from .messages import compile_template
-
         errors = {}
         if self.kind in CHANNEL_KINDS:
             try:
