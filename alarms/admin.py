@@ -12,8 +12,8 @@ from core.admin_inlines import ReadOnlyTabularInline
 from devices.models import Person
 from notifications.models import Delivery, NotificationChannel
 
-from . import schedules
 from .models import Alarm, AlarmEvent, MetricRule, MetricSeries, ScheduledAlarm
+from .sources import schedules
 
 # What the admin shows for an empty field (its own default; a computed field must say it).
 NOTHING = "-"

@@ -6,4 +6,5 @@ class AlarmsConfig(AppConfig):
     verbose_name = "Alarms"
 
     def ready(self):
-        from . import schedules, signals  # noqa: F401  (connects the receivers)
+        from . import signals  # noqa: F401  (connects the receivers)
+        from .sources import schedules  # noqa: F401

@@ -2,7 +2,8 @@
 
 from celery import shared_task
 
-from . import heartbeats, outbox_watch, schedules
+from . import outbox_watch
+from .sources import heartbeats, schedules
 
 
 @shared_task(name="alarms.tasks.check_heartbeats")

@@ -23,7 +23,8 @@ from core.storable_text import made_storable, within
 from devices.auth import device_for
 from devices.models import Device, Site
 
-from .. import lifecycle, metrics
+from .. import lifecycle
+from ..sources import metric_rules
 from ..timeline import Actor
 from . import openapi
 from .errors import error
@@ -126,7 +127,7 @@ class AlertmanagerView(APIView):
         except Exception:
             log.exception("alert %s of a group was not stored", fingerprint(alert))
             return {"fingerprint": fingerprint(alert), "alarm_id": None, "action": "failed",
-                    "error": metrics.REFUSED}  # fmt: skip
+                    "error": metric_rules.REFUSED}  # fmt: skip
 
     @staticmethod
     def apply(
@@ -371,10 +372,10 @@ class SampleSerializer(serializers.Serializer):
             raise serializers.ValidationError(
                 "Give epoch seconds or an ISO 8601 time with zone, within the years 1 to 9999."
             )
-        if at > timezone.now() + metrics.MAX_AHEAD:
+        if at > timezone.now() + metric_rules.MAX_AHEAD:
             raise serializers.ValidationError(
-                f"The time is more than {metrics.MAX_AHEAD.total_seconds():.0f} s ahead of the "
-                "server's clock."
+                f"The time is more than {metric_rules.MAX_AHEAD.total_seconds():.0f} s ahead of "
+                "the server's clock."
             )
         return at
 
@@ -431,9 +432,9 @@ class MetricsView(APIView):
             rows, fixed = [serializer.validated_data], [changed]
         now = timezone.now()
         samples = [
-            metrics.Sample(row["name"], row["value"], row["labels"], row.get("time") or now,
+            metric_rules.Sample(row["name"], row["value"], row["labels"], row.get("time") or now,
                            made_storable=tuple(made))
             for row, made in zip(rows, fixed, strict=True)
         ]  # fmt: skip
-        changes, failed = metrics.record_samples(samples, device)
+        changes, failed = metric_rules.record_samples(samples, device)
         return Response({"accepted": len(samples), "changes": changes, "failed": failed})

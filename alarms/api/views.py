@@ -19,8 +19,9 @@ from core.storable_text import explained, made_storable
 from devices.auth import device_for
 from devices.models import Device
 
-from .. import heartbeats, lifecycle, ratelimit
+from .. import lifecycle, ratelimit
 from ..models import Alarm, AlarmEvent
+from ..sources import heartbeats
 from ..timeline import Actor, record, user_actor
 from .errors import error, invalid_input
 from .json_body import DepthLimitedJSONParser

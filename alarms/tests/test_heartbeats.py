@@ -6,8 +6,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from alarms import heartbeats
 from alarms.models import Alarm
+from alarms.sources import heartbeats
 from core import config_cache
 from devices.models import Device
 from notifications.tests.steps import drain, run_step

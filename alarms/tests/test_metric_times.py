@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from alarms import metrics
 from alarms.models import Alarm, MetricRule, MetricSeries
+from alarms.sources import metric_rules
 from devices.models import Device
 
 pytestmark = pytest.mark.django_db
@@ -49,7 +49,7 @@ def test_a_future_sample_in_a_batch_is_refused_naming_it(client, sender, fridge_
 
 
 def test_a_sample_a_little_ahead_of_the_clock_is_taken(client, sender, fridge_warm):
-    soon = datetime.now(UTC) + metrics.MAX_AHEAD - timedelta(seconds=30)
+    soon = datetime.now(UTC) + metric_rules.MAX_AHEAD - timedelta(seconds=30)
 
     response = send(client, sender, soon.isoformat())
 
@@ -61,7 +61,7 @@ def test_a_series_holding_a_future_time_fires_again(client, sender, fridge_warm)
     """As one stored before such samples were refused: its rule must not stay silent."""
     future = datetime.now(UTC) + timedelta(days=365 * 3000)
     MetricSeries.objects.create(
-        rule=fridge_warm, key=metrics.series_key({"fridge": "3"}), labels={"fridge": "3"},
+        rule=fridge_warm, key=metric_rules.series_key({"fridge": "3"}), labels={"fridge": "3"},
         last_value=9.0, last_at=future, holding_since=future, resolved_at=future,
     )  # fmt: skip
 
@@ -70,7 +70,7 @@ def test_a_series_holding_a_future_time_fires_again(client, sender, fridge_warm)
     assert response.status_code == 200
     (change,) = response.json()["changes"]
     assert change["action"] == "raised" and Alarm.objects.get().status == "triggered"
-    assert MetricSeries.objects.get().last_at < datetime.now(UTC) + metrics.MAX_AHEAD
+    assert MetricSeries.objects.get().last_at < datetime.now(UTC) + metric_rules.MAX_AHEAD
 
 
 @pytest.mark.parametrize(

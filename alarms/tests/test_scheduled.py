@@ -9,8 +9,9 @@ import pytest
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
-from alarms import lifecycle, schedules
+from alarms import lifecycle
 from alarms.models import Alarm, ScheduledAlarm
+from alarms.sources import schedules
 from alarms.timeline import SYSTEM
 from conftest import wait_until
 from notifications.tests.steps import drain, run_step

@@ -16,12 +16,11 @@ from datetime import datetime, timedelta
 from django.db import IntegrityError, OperationalError, transaction
 from django.utils import timezone
 
+from alarms import lifecycle
+from alarms.models import AlarmEvent, MetricRule, MetricSeries
+from alarms.timeline import Actor, record
 from core import label_matchers
 from core.storable_text import explained
-
-from . import lifecycle
-from .models import AlarmEvent, MetricRule, MetricSeries
-from .timeline import Actor, record
 
 log = logging.getLogger(__name__)
 REFUSED = "not stored: the alarm store refused it (logged)"

@@ -10,9 +10,9 @@ from django.dispatch import receiver
 from django.utils import timezone
 from django_celery_beat.models import ClockedSchedule, CrontabSchedule, PeriodicTask
 
-from . import lifecycle
-from .models import ScheduledAlarm
-from .timeline import Actor
+from alarms import lifecycle
+from alarms.models import ScheduledAlarm
+from alarms.timeline import Actor
 
 TASK = "alarms.tasks.fire_scheduled_alarm"
 

@@ -7,10 +7,9 @@ from datetime import timedelta
 
 from django.utils import timezone
 
+from alarms import lifecycle
+from alarms.timeline import SYSTEM, Actor
 from devices.models import Device
-
-from . import lifecycle
-from .timeline import SYSTEM, Actor
 
 
 def offline_key(device: Device) -> str:
