@@ -11,6 +11,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from notifications.outbox import Backlog, backlogs
+from observability import health
 
 from . import board, lifecycle
 from .models import OPEN_STATUSES, Alarm
@@ -28,7 +29,7 @@ def watch(now=None) -> list[Backlog]:
     alarms of the channels failing too long. Return what was found."""
     now = now or timezone.now()
     found = backlogs()
-    board.publish_outbox([backlog.as_dict() for backlog in found])
+    show([backlog.as_dict() for backlog in found])
     too_long = timedelta(seconds=settings.OUTBOX_ALARM_AFTER_SECONDS)
     failing = [b for b in found if b.failing_since and now - b.failing_since >= too_long]
     for backlog in failing:
@@ -38,6 +39,13 @@ def watch(now=None) -> list[Backlog]:
     for key in opened.exclude(dedup_key__in=still).values_list("dedup_key", flat=True):
         lifecycle.clear(key, SYSTEM, "Its provider takes the messages again")
     return found
+
+
+def show(channels: list[dict]) -> None:
+    """Keep what waits for /readyz, /metrics and the boards' snapshots; tell the open boards
+    when it changed."""
+    if health.keep_outbox_backlog(channels):
+        board.publish_outbox(channels)
 
 
 def _report(backlog: Backlog) -> None:

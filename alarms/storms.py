@@ -14,7 +14,7 @@ import time
 
 import redis
 from django.conf import settings
-from django.db.models import CharField, F, Value
+from django.db.models import CharField, F, Q, Value
 from django.db.models.functions import Cast, Concat
 from django.utils import timezone
 
@@ -38,6 +38,10 @@ def may_fold(alarm: Alarm) -> bool:
 def stands_for_person(device) -> bool:
     """A desk phone's key, a panic button: a device whose press is a person calling for help."""
     return device is not None and (device.kind == "yealink" or device.person_id is not None)
+
+
+# The same, as a filter on alarms (the board sends a person's presses first).
+PERSON_PRESS = Q(device__kind="yealink") | Q(device__person__isnull=False)
 
 
 def guard_on() -> bool:

@@ -17,9 +17,6 @@ from notifications.models import NotificationChannel
 from . import routing
 from .engine import snapshot
 
-# How lifecycle marks an alarm the storm guard folded into a storm alarm.
-FOLDED_BY_STORM_GUARD = "the storm guard"
-
 
 @dataclass
 class StormVerdict:
@@ -48,7 +45,7 @@ def dry_run(alarm: Alarm, at: datetime, replayed: Alarm | None = None) -> DryRun
 def replayed_storm_verdict(alarm: Alarm) -> StormVerdict:
     if alarm.source == storms.SOURCE:
         return StormVerdict("never folds a storm alarm")
-    if alarm.silenced_by.startswith(FOLDED_BY_STORM_GUARD):
+    if alarm.folded_into_id:
         return StormVerdict(f"folded it when it was raised: {alarm.silenced_by}", folds=True)
     return StormVerdict("did not fold it when it was raised")
 

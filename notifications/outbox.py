@@ -32,15 +32,18 @@ class Backlog:
         }
 
 
+def unfinished():
+    """The outbox channels' messages not yet taken (pending or being sent)."""
+    return Delivery.objects.filter(person=None, channel__kind__in=outbox_kinds(), status__in=BUSY)
+
+
 def backlogs() -> list[Backlog]:
     """Every outbox channel with messages waiting, by name; one query, and one more for each
     channel whose provider is failing."""
-    unfinished = Delivery.objects.filter(
-        person=None, channel__kind__in=outbox_kinds(), status__in=BUSY
-    )
+    waiting = unfinished()
     refused = Q(status=Delivery.Status.PENDING, attempts__gt=0)
     rows = (
-        unfinished.values("channel_id", "channel__name", "channel__kind")
+        waiting.values("channel_id", "channel__name", "channel__kind")
         .annotate(
             waiting=Count("id"),
             oldest=Min("created_at"),
@@ -56,7 +59,7 @@ def backlogs() -> list[Backlog]:
             waiting=row["waiting"],
             oldest=row["oldest"],
             failing_since=row["failing_since"],
-            last_error=_last_error(unfinished, row["channel_id"]) if row["failing_since"] else "",
+            last_error=_last_error(waiting, row["channel_id"]) if row["failing_since"] else "",
         )  # fmt: skip
         for row in rows
     ]

@@ -28,6 +28,18 @@ OUTBOX_KEY = "health:outbox"
 OUTBOX_KEPT_SECONDS = 60
 
 
+def keep_outbox_backlog(channels: list[dict]) -> bool:
+    """Keep what waits for the outbox channels for the board's snapshot, /readyz and /metrics;
+    whether it differs from what was kept (False too when Redis cannot keep it)."""
+    text = json.dumps(channels, sort_keys=True)
+    try:
+        before = client().set(OUTBOX_KEY, text, ex=OUTBOX_KEPT_SECONDS, get=True)
+    except redis.RedisError:
+        log.warning("could not keep the outbox backlog (Redis down)")
+        return False
+    return before is None or before.decode() != text
+
+
 def outbox_backlog() -> list[dict] | None:
     """What the last look found waiting for the outbox channels; None when unknown."""
     try:

@@ -23,7 +23,6 @@ from django.db import transaction
 from accounts import roles
 from core.channel_layer import group_send
 from core.redis_client import client
-from observability import health
 
 from ..models import Alarm
 from . import cards
@@ -135,16 +134,8 @@ def _send_text(text: str, alarm_id) -> None:
 
 
 def publish_outbox(channels: list[dict]) -> None:
-    """What waits for the outbox channels (`alarms.outbox_watch`): kept for the next snapshot,
-    /readyz and /metrics, and sent to every open board when it changed."""
-    text = json.dumps(channels, sort_keys=True)
-    try:
-        before = client().set(health.OUTBOX_KEY, text, ex=health.OUTBOX_KEPT_SECONDS, get=True)
-    except redis.RedisError:
-        log.warning("could not keep the outbox backlog (Redis down)")
-        return
-    if before is None or before.decode() != text:
-        _send_text(json.dumps({"type": "outbox", "channels": channels}), "outbox")
+    """What now waits for the outbox channels (`alarms.outbox_watch`), to every open board."""
+    _send_text(json.dumps({"type": "outbox", "channels": channels}), "outbox")
 
 
 def disconnect_user(user_id: int) -> None:

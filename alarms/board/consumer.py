@@ -80,8 +80,8 @@ class BoardConsumer(AsyncJsonWebsocketConsumer):
         page reconnects and asks again)."""
         try:
             whole = await database_sync_to_async(snapshot.Snapshot)()
-            for number, ids in enumerate(whole.parts()):
-                for text in await database_sync_to_async(whole.messages)(number, ids):
+            for number in range(len(whole.parts)):
+                for text in await database_sync_to_async(whole.messages)(number):
                     await self.send(text_data=text)
         except DatabaseError:
             log.warning("could not read the board's snapshot", exc_info=True)

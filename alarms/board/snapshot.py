@@ -2,10 +2,11 @@
 
 import json
 
-from django.db.models import Case, F, IntegerField, Q, When
+from django.db.models import Case, F, IntegerField, When
 
 from observability import health
 
+from .. import storms
 from ..models import OPEN_STATUSES, SEVERITY_RANK, Alarm
 from . import keep_watched
 from .cards import cards_of
@@ -28,14 +29,13 @@ class Snapshot:
         self.seq = keep_watched() or 0
         self.ids = list(by_urgency(Alarm.objects.filter(status__in=OPEN_STATUSES)))
         self.outbox = health.outbox_backlog() or []
-
-    def parts(self) -> list[list]:
-        """The alarm ids of each part, to be read one part at a time."""
+        # The alarm ids of each part, to be read one part at a time.
         ids, first, size = self.ids, SNAPSHOT_FIRST, SNAPSHOT_PART
-        return [ids[:first]] + [ids[i : i + size] for i in range(first, len(ids), size)]
+        self.parts = [ids[:first]] + [ids[i : i + size] for i in range(first, len(ids), size)]
 
-    def messages(self, number: int, ids: list) -> list[str]:
+    def messages(self, number: int) -> list[str]:
         """The messages of part `number` (from 0): its cards as read now, split by size."""
+        ids = self.parts[number]
         order = {str(pk): index for index, pk in enumerate(ids)}
         alarms = sorted(cards_of(Alarm.objects.filter(pk__in=ids)), key=lambda c: order[c["id"]])
         pieces, size = [[]], 0
@@ -45,7 +45,7 @@ class Snapshot:
                 size = 0
             pieces[-1].append(text)
             size += len(text) + 1
-        last = number == len(self.parts()) - 1
+        last = number == len(self.parts) - 1
         texts = []
         for index, piece in enumerate(pieces):
             head = {"type": "snapshot_part", "seq": self.seq,
@@ -58,7 +58,7 @@ class Snapshot:
 
 def by_urgency(alarms):
     """The ids of these alarms, most urgent first, as the board sorts them."""
-    person = Q(device__kind="yealink") | Q(device__person__isnull=False)
+    person = storms.PERSON_PRESS
     # A person's presses by their latest alone, whatever their severity.
     rank = [When(person, then=0)]
     rank += [When(severity=severity, then=value) for severity, value in SEVERITY_RANK.items()]

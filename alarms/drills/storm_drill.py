@@ -23,7 +23,6 @@ MAX_ALARMS = 10_000
 CONFIRM_ABOVE = 500
 MAX_RATE = 1000.0
 THREADS = 4
-STORM_GUARD = "the storm guard"
 
 
 @dataclass
@@ -134,13 +133,11 @@ def percentile(values: list[float], p: float) -> float:
 
 
 def folded(storm: Storm) -> int:
-    return storm.alarms().filter(silenced_by__startswith=STORM_GUARD).count()
+    return storm.alarms().exclude(folded_into=None).count()
 
 
 def silenced_otherwise(storm: Storm) -> int:
-    return (
-        storm.alarms().exclude(silenced_by="").exclude(silenced_by__startswith=STORM_GUARD).count()
-    )
+    return storm.alarms().exclude(silenced_by="").filter(folded_into=None).count()
 
 
 def notifications(storm: Storm) -> dict[str, int]:

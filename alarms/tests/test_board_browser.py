@@ -12,7 +12,7 @@ from django.conf import settings
 from django.contrib.auth.models import Group, User
 from django.utils import timezone
 
-from alarms import board
+from alarms import outbox_watch
 from alarms.models import Alarm, AlarmEvent
 from conftest import free_port, wait_until
 from escalation.models import Silence
@@ -259,13 +259,13 @@ def test_a_channel_that_cannot_reach_its_provider_shows_a_banner_until_it_can(se
                 "oldest": since.isoformat(), "failing_since": since.isoformat(),
                 "last_error": "connection failed: ConnectionError"}]  # fmt: skip
 
-    board.publish_outbox(waiting)  # as the outbox watch does
+    outbox_watch.show(waiting)  # as the outbox watch does
 
     page.wait_for_selector("#outbox:not([hidden])")
     assert page.text_content("#outbox").startswith("Not reaching Central registry: 3 messages")
     page.reload()  # the snapshot carries it too
     page.wait_for_selector("#outbox:not([hidden])")
-    board.publish_outbox([])
+    outbox_watch.show([])
     page.wait_for_selector("#outbox", state="hidden")
 
 

@@ -12,8 +12,8 @@ from django.utils import timezone
 from core import liveness
 from core.task_queue import RECOVERY_QUEUE, lease_until, release, unleased
 
+from .. import outbox
 from ..models import BUSY, Delivery, DeliveryAttempt
-from ..transports import outbox_kinds
 from .queueing import publish, queue_at
 
 log = logging.getLogger(__name__)
@@ -73,8 +73,7 @@ def probe_outboxes() -> int:
     forward."""
     now = timezone.now()
     probe = timedelta(seconds=settings.OUTBOX_PROBE_SECONDS)
-    unfinished = Delivery.objects.filter(person=None, channel__kind__in=outbox_kinds(),
-                                         status__in=BUSY)  # fmt: skip
+    unfinished = outbox.unfinished()
     waiting = unfinished.filter(status=Status.PENDING, attempts__gt=0)
     probed = []
     for channel_id in set(waiting.values_list("channel_id", flat=True)):

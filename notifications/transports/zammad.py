@@ -60,12 +60,9 @@ class ZammadTransport(Transport):
         return http(method, self.config["url"].rstrip("/") + path, json=body, headers=headers)
 
     def _article(self, out) -> dict:
-        body = out.message.text
-        if not self.internal and out.message.ack_url:
-            body = body.replace(out.message.ack_url, "")  # a test message, a preview
         return {
             "subject": out.message.subject[:250],
-            "body": body,
+            "body": out.message.text,
             "content_type": "text/plain",
             "type": "note",
             "internal": self.internal,

@@ -256,12 +256,13 @@ function searchText(card) {
     .toLowerCase();
 }
 
-function matches(entry) {
-  const { card } = entry;
-  if (filters.site && String(card.site_id) !== filters.site) return false;
-  if (filters.severity && card.severity !== filters.severity) return false;
-  if (filters.search && !filters.search.toLowerCase().split(/\s+/).every((word) => entry.text.includes(word))) return false;
-  return true;
+// The filters as one test, its search words split once per render rather than once per alarm.
+function matcher() {
+  const words = filters.search.toLowerCase().split(/\s+/).filter(Boolean);
+  return (entry) =>
+    (!filters.site || String(entry.card.site_id) === filters.site) &&
+    (!filters.severity || entry.card.severity === filters.severity) &&
+    words.every((word) => entry.text.includes(word));
 }
 
 // A person's press first, the last pressed first; then by severity, the last to fire first.
@@ -297,6 +298,7 @@ function render() {
       folded.get(storm.card.id).push(entry);
     }
   }
+  const matches = matcher();
   const people = [];
   let others = [];
   let hiddenPeople = 0;
