@@ -3,6 +3,7 @@
 from dataclasses import dataclass
 
 from core.deferred_writes import Together
+from core.storable_text import explained
 
 from .models import AlarmEvent
 
@@ -62,3 +63,11 @@ _entries = Together(AlarmEvent.objects.bulk_create)
 # Entries recorded inside are inserted in one statement as the block ends, in the transaction
 # around it; nothing inside may read the timeline it records.
 written_together = _entries.block
+
+
+def note_made_storable(outcome, changed: list[str], actor: Actor) -> None:
+    """Say on the alarm's timeline which of the fields sent were made storable, when the alarm
+    took what was sent (a lifecycle outcome that changed it; a repeat stores none of it)."""
+    if changed and outcome.changed:
+        text = explained(changed)
+        record(outcome.alarm, AlarmEvent.Kind.UPDATED, text, actor, made_storable=changed)

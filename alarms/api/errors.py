@@ -1,9 +1,12 @@
-"""Every API error is JSON: DRF's own, plus the ones Django raises before DRF sees the data."""
+"""Every API error is JSON: DRF's own, a source's refusal, and the ones Django raises before DRF
+sees the data."""
 
 from django.core.exceptions import RequestDataTooBig
 from django.db import OperationalError
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
+
+from ..sources.refusal import Refused, invalid_input
 
 # The database is down or every pooled connection stayed busy: nothing was stored, so the
 # sender is told to try again rather than that it sent something wrong.
@@ -15,12 +18,14 @@ def error(message: str, code: int, **headers) -> Response:
     return Response({"error": message}, status=code, headers=headers)
 
 
-def invalid_input(fields: dict) -> dict:
-    """The body of a 400 for data that failed validation, field by field."""
-    return {"error": "invalid input", "fields": fields}
+def refused(refusal: Refused) -> Response:
+    """A source's refusal as it says it."""
+    return Response(refusal.body, status=refusal.status, headers=refusal.headers)
 
 
 def json_exception_handler(exc, context):
+    if isinstance(exc, Refused):
+        return refused(exc)
     if isinstance(exc, RequestDataTooBig):
         return Response({"error": "request body too large"}, status=413)
     if isinstance(exc, OperationalError):

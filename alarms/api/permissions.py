@@ -5,6 +5,8 @@ from rest_framework.permissions import BasePermission
 
 from devices.models import Device
 
+from ..sources import devices
+
 
 def permission_for(view) -> str | None:
     """The permission a user needs here: the view's `user_permission`, per action for a viewset
@@ -16,16 +18,10 @@ def permission_for(view) -> str | None:
 
 
 def wrong_device(device: Device, view) -> str:
-    """Why this device's token does not open this view ('' when it does). A view naming a
-    `device_kind` takes that kind only (its `device_refused` says so); any other view takes
-    every device but the integrations, whose tokens open only their own endpoint. A viewset
-    naming `device_actions` takes devices for those actions only."""
-    wanted = getattr(view, "device_kind", None)
-    if wanted:
-        return "" if device.kind == wanted else view.device_refused
-    if device.kind in Device.INTEGRATIONS:
-        return f"this is a {device.get_kind_display()} token; use its own endpoint"
-    return refused_action(view)
+    """Why this device's token does not open this view ('' when it does): the device kind the
+    view names (`device_kind`), else any but an integration's (alarms/sources/devices.py); a
+    viewset naming `device_actions` takes devices for those actions only."""
+    return devices.wrong_kind(device, getattr(view, "device_kind", None)) or refused_action(view)
 
 
 def refused_action(view) -> str:

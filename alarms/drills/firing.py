@@ -8,16 +8,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from alarms import lifecycle
-from alarms.api.integrations import (
-    AlertmanagerSerializer,
-    AlertmanagerView,
-    PagerDutyEventSerializer,
-    PagerDutyEventsView,
-    pagerduty_dedup_key,
-)
-from alarms.api.serializers import RaiseSerializer
-from alarms.api.views import press_emergency_key, scoped_dedup_key
 from alarms.models import Alarm
+from alarms.sources import alertmanager, devices, json_api, pagerduty
+from alarms.sources.refusal import validated
 from alarms.timeline import Actor
 from devices.models import Device
 from escalation import engine
@@ -89,7 +82,7 @@ def raise_as_device(device: Device, run: str, actor: Actor) -> Alarm:
     if device.kind == Device.Kind.YEALINK:
         if device.mapping_problem:
             raise DrillRefused(f"{device.name}: {device.mapping_problem}")
-        return press_emergency_key(
+        return devices.press_emergency_key(
             device,
             actor,
             key=f"test-{run}",
@@ -107,8 +100,8 @@ def raise_from_source(source: str, run: str, actor: Actor) -> Alarm:
 
 
 def from_json_api(run: str, actor: Actor, device: Device | None = None) -> Alarm:
-    """As POST /v1/alarms/raise: the body validated by its serializer, the key scoped as the
-    view scopes it (per device token, or `api:` for a user)."""
+    """As POST /v1/alarms/raise: the body validated as the source validates it, the key scoped
+    per device token (or `api:` for a user)."""
     body = {
         "dedup_key": f"test-{run}",
         "title": f"{TITLE_PREFIX}Go-live test alarm" + (f" from {device.name}" if device else ""),
@@ -116,18 +109,7 @@ def from_json_api(run: str, actor: Actor, device: Device | None = None) -> Alarm
         "severity": "critical",
         "labels": drill_labels(run),
     }
-    data = _validated(RaiseSerializer, body)
-    outcome = lifecycle.raise_alarm(
-        source=data["source"],
-        dedup_key=scoped_dedup_key(device, data["dedup_key"]),
-        title=data["title"],
-        message=data["message"],
-        severity=data["severity"],
-        labels=data["labels"],
-        device=device,
-        actor=actor,
-    )
-    return outcome.alarm
+    return json_api.raise_validated(validated(json_api.RaiseSerializer, body), device, actor).alarm
 
 
 def alertmanager_payload(run: str) -> dict:
@@ -163,8 +145,8 @@ def alertmanager_payload(run: str) -> dict:
 
 def from_alertmanager(device: Device, run: str, actor: Actor) -> Alarm:
     """As POST /v1/integrations/alertmanager from this integration."""
-    data = _validated(AlertmanagerSerializer, alertmanager_payload(run))
-    result = AlertmanagerView.apply(device, actor, data["alerts"][0], data, sites={})
+    data = validated(alertmanager.AlertmanagerSerializer, alertmanager_payload(run))
+    result = alertmanager.apply(device, actor, data["alerts"][0], data, sites={})
     return Alarm.objects.get(pk=result["alarm_id"])
 
 
@@ -189,15 +171,9 @@ def pagerduty_event(run: str) -> dict:
 
 def from_pagerduty(device: Device, run: str, actor: Actor) -> Alarm:
     """As POST /v2/enqueue with this integration's routing key."""
-    data = _validated(PagerDutyEventSerializer, pagerduty_event(run))
-    dedup_key = pagerduty_dedup_key(device, data["dedup_key"])
-    return PagerDutyEventsView.trigger(device, actor, dedup_key, data).alarm
-
-
-def _validated(serializer_class, body: dict) -> dict:
-    serializer = serializer_class(data=body)
-    serializer.is_valid(raise_exception=True)
-    return serializer.validated_data
+    data = validated(pagerduty.EventSerializer, pagerduty_event(run))
+    dedup_key = pagerduty.dedup_key(device, data["dedup_key"])
+    return pagerduty.trigger(device, actor, dedup_key, data).alarm
 
 
 def find_policy(name: str) -> EscalationPolicy:

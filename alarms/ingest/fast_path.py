@@ -2,7 +2,8 @@
 a device's JSON raise) answered straight from ASGI, without Django's request handling, their
 database work committed in groups (alarms/ingest/group_commit.py).
 
-The answers are the API's own: the same functions make them (alarms/api/views.py). Whatever is
+The answers are the API's own: the same sources decide them (alarms/sources/devices.py and
+json_api.py) and the API's body is sent (alarms/api/views.py's `raised_body`). Whatever is
 not a device's request goes on to Django unchanged: other paths and methods, no token or a
 user's API token, a body that is not JSON, and plain HTTP when HTTPS is required (Django
 redirects it).
@@ -10,15 +11,19 @@ redirects it).
 
 import json
 import logging
+from functools import partial
 from urllib.parse import parse_qs
 
 from django.conf import settings
 from django.db import OperationalError
 from rest_framework.utils.encoders import JSONEncoder
 
-from alarms.api import json_body, views
+from alarms.api import json_body
 from alarms.api.errors import STORE_UNAVAILABLE
+from alarms.api.views import raised_body
 from alarms.ingest.group_commit import GroupCommitter
+from alarms.sources import devices, json_api
+from alarms.sources.refusal import Refused
 from core import client_address
 
 log = logging.getLogger(__name__)
@@ -43,7 +48,7 @@ class DeviceFastPath:
             token, mac = (query.get(name, [None])[-1] for name in ("token", "mac"))
             if token:
                 ip = client_address.of_scope(scope)
-                return await self._answer(send, lambda: views.press(token, ip, mac))
+                return await self._answer(send, partial(_decided, devices.press, token, ip, mac))
         if scope["path"] == RAISE and scope["method"] == "POST":
             token = _bearer(scope)
             if token and _header(scope, b"content-type").startswith("application/json"):
@@ -59,14 +64,16 @@ class DeviceFastPath:
         except ValueError as exc:
             return await _send(send, 400, {"error": f"JSON parse error - {exc}"})
         ip = client_address.of_scope(scope)
-        if not await self._answer(send, lambda: views.raise_by_device(token, ip, data)):
+        work = partial(_decided, json_api.raise_by_device, token, ip, data)
+        if not await self._answer(send, work, created=201):
             # Not a device's token: the API's whole way, with the body read here.
             await self.app(scope, _replay(body, receive), send)
 
-    async def _answer(self, send, work) -> bool:
-        """Send the answer `work` gives in the next group; False if it gave none."""
+    async def _answer(self, send, work, created: int = 200) -> bool:
+        """Send the answer `work` gives in the next group (`created`: the status of a new
+        alarm); False if it gave none."""
         try:
-            response = await self.committer.run(work)
+            decided = await self.committer.run(work)
         except OperationalError:
             await _send(send, 503, STORE_UNAVAILABLE, {"Retry-After": "5"})
             return True
@@ -74,11 +81,22 @@ class DeviceFastPath:
             log.exception("a device request failed")
             await _send(send, 500, {"error": "internal error; nothing may have been stored"})
             return True
-        if response is None:
+        if decided is None:
             return False
-        extra = {k: v for k, v in response.headers.items() if k.lower() != "content-type"}
-        await _send(send, response.status_code, response.data, extra)
+        if isinstance(decided, Refused):
+            await _send(send, decided.status, decided.body, decided.headers)
+        else:
+            await _send(send, created if decided.created else 200, raised_body(decided))
         return True
+
+
+def _decided(source, *args):
+    """What the source decided: its outcome, or its refusal as a value, so that what it wrote
+    before refusing (the device seen, its offline alarm resolved) commits with the group."""
+    try:
+        return source(*args)
+    except Refused as refusal:
+        return refusal
 
 
 async def _send(send, status: int, body: dict, headers: dict | None = None) -> None:

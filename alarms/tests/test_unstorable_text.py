@@ -11,7 +11,8 @@ import pytest
 from django.db import connection
 
 from alarms.models import Alarm, MetricRule
-from alarms.tests.test_integrations import ALERTMANAGER_FIRING, pagerduty_event
+from alarms.sources.tests.payloads import pagerduty_event
+from alarms.sources.tests.test_alertmanager import firing
 from devices.models import Device
 
 pytestmark = pytest.mark.django_db
@@ -112,7 +113,7 @@ def alertmanager(make_device):
 
 def three_alerts() -> dict:
     """One group: the database primary's alert between two fridges', the last one critical."""
-    payload = copy.deepcopy(ALERTMANAGER_FIRING)
+    payload = firing()
     middle = copy.deepcopy(payload["alerts"][1])
     middle["labels"]["instance"], middle["fingerprint"] = "db<NUL>x", "aaaabbbbccccdddd"
     last = copy.deepcopy(payload["alerts"][0])
@@ -137,7 +138,7 @@ def test_an_alertmanager_group_with_a_nul_in_one_alert_stores_every_alert(client
 def test_a_lone_surrogate_in_an_alertmanager_summary_is_stored_as_a_replacement_character(
     client, alertmanager
 ):
-    payload = copy.deepcopy(ALERTMANAGER_FIRING)
+    payload = firing()
     payload["alerts"][0]["annotations"]["summary"] = "Fridge <SURROGATE> 11 C"
     body = as_sent(payload)
 
@@ -151,7 +152,7 @@ def test_a_lone_surrogate_in_an_alertmanager_summary_is_stored_as_a_replacement_
 
 
 def test_a_nul_in_an_alertmanager_annotation_key_is_stored(client, alertmanager):
-    payload = copy.deepcopy(ALERTMANAGER_FIRING)
+    payload = firing()
     payload["alerts"][1]["annotations"]["runbook<NUL>"] = "https://wiki/fridges"
     body = as_sent(payload)
 

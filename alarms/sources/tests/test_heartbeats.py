@@ -61,3 +61,36 @@ def test_a_device_offline_again_soon_after_it_came_back_emails_its_people_again(
     assert "FIRED AGAIN after it was resolved" not in first_mail
     assert "FIRED AGAIN after it was resolved" in second_mail
     assert "/a/" in second_mail, "with an ACK link of its own"
+
+
+def test_a_silent_device_raises_an_offline_alarm_that_clears_when_it_is_heard(
+    client, make_device, make_policy, webhook_channel, webhook_receiver
+):
+    policy = make_policy([(0, [], [webhook_channel])], name="Technicians")
+    device, token = make_device("Panic button 7", heartbeat_interval_seconds=300,
+                                default_policy=policy)  # fmt: skip
+    assert client.get("/v1/devices/heartbeat", {"token": token}).status_code == 200
+    assert heartbeats.check() == 0
+
+    later = timezone.now() + timedelta(seconds=301)
+    assert heartbeats.check(later) == 1
+    assert heartbeats.check(later + timedelta(seconds=30)) == 1  # still one alarm, unchanged
+    alarm = Alarm.objects.get(source="heartbeat")
+    assert alarm.title == "Device offline: Panic button 7" and alarm.room == device.room
+    assert alarm.occurrences == 1 and alarm.events.filter(kind="updated").count() == 0
+    run_step(alarm)
+    drain(alarm)
+    assert webhook_receiver.requests[0]["json"]["alarm"]["title"] == alarm.title
+
+    Device.objects.filter(pk=device.pk).update(last_seen_at=timezone.now() - timedelta(hours=1))
+    config_cache.forget()  # as an hour of silence would: it reads its devices again after MAX_AGE
+    beat = client.post("/v1/devices/heartbeat", HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert beat.status_code == 200
+    alarm.refresh_from_db()
+    assert alarm.status == "resolved" and alarm.resolved_by == "device Panic button 7"
+    assert heartbeats.check() == 0
+
+
+def test_a_heartbeat_with_an_unknown_token_is_refused(client):
+    assert client.get("/v1/devices/heartbeat", {"token": "nope"}).status_code == 404
+    assert client.post("/v1/devices/heartbeat").status_code == 401  # no credentials
