@@ -22,11 +22,11 @@ from django.contrib.auth.models import Group
 from django.db import connection
 from redis import Redis
 
+from alarms import engine
 from alarms.tests.faults.postgres import PrivatePostgres, server_programs
 from alarmsite.celery import app as celery_app
 from core import config_cache
 from devices.models import Device, Person, Room, Site
-from escalation import engine
 from escalation.models import EscalationPolicy, EscalationStep
 from notifications.models import NotificationChannel
 

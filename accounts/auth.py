@@ -6,8 +6,7 @@ from django.contrib.auth.models import AnonymousUser
 from django.utils import timezone
 from rest_framework import authentication, exceptions
 
-from alarms import ratelimit
-from core import client_address
+from core import client_address, rate_limits
 from devices.auth import device_for
 from devices.models import SEEN_RESOLUTION
 
@@ -44,5 +43,5 @@ def used(api_token: ApiToken) -> None:
     now = timezone.now()
     if api_token.last_used_at is None or now - api_token.last_used_at >= SEEN_RESOLUTION:
         ApiToken.objects.filter(pk=api_token.pk).update(last_used_at=now)
-    if not ratelimit.allow(f"api-token:{api_token.pk}", settings.API_TOKEN_RATE_PER_MINUTE):
+    if not rate_limits.allow(f"api-token:{api_token.pk}", settings.API_TOKEN_RATE_PER_MINUTE):
         raise exceptions.Throttled(60, "Rate limit exceeded for this API token.")

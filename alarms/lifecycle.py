@@ -15,12 +15,12 @@ from django.utils import timezone
 
 from core import logs
 from core.bulk_sql import insert_unless_taken
-from escalation import engine, routing
+from escalation import routing
 from notifications.delivery import follow_ups
 from notifications.transports.base import ACKNOWLEDGED
 from observability import instruments
 
-from . import board, storms
+from . import board, engine, storms
 from .models import OPEN_STATUSES, Alarm, AlarmEvent, Status
 from .timeline import Actor, event, record, record_all
 

@@ -78,7 +78,7 @@ class Alarm(models.Model):
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="folded"
     )
 
-    # Escalation state, owned by escalation.engine.
+    # Escalation state, owned by alarms.engine.
     policy = models.ForeignKey(
         "escalation.EscalationPolicy", null=True, blank=True, on_delete=models.SET_NULL
     )
@@ -90,7 +90,7 @@ class Alarm(models.Model):
     next_escalation_at = models.DateTimeField(null=True, blank=True)
     escalation_token = models.UUIDField(null=True, blank=True, editable=False)
     # A step due at once is queued without a countdown: the sweeper leaves it to its task until
-    # then (see escalation/engine.py).
+    # then (see alarms/engine.py).
     step_queued_until = models.DateTimeField(null=True, blank=True, editable=False)
 
     # What channels remember about what they posted (a Zammad ticket id…), keyed "channel:<id>",

@@ -1,9 +1,37 @@
-"""Celery tasks of the alarms app: thin wrappers over its domain modules."""
+"""Celery tasks of the alarms app: thin wrappers over its domain modules. The escalation tasks
+keep the names they had in the escalation app (`escalation.tasks.*`): queued tasks and beat's
+stored schedule name them."""
 
 from celery import shared_task
 
-from . import outbox_watch
+from core.task_queue import queue_was_lost, started
+from notifications.delivery import recovery
+
+from . import engine, outbox_watch
 from .sources import heartbeats, schedules
+
+
+@shared_task(name="escalation.tasks.escalate")
+def escalate(alarm_id: str, token: str) -> bool:
+    """Fast path: run the step this task was scheduled for, if the alarm still expects it."""
+    return engine.run_countdown(alarm_id, token)
+
+
+@shared_task(name=engine.DRAIN_TASK)
+def drain() -> int:
+    """After raises: every step due now, many alarms per transaction."""
+    started(engine.DRAIN_PENDING)
+    return engine.drain()
+
+
+@shared_task(name="escalation.tasks.sweep")
+def sweep() -> dict:
+    """Beat, every few seconds: overdue steps and deliveries whose tasks were lost."""
+    if queue_was_lost():  # Redis came back empty: every task in it is gone
+        engine.forget_queued()
+        recovery.forget_queued()
+    handed_back = recovery.hand_back_from_dead() + recovery.probe_outboxes()
+    return {"steps": engine.sweep(), "deliveries": handed_back + recovery.retry_overdue()}
 
 
 @shared_task(name="alarms.tasks.check_heartbeats")

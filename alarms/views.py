@@ -7,10 +7,10 @@ from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods
 
-from core import client_address
+from core import client_address, rate_limits
 from devices.models import Site
 
-from . import board, lifecycle, ratelimit
+from . import board, lifecycle
 from .acklinks import find_ack_link
 from .models import AckLink, AlarmEvent, Severity
 from .timeline import Actor, record
@@ -28,7 +28,7 @@ def _actor(request, link) -> Actor:
 @require_http_methods(["GET", "POST"])
 def ack(request, token: str):
     # Counted before the lookup, so guessing links is as slow as using them.
-    if not ratelimit.allow(
+    if not rate_limits.allow(
         f"ack:{client_address.of_request(request)}", settings.ACK_RATE_PER_MINUTE
     ):
         response = render(request, "alarms/ack_throttled.html", status=429)

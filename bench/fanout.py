@@ -66,13 +66,12 @@ from django.test import Client  # noqa: E402
 from django.test.utils import CaptureQueriesContext  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
-from alarms import lifecycle  # noqa: E402
+from alarms import engine, lifecycle  # noqa: E402
 from alarms.models import Alarm  # noqa: E402
 from alarms.timeline import Actor  # noqa: E402
 from alarmsite.celery import app as celery_app  # noqa: E402
 from core.task_queue import enqueue  # noqa: E402
 from devices.models import Device, Room, Site  # noqa: E402
-from escalation import engine  # noqa: E402
 from escalation.models import EscalationPolicy, EscalationStep  # noqa: E402
 from notifications.delivery import queueing, sending, targets  # noqa: E402
 from notifications.models import Delivery, NotificationChannel  # noqa: E402

@@ -57,10 +57,10 @@ sys.setprofile(RECORDER.profile)
 
 from channels.testing import HttpCommunicator  # noqa: E402
 
+from alarms import engine  # noqa: E402
 from alarms.models import Alarm  # noqa: E402
 from alarmsite.asgi import application  # noqa: E402
 from devices.models import Device, Person, Room, Site  # noqa: E402
-from escalation import engine  # noqa: E402
 from escalation.models import EscalationPolicy, EscalationStep  # noqa: E402
 from notifications.delivery import sending  # noqa: E402
 from notifications.models import Delivery, NotificationChannel  # noqa: E402

@@ -10,12 +10,12 @@ from django.conf import settings
 from django.utils import timezone
 
 from alarms import storms
+from alarms.engine import snapshot
 from alarms.models import Alarm
 from devices.models import Person
 from notifications.models import NotificationChannel
 
 from . import routing
-from .engine import snapshot
 
 
 @dataclass

@@ -3,8 +3,9 @@ takes is checked by the source: alarms/sources/.)"""
 
 from rest_framework import serializers
 
+from core.labels import LabelsField
+
 from ..models import Alarm, AlarmEvent
-from ..sources.labels import LabelsField
 
 
 class NoteSerializer(serializers.Serializer):

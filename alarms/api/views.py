@@ -12,11 +12,11 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from core import client_address
+from core import client_address, rate_limits
 from core.storable_text import made_storable
 from devices.models import Device
 
-from .. import lifecycle, ratelimit
+from .. import lifecycle
 from ..models import Alarm
 from ..sources import devices, json_api
 from ..sources.json_api import ClearSerializer, RaiseSerializer
@@ -175,7 +175,7 @@ class AlarmViewSet(viewsets.ReadOnlyModelViewSet):
         caller = (
             f"device:{request.auth.pk}" if calling_device(request) else f"user:{request.user.pk}"
         )
-        if not ratelimit.allow(f"ack:{caller}", settings.ACK_RATE_PER_MINUTE):
+        if not rate_limits.allow(f"ack:{caller}", settings.ACK_RATE_PER_MINUTE):
             return error(
                 "too many alarm actions; try again in a minute", 429, **{"Retry-After": "60"}
             )

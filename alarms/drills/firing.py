@@ -7,13 +7,12 @@ import uuid
 from django.db import transaction
 from django.utils import timezone
 
-from alarms import lifecycle
+from alarms import engine, lifecycle
 from alarms.models import Alarm
 from alarms.sources import alertmanager, devices, json_api, pagerduty
 from alarms.sources.refusal import validated
 from alarms.timeline import Actor
 from devices.models import Device
-from escalation import engine
 from escalation.models import EscalationPolicy
 
 TITLE_PREFIX = "[TEST] "

@@ -9,13 +9,13 @@ import logging
 from django.db import OperationalError, transaction
 from rest_framework import serializers
 
+from core.labels import LabelsField, validate_labels
 from core.storable_text import made_storable, within
 from devices.models import Device, Site
 
 from .. import lifecycle
 from ..timeline import Actor, note_made_storable
 from . import devices, metric_rules
-from .labels import LabelsField, validate_labels
 from .refusal import validated
 
 log = logging.getLogger(__name__)

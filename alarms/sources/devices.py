@@ -2,10 +2,11 @@
 rate limit), its heartbeat, and the alarm a phone's emergency key raises (Yealink's Action URL,
 a GET with the token in the query string, as the phone can send neither headers nor body)."""
 
+from core import rate_limits
 from devices.auth import device_for
 from devices.models import Device
 
-from .. import lifecycle, ratelimit
+from .. import lifecycle
 from ..timeline import Actor
 from . import heartbeats
 from .refusal import Refused
@@ -50,7 +51,7 @@ def over_limit(device: Device) -> bool:
     seen_before = device.last_seen_at
     device.mark_seen()
     heartbeats.heard(device, seen_before)
-    return not ratelimit.allow(f"device:{device.pk}", device.rate_limit_per_minute)
+    return not rate_limits.allow(f"device:{device.pk}", device.rate_limit_per_minute)
 
 
 def admit(device: Device) -> None:

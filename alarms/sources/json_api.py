@@ -7,6 +7,7 @@ import uuid
 from django.db import transaction
 from rest_framework import serializers
 
+from core.labels import LabelsField, validate_labels
 from core.storable_text import made_storable
 from devices.auth import device_for
 from devices.models import Device
@@ -15,7 +16,6 @@ from .. import lifecycle
 from ..models import Severity
 from ..timeline import Actor, note_made_storable
 from . import devices
-from .labels import LabelsField, validate_labels
 from .refusal import Refused, validated
 
 

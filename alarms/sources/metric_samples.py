@@ -9,11 +9,11 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from rest_framework import serializers
 
+from core.labels import LabelsField, validate_labels
 from core.storable_text import made_storable, within
 from devices.models import Device
 
 from . import devices, metric_rules
-from .labels import LabelsField, validate_labels
 from .refusal import validated
 
 MAX_SAMPLES = 1000  # in one batch

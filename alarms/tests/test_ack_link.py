@@ -6,12 +6,11 @@ import pytest
 from django.test import Client
 from django.utils.html import escape
 
-from alarms import lifecycle
+from alarms import engine, lifecycle
 from alarms.acklinks import issue_ack_link
 from alarms.models import AckLink, Alarm
 from alarms.timeline import SYSTEM
 from core.tokens import hash_token
-from escalation import engine
 from notifications.delivery import sending
 from notifications.models import Delivery
 

@@ -7,10 +7,9 @@ import pytest
 from django.db import IntegrityError, connections, transaction
 from django.utils import timezone
 
-from alarms import lifecycle
+from alarms import engine, lifecycle
 from alarms.models import Alarm
 from alarms.timeline import SYSTEM, Actor
-from escalation import engine
 from escalation.models import Silence
 from notifications.delivery import sending
 from notifications.models import Delivery

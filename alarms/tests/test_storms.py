@@ -6,12 +6,11 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from alarms import lifecycle
+from alarms import engine, lifecycle
 from alarms.models import Alarm
 from alarms.timeline import SYSTEM
 from conftest import REAL_REDIS
 from devices.models import Device
-from escalation import engine
 from notifications.models import Delivery
 from notifications.tests.steps import drain
 

@@ -1,6 +1,7 @@
 """The layout holds: the wiring (alarmsite/) is imported by nothing, the building blocks in
-core/ import no app, no module imports itself back through others (an import cycle, counting
-imports inside functions too), and no import hides inside a function to dodge one."""
+core/ import no app, imports follow the alarm path one way (docs/ARCHITECTURE.md), no module
+imports itself back through others (an import cycle, counting imports inside functions too),
+and no import hides inside a function to dodge one."""
 
 import ast
 from pathlib import Path
@@ -14,6 +15,22 @@ PACKAGES = [*APPS, "alarmsite", "core", "observability"]
 # settings are loaded.
 IMPORTS_IN_FUNCTIONS_ALLOWED = ("apps.py",)
 ROOT = Path(__file__).resolve().parents[2]
+# The alarm path, from where a request arrives to the provider's call: each layer may import
+# the ones below it, never one above, directly or through others.
+ALARM_PATH = [
+    ("alarms.api", "alarms.ingest", "alarms.drills"),
+    ("alarms.sources",),
+    ("alarms.lifecycle",),
+    ("alarms.engine",),
+    ("notifications.delivery",),
+    ("notifications.transports",),
+]
+# What the alarm path reads (people, devices, policies, roles, figures) reaches none of it but
+# the transports' registry (a channel's kinds). Their admin pages and commands are edges, as
+# the API is: they may call into the path.
+BENEATH_THE_PATH = ["accounts", "devices", "escalation.models", "escalation.routing",
+                    "notifications.messages", "notifications.models", "observability"]  # fmt: skip
+EDGES = (".admin", ".admin_site", ".views")
 
 
 def project_graph() -> tuple[grimp.ImportGraph, list[str]]:
@@ -81,6 +98,32 @@ def test_nothing_imports_the_wiring():
     }
 
     assert importers == set()
+
+
+def within(modules, names: list[str]) -> list[str]:
+    """The modules that are these, or inside these packages."""
+    return [m for m in modules if any(m == name or m.startswith(f"{name}.") for name in names)]
+
+
+def climbs(graph, lower: list[str], higher: list[str]) -> list[tuple]:
+    """The chains by which a module of `lower` reaches one of `higher`."""
+    return [
+        chain
+        for low in lower
+        for high in higher
+        if (chain := graph.find_shortest_chain(importer=low, imported=high)) is not None
+    ]
+
+
+def test_imports_follow_the_alarm_path_one_way():
+    graph, modules = project_graph()
+    layers = [within(modules, layer) for layer in ALARM_PATH]
+    beneath = [m for m in within(modules, BENEATH_THE_PATH) if not m.endswith(EDGES)]
+
+    for n, higher in enumerate(layers):
+        for lower in layers[n + 1 :]:
+            assert climbs(graph, lower, higher) == []
+    assert climbs(graph, beneath, sum(layers[:-1], [])) == []
 
 
 def test_no_import_cycle():

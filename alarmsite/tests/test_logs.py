@@ -216,7 +216,7 @@ def test_the_worker_logs_json_lines_that_name_the_alarm_they_concern(
         return [r.get("alarm_id") for r in records
                 if r["logger"] == logger and r["message"].startswith(starts)]  # fmt: skip
 
-    assert alarm_ids("escalation.engine", "Step 1 of 1, round 1: notifying") == [alarm_id]
+    assert alarm_ids("alarms.engine", "Step 1 of 1, round 1: notifying") == [alarm_id]
     assert alarm_ids("notifications.delivery.sending", "sent to Ops webhook by webhook") == [
         alarm_id
     ]

@@ -10,12 +10,11 @@ from django.core.exceptions import ValidationError
 from django.urls import reverse
 from django.utils import timezone
 
-from alarms import lifecycle
+from alarms import engine, lifecycle
 from alarms.acklinks import issue_ack_link
 from alarms.models import MetricRule, ScheduledAlarm
 from alarms.timeline import SYSTEM
 from devices.models import Device, Person, Room, Site
-from escalation import engine
 from escalation.models import Inhibition, RoutingRule, Silence
 
 pytestmark = pytest.mark.django_db

@@ -8,11 +8,10 @@ from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
-from alarms import lifecycle
+from alarms import engine, lifecycle
 from alarms.models import Alarm
 from alarms.timeline import SYSTEM
 from devices.models import Room
-from escalation import engine
 from escalation.models import Inhibition, RoutingRule, Silence
 from escalation.routing import route
 from notifications.models import Delivery

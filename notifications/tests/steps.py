@@ -3,8 +3,8 @@
 import pytest
 from django.utils import timezone
 
+from alarms import engine
 from alarms.models import Alarm
-from escalation import engine
 from notifications.delivery import sending
 from notifications.models import Delivery
 

@@ -10,10 +10,9 @@ from urllib.parse import unquote_plus, urlencode
 
 import pytest
 
-from alarms import lifecycle
+from alarms import engine, lifecycle
 from alarms.models import AlarmEvent
 from alarms.timeline import SYSTEM
-from escalation import engine
 from notifications.models import Delivery, NotificationChannel
 from notifications.tests.steps import send_pending
 

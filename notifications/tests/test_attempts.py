@@ -5,9 +5,8 @@ more often keeps its last ones and counts the older ones."""
 import pytest
 from django.utils import timezone
 
-from alarms import lifecycle
+from alarms import engine, lifecycle
 from alarms.timeline import SYSTEM
-from escalation import engine
 from notifications import attempts
 from notifications.models import Delivery, DeliveryAttempt, NotificationChannel
 from notifications.tests.steps import send

@@ -10,10 +10,9 @@ from unittest.mock import ANY
 import pytest
 from django.utils import timezone
 
-from alarms import lifecycle
+from alarms import engine, lifecycle
 from alarms.models import AckLink, Alarm
 from alarms.timeline import SYSTEM, Actor
-from escalation import engine
 from notifications.models import Delivery, NotificationChannel
 from notifications.tests.steps import send_pending
 

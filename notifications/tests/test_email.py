@@ -13,11 +13,10 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
-from alarms import lifecycle
+from alarms import engine, lifecycle
 from alarms.acklinks import find_ack_link
 from alarms.timeline import SYSTEM
 from conftest import free_port
-from escalation import engine
 from notifications import messages
 from notifications.delivery import sending
 from notifications.messages import REDACTED_LINK

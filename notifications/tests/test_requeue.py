@@ -7,13 +7,13 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from alarms import tasks
 from alarms.lifecycle import raise_alarm
 from alarms.timeline import SYSTEM
 from alarmsite.celery import app as celery_app
 from conftest import broker_at
 from core.redis_client import client as redis_client
 from core.task_queue import QUEUE_MARK, queue_was_lost
-from escalation import tasks
 from notifications.delivery import queueing, recovery
 from notifications.models import Delivery, NotificationChannel
 

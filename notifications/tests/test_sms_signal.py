@@ -18,12 +18,11 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
-from alarms import lifecycle
+from alarms import engine, lifecycle
 from alarms.models import AlarmEvent
 from alarms.timeline import SYSTEM
 from conftest import wait_until
 from devices.models import Device
-from escalation import engine
 from notifications.delivery import sample_sends, sending, targets
 from notifications.messages import REDACTED_LINK
 from notifications.models import Delivery, NotificationChannel

@@ -15,10 +15,9 @@ from unittest.mock import ANY
 import pytest
 from django.utils import timezone
 
-from alarms import lifecycle
+from alarms import engine, lifecycle
 from alarms.models import Alarm, AlarmEvent
 from alarms.timeline import SYSTEM, Actor
-from escalation import engine
 from notifications.models import Delivery, NotificationChannel
 from notifications.tests.steps import make_due, send_pending
 from notifications.transports import CHANNEL_KINDS, transport_class

@@ -12,11 +12,10 @@ from django.core.exceptions import ValidationError
 from django.db import connection
 from django.utils import timezone
 
-from alarms import lifecycle
+from alarms import engine, lifecycle
 from alarms.models import AckLink, Alarm, AlarmEvent
 from alarms.timeline import SYSTEM, Actor
 from conftest import free_port
-from escalation import engine
 from notifications.delivery import sending
 from notifications.models import Delivery, NotificationChannel
 from notifications.tests.steps import drain, send

@@ -7,7 +7,7 @@ second upstream alarm, and the clear finds it.
 
 from django.conf import settings
 
-from alarms.sources.labels import MAX_LABELS
+from core.labels import MAX_LABELS
 
 from .base import CLOSING, Field, Sent, Transport, TransportError, answered, http, json_of
 

@@ -4,7 +4,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from alarms import lifecycle
 from alarms.drills import firing
-from alarms.follow import follow_until, policy_run
+from alarms.drills.follow import follow_until, policy_run
 
 HELP = """Run an escalation policy on a test alarm whose step delays are shortened, showing each
 step as it fires (step, time, who and which channels) and what became of each message, until

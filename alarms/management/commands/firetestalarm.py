@@ -4,7 +4,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from alarms import lifecycle
 from alarms.drills import firing
-from alarms.follow import first_notification, follow_until
+from alarms.drills.follow import first_notification, follow_until
 
 HELP = """Raise a test alarm through the real path and follow it until its first notification
 is delivered (or fails), printing its timeline as it happens; then resolve it ("test finished").

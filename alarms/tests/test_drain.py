@@ -11,7 +11,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from alarms import board
+from alarms import board, engine, tasks
 from alarms.lifecycle import raise_alarm
 from alarms.models import Alarm
 from alarms.timeline import SYSTEM
@@ -19,7 +19,6 @@ from alarmsite.celery import app as celery_app
 from conftest import purge_queue
 from core.redis_client import client as redis_client
 from core.task_queue import queue_was_lost
-from escalation import engine, tasks
 from notifications.delivery import sending
 from notifications.models import Delivery
 

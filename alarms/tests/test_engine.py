@@ -6,13 +6,12 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from alarms import lifecycle
+from alarms import engine, lifecycle, tasks
 from alarms.models import Alarm
 from alarms.timeline import SYSTEM, Actor
 from conftest import broker_at
 from core.redis_client import client as redis_client
 from core.task_queue import QUEUE_MARK, queue_was_lost
-from escalation import engine, tasks
 from escalation.models import EscalationStep
 from notifications.models import Delivery, NotificationChannel
 

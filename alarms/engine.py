@@ -1,5 +1,9 @@
 """The escalation engine: the database holds the clock, queues only speed it up.
 
+It moves an alarm's escalation state (the policy and its steps' snapshot, the position, the next
+step's time, its token and lease); `lifecycle` moves its status. Policies, steps and routing
+are configured in `escalation/`.
+
 An alarm carries a snapshot of its policy's steps, the position it has reached, when the next
 step is due (`next_escalation_at`) and a token that changes with every step. `run_due_step`
 runs under the alarm's row lock and does nothing unless the alarm is still triggered, due, and
@@ -19,17 +23,17 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from alarms import board
-from alarms.models import Alarm, AlarmEvent, Status
-from alarms.timeline import event, record, record_all, written_together
 from core import logs
 from core.bulk_sql import update_many
 from core.config_cache import kept, one_version
 from core.task_queue import enqueue, enqueue_once, lease_until, release, unleased
+from escalation.models import EscalationStep
 from notifications.delivery import queueing, sending, targets
 from observability import instruments
 
-from .models import EscalationStep
+from . import board
+from .models import Alarm, AlarmEvent, Status
+from .timeline import event, record, record_all, written_together
 
 log = logging.getLogger(__name__)
 

@@ -7,9 +7,8 @@ from datetime import datetime, timedelta
 
 from django.utils import timezone
 
+from alarms.models import Alarm, AlarmEvent
 from notifications.models import Delivery
-
-from .models import Alarm, AlarmEvent
 
 Kind = AlarmEvent.Kind
 FINAL = (Delivery.Status.SENT, Delivery.Status.FAILED, Delivery.Status.CANCELLED)
