@@ -10,7 +10,7 @@ import yaml
 from django.core.management import CommandError, call_command
 
 from accounts.models import ApiToken, AuditEntry
-from configuration import seed
+from configuration import seed, seed_export
 from devices.models import Device, Person, Room, Site
 from escalation.models import EscalationPolicy, EscalationStep, Inhibition, RoutingRule
 from notifications.models import NotificationChannel
@@ -170,7 +170,7 @@ def test_a_policy_may_damp_flapping_monitoring_alarms_and_exports_so():
     load(edited(SMALL, "    is_default: true\n", "    is_default: true\n    damp_flapping: true\n"))
 
     assert EscalationPolicy.objects.get(name="Default").damp_flapping is True
-    exported = seed.export()
+    exported = seed_export.export()
     assert exported["policies"][0]["damp_flapping"] is True
 
 
@@ -292,7 +292,7 @@ def test_export_then_load_into_an_empty_database_then_export_gives_the_same_file
     RoutingRule.objects.create(name="Reception only", site=Site.objects.get(name="Clinic North"),
                                room=Room.objects.get(site__name="Clinic North", name="Reception"),
                                set_severity="high")  # fmt: skip
-    first = seed.dump(seed.export())
+    first = seed_export.dump(seed_export.export())
     for value in EXAMPLE_ENV.values():
         assert value not in first
     assert "${SEED_ON_CALL_SLACK_URL}" in first and "${SEED_SMS_GATEWAY_URL}" in first
@@ -304,7 +304,7 @@ def test_export_then_load_into_an_empty_database_then_export_gives_the_same_file
     environ = {"SEED_ON_CALL_SLACK_URL": stored["On-call Slack"]["url"],
                "SEED_SMS_GATEWAY_URL": stored["SMS gateway"]["url"]}  # fmt: skip
     report = seed.load(seed.parse(first), environ=environ)
-    second = seed.dump(seed.export())
+    second = seed_export.dump(seed_export.export())
 
     assert second == first
     assert not report.objects["devices"]["unchanged"]

@@ -4,7 +4,7 @@ import os
 
 from django.core.management.base import BaseCommand, CommandError
 
-from configuration import seed
+from configuration import seed, seed_export
 
 
 class Command(BaseCommand):
@@ -18,7 +18,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, output=None, **options):
         try:
-            text = seed.dump(seed.export())
+            text = seed_export.dump(seed_export.export())
         except seed.SeedError as exc:
             raise CommandError(str(exc)) from None
         if not output:
