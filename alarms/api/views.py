@@ -1,4 +1,5 @@
-"""The alarm API: ingest (Yealink Action URL, JSON raise/clear) and alarm reads and actions."""
+"""The alarm API: the Yealink Action URL and the JSON raise and clear (their sources decide:
+alarms/sources/), and alarm reads and actions."""
 
 import django_filters
 from django.conf import settings
@@ -52,6 +53,7 @@ def actor_for(request) -> Actor:
 
 
 def raised_body(outcome: lifecycle.Outcome) -> dict:
+    """The answer to a raise (and a press), here and on the fast path."""
     alarm = outcome.alarm
     return {
         "alarm_id": str(alarm.pk),
