@@ -255,6 +255,17 @@ def make_device(db, room):
 
 
 @pytest.fixture
+def make_generic_device(make_device):
+    """As make_device, but a generic device (a panic button, a gateway) unless told otherwise."""
+
+    def make(*args, **fields):
+        fields.setdefault("kind", Device.Kind.GENERIC)
+        return make_device(*args, **fields)
+
+    return make
+
+
+@pytest.fixture
 def webhook_channel(db, webhook_receiver):
     return NotificationChannel.objects.create(
         kind="webhook", name="Ops webhook", config={"url": webhook_receiver.url}
@@ -448,6 +459,22 @@ def start_process():
     for process, log in processes:
         _stop_group(process)
         log.close()
+
+
+@pytest.fixture
+def start_worker_with_beat(start_process):
+    """start(env, name, *options): a solo worker that runs beat too, its schedule file and its
+    log (<name>.log) in the env's VAR_DIR."""
+
+    def start(env, name, *options):
+        schedule = os.path.join(env.get("VAR_DIR", str(ROOT / "var")), "beat-schedule")
+        return start_process(
+            ["-m", "celery", "-A", "alarmsite", "worker", "--beat", "--pool", "solo", *options,
+             "-n", f"{name}@%h", "--without-mingle", "--without-gossip", "--schedule", schedule],
+            env, log_name=name,
+        )  # fmt: skip
+
+    return start
 
 
 def _stop_group(process):

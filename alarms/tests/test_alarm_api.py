@@ -1,35 +1,15 @@
 """The alarm API: the alarm list, detail and actions. (Raise and clear: alarms/sources/tests/.)"""
 
-import json
 import uuid
 
 import pytest
 
 from alarms import lifecycle
+from alarms.sources.tests.payloads import post
 from alarms.timeline import SYSTEM, Actor
-from devices.models import Device, Room, Site
+from devices.models import Room, Site
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def make_device(make_device):
-    def make(*args, **fields):
-        fields.setdefault("kind", Device.Kind.GENERIC)
-        return make_device(*args, **fields)
-
-    return make
-
-
-def post(client, path, body, token=None, **extra):
-    if token:
-        extra["HTTP_AUTHORIZATION"] = f"Bearer {token}"
-    data = body if isinstance(body, str | bytes) else json.dumps(body)
-    return client.post(path, data, content_type="application/json", **extra)
-
-
-def raise_(client, body, token):
-    return post(client, "/v1/alarms/raise", body, token)
 
 
 def open_alarm(title="Fridge too warm", device=None, **fields):
@@ -50,11 +30,13 @@ def nurse_client(client, django_user_model):
 
 
 @pytest.fixture
-def two_sites(make_device):
+def two_sites(make_generic_device):
     """Alarms at two sites from two devices, and one raised by a staff member."""
     north, south = Site.objects.create(name="North"), Site.objects.create(name="South")
-    phone, _ = make_device("North phone", room=Room.objects.create(site=north, name="Lab"))
-    gateway, token = make_device("South gateway", room=Room.objects.create(site=south, name="Ward"))
+    phone, _ = make_generic_device("North phone", room=Room.objects.create(site=north, name="Lab"))
+    gateway, token = make_generic_device(
+        "South gateway", room=Room.objects.create(site=south, name="Ward")
+    )
     return {
         "gateway_token": token,
         "north_critical": open_alarm("Lab fire", device=phone, source="yealink"),
@@ -237,8 +219,8 @@ def test_cancel_closes_an_open_alarm_as_raised_in_error(admin_client, db):
     assert alarm.events.last().kind == "cancelled"
 
 
-def test_a_device_may_not_acknowledge_its_own_alarm(client, make_device):
-    device, token = make_device()
+def test_a_device_may_not_acknowledge_its_own_alarm(client, make_generic_device):
+    device, token = make_generic_device()
     alarm = open_alarm(device=device)
 
     response = post(client, f"/v1/alarms/{alarm.pk}/acknowledge", {}, token)

@@ -1,7 +1,6 @@
 """The alarm path under faults: a dead SMTP server, a worker killed between steps, Redis down
 when the alarm arrives. Nothing accepted may be lost, nothing may be sent twice."""
 
-import os
 import signal
 import time
 
@@ -73,7 +72,8 @@ def _worker_env(process_env, private_redis, smtp_server, **extra):
 
 
 def test_a_worker_killed_between_steps_loses_nothing_and_the_sweeper_sends_the_step_once(
-    client, smtp_server, private_redis, process_env, start_process, settings,
+    client, smtp_server, private_redis, process_env, start_process, start_worker_with_beat,
+    settings,
     make_person, make_policy, make_device,
 ):  # fmt: skip
     alice, bob = make_person("Alice"), make_person("Bob")
@@ -95,23 +95,12 @@ def test_a_worker_killed_between_steps_loses_nothing_and_the_sweeper_sends_the_s
     assert not Delivery.objects.filter(person=bob).exists()
 
     # A new worker with beat: the sweeper finds the overdue step in the database.
-    _worker_with_beat(start_process, env)
+    start_worker_with_beat(dict(env, ESCALATION_SWEEP_INTERVAL="1"), "survivor", "-l", "info")
     wait_until(lambda: Delivery.objects.filter(person=bob, status="sent").exists(), 30)
     time.sleep(2)  # a few more sweeps: none may send again
     assert Delivery.objects.filter(person=bob).count() == 1
     recipients = [m.rcpt_tos for m in smtp_server.messages]
     assert recipients == [["alice@example.org"], ["bob@example.org"]]
-
-
-def _worker_with_beat(start_process, env):
-    env = dict(env, ESCALATION_SWEEP_INTERVAL="1")
-    return start_process(
-        ["-m", "celery", "-A", "alarmsite", "worker", "--beat", "--pool", "solo", "-l", "info",
-         "-n", "survivor@%h", "--without-mingle", "--without-gossip",
-         "--schedule", os.path.join(env.get("VAR_DIR", "var"), "beat-schedule")],
-        env,
-        log_name="survivor",
-    )  # fmt: skip
 
 
 def _web(start_process, env) -> str:
@@ -130,7 +119,14 @@ def _get(url, **params) -> int | None:
 
 
 def test_an_alarm_raised_while_redis_is_down_is_stored_answered_and_fanned_out_later(
-    smtp_server, private_redis, process_env, start_process, make_person, make_policy, make_device
+    smtp_server,
+    private_redis,
+    process_env,
+    start_process,
+    start_worker_with_beat,
+    make_person,
+    make_policy,
+    make_device,
 ):
     alice = make_person("Alice")
     _, token = make_device(default_policy=make_policy([(0, [alice], [])]))
@@ -146,7 +142,7 @@ def test_an_alarm_raised_while_redis_is_down_is_stored_answered_and_fanned_out_l
     assert not Delivery.objects.exists()
 
     private_redis.start()
-    _worker_with_beat(start_process, env)
+    start_worker_with_beat(dict(env, ESCALATION_SWEEP_INTERVAL="1"), "survivor", "-l", "info")
     wait_until(lambda: Delivery.objects.filter(person=alice, status="sent").exists(), 30)
     time.sleep(2)
     assert [m.rcpt_tos for m in smtp_server.messages] == [["alice@example.org"]]

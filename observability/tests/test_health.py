@@ -1,7 +1,5 @@
 """/healthz and /readyz: each part of the alarm path reported by name; 503 while one is gone."""
 
-import os
-
 import pytest
 
 from conftest import wait_until
@@ -27,16 +25,11 @@ def test_readyz_names_what_is_missing(client, private_redis, settings):
 
 
 def test_readyz_follows_redis_down_and_back_with_a_real_worker_and_beat(
-    client, transactional_db, private_redis, process_env, start_process, settings, tmp_path
+    client, transactional_db, private_redis, process_env, start_worker_with_beat, settings, tmp_path
 ):
     settings.REDIS_URL = private_redis.url
     env = process_env(REDIS_URL=private_redis.url, VAR_DIR=str(tmp_path))
-    start_process(
-        ["-m", "celery", "-A", "alarmsite", "worker", "--beat", "--pool", "solo",
-         "-n", "ready@%h", "--without-mingle", "--without-gossip",
-         "--schedule", os.path.join(tmp_path, "beat-schedule")],
-        env, log_name="ready",
-    )  # fmt: skip
+    start_worker_with_beat(env, "ready")
 
     def status():
         return client.get("/readyz").status_code

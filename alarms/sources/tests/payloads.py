@@ -1,5 +1,5 @@
 """What the sources' tests send: real payloads as their senders post them, kept as files beside
-the tests (fixtures/<source>/<name>.json), and the integration devices that send them."""
+the tests (fixtures/<source>/<name>.json), the devices that send them, and how they post."""
 
 import json
 from pathlib import Path
@@ -26,3 +26,11 @@ def pagerduty_event(routing_key, action="trigger", dedup_key="db-primary/disk", 
     event.update(routing_key=routing_key, dedup_key=dedup_key)
     event["payload"].update(payload_fields)
     return event
+
+
+def post(client, path, body, token=None, **extra):
+    """A JSON POST (a body given as text or bytes goes as it is), with a Bearer token if any."""
+    if token:
+        extra["HTTP_AUTHORIZATION"] = f"Bearer {token}"
+    data = body if isinstance(body, str | bytes) else json.dumps(body)
+    return client.post(path, data, content_type="application/json", **extra)

@@ -1,16 +1,10 @@
 """The JSON raise and clear (fixtures/json_api/), by device token, through the HTTP API."""
 
-import json
-import uuid
-
 import pytest
 
-from alarms import lifecycle
 from alarms.models import Alarm
-from alarms.timeline import SYSTEM
-from devices.models import Device
 
-from .payloads import payload
+from .payloads import payload, post
 
 pytestmark = pytest.mark.django_db
 
@@ -19,45 +13,15 @@ def fixture(name: str) -> dict:
     return payload("json_api", name.removesuffix(".json"))
 
 
-@pytest.fixture
-def make_device(make_device):
-    def make(*args, **fields):
-        fields.setdefault("kind", Device.Kind.GENERIC)
-        return make_device(*args, **fields)
-
-    return make
-
-
-def post(client, path, body, token=None, **extra):
-    if token:
-        extra["HTTP_AUTHORIZATION"] = f"Bearer {token}"
-    data = body if isinstance(body, str | bytes) else json.dumps(body)
-    return client.post(path, data, content_type="application/json", **extra)
-
-
 def raise_(client, body, token):
     return post(client, "/v1/alarms/raise", body, token)
-
-
-def open_alarm(title="Fridge too warm", device=None, **fields):
-    """An alarm raised the way the API raises one, without HTTP."""
-    fields.setdefault("source", "api")
-    fields.setdefault("dedup_key", str(uuid.uuid4()))
-    return lifecycle.raise_alarm(title=title, device=device, actor=SYSTEM, **fields).alarm
-
-
-@pytest.fixture
-def nurse_client(client, django_user_model):
-    """Logged in, but not staff."""
-    client.force_login(django_user_model.objects.create_user("nurse", password="x" * 20))
-    return client
 
 
 # --- raise and clear ----------------------------------------------------------------------
 
 
-def test_raising_a_fixture_payload_creates_an_alarm(client, make_device):
-    device, token = make_device()
+def test_raising_a_fixture_payload_creates_an_alarm(client, make_generic_device):
+    device, token = make_generic_device()
 
     response = raise_(client, fixture("raise_panic_button.json"), token)
 
@@ -75,8 +39,8 @@ def test_raising_a_fixture_payload_creates_an_alarm(client, make_device):
     assert alarm.events.first().kind == "triggered"
 
 
-def test_raising_the_same_dedup_key_again_counts_an_occurrence(client, make_device):
-    _, token = make_device()
+def test_raising_the_same_dedup_key_again_counts_an_occurrence(client, make_generic_device):
+    _, token = make_generic_device()
     first = raise_(client, fixture("raise_panic_button.json"), token).json()
 
     second = raise_(client, fixture("raise_panic_button.json"), token)
@@ -88,8 +52,8 @@ def test_raising_the_same_dedup_key_again_counts_an_occurrence(client, make_devi
     assert Alarm.objects.count() == 1
 
 
-def test_raising_without_a_dedup_key_opens_a_new_alarm_each_time(client, make_device):
-    _, token = make_device()
+def test_raising_without_a_dedup_key_opens_a_new_alarm_each_time(client, make_generic_device):
+    _, token = make_generic_device()
     body = {"title": "Door forced open"}
 
     ids = {raise_(client, body, token).json()["alarm_id"] for _ in range(2)}
@@ -97,9 +61,9 @@ def test_raising_without_a_dedup_key_opens_a_new_alarm_each_time(client, make_de
     assert len(ids) == 2
 
 
-def test_the_same_dedup_key_from_two_devices_opens_two_alarms(client, make_device):
-    _, token_a = make_device("Gateway A")
-    _, token_b = make_device("Gateway B")
+def test_the_same_dedup_key_from_two_devices_opens_two_alarms(client, make_generic_device):
+    _, token_a = make_generic_device("Gateway A")
+    _, token_b = make_generic_device("Gateway B")
     body = fixture("raise_ups_on_battery.json")
 
     a = raise_(client, body, token_a)
@@ -110,8 +74,8 @@ def test_the_same_dedup_key_from_two_devices_opens_two_alarms(client, make_devic
     assert set(Alarm.objects.values_list("device__name", flat=True)) == {"Gateway A", "Gateway B"}
 
 
-def test_raising_without_a_token_is_401_json(client, make_device):
-    make_device()
+def test_raising_without_a_token_is_401_json(client, make_generic_device):
+    make_generic_device()
 
     response = raise_(client, fixture("raise_panic_button.json"), token=None)
 
@@ -120,8 +84,8 @@ def test_raising_without_a_token_is_401_json(client, make_device):
     assert not Alarm.objects.exists()
 
 
-def test_raising_with_a_wrong_token_is_401_json(client, make_device):
-    make_device()
+def test_raising_with_a_wrong_token_is_401_json(client, make_generic_device):
+    make_generic_device()
 
     response = raise_(client, fixture("raise_panic_button.json"), token="wrong")
 
@@ -130,8 +94,8 @@ def test_raising_with_a_wrong_token_is_401_json(client, make_device):
     assert not Alarm.objects.exists()
 
 
-def test_raising_with_a_disabled_devices_token_is_401_json(client, make_device):
-    _, token = make_device(enabled=False)
+def test_raising_with_a_disabled_devices_token_is_401_json(client, make_generic_device):
+    _, token = make_generic_device(enabled=False)
 
     response = raise_(client, fixture("raise_panic_button.json"), token)
 
@@ -139,8 +103,8 @@ def test_raising_with_a_disabled_devices_token_is_401_json(client, make_device):
     assert "error" in response.json()
 
 
-def test_malformed_json_is_400_json(client, make_device):
-    _, token = make_device()
+def test_malformed_json_is_400_json(client, make_generic_device):
+    _, token = make_generic_device()
 
     response = raise_(client, '{"title": "unterminated', token)
 
@@ -149,8 +113,8 @@ def test_malformed_json_is_400_json(client, make_device):
     assert not Alarm.objects.exists()
 
 
-def test_a_raise_without_a_title_is_400_naming_the_field(client, make_device):
-    _, token = make_device()
+def test_a_raise_without_a_title_is_400_naming_the_field(client, make_generic_device):
+    _, token = make_generic_device()
 
     response = raise_(client, {"severity": "critical"}, token)
 
@@ -159,8 +123,8 @@ def test_a_raise_without_a_title_is_400_naming_the_field(client, make_device):
     assert not Alarm.objects.exists()
 
 
-def test_an_unknown_severity_is_400_naming_the_field(client, make_device):
-    _, token = make_device()
+def test_an_unknown_severity_is_400_naming_the_field(client, make_generic_device):
+    _, token = make_generic_device()
 
     response = raise_(client, {"title": "Smoke", "severity": "apocalyptic"}, token)
 
@@ -168,8 +132,8 @@ def test_an_unknown_severity_is_400_naming_the_field(client, make_device):
     assert "severity" in response.json()["fields"]
 
 
-def test_labels_that_are_not_an_object_are_400(client, make_device):
-    _, token = make_device()
+def test_labels_that_are_not_an_object_are_400(client, make_generic_device):
+    _, token = make_generic_device()
 
     response = raise_(client, {"title": "Smoke", "labels": ["ward", "3"]}, token)
 
@@ -177,8 +141,8 @@ def test_labels_that_are_not_an_object_are_400(client, make_device):
     assert "labels" in response.json()["fields"]
 
 
-def test_too_many_labels_are_400(client, make_device):
-    _, token = make_device()
+def test_too_many_labels_are_400(client, make_generic_device):
+    _, token = make_generic_device()
     labels = {f"label{i}": "x" for i in range(65)}
 
     response = raise_(client, {"title": "Smoke", "labels": labels}, token)
@@ -187,8 +151,8 @@ def test_too_many_labels_are_400(client, make_device):
     assert "labels" in response.json()["fields"]
 
 
-def test_a_label_that_is_not_a_string_is_400(client, make_device):
-    _, token = make_device()
+def test_a_label_that_is_not_a_string_is_400(client, make_generic_device):
+    _, token = make_generic_device()
 
     response = raise_(client, {"title": "Smoke", "labels": {"floor": 3}}, token)
 
@@ -196,9 +160,9 @@ def test_a_label_that_is_not_a_string_is_400(client, make_device):
     assert "labels" in response.json()["fields"]
 
 
-def test_a_body_over_the_upload_limit_is_413_json(client, make_device, settings):
+def test_a_body_over_the_upload_limit_is_413_json(client, make_generic_device, settings):
     settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1024
-    _, token = make_device()
+    _, token = make_generic_device()
     body = {"title": "Smoke", "message": "x" * 2000}
 
     response = raise_(client, body, token)
@@ -208,8 +172,8 @@ def test_a_body_over_the_upload_limit_is_413_json(client, make_device, settings)
     assert not Alarm.objects.exists()
 
 
-def test_clear_resolves_the_open_alarm(client, make_device):
-    _, token = make_device()
+def test_clear_resolves_the_open_alarm(client, make_generic_device):
+    _, token = make_generic_device()
     alarm_id = raise_(client, fixture("raise_ups_on_battery.json"), token).json()["alarm_id"]
 
     response = post(client, "/v1/alarms/clear", fixture("clear_ups_on_battery.json"), token)
@@ -222,8 +186,8 @@ def test_clear_resolves_the_open_alarm(client, make_device):
     assert alarm.events.last().text.startswith("Mains power restored")
 
 
-def test_clear_with_an_unknown_dedup_key_is_404_json(client, make_device):
-    _, token = make_device()
+def test_clear_with_an_unknown_dedup_key_is_404_json(client, make_generic_device):
+    _, token = make_generic_device()
 
     response = post(client, "/v1/alarms/clear", fixture("clear_ups_on_battery.json"), token)
 
@@ -231,9 +195,9 @@ def test_clear_with_an_unknown_dedup_key_is_404_json(client, make_device):
     assert "error" in response.json()
 
 
-def test_a_device_cannot_clear_another_devices_alarm(client, make_device):
-    _, token_a = make_device("Gateway A")
-    _, token_b = make_device("Gateway B")
+def test_a_device_cannot_clear_another_devices_alarm(client, make_generic_device):
+    _, token_a = make_generic_device("Gateway A")
+    _, token_b = make_generic_device("Gateway B")
     alarm_id = raise_(client, fixture("raise_ups_on_battery.json"), token_a).json()["alarm_id"]
 
     response = post(client, "/v1/alarms/clear", fixture("clear_ups_on_battery.json"), token_b)
@@ -242,9 +206,11 @@ def test_a_device_cannot_clear_another_devices_alarm(client, make_device):
     assert Alarm.objects.get(pk=alarm_id).status == "triggered"
 
 
-def test_raise_after_clear_and_the_flap_window_opens_a_new_alarm(client, make_device, settings):
+def test_raise_after_clear_and_the_flap_window_opens_a_new_alarm(
+    client, make_generic_device, settings
+):
     settings.FLAP_WINDOW_SECONDS = 0
-    _, token = make_device()
+    _, token = make_generic_device()
     first = raise_(client, fixture("raise_ups_on_battery.json"), token).json()["alarm_id"]
     post(client, "/v1/alarms/clear", fixture("clear_ups_on_battery.json"), token)
 

@@ -1,7 +1,6 @@
 """Scheduled alarms: their schedule kept in django-celery-beat, raised by a real beat."""
 
 import json
-import os
 import time
 from datetime import timedelta
 
@@ -216,17 +215,12 @@ def test_a_new_schedule_repeats_its_open_alarm_by_default():
 
 
 def test_beat_raises_a_one_off_alarm_at_its_time(
-    transactional_db, private_redis, process_env, start_process, tmp_path
+    transactional_db, private_redis, process_env, start_worker_with_beat, tmp_path
 ):
     scheduled = weekly_test(name="Soon", crontab="", run_at=timezone.now() + timedelta(seconds=3))
     env = process_env(REDIS_URL=private_redis.url, VAR_DIR=str(tmp_path))
 
-    start_process(
-        ["-m", "celery", "-A", "alarmsite", "worker", "--beat", "--pool", "solo",
-         "-n", "scheduler@%h", "--without-mingle", "--without-gossip",
-         "--schedule", os.path.join(tmp_path, "beat-schedule")],
-        env, log_name="scheduler",
-    )  # fmt: skip
+    start_worker_with_beat(env, "scheduler")
 
     alarm = wait_until(lambda: Alarm.objects.filter(source="schedule").first(), timeout=45)
     assert alarm.title == scheduled.title
