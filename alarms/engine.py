@@ -30,6 +30,7 @@ from core.task_queue import enqueue, enqueue_once, lease_until, release, unlease
 from escalation.models import EscalationStep
 from notifications.delivery import queueing, sending, targets
 from observability import instruments
+from oncall import steps as on_call
 
 from . import board
 from .models import Alarm, AlarmEvent, Status
@@ -63,6 +64,8 @@ def _read_snapshot(policy) -> list[dict]:
     step_ids = [step["pk"] for step in steps]
     persons = _linked(EscalationStep.persons.through, "person_id", step_ids)
     channels = _linked(EscalationStep.channels.through, "notificationchannel_id", step_ids)
+    schedules = _linked(EscalationStep.schedules.through, "schedule_id", step_ids)
+    rotations = _linked(EscalationStep.rotations.through, "rotation_id", step_ids)
     return [
         {
             "order": step["order"],
@@ -70,6 +73,8 @@ def _read_snapshot(policy) -> list[dict]:
             "person_ids": sorted(persons.get(step["pk"], [])),
             "methods": list(step["methods"]),
             "channel_ids": sorted(channels.get(step["pk"], [])),
+            "schedule_ids": sorted(schedules.get(step["pk"], [])),
+            "rotation_ids": sorted(rotations.get(step["pk"], [])),
         }
         for step in steps
     ]
@@ -332,6 +337,8 @@ def _advance(alarm: Alarm, take_first: bool = False) -> tuple[list, list, object
         label = f"Step {index + 1} of {len(alarm.steps_snapshot)}, round {round_ + 1}"
         if step.get("policy"):
             label += f" ({step['policy']})"
+        step, notes = _on_call_now(step)
+        entries += [event(alarm, kind, f"{label}: {text}", step=index) for kind, text in notes]
         notified, taken = targets.create_for_step(
             alarm, step, index, round_, take_first=take_first and first is None
         )
@@ -361,6 +368,20 @@ def _advance(alarm: Alarm, take_first: bool = False) -> tuple[list, list, object
     text = "Last step ran; the alarm stays open"
     entries.append(event(alarm, AlarmEvent.Kind.ESCALATION_ENDED, text))
     return pending, entries, first
+
+
+def _on_call_now(step: dict) -> tuple[dict, list]:
+    """The step with whoever its schedules and rotations have on call now added to its
+    people (and a gap's fallback channels to its channels), and what to tell the timeline."""
+    if not step.get("schedule_ids") and not step.get("rotation_ids"):
+        return step, []
+    resolved = on_call.resolve(step, timezone.now())
+    step = {
+        **step,
+        "person_ids": sorted(set(step["person_ids"]) | resolved.person_ids),
+        "channel_ids": sorted(set(step["channel_ids"]) | resolved.channel_ids),
+    }
+    return step, resolved.notes
 
 
 def sweep(limit: int = 500) -> int:

@@ -143,6 +143,8 @@ class AlarmEvent(models.Model):
         UPDATED = "updated"
         REOPENED = "reopened"
         ROUTED = "routed"
+        ON_CALL = "on_call"
+        NOBODY_ON_CALL = "nobody_on_call"
         STEP_NOTIFIED = "step_notified"
         STEP_SKIPPED = "step_skipped"
         ESCALATION_ENDED = "escalation_ended"

@@ -73,6 +73,7 @@ INSTALLED_APPS = [
     "channels",
     "devices",
     "escalation",
+    "oncall",
     "configuration",
     "notifications",
     "alarms",

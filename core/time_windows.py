@@ -6,7 +6,7 @@ compared on the local wall clock, so a window keeps its hours across daylight-sa
 """
 
 import zoneinfo
-from datetime import datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 from django.core.exceptions import ValidationError
 
@@ -35,16 +35,34 @@ def validate_time_zone(value: str) -> None:
 
 def holds(at: datetime, days: str, start: time | None, end: time | None, tz: str) -> bool:
     """Whether the window (any day when `days` is empty, all day without hours) holds at `at`."""
-    local = at.astimezone(zoneinfo.ZoneInfo(tz))
-    allowed = parse_days(days) or set(range(7))
-    clock = local.time().replace(tzinfo=None)
+    local = at.astimezone(zoneinfo.ZoneInfo(tz)).replace(tzinfo=None)
+    day = window_day(local, start, end)
+    return day is not None and day.weekday() in (parse_days(days) or set(range(7)))
+
+
+def window_day(local: datetime, start: time | None, end: time | None) -> date | None:
+    """The day whose window (all day without hours) holds this local wall-clock time, or None."""
     if start is None or end is None:
-        return local.weekday() in allowed
+        return local.date()
+    clock = local.time()
     if start < end:
-        return start <= clock < end and local.weekday() in allowed
+        return local.date() if start <= clock < end else None
     # Past midnight: the evening part belongs to today, the morning part to yesterday.
     if clock >= start:
-        return local.weekday() in allowed
+        return local.date()
     if clock < end:
-        return (local.date() - timedelta(days=1)).weekday() in allowed
-    return False
+        return local.date() - timedelta(days=1)
+    return None
+
+
+def local_instant(wall: datetime, tz: zoneinfo.ZoneInfo) -> datetime:
+    """The instant (in UTC) a naive wall-clock time names in `tz`. A time repeated as the clocks
+    go back is its first occurrence; a time skipped as they go forward is the first instant
+    after the gap (02:30 on that night is 03:00)."""
+    instant = wall.replace(tzinfo=tz, fold=0).astimezone(UTC)
+    if instant.astimezone(tz).replace(tzinfo=None) == wall:
+        return instant
+    minute = timedelta(minutes=1)  # inside a gap: walk back to where it ends (at most its length)
+    while (instant - minute).astimezone(tz).replace(tzinfo=None) > wall:
+        instant -= minute
+    return instant

@@ -50,6 +50,10 @@ class EscalationPolicy(models.Model):
         "escalating from the first step. Device alarms always escalate again.",
     )
 
+    team = models.ForeignKey(
+        "oncall.Team", null=True, blank=True, on_delete=models.SET_NULL, related_name="policies"
+    )
+
     class Meta:
         ordering = ["name"]
         verbose_name_plural = "escalation policies"
@@ -70,10 +74,22 @@ class EscalationStep(models.Model):
         default=0, help_text="Seconds after the previous step (for the first: after the trigger)."
     )
     persons = models.ManyToManyField("devices.Person", blank=True, related_name="+")
+    schedules = models.ManyToManyField(
+        "oncall.Schedule",
+        blank=True,
+        related_name="steps",
+        help_text="Whoever is on call in them when the step runs.",
+    )
+    rotations = models.ManyToManyField(
+        "oncall.Rotation",
+        blank=True,
+        related_name="steps",
+        help_text="Whoever has the turn in them when the step runs.",
+    )
     methods = models.JSONField(
         default=default_methods,
         validators=[validate_methods],
-        help_text='How to reach the persons, e.g. ["email"].',
+        help_text='How to reach the persons (and whoever is on call), e.g. ["email"].',
     )
     channels = models.ManyToManyField(
         "notifications.NotificationChannel", blank=True, related_name="+"
@@ -122,6 +138,9 @@ class RoutingRule(models.Model):
     name = models.CharField(max_length=200)
     order = models.PositiveIntegerField(default=0, help_text="Lower runs first.")
     enabled = models.BooleanField(default=True)
+    team = models.ForeignKey(
+        "oncall.Team", null=True, blank=True, on_delete=models.SET_NULL, related_name="rules"
+    )
 
     # What it matches; an empty field matches anything.
     source = models.CharField(max_length=20, choices=SourceKind.choices, blank=True)

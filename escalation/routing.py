@@ -98,7 +98,8 @@ def _read() -> Config:
 # What routing and the policies' step snapshots are read from.
 watch(
     RoutingRule, Silence, Inhibition, EscalationPolicy, EscalationStep,
-    through=(EscalationStep.persons.through, EscalationStep.channels.through),
+    through=(EscalationStep.persons.through, EscalationStep.channels.through,
+             EscalationStep.schedules.through, EscalationStep.rotations.through),
 )  # fmt: skip
 
 

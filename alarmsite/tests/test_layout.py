@@ -8,7 +8,7 @@ from pathlib import Path
 
 import grimp
 
-APPS = ["accounts", "alarms", "configuration", "devices", "escalation", "notifications"]
+APPS = ["accounts", "alarms", "configuration", "devices", "escalation", "notifications", "oncall"]
 PACKAGES = [*APPS, "alarmsite", "core", "observability"]
 # Where an import inside a function is the framework's way: an app's `ready()` (the registry
 # must be loaded first). The wiring (alarmsite/) is not checked: its process hooks import once
@@ -29,7 +29,8 @@ ALARM_PATH = [
 # the transports' registry (a channel's kinds). Their admin pages and commands are edges, as
 # the API is: they may call into the path.
 BENEATH_THE_PATH = ["accounts", "devices", "escalation.models", "escalation.routing",
-                    "notifications.messages", "notifications.models", "observability"]  # fmt: skip
+                    "notifications.messages", "notifications.models", "observability",
+                    "oncall"]  # fmt: skip
 EDGES = (".admin", ".admin_site", ".views")
 
 
