@@ -11,6 +11,8 @@ from escalation.models import EscalationPolicy, EscalationStep, RoutingRule
 from notifications.delivery.targets import gateway_for, person_targets
 from notifications.models import NotificationChannel
 from notifications.transports import CHANNEL_KINDS, PERSON_METHODS
+from oncall import gaps
+from oncall.models import Rotation, Schedule
 
 from .seed import describe
 
@@ -36,7 +38,7 @@ class Problem:
 
 def problems() -> list[Problem]:
     """Every problem found, channels first, then policies, then devices."""
-    return [*channel_problems(), *policy_problems(), *device_problems()]
+    return [*channel_problems(), *policy_problems(), *schedule_problems(), *device_problems()]
 
 
 def channel_problems() -> list[Problem]:
@@ -102,7 +104,40 @@ def reaches_anybody(step: EscalationStep, gateways: dict) -> bool:
     """Whether the step would notify anybody now, as the delivery code decides it."""
     people = (address for person in step.persons.all()
               for _, _, address in person_targets(person, step.methods, gateways))  # fmt: skip
+    if step.schedules.exists() or step.rotations.exists():
+        return True  # whoever is on call then (gaps are reported with the schedules)
     return any(people) or any(c.transport().address_for(None) for c in step.channels.all())
+
+
+def schedule_problems() -> list[Problem]:
+    """Stretches of the next 14 days with nobody on call, and the routing rules whose policy
+    pages such a schedule."""
+    found, gappy = [], {}
+    for schedule in Schedule.objects.select_related("fallback_person"):
+        if stretches := gaps.gaps("schedule", schedule.pk):
+            fallback = schedule.fallback_person
+            then = (
+                f"{fallback} (its fallback) is paged then" if fallback else "nobody is paged then"
+            )
+            text = f"nobody on call {gaps.describe('schedule', schedule.pk, stretches)}: {then}"
+            found.append(Problem("schedule", schedule.name, text))
+            gappy[schedule.pk] = schedule.name
+    for rotation in Rotation.objects.filter(members=None):
+        found.append(Problem("rotation", rotation.name, "it has no participants"))
+    steps = EscalationStep.objects.filter(schedules__in=gappy).values_list(
+        "policy_id", "schedules"
+    )  # fmt: skip
+    pages = {}
+    for policy_id, schedule_id in steps:
+        pages.setdefault(policy_id, set()).add(gappy[schedule_id])
+    for rule in RoutingRule.objects.filter(enabled=True, policy_id__in=pages).select_related(
+        "policy"
+    ):
+        names = ", ".join(f"'{name}'" for name in sorted(pages[rule.policy_id]))
+        found.append(Problem("routing rule", rule.name, f"its policy '{rule.policy.name}' pages "
+                             f"schedule {names}, which has nobody on call at times in the next "
+                             "14 days"))  # fmt: skip
+    return found
 
 
 def device_problems() -> list[Problem]:

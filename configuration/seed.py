@@ -26,14 +26,17 @@ from escalation.models import (
     RoutingRule,
 )
 from notifications.models import NotificationChannel
+from oncall.models import Rotation, Schedule, Team
+
+from .seed_oncall import ROTATION_FIELDS, SCHEDULE_FIELDS, TEAM_KEYS, OnCallLoading
 
 FORMAT_VERSION = 1
 # The report's kinds, in the order a load handles them (each may name the ones before it).
-KINDS = ["people", "channels", "policies", "sites", "rooms", "devices", "routing_rules",
-         "inhibitions"]  # fmt: skip
+KINDS = ["people", "channels", "teams", "rotations", "schedules", "policies", "sites", "rooms",
+         "devices", "routing_rules", "inhibitions"]  # fmt: skip
 # The document's top-level keys, in the order an export writes them.
-TOP_LEVEL = ["version", "sites", "people", "channels", "policies", "devices", "routing_rules",
-             "inhibitions"]  # fmt: skip
+TOP_LEVEL = ["version", "sites", "people", "teams", "rotations", "schedules", "channels",
+             "policies", "devices", "routing_rules", "inhibitions"]  # fmt: skip
 STATES = ("created", "updated", "unchanged")
 
 PERSON_FIELDS = ["email", "phone", "signal_number", "active"]
@@ -45,8 +48,11 @@ POLICY_FIELDS = [
     "is_default",
     "damp_flapping",
 ]
-STEP_KEYS = ["delay_seconds", "persons", "methods", "channels"]
+STEP_KEYS = ["delay_seconds", "persons", "schedules", "rotations", "methods", "channels"]
 SITE_FIELDS = ["address"]
+# What a step names, each by name: {key: model}.
+STEP_TARGETS = {"persons": Person, "schedules": Schedule, "rotations": Rotation,
+                "channels": NotificationChannel}  # fmt: skip
 DEVICE_FIELDS = ["kind", "enabled", "allowed_networks", "mac_address", "rate_limit_per_minute",
                  "heartbeat_interval_seconds"]  # fmt: skip
 RULE_FIELDS = ["order", "enabled", "source", "min_severity", "matchers", "days", "start_time",
@@ -231,7 +237,7 @@ def substitute(value, environ, path: str):
     return PLACEHOLDER.sub(one, value)
 
 
-class Loader:
+class Loader(OnCallLoading):
     """One load: walks the kinds in dependency order, each entry found or made, checked with
     the model's own full_clean(), and saved only when something differs."""
 
@@ -243,13 +249,21 @@ class Loader:
     def load(self, data: dict) -> None:
         self.load_people(self.entries(data, "people", ["name", "user", *PERSON_FIELDS]))
         self.load_channels(self.entries(data, "channels", ["name", *CHANNEL_FIELDS]))
-        policy_keys = ["name", *POLICY_FIELDS, "steps"]
+        teams = self.entries(data, "teams", TEAM_KEYS)
+        self.load_teams(teams)
+        rotation_keys = ["name", *ROTATION_FIELDS, "team", "participants"]
+        self.load_rotations(self.entries(data, "rotations", rotation_keys))
+        schedule_keys = ["name", *SCHEDULE_FIELDS, "team", "fallback_person", "rules",
+                         "overrides", "temporary_schedules"]  # fmt: skip
+        self.load_schedules(self.entries(data, "schedules", schedule_keys))
+        policy_keys = ["name", *POLICY_FIELDS, "team", "steps"]
         self.load_policies(self.entries(data, "policies", policy_keys))
+        self.link_team_policies(teams, EscalationPolicy)
         site_keys = ["name", *SITE_FIELDS, "default_policy", "rooms"]
         self.load_sites(self.entries(data, "sites", site_keys))
         device_keys = ["name", *DEVICE_FIELDS, "site", "room", "person", "default_policy"]
         self.load_devices(self.entries(data, "devices", device_keys))
-        rule_keys = ["name", *RULE_FIELDS, "device", "site", "room", "policy"]
+        rule_keys = ["name", *RULE_FIELDS, "team", "device", "site", "room", "policy"]
         self.load_rules(self.entries(data, "routing_rules", rule_keys))
         self.load_inhibitions(self.entries(data, "inhibitions", ["name", *INHIBITION_FIELDS]))
 
@@ -332,6 +346,13 @@ class Loader:
         obj.save()
         return "created" if adding else "updated"
 
+    def checked(self, entry: Entry, where: str, obj) -> None:
+        """The object checked as the admin would; an error names where it is."""
+        try:
+            obj.full_clean()
+        except ValidationError as exc:
+            raise entry.fail(f"{where}: {describe(exc)}") from None
+
     def stored(self, model, entry: Entry, name: str):
         """The stored object of this name, or a new unsaved one."""
         return self.find(model, entry, "name", name=name) or model(name=name)
@@ -370,6 +391,7 @@ class Loader:
         for entry, item in entries:
             policy = self.stored(EscalationPolicy, entry, item["name"])
             values = self.plain(entry, EscalationPolicy, item, POLICY_FIELDS)
+            values.update(self.named_refs(entry, item, {"team": Team}))
             if values.get("is_default") is True:
                 self.take_global_default(entry, policy)
             state = self.store(entry, policy, values)
@@ -396,24 +418,25 @@ class Loader:
         wanted = [self.step(entry, policy, index, item) for index, item in enumerate(items)]
         stored = [
             (step.delay_seconds, list(step.methods),
-             {p.pk for p in step.persons.all()}, {c.pk for c in step.channels.all()})
-            for step in policy.steps.order_by("order").prefetch_related("persons", "channels")
+             *({row.pk for row in getattr(step, key).all()} for key in STEP_TARGETS))
+            for step in policy.steps.order_by("order").prefetch_related(*STEP_TARGETS)
         ]  # fmt: skip
         listed = [
-            (step.delay_seconds, step.methods, {p.pk for p in persons}, {c.pk for c in channels})
-            for step, persons, channels in wanted
-        ]
+            (step.delay_seconds, step.methods, *({row.pk for row in targets[key]}
+                                                 for key in STEP_TARGETS))
+            for step, targets in wanted
+        ]  # fmt: skip
         if stored == listed:
             return False
         policy.steps.all().delete()
-        for step, persons, channels in wanted:
+        for step, targets in wanted:
             step.save()
-            step.persons.set(persons)
-            step.channels.set(channels)
+            for key in STEP_TARGETS:
+                getattr(step, key).set(targets[key])
         return True
 
     def step(self, entry: Entry, policy, index: int, item) -> tuple:
-        """One listed step, checked but not saved: (step, persons, channels)."""
+        """One listed step, checked but not saved: (step, {target key: rows})."""
         where = f"steps[{index}]"
         if not isinstance(item, dict):
             raise entry.fail(f"{where}: a step must be a mapping")
@@ -421,8 +444,8 @@ class Loader:
         if unknown:
             raise entry.fail(f"{where}: unknown key(s) {', '.join(unknown)}; known: "
                              f"{', '.join(STEP_KEYS)}")  # fmt: skip
-        persons = self.refs(entry, Person, f"{where}.persons", item.get("persons"))
-        channels = self.refs(entry, NotificationChannel, f"{where}.channels", item.get("channels"))
+        targets = {key: self.refs(entry, model, f"{where}.{key}", item.get(key))
+                   for key, model in STEP_TARGETS.items()}  # fmt: skip
         values = self.plain(entry, EscalationStep, item, ["delay_seconds", "methods"])
         step = EscalationStep(policy=policy, order=index, **values)
         try:
@@ -430,7 +453,7 @@ class Loader:
             step.full_clean(exclude=["policy"], validate_unique=False, validate_constraints=False)
         except ValidationError as exc:
             raise entry.fail(f"{where}: {describe(exc)}") from None
-        return step, persons, channels
+        return step, targets
 
     def refs(self, entry: Entry, model, key: str, names) -> list:
         if names in (None, ""):
@@ -504,7 +527,7 @@ class Loader:
             rule = self.stored(RoutingRule, entry, item["name"])
             values = self.plain(entry, RoutingRule, item, RULE_FIELDS)
             values.update(self.located(entry, item, rule))
-            refs = {"device": Device, "policy": EscalationPolicy}
+            refs = {"team": Team, "device": Device, "policy": EscalationPolicy}
             values.update(self.named_refs(entry, item, refs))
             self.report.note("routing_rules", rule.name, self.store(entry, rule, values))
 

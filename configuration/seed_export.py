@@ -7,6 +7,7 @@ from datetime import time
 
 import yaml
 from django.db import models
+from django.utils import timezone
 
 from devices.models import Device, Person, Room, Site
 from escalation.models import (
@@ -18,6 +19,7 @@ from escalation.models import (
 )
 from notifications.models import NotificationChannel
 from notifications.transports import CHANNEL_KINDS, transport_class
+from oncall.models import Rotation, Schedule, Team
 
 from .seed import (
     ALWAYS_EXPORTED,
@@ -30,7 +32,14 @@ from .seed import (
     POLICY_FIELDS,
     RULE_FIELDS,
     SITE_FIELDS,
+    STEP_TARGETS,
     SeedError,
+)
+from .seed_oncall import (
+    OVERRIDE_KEYS,
+    ROTATION_FIELDS,
+    SCHEDULE_FIELDS,
+    SCHEDULE_RULE_FIELDS,
 )
 
 
@@ -50,12 +59,22 @@ def export() -> dict:
                             "identify objects in a seed, rename one first")  # fmt: skip
     rooms = models.Prefetch("rooms", queryset=Room.objects.order_by("name"))
     sites = Site.objects.select_related("default_policy").prefetch_related(rooms)
-    steps = EscalationStep.objects.order_by("order").prefetch_related("persons", "channels")
-    policies = EscalationPolicy.objects.prefetch_related(models.Prefetch("steps", queryset=steps))
+    steps = EscalationStep.objects.order_by("order").prefetch_related(*STEP_TARGETS)
+    policies = EscalationPolicy.objects.select_related("team").prefetch_related(
+        models.Prefetch("steps", queryset=steps)
+    )
     document = {
         "version": FORMAT_VERSION,
         "sites": [export_site(site) for site in sites],
         "people": [export_person(person) for person in Person.objects.select_related("user")],
+        "teams": [
+            export_team(team)
+            for team in Team.objects.select_related("default_policy").prefetch_related("members")
+        ],
+        "rotations": [export_rotation(r) for r in Rotation.objects.select_related("team")],
+        "schedules": [
+            export_schedule(s) for s in Schedule.objects.select_related("team", "fallback_person")
+        ],
         "channels": [export_channel(channel) for channel in NotificationChannel.objects.all()],
         "policies": [export_policy(policy) for policy in policies],
         "devices": [
@@ -64,7 +83,9 @@ def export() -> dict:
         ],  # fmt: skip
         "routing_rules": [
             export_rule(rule)
-            for rule in RoutingRule.objects.select_related("device", "site", "room__site", "policy")
+            for rule in RoutingRule.objects.select_related(
+                "team", "device", "site", "room__site", "policy"
+            )
         ],  # fmt: skip
         "inhibitions": [export_plain(i, INHIBITION_FIELDS) for i in Inhibition.objects.all()],
     }
@@ -155,21 +176,84 @@ def placeholder(name: str) -> str:
     return "${" + re.sub(r"[^A-Z0-9]+", "_", name.upper()) + "}"
 
 
+def export_team(team: Team) -> dict:
+    out = {"name": team.name}
+    members = sorted(person.name for person in team.members.all())
+    if members:
+        out["members"] = members
+    named(team.default_policy, "default_policy", out)
+    return out
+
+
+def export_rotation(rotation: Rotation) -> dict:
+    out = export_plain(rotation, ROTATION_FIELDS)
+    out["start_date"] = rotation.start_date.isoformat()
+    out["handoff_time"] = rotation.handoff_time.isoformat("minutes")
+    named(rotation.team, "team", out)
+    places = rotation.members.select_related("person").order_by("position", "pk")
+    out["participants"] = [place.person.name for place in places]
+    return out
+
+
+def export_schedule(schedule: Schedule) -> dict:
+    out = export_plain(schedule, SCHEDULE_FIELDS)
+    named(schedule.team, "team", out)
+    named(schedule.fallback_person, "fallback_person", out)
+    out["rules"] = []
+    for rule in schedule.rules.select_related("person", "rotation"):
+        item = {key: value for key, value in export_plain(rule, SCHEDULE_RULE_FIELDS).items()
+                if key != "name" or value}  # fmt: skip
+        for key in ("active_from", "active_until"):
+            if key in item:
+                item[key] = item[key].isoformat()
+        named(rule.person, "person", item)
+        named(rule.rotation, "rotation", item)
+        out["rules"].append(item)
+    # What has not ended yet: the past is in the record, not in the configuration.
+    now = timezone.now()
+    overrides = schedule.overrides.filter(ends_at__gt=now).select_related("person", "replaces")
+    if overrides:
+        out["overrides"] = [export_override(o) for o in overrides]
+    temporaries = schedule.temporaries.filter(ends_at__gt=now).prefetch_related("shifts__person")
+    if temporaries:
+        out["temporary_schedules"] = [
+            {"starts_at": t.starts_at.isoformat(), "ends_at": t.ends_at.isoformat(),
+             **({"note": t.note} if t.note else {}),
+             "shifts": [{"person": s.person.name, "starts_at": s.starts_at.isoformat(),
+                         "ends_at": s.ends_at.isoformat()} for s in t.shifts.all()]}
+            for t in temporaries
+        ]  # fmt: skip
+    return out
+
+
+def export_override(override) -> dict:
+    out = {}
+    for key in OVERRIDE_KEYS:
+        value = getattr(override, key)
+        if key in ("person", "replaces"):
+            named(value, key, out)
+        elif key in ("starts_at", "ends_at"):
+            out[key] = value.isoformat()
+        elif value:
+            out[key] = value
+    return out
+
+
 def export_policy(policy: EscalationPolicy) -> dict:
     out = export_plain(policy, POLICY_FIELDS)
+    named(policy.team, "team", out)
     out["steps"] = [export_step(step) for step in policy.steps.all()]
     return out
 
 
 def export_step(step: EscalationStep) -> dict:
     out = {"delay_seconds": step.delay_seconds}
-    persons = sorted(p.name for p in step.persons.all())
-    if persons:
-        out["persons"] = persons
-    out["methods"] = list(step.methods)
-    channels = sorted(c.name for c in step.channels.all())
-    if channels:
-        out["channels"] = channels
+    for key in STEP_TARGETS:
+        names = sorted(row.name for row in getattr(step, key).all())
+        if names:
+            out[key] = names
+        if key == "rotations":
+            out["methods"] = list(step.methods)  # after whom, before the channels
     return out
 
 
@@ -184,6 +268,7 @@ def export_rule(rule: RoutingRule) -> dict:
     out = export_plain(rule, RULE_FIELDS)
     if not (rule.days or rule.start_time or rule.time_zone != default_time_zone()):
         out.pop("time_zone")
+    named(rule.team, "team", out)
     named(rule.device, "device", out)
     # A room is named at its site: a rule that names only the room gets the room's site.
     named(rule.site or (rule.room.site if rule.room else None), "site", out)
