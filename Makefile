@@ -8,7 +8,7 @@ DEV_STAMP := $(VENV)/.requirements-dev-installed
 TEST_DATABASE_URL := $(or $(DATABASE_URL),postgres://postgres@127.0.0.1:5432/alarmbroker)
 TEST_REDIS_URL := $(or $(REDIS_URL),redis://127.0.0.1:6379/0)
 
-.PHONY: run test faults lint migrate demo bench bench-fanout bench-board
+.PHONY: run test faults lint migrate demo bench bench-fanout bench-oncall bench-board
 
 # A Ctrl-C stops it with status 0 (at a terminal the runner takes the Ctrl-C from make).
 run: $(STAMP)
@@ -56,6 +56,10 @@ bench: $(DEV_STAMP)
 # Fan-out benchmark: its own stack on this machine's PostgreSQL and Redis; prints one table.
 bench-fanout: $(DEV_STAMP)
 	$(PYTHON) bench/fanout.py
+
+# What resolving who is on call costs (3 layers, 20 participants, 50 overrides); one table.
+bench-oncall: $(DEV_STAMP)
+	$(PYTHON) bench/oncall.py
 
 # The board in headless Chromium with 100, 1,000 and 10,000 open alarms; prints one table.
 bench-board: $(DEV_STAMP)

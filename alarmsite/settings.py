@@ -206,6 +206,12 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": env.float("HEARTBEAT_CHECK_INTERVAL", default=30.0),
         "options": {"expires": 60},
     },
+    # Who was on call is written as it happens: the past is read from that record.
+    "on-call-record": {
+        "task": "oncall.tasks.record",
+        "schedule": 60.0,
+        "options": {"expires": 60},
+    },
 }
 
 # Pub/sub: a board event is published once and fanned out to every socket inside each web
