@@ -1,4 +1,6 @@
-"""Demo data for a first look: a clinic, its people, a desk phone, a panic button and a policy.
+"""Demo data for a first look: a clinic, its people, a desk phone, a panic button, the
+"Reception" team with a day/night rotation of the three people, and a policy whose first step
+pages whoever is on call.
 
 Idempotent: a second run finds everything in place, creates nothing and shows no secret again.
 """
@@ -6,6 +8,7 @@ Idempotent: a second run finds everything in place, creates nothing and shows no
 import os
 import secrets
 from dataclasses import dataclass, field
+from datetime import date, time
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -16,6 +19,7 @@ from django.urls import reverse
 from devices.models import Device, Person, Room, Site
 from escalation.models import EscalationPolicy, EscalationStep
 from notifications.models import NotificationChannel
+from oncall.models import Rotation, RotationMember, Schedule, ScheduleRule, Team
 
 PEOPLE = [
     ("Alice Adams", "alice@example.org", "+442079460018"),
@@ -83,7 +87,11 @@ class Command(BaseCommand):
                 "enabled": False,
             },
         )
-        policy = self.load_policy(created, alice, bob, carol, webhook)
+        reception_desk = self.load_on_call(created, alice, bob, carol)
+        policy = self.load_policy(created, reception_desk, [alice, bob, carol], webhook)
+        if reception_desk.team.default_policy is None:
+            reception_desk.team.default_policy = policy
+            reception_desk.team.save()
         phone = self.load_device(
             created,
             name="Reception desk phone",
@@ -121,24 +129,51 @@ class Command(BaseCommand):
         created.names.append("superuser admin")
         created.secrets.append(f"Admin login (shown once): admin / {password}")
 
-    def load_policy(self, created: Created, alice, bob, carol, webhook) -> EscalationPolicy:
+    def load_on_call(self, created: Created, *people) -> Schedule:
+        """The Reception team: 12-hour shifts handed over at 07:00 and 19:00, in turn."""
+        team = self.get_or_create(created, Team, name="Reception")
+        if not team.members.exists():
+            team.members.set(people)
+        rotation = self.get_or_create(
+            created,
+            Rotation,
+            name="Reception day/night",
+            defaults={"team": team, "start_date": date(2026, 1, 5), "handoff_time": time(7),
+                      "shift_unit": Rotation.Unit.HOURS, "shift_length": 12},
+        )  # fmt: skip
+        if not rotation.members.exists():
+            for position, person in enumerate(people):
+                RotationMember.objects.create(rotation=rotation, person=person, position=position)
+        schedule = self.get_or_create(
+            created,
+            Schedule,
+            name="Reception",
+            defaults={"team": team, "fallback_person": people[0]},
+        )
+        if not schedule.rules.exists():
+            ScheduleRule.objects.create(
+                schedule=schedule, name="Around the clock", rotation=rotation
+            )
+        return schedule
+
+    def load_policy(self, created: Created, schedule, everyone, webhook) -> EscalationPolicy:
         policy = self.get_or_create(
             created,
             EscalationPolicy,
             name="Demo: on call, then everyone",
-            defaults={"repeat_count": 1, "repeat_after_seconds": 120},
+            defaults={"repeat_count": 1, "repeat_after_seconds": 120, "team": schedule.team},
         )
-        for order, delay, persons, channels in [
-            (0, 0, [alice], [webhook]),
-            (1, 60, [bob, carol], []),
+        for order, delay, targets in [
+            (0, 0, {"schedules": [schedule], "channels": [webhook]}),
+            (1, 60, {"persons": everyone}),
         ]:
             step, new = EscalationStep.objects.get_or_create(
                 policy=policy, order=order, defaults={"delay_seconds": delay, "methods": ["email"]}
             )
             # Only a new step gets its targets: an operator's edits survive a second run.
             if new:
-                step.persons.set(persons)
-                step.channels.set(channels)
+                for key, rows in targets.items():
+                    getattr(step, key).set(rows)
                 created.names.append(f"escalation step {order + 1} of {policy}")
         return policy
 
