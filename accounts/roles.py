@@ -10,19 +10,23 @@ DISPATCH = "Dispatch"
 VIEWERS = "Viewers"
 
 READ_ALARMS = ["alarms.view_alarm", "alarms.view_alarmevent"]
+# Who is on call, and when: every role may read the rotas.
+READ_ON_CALL = ["oncall.view_team", "oncall.view_rotation", "oncall.view_schedule",
+                "oncall.view_override"]  # fmt: skip
 ACT_ON_ALARMS = ["alarms.acknowledge_alarm", "alarms.resolve_alarm", "alarms.cancel_alarm"]
 # Raising or clearing an alarm by hand (the JSON API with a user's login or token).
 RAISE_ALARMS = ["alarms.add_alarm"]
 # Whole apps an operator configures; auth so they can give people logins and roles.
 OPERATOR_APPS = [
     "accounts", "alarms", "auth", "devices", "django_celery_beat", "escalation", "notifications",
+    "oncall",
 ]  # fmt: skip
 # Stands for "may change the configuration": the admin and the seed endpoint ask for it.
 CONFIGURE = "accounts.configure"
 
 ROLE_PERMISSIONS = {
-    VIEWERS: READ_ALARMS,
-    DISPATCH: READ_ALARMS + ACT_ON_ALARMS + RAISE_ALARMS,
+    VIEWERS: READ_ALARMS + READ_ON_CALL,
+    DISPATCH: READ_ALARMS + READ_ON_CALL + ACT_ON_ALARMS + RAISE_ALARMS,
 }
 
 

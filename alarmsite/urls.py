@@ -19,6 +19,7 @@ urlpatterns = [
     # The split view serves its start-up script as a file of its own: no inline script.
     path("v1/docs", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="api-docs"),
     path("v1/", include("alarms.api.urls")),
+    path("v1/", include("oncall.urls")),
     # PagerDuty's own path: a tool that lets you change only the host can send here.
     path("v2/enqueue", PagerDutyEventsView.as_view(), name="pagerduty-enqueue"),
     path("a/<str:token>", alarm_views.ack, name="ack"),

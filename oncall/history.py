@@ -9,7 +9,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from .models import OnCallShift, Recording
-from .plans import Chosen, plans, segments
+from .plans import Chosen, Segment, plans, segments
 
 
 def record(now: datetime | None = None) -> int:
@@ -64,3 +64,29 @@ def recorded_at(kind: str, pk: int, at: datetime) -> tuple[Chosen, ...] | None:
         Q(ends_at__gt=at) | Q(ends_at=None)
     )
     return tuple(Chosen(row.person_id, row.person_name, row.why) for row in rows)
+
+
+def recorded_between(kind: str, pk: int, start: datetime, end: datetime):
+    """The recorded stretches within [start, end), and where the record begins and stops
+    within it (both `start` when none of it is recorded)."""
+    recording = Recording.objects.filter(kind=kind, subject_id=pk).first()
+    if recording is None or recording.until <= start or recording.since >= end:
+        return [], start, start
+    begin, stop = max(start, recording.since), min(end, recording.until)
+    rows = list(
+        OnCallShift.objects.filter(**{f"{kind}_id": pk}, starts_at__lt=stop)
+        .filter(Q(ends_at__gt=begin) | Q(ends_at=None))
+        .order_by("starts_at", "pk")
+    )  # fmt: skip
+    inside = {at for r in rows for at in (r.starts_at, r.ends_at) if at and begin < at < stop}
+    edges = sorted({begin, *inside})
+    found = []
+    for index, at in enumerate(edges):
+        until = edges[index + 1] if index + 1 < len(edges) else stop
+        people = tuple(Chosen(r.person_id, r.person_name, r.why) for r in rows
+                       if r.starts_at <= at and (r.ends_at is None or r.ends_at > at))  # fmt: skip
+        if found and found[-1].people == people:
+            found[-1] = Segment(found[-1].starts_at, until, people)
+        else:
+            found.append(Segment(at, until, people))
+    return found, begin, stop

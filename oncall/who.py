@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from django.utils import timezone
 
 from . import history
-from .plans import DAY, Chosen, plans
+from .plans import DAY, Chosen, Segment, plans, segments
 
 # The recorder runs every minute: anything older than this has been recorded.
 RECORDED_AFTER = timedelta(minutes=2)
@@ -51,6 +51,20 @@ def who_is_on_call(kind: str, pk: int, at: datetime | None = None) -> Answer:
         if people is not None:
             return Answer(kind, pk, plan.name, at, people, {}, None, recorded=True)
     return computed(plan, at)
+
+
+def stretches(kind: str, pk: int, start: datetime, end: datetime) -> list[Segment]:
+    """Who is on call from `start` to `end`, as stretches in which it does not change: the
+    recorded past as it was recorded, the rest computed."""
+    plan = plans().get((kind, pk))
+    if plan is None:
+        raise UnknownSubject(f"No {kind} {pk}.")
+    recorded, begin, stop = [], start, start
+    if start < timezone.now() - RECORDED_AFTER:
+        recorded, begin, stop = history.recorded_between(kind, pk, start, end)
+    before = segments(plan, start, begin) if begin > start else []
+    after = segments(plan, stop, end) if stop < end else []
+    return before + recorded + after
 
 
 def computed(plan, at: datetime) -> Answer:

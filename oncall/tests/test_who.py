@@ -10,7 +10,7 @@ from django.utils import timezone
 from oncall import history, rotations
 from oncall.models import OnCallShift, TemporarySchedule, TemporaryShift
 from oncall.plans import plans, segments
-from oncall.who import who_is_on_call
+from oncall.who import stretches, who_is_on_call
 
 from .making import BERLIN, NEW_YORK, at, on_call, override, rotation, schedule
 
@@ -212,3 +212,21 @@ def test_the_past_is_what_was_recorded_not_recomputed(crew):
     assert shifts == [("Alice", started, started + timedelta(hours=1)),
                       ("Bob", started + timedelta(hours=1), None)]  # fmt: skip
     assert on_call(ward, timezone.now()) == ["Bob"]
+
+
+def test_stretches_join_the_recorded_past_and_the_computed_future(crew):
+    alice, bob = crew[:2]
+    ward = schedule(dict(person=alice))
+    started = timezone.now() - timedelta(hours=3)
+    history.record(started)
+    history.record(started + timedelta(hours=2))
+    ward.rules.update(person=bob)
+    ward.save()
+    found = stretches(
+        "schedule", ward.pk, started - timedelta(hours=1), started + timedelta(days=1)
+    )
+    assert [(s.starts_at, [c.name for c in s.people]) for s in found] == [
+        (started - timedelta(hours=1), ["Bob"]),  # before the record began: computed
+        (started, ["Alice"]),  # recorded
+        (started + timedelta(hours=2), ["Bob"]),  # not recorded yet: computed
+    ]
