@@ -22,6 +22,8 @@ AUDITED = [
     "escalation.EscalationPolicy", "escalation.EscalationStep", "escalation.RoutingRule",
     "escalation.Silence", "escalation.Inhibition",
     "notifications.NotificationChannel", "alarms.MetricRule", "alarms.ScheduledAlarm",
+    "oncall.Team", "oncall.Rotation", "oncall.RotationMember", "oncall.Schedule",
+    "oncall.ScheduleRule", "oncall.Override", "oncall.TemporarySchedule", "oncall.TemporaryShift",
 ]  # fmt: skip
 # Written down only as "changed": what they hold must not be readable here.
 HIDDEN = {"password", "token_hash", "previous_token_hash"}

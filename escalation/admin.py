@@ -40,21 +40,24 @@ class StepForm(forms.ModelForm):
 
     class Meta:
         model = EscalationStep
-        fields = ["order", "delay_seconds", "persons", "methods", "channels"]
+        fields = ["order", "delay_seconds", "persons", "schedules", "rotations", "methods",
+                  "channels"]  # fmt: skip
 
 
 class StepInline(admin.StackedInline):
     model = EscalationStep
     form = StepForm
     extra = 0
-    filter_horizontal = ["persons", "channels"]
+    filter_horizontal = ["persons", "schedules", "rotations", "channels"]
     # Django's stacked inline with each step's heading numbered from 1.
     template = "admin/escalation/escalationpolicy/step_inline.html"
 
 
 @admin.register(EscalationPolicy)
 class EscalationPolicyAdmin(admin.ModelAdmin):
-    list_display = ["name", "step_count", "repeat_count", "repeat_after_seconds", "is_default"]
+    list_display = ["name", "team", "step_count", "repeat_count", "repeat_after_seconds",
+                    "is_default"]  # fmt: skip
+    list_filter = ["team"]
     search_fields = ["name", "description"]
     inlines = [StepInline]
 
@@ -91,7 +94,7 @@ class RoutingRuleAdmin(admin.ModelAdmin):
     search_fields = ["name", "matchers"]
     autocomplete_fields = ["device", "policy"]
     fieldsets = [
-        (None, {"fields": ["name", "order", "enabled"]}),
+        (None, {"fields": ["name", "order", "enabled", "team"]}),
         ("Matches", {"fields": ["source", "device", "site", "room", "min_severity", "matchers"]}),
         ("When", {"fields": ["days", "start_time", "end_time", "time_zone", "outside_window"]}),
         ("Does", {"fields": ["policy", "set_severity", "silence", "continue_matching"]}),

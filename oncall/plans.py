@@ -116,15 +116,17 @@ class SchedulePlan:
             )
         wall = at.astimezone(self.tz).replace(tzinfo=None)
         chosen: dict[int, str] = {}
-        for _, rules in self.layers:
+        for layer, rules in self.layers:
             holding = [rule for rule in rules if rule.holds(wall)]
             for rule in holding:
+                why = [f"layer {layer}"] if len(self.layers) > 1 else []
+                why += [rule.label] if rule.label else []
                 if rule.rotation is None:
-                    chosen.setdefault(rule.person_id, rule.label)
+                    chosen.setdefault(rule.person_id, ": ".join(why))
                 elif turn := rule.rotation.turn(at):
-                    why = (f"rotation '{rule.rotation.name}', shift {turn.position + 1} of "
-                           f"{turn.of}")  # fmt: skip
-                    chosen.setdefault(turn.person_id, f"{rule.label}: {why}" if rule.label else why)
+                    why.append(f"rotation '{rule.rotation.name}', shift {turn.position + 1} of "
+                               f"{turn.of}")  # fmt: skip
+                    chosen.setdefault(turn.person_id, ": ".join(why))
             if holding:
                 break
         for override in self.overrides.holding(at):
