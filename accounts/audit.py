@@ -24,6 +24,7 @@ AUDITED = [
     "notifications.NotificationChannel", "alarms.MetricRule", "alarms.ScheduledAlarm",
     "oncall.Team", "oncall.Rotation", "oncall.RotationMember", "oncall.Schedule",
     "oncall.ScheduleRule", "oncall.Override", "oncall.TemporarySchedule", "oncall.TemporaryShift",
+    "oncall.CalendarFeed",
 ]  # fmt: skip
 # Written down only as "changed": what they hold must not be readable here.
 HIDDEN = {"password", "token_hash", "previous_token_hash"}

@@ -10,6 +10,7 @@ from accounts.views import LoginView, PasswordResetView
 from alarms import views as alarm_views
 from alarms.api.integrations import PagerDutyEventsView
 from observability import health, metrics_view
+from oncall.views import calendar_feed
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -23,6 +24,7 @@ urlpatterns = [
     # PagerDuty's own path: a tool that lets you change only the host can send here.
     path("v2/enqueue", PagerDutyEventsView.as_view(), name="pagerduty-enqueue"),
     path("a/<str:token>", alarm_views.ack, name="ack"),
+    path("calendar/<str:token>.ics", calendar_feed, name="calendar-feed"),
     path("board/", alarm_views.board_page, name="board"),
     path("accounts/login/", LoginView.as_view(), name="login"),
     path("accounts/password_reset/", PasswordResetView.as_view(), name="password_reset"),

@@ -13,12 +13,14 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.dateparse import parse_date
+from django.utils.html import format_html
 
 from core.time_windows import local_instant
 from devices.models import Person
 
-from . import rotations
+from . import calendar, rotations
 from .models import (
+    CalendarFeed,
     OnCallShift,
     Override,
     Rotation,
@@ -352,3 +354,30 @@ class OnCallShiftAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+@admin.register(CalendarFeed)
+class CalendarFeedAdmin(admin.ModelAdmin):
+    """Calendar links: issued here (the URL shown once), revoked here."""
+
+    list_display = ["__str__", "created_at", "last_used_at", "revoked_at"]
+    list_filter = ["revoked_at"]
+    fields = ["person", "schedule", "created_at", "last_used_at", "revoked_at"]
+    readonly_fields = ["created_at", "last_used_at", "revoked_at"]
+    actions = ["revoke"]
+
+    def has_change_permission(self, request, obj=None):
+        return False  # a link is issued or revoked, never edited into someone else's
+
+    def save_model(self, request, obj, form, change):
+        token = obj.issue()
+        super().save_model(request, obj, form, change)
+        messages.warning(request, format_html(
+            "Calendar link for {}: <code>{}</code> — copy it now (subscribe to it in Google "
+            "Calendar, Outlook or Thunderbird); it is stored only as a hash and cannot be "
+            "shown again.", obj.person or obj.schedule, calendar.url(token)))  # fmt: skip
+
+    @admin.action(description="Revoke (the link stops working now)")
+    def revoke(self, request, queryset):
+        revoked = queryset.filter(revoked_at=None).update(revoked_at=timezone.now())
+        self.message_user(request, f"Revoked {revoked} calendar link(s).")

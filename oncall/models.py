@@ -13,6 +13,7 @@ from django.db.models import Q
 
 from core.config_cache import watch
 from core.time_windows import DAY_NAMES, parse_days, validate_time_zone
+from core.tokens import hash_token, new_token
 
 
 def default_time_zone() -> str:
@@ -356,6 +357,53 @@ class Recording(models.Model):
 
     def __str__(self):
         return f"{self.kind} {self.subject_id}: {self.since:%Y-%m-%d %H:%M}–{self.until:%H:%M}"
+
+
+class CalendarFeed(models.Model):
+    """A calendar URL (iCalendar): a person's shifts, or a schedule's whole rota, for the next
+    weeks. Its token is in the URL, as calendar apps need it: stored as a hash, shown once,
+    revocable."""
+
+    person = models.ForeignKey(
+        "devices.Person", null=True, blank=True, on_delete=models.CASCADE, related_name="+",
+        help_text="Their shifts in every schedule.",
+    )  # fmt: skip
+    schedule = models.ForeignKey(
+        Schedule, null=True, blank=True, on_delete=models.CASCADE, related_name="feeds",
+        help_text="Everyone's shifts in this schedule.",
+    )  # fmt: skip
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "calendar link"
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(person__isnull=False, schedule__isnull=True)
+                | Q(person__isnull=True, schedule__isnull=False),
+                name="feed_of_person_or_schedule",
+            )
+        ]
+
+    def __str__(self):
+        return f"Calendar of {self.person or self.schedule}"
+
+    def clean(self):
+        if (self.person_id is None) == (self.schedule_id is None):
+            raise ValidationError("A calendar link is a person's or a schedule's (one of them).")
+
+    def issue(self) -> str:
+        """A new token for this (unsaved) link; the plaintext is returned only here."""
+        token = new_token()
+        self.token_hash = hash_token(token)
+        return token
+
+    @classmethod
+    def by_token(cls, token: str) -> "CalendarFeed | None":
+        return cls.objects.filter(token_hash=hash_token(token), revoked_at=None).first()
 
 
 watch(Team, Rotation, RotationMember, Schedule, ScheduleRule, Override, TemporarySchedule,

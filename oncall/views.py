@@ -3,8 +3,10 @@ which operators manage for everyone and people for their own shifts (swapping fr
 
 from datetime import timedelta
 
+from django.http import HttpResponse, JsonResponse
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
+from django.views.decorators.http import require_GET
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, serializers, viewsets
 from rest_framework.permissions import BasePermission
@@ -13,9 +15,11 @@ from rest_framework.views import APIView
 
 from alarms.api.errors import error
 from alarms.api.openapi import errors
+from core import client_address, rate_limits
 from devices.models import Device
 
-from .models import Override, Rotation, Schedule
+from . import calendar
+from .models import CalendarFeed, Override, Rotation, Schedule
 from .serializers import (
     OnCallSerializer,
     OverrideSerializer,
@@ -26,6 +30,9 @@ from .serializers import (
 from .who import stretches, who_is_on_call
 
 READ = "oncall.view_schedule"
+# Calendar apps fetch a feed every hour or so; more than this a minute from one address is not
+# a calendar app.
+CALENDAR_FETCHES_PER_MINUTE = 30
 LONGEST_SPAN = timedelta(days=62)
 
 
@@ -205,3 +212,22 @@ class OverrideViewSet(mixins.CreateModelMixin, mixins.RetrieveModelMixin,
                     ]
                 }  # fmt: skip
             )
+
+
+@require_GET
+def calendar_feed(request, token: str):
+    """GET /calendar/<token>.ics: the link's shifts for the next 8 weeks; 404 for a token
+    that is unknown or revoked (the same answer for both)."""
+    address = client_address.of_request(request) or "unknown"
+    if not rate_limits.allow(f"calendar:{address}", CALENDAR_FETCHES_PER_MINUTE):
+        return JsonResponse({"error": "too many calendar requests; try again in a minute"},
+                            status=429, headers={"Retry-After": "60"})  # fmt: skip
+    feed = CalendarFeed.by_token(token)
+    if feed is None:
+        return JsonResponse({"error": "no such calendar (revoked, or never issued)"}, status=404)
+    CalendarFeed.objects.filter(pk=feed.pk).update(last_used_at=timezone.now())
+    response = HttpResponse(calendar.feed(feed), content_type="text/calendar; charset=utf-8")
+    response["Content-Disposition"] = 'inline; filename="on-call.ics"'
+    response["Cache-Control"] = "private, max-age=300"
+    response["Referrer-Policy"] = "no-referrer"
+    return response
