@@ -212,6 +212,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 60.0,
         "options": {"expires": 60},
     },
+    "shift-notices": {
+        "task": "notifications.tasks.send_shift_notices",
+        "schedule": 60.0,
+        "options": {"expires": 60},
+    },
 }
 
 # Pub/sub: a board event is published once and fanned out to every socket inside each web

@@ -25,7 +25,7 @@ from oncall.models import (
 
 TEAM_KEYS = ["name", "members", "default_policy"]
 ROTATION_FIELDS = ["time_zone", "start_date", "handoff_time", "shift_unit", "shift_length"]
-SCHEDULE_FIELDS = ["description", "time_zone"]
+SCHEDULE_FIELDS = ["description", "time_zone", "reminder_minutes", "handoff_message"]
 SCHEDULE_RULE_FIELDS = ["name", "layer", "days", "start_time", "end_time", "active_from",
                         "active_until"]  # fmt: skip
 SCHEDULE_RULE_KEYS = [*SCHEDULE_RULE_FIELDS, "person", "rotation"]

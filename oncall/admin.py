@@ -32,8 +32,7 @@ from .models import (
     TemporaryShift,
 )
 from .plans import plans, read, segments
-from .rota import by_day, day_bounds
-from .steps import when
+from .rota import by_day, day_bounds, when
 from .who import UnknownSubject, stretches, who_is_on_call
 
 PREVIEW_DAYS = 28
@@ -211,7 +210,8 @@ class ScheduleAdmin(RotaPages, admin.ModelAdmin):
     list_display = ["name", "team", "time_zone", "on_call_now", "next_change", "fallback_person"]
     list_filter = ["team"]
     search_fields = ["name", "description"]
-    fields = ["name", "team", "description", "time_zone", "fallback_person", "on_call_now"]
+    fields = ["name", "team", "description", "time_zone", "fallback_person", "reminder_minutes",
+              "handoff_message", "on_call_now"]  # fmt: skip
     readonly_fields = ["on_call_now"]
     inlines = [ScheduleRuleInline, UpcomingOverrideInline]
 

@@ -113,6 +113,16 @@ class Schedule(models.Model):
         help_text="Paged when nobody is on call; without one, the team's default policy's "
         "first step is.",
     )
+    reminder_minutes = models.PositiveIntegerField(
+        default=60,
+        help_text="Remind each person this long before their shift starts (0: no reminders).",
+    )
+    handoff_message = models.BooleanField(
+        "hand-off message",
+        default=True,
+        help_text="When a shift starts, tell the incoming person which alarms of the team "
+        "are still open.",
+    )
 
     class Meta:
         ordering = ["name"]
@@ -339,6 +349,44 @@ class OnCallShift(models.Model):
 
     def __str__(self):
         return f"{self.person_name} {self.starts_at:%Y-%m-%d %H:%M}–"
+
+
+class ShiftNotice(models.Model):
+    """A reminder before a shift, or a hand-off message as it starts: one row per person,
+    shift and kind, written before it is sent, so no one is told twice."""
+
+    class Kind(models.TextChoices):
+        REMINDER = "reminder"
+        HANDOFF = "handoff", "hand-off"
+
+    class Status(models.TextChoices):
+        SENDING = "sending"
+        SENT = "sent"
+        FAILED = "failed"
+
+    schedule = models.ForeignKey(Schedule, on_delete=models.CASCADE, related_name="notices")
+    person = models.ForeignKey("devices.Person", on_delete=models.CASCADE, related_name="+")
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    shift_starts_at = models.DateTimeField()
+    method = models.CharField(max_length=20, blank=True)
+    address = models.CharField(max_length=200, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.SENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    text = models.TextField(blank=True)
+    answer = models.TextField(blank=True, help_text="What the provider said, or the error.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-shift_starts_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["schedule", "person", "kind", "shift_starts_at"], name="one_notice_each"
+            )
+        ]
+
+    def __str__(self):
+        return f"{self.get_kind_display()} for {self.person} ({self.schedule})"
 
 
 class Recording(models.Model):

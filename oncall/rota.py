@@ -44,3 +44,11 @@ def by_day(stretches, tz, first: date, count: int) -> list[tuple[date, list[Entr
 
 def _clock(at: datetime, tz) -> str:
     return f"{at.astimezone(tz):%H:%M}"
+
+
+def when(instant: datetime, now: datetime, tz) -> str:
+    """ "07:00" within the next 20 hours of `now`, else "Tue 08 Dec 07:00"."""
+    local = instant.astimezone(tz)
+    if instant - now < timedelta(hours=20):
+        return f"{local:%H:%M}"
+    return f"{local:%a %d %b %H:%M}"

@@ -4,10 +4,11 @@ the step to its fallback person or, without one, to its team's default policy's 
 it is never silently nowhere."""
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from .models import Team
 from .plans import plans
+from .rota import when
 from .who import Answer, computed
 
 ON_CALL = "on_call"
@@ -49,13 +50,6 @@ def describe(answer: Answer, tz) -> str:
             reasons.append(f"until {when(until, answer.at, tz)}")
         people.append(f"{chosen.name} ({', '.join(reasons)})" if reasons else chosen.name)
     return f"On call in {answer.kind} '{answer.name}': {', '.join(people)}"
-
-
-def when(instant: datetime, now: datetime, tz) -> str:
-    local = instant.astimezone(tz)
-    if instant - now < timedelta(hours=20):
-        return f"{local:%H:%M}"
-    return f"{local:%a %d %b %H:%M}"
 
 
 def _fall_back(plan, at: datetime, resolved: Resolved, known: dict) -> str:

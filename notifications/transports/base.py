@@ -53,7 +53,7 @@ class TransportError(Exception):
 
 @dataclass
 class Outgoing:
-    alarm: object  # an Alarm (an unsaved sample one for test messages)
+    alarm: object  # an Alarm (an unsaved sample one for test messages; None for shift notices)
     event: str
     message: object  # notifications.messages.Message
     address: str = ""

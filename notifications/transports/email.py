@@ -39,7 +39,9 @@ class EmailTransport(Transport):
         # the same on every attempt of one message, so a copy sent again after its sender died
         # between the server's answer and its record can be told for what it is.
         message_id = _message_id(out.key) if out.key else make_msgid(domain=DNS_NAME)
-        email.extra_headers.update({"X-Alarm-Id": str(out.alarm.pk), "Message-ID": message_id})
+        email.extra_headers["Message-ID"] = message_id
+        if out.alarm is not None:  # none: a message about shifts (a reminder, a hand-off)
+            email.extra_headers["X-Alarm-Id"] = str(out.alarm.pk)
         connection = get_connection(fail_silently=False)
         if not isinstance(connection, SmtpBackend):
             connection.send_messages([email])

@@ -49,8 +49,9 @@ class SmsHttpTransport(Transport):
             "to": out.address,
             "text": out.message.text.strip(),
             "subject": out.message.subject,
-            "severity": out.alarm.severity,
-            "alarm_id": str(out.alarm.pk),
+            # No alarm: a message about shifts (a reminder, a hand-off).
+            "severity": out.alarm.severity if out.alarm else "",
+            "alarm_id": str(out.alarm.pk) if out.alarm else "",
         }
         params = {key: _fill(template, values) for key, template in self.config["params"].items()}
         body = {

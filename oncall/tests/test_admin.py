@@ -71,7 +71,8 @@ def change_form(schedule: Schedule, **rule) -> dict:
     """The schedule's change form as the browser posts it, its one rule changed."""
     current = schedule.rules.get()
     data = {"name": schedule.name, "team": schedule.team_id or "", "description": "",
-            "time_zone": schedule.time_zone, "fallback_person": "",
+            "time_zone": schedule.time_zone, "fallback_person": "", "reminder_minutes": 60,
+            "handoff_message": "on",
             "rules-TOTAL_FORMS": 1, "rules-INITIAL_FORMS": 1, "rules-MIN_NUM_FORMS": 0,
             "rules-MAX_NUM_FORMS": 1000, "rules-0-id": current.pk, "rules-0-schedule": schedule.pk,
             "rules-0-layer": 0, "rules-0-name": current.name, "rules-0-person": current.person_id,
