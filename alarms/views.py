@@ -9,6 +9,7 @@ from django.views.decorators.http import require_http_methods
 
 from core import client_address, rate_limits
 from devices.models import Site
+from oncall.models import Team
 
 from . import board, lifecycle
 from .acklinks import find_ack_link
@@ -60,8 +61,12 @@ def board_page(request):
     if not board.can_watch(request.user):
         return render(request, "alarms/board_forbidden.html", status=403)
     user = request.user
+    person = getattr(user, "person", None)
     context = {
         "sites": Site.objects.order_by("name"),
+        "teams": Team.objects.order_by("name"),
+        # Whose on-call the header shows: the teams this dispatcher is in (all when none).
+        "followed_teams": list(person.teams.values_list("pk", flat=True)) if person else [],
         "severities": Severity.choices,
         "may": {action: user.has_perm(perm) for action, perm in board.ACTION_PERMISSIONS.items()},
     }

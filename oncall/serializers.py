@@ -23,6 +23,8 @@ class AnswerSerializer(serializers.Serializer):
     recorded = serializers.BooleanField(help_text="Read from the record of who was on call.")
     nobody = serializers.BooleanField()
     changes_at = serializers.DateTimeField(allow_null=True)
+    team_id = serializers.IntegerField(allow_null=True)
+    team = serializers.CharField(allow_null=True)
     people = ChosenSerializer(many=True)
 
 
@@ -43,9 +45,10 @@ class ShiftsSerializer(serializers.Serializer):
     stretches = StretchSerializer(many=True)
 
 
-def answer_data(answer) -> dict:
+def answer_data(answer, team) -> dict:
     return {
         "kind": answer.kind, "id": answer.id, "name": answer.name, "at": answer.at,
+        "team_id": team.pk if team else None, "team": team.name if team else None,
         "recorded": answer.recorded, "nobody": answer.nobody, "changes_at": answer.changes_at,
         "people": [{"person_id": c.person_id, "name": c.name, "why": c.why,
                     "until": answer.until.get(c.person_id)} for c in answer.people],

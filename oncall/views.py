@@ -114,7 +114,10 @@ class OnCallView(APIView):
             return error(str(exc), 400)
         except LookupError as exc:
             return error(str(exc), 404)
-        answers = [answer_data(who_is_on_call(kind, pk, at)) for kind, pk in asked]
+        teams = {(kind, pk): team for kind, model in (("schedule", Schedule), ("rotation", Rotation))
+                 for pk, team in ((o.pk, o.team) for o in model.objects.select_related("team"))}  # fmt: skip
+        answers = [answer_data(who_is_on_call(kind, pk, at), teams.get((kind, pk)))
+                   for kind, pk in asked]  # fmt: skip
         return Response(OnCallSerializer({"on_call": answers}).data)
 
 

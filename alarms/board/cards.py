@@ -20,9 +20,10 @@ def _iso(value):
     return value.isoformat() if value else None
 
 
-def card(alarm: Alarm, deliveries=None, reopened_after=None) -> dict:
+def card(alarm: Alarm, deliveries=None, reopened_after=None, nobody_on_call="") -> dict:
     """Everything a board card shows; plain data, rendered as text by the page.
-    `reopened_after`: seconds from its last resolve to its last reopening, when known."""
+    `reopened_after`: seconds from its last resolve to its last reopening, when known;
+    `nobody_on_call`: what its timeline said when a step found nobody on call."""
     deliveries = list(alarm.deliveries.all() if deliveries is None else deliveries)
     return {
         "id": str(alarm.pk),
@@ -60,6 +61,8 @@ def card(alarm: Alarm, deliveries=None, reopened_after=None) -> dict:
         "steps": len(alarm.steps_snapshot),
         "round": alarm.current_round + 1,
         "policy": alarm.policy.name if alarm.policy else "",
+        "team_id": alarm.policy.team_id if alarm.policy else None,
+        "nobody_on_call": nobody_on_call,
         "silenced_by": alarm.silenced_by,
         "next_escalation_at": _iso(alarm.next_escalation_at),
         "deliveries": [
@@ -90,8 +93,21 @@ def cards_of(alarms) -> list[dict]:
     deliveries = Delivery.objects.select_related("person", "channel")
     alarms = alarms.select_related("site", "room", "person", "device", "policy")
     alarms = list(alarms.prefetch_related(Prefetch("deliveries", deliveries)))
-    after = reopened_after(alarms)
-    return [card(a, reopened_after=after.get(a.pk)) for a in alarms]
+    after, gaps = reopened_after(alarms), nobody_on_call(alarms)
+    return [card(a, reopened_after=after.get(a.pk), nobody_on_call=gaps.get(a.pk, ""))
+            for a in alarms]  # fmt: skip
+
+
+def nobody_on_call(alarms) -> dict:
+    """For each alarm whose step found nobody on call since it last (re)opened, what its
+    timeline said of the last time (one query for them all: such events are rare)."""
+    since = {a.pk: a.reopened_at or a.created_at for a in alarms}
+    found = {}
+    events = AlarmEvent.objects.filter(alarm_id__in=since, kind=AlarmEvent.Kind.NOBODY_ON_CALL)
+    for alarm_id, at, text in events.order_by("at").values_list("alarm_id", "at", "text"):
+        if at >= since[alarm_id]:
+            found[alarm_id] = text
+    return found
 
 
 def reopened_after(alarms) -> dict:

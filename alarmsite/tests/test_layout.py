@@ -25,9 +25,9 @@ ALARM_PATH = [
     ("notifications.delivery",),
     ("notifications.transports",),
 ]
-# What the alarm path reads (people, devices, policies, roles, figures) reaches none of it but
-# the transports' registry (a channel's kinds). Their admin pages and commands are edges, as
-# the API is: they may call into the path.
+# What the alarm path reads (people, devices, policies, rotas, roles, figures) reaches none of
+# it but the transports' registry (a channel's kinds). Their admin pages, views and URL confs
+# are edges, as the API is: they may call into the path.
 BENEATH_THE_PATH = ["accounts", "devices", "escalation.models", "escalation.routing",
                     "notifications.messages", "notifications.models", "observability",
                     "oncall"]  # fmt: skip

@@ -55,7 +55,7 @@ const arrivals = []; // new alarms since the last frame, announced once
 let versions = 0;
 
 const $ = (selector) => document.querySelector(selector);
-const filters = { site: "", severity: "", search: "", group: "", ...JSON.parse(localStorage.getItem("board.filters") || "{}") };
+const filters = { site: "", team: "", severity: "", search: "", group: "", ...JSON.parse(localStorage.getItem("board.filters") || "{}") };
 let soundOn = localStorage.getItem("board.sound") === "on";
 const phone = window.matchMedia("(max-width: 600px)").matches;
 
@@ -261,6 +261,7 @@ function matcher() {
   const words = filters.search.toLowerCase().split(/\s+/).filter(Boolean);
   return (entry) =>
     (!filters.site || String(entry.card.site_id) === filters.site) &&
+    (!filters.team || String(entry.card.team_id) === filters.team) &&
     (!filters.severity || entry.card.severity === filters.severity) &&
     words.every((word) => entry.text.includes(word));
 }
@@ -433,6 +434,9 @@ function redraw(element, entry) {
   labels.hidden = card.labels.length === 0;
   element.querySelector(".message").textContent = card.message;
   element.querySelector(".escalation").textContent = escalationText(card);
+  const gap = element.querySelector(".nobody-on-call");
+  gap.textContent = card.nobody_on_call || "";
+  gap.hidden = !card.nobody_on_call || !OPEN.has(card.status);
   element.querySelector(".age").textContent = ageText(card);
   fillDeliveries(element.querySelector(".deliveries"), card);
   for (const button of element.querySelectorAll("button[data-action]")) {
@@ -634,11 +638,13 @@ function saveFilters() {
   localStorage.setItem("board.filters", JSON.stringify(filters));
   pageIndex = 0;
   markDirty();
+  showOnCall();
 }
 
 function setupControls() {
-  for (const key of ["site", "severity", "group"]) {
+  for (const key of ["site", "team", "severity", "group"]) {
     const select = $(`#filter-${key}`);
+    if (!select) continue;
     select.value = filters[key] || "";
     select.addEventListener("change", () => {
       filters[key] = select.value;
@@ -652,8 +658,8 @@ function setupControls() {
     saveFilters();
   });
   $("#show-hidden").addEventListener("click", () => {
-    Object.assign(filters, { site: "", severity: "", search: "" });
-    for (const key of ["site", "severity"]) $(`#filter-${key}`).value = "";
+    Object.assign(filters, { site: "", team: "", severity: "", search: "" });
+    for (const key of ["site", "team", "severity"]) if ($(`#filter-${key}`)) $(`#filter-${key}`).value = "";
     search.value = "";
     saveFilters();
   });
@@ -721,7 +727,54 @@ function tick() {
   if (now - lastMessageAt > SILENCE_LIMIT_MS && socket && socket.readyState === WebSocket.OPEN) socket.close();
 }
 
+// Who is on call now for the teams this dispatcher follows (their own teams, or the one the
+// team filter picks; every team when neither), and when it next changes. Asked every minute.
+const ON_CALL_MS = 60000;
+const followedTeams = JSON.parse($("#followed-teams").textContent);
+
+async function showOnCall() {
+  const list = $("#on-call-list");
+  if (!list) return;
+  let answers;
+  try {
+    const response = await fetch("/v1/oncall", { headers: { Accept: "application/json" }, credentials: "same-origin" });
+    if (!response.ok) throw new Error(`HTTP ${response.status}`);
+    answers = (await response.json()).on_call;
+  } catch (error) {
+    list.replaceChildren(item(`Who is on call could not be read (${error.message}); trying again in a minute.`, "gap"));
+    return;
+  }
+  const wanted = filters.team ? [Number(filters.team)] : followedTeams;
+  const shown = answers.filter((answer) => !wanted.length || wanted.includes(answer.team_id));
+  list.replaceChildren(...(shown.length ? shown.map(onCallItem) : [item("No schedule for these teams.")]));
+}
+
+function onCallItem(answer) {
+  const who = answer.people.map((person) => person.name).join(", ");
+  const next = answer.changes_at ? ` · next hand-off ${clockText(answer.changes_at)}` : "";
+  const team = answer.team && answer.team !== answer.name ? `${answer.team} · ` : "";
+  const element = item(`${team}${answer.name}: ${who || "nobody on call"}${next}`, answer.nobody ? "gap" : "");
+  element.dataset.schedule = answer.id;
+  return element;
+}
+
+function item(text, className = "") {
+  const element = document.createElement("li");
+  element.textContent = text;
+  if (className) element.className = className;
+  return element;
+}
+
+// "19:00" today, "Thu 07:00" later: the browser's own clock and zone.
+function clockText(iso) {
+  const at = new Date(iso);
+  const time = at.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  return at.toDateString() === new Date().toDateString() ? time : `${at.toLocaleDateString([], { weekday: "short" })} ${time}`;
+}
+
 setupControls();
 connect();
 render();
 setInterval(tick, 1000);
+showOnCall();
+setInterval(showOnCall, ON_CALL_MS);
