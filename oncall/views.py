@@ -30,6 +30,7 @@ from .serializers import (
 from .who import stretches, who_is_on_call
 
 READ = "oncall.view_schedule"
+SUBJECT_MODELS = {"schedule": Schedule, "rotation": Rotation}
 # Calendar apps fetch a feed every hour or so; more than this a minute from one address is not
 # a calendar app.
 CALENDAR_FETCHES_PER_MINUTE = 30
@@ -67,7 +68,7 @@ class OnCallAccess(BasePermission):
 def subjects(query) -> list[tuple[str, int]]:
     """The schedules and rotations asked for (by id or name); every schedule without either."""
     asked = []
-    for kind, model in (("schedule", Schedule), ("rotation", Rotation)):
+    for kind, model in SUBJECT_MODELS.items():
         for value in query.getlist(kind):
             lookup = {"pk": int(value)} if value.isdigit() else {"name": value}
             found = model.objects.filter(**lookup).values_list("pk", flat=True).first()
@@ -114,8 +115,8 @@ class OnCallView(APIView):
             return error(str(exc), 400)
         except LookupError as exc:
             return error(str(exc), 404)
-        teams = {(kind, pk): team for kind, model in (("schedule", Schedule), ("rotation", Rotation))
-                 for pk, team in ((o.pk, o.team) for o in model.objects.select_related("team"))}  # fmt: skip
+        teams = {(kind, row.pk): row.team for kind, model in SUBJECT_MODELS.items()
+                 for row in model.objects.select_related("team")}  # fmt: skip
         answers = [answer_data(who_is_on_call(kind, pk, at), teams.get((kind, pk)))
                    for kind, pk in asked]  # fmt: skip
         return Response(OnCallSerializer({"on_call": answers}).data)
@@ -150,7 +151,7 @@ class ShiftsView(APIView):
         answer = []
         for kind, pk in asked:
             found = stretches(kind, pk, start, end)
-            name = (Schedule if kind == "schedule" else Rotation).objects.get(pk=pk).name
+            name = SUBJECT_MODELS[kind].objects.get(pk=pk).name
             answer.append({"kind": kind, "id": pk, "name": name,
                            "stretches": [stretch_data(s) for s in found]})  # fmt: skip
         return Response(ShiftsSerializer(answer, many=True).data)
