@@ -730,7 +730,7 @@ function tick() {
 // Who is on call now for the teams this dispatcher follows (their own teams, or the one the
 // team filter picks; every team when neither), and when it next changes. Asked every minute.
 const ON_CALL_MS = 60000;
-const followedTeams = JSON.parse($("#followed-teams").textContent);
+const followedTeams = ($("#on-call")?.dataset.followed || "").split(",").filter(Boolean).map(Number);
 
 async function showOnCall() {
   const list = $("#on-call-list");
