@@ -66,18 +66,21 @@ def _read_snapshot(policy) -> list[dict]:
     channels = _linked(EscalationStep.channels.through, "notificationchannel_id", step_ids)
     schedules = _linked(EscalationStep.schedules.through, "schedule_id", step_ids)
     rotations = _linked(EscalationStep.rotations.through, "rotation_id", step_ids)
-    return [
-        {
+    snapshots = []
+    for step in steps:
+        snapshot = {
             "order": step["order"],
             "delay_seconds": step["delay_seconds"],
             "person_ids": sorted(persons.get(step["pk"], [])),
             "methods": list(step["methods"]),
             "channel_ids": sorted(channels.get(step["pk"], [])),
-            "schedule_ids": sorted(schedules.get(step["pk"], [])),
-            "rotation_ids": sorted(rotations.get(step["pk"], [])),
         }
-        for step in steps
-    ]
+        # Whom they name is resolved when the step runs; most steps name none.
+        for key, linked in (("schedule_ids", schedules), ("rotation_ids", rotations)):
+            if linked.get(step["pk"]):
+                snapshot[key] = sorted(linked[step["pk"]])
+        snapshots.append(snapshot)
+    return snapshots
 
 
 def _linked(through, column: str, step_ids: list[int]) -> dict[int, list[int]]:

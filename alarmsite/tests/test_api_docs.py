@@ -57,9 +57,13 @@ def test_the_schema_is_generated_without_warnings_and_covers_every_api_view(sche
 
 
 def test_every_answer_of_every_operation_has_a_described_body(schema):
+    """Every answer but a 204's, which has none."""
     for path, operations in schema["paths"].items():
         for method, operation in operations.items():
             for code, answer in operation["responses"].items():
+                if code == "204":  # No Content: a deleted override
+                    assert "content" not in answer
+                    continue
                 assert answer.get("content"), f"{method.upper()} {path} {code} has no body shape"
 
 

@@ -124,3 +124,22 @@ def test_reordering_a_rotation_in_the_admin_keeps_who_is_on_call(operator, make_
     assert on_call(nurses, timezone.now()) == before
     order = list(nurses.members.order_by("position").values_list("person__name", flat=True))
     assert order == ["Ben", "Cat", "Ann"]
+
+
+def test_a_rotations_preview_shows_the_new_order_from_the_next_hand_off(operator, make_person):
+    crew = [make_person(name) for name in ("Ann", "Ben", "Cat")]
+    nurses = rotation(crew, start=str(timezone.localdate() - timedelta(days=10)), handoff="00:00")
+    places = list(nurses.members.order_by("position"))
+    data = {"name": nurses.name, "team": "", "time_zone": nurses.time_zone,
+            "start_date": str(nurses.start_date), "handoff_time": "00:00", "shift_unit": "days",
+            "shift_length": 1, "members-TOTAL_FORMS": 3, "members-INITIAL_FORMS": 3,
+            "members-MIN_NUM_FORMS": 0, "members-MAX_NUM_FORMS": 1000, "_preview": "1"}  # fmt: skip
+    for index, (place, position) in enumerate(zip(places, (1, 0, 2), strict=True)):
+        data.update({f"members-{index}-id": place.pk, f"members-{index}-rotation": nurses.pk,
+                     f"members-{index}-person": place.person_id,
+                     f"members-{index}-position": position})  # fmt: skip
+    page = operator.post(f"/admin/oncall/rotation/{nurses.pk}/preview/", data).content.decode()
+    assert 'id="preview"' in page
+    assert f"{timezone.localdate():%a %d %b}" not in page  # today's shift stays as it is
+    assert list(nurses.members.order_by("position").values_list("person__name", flat=True)) == [
+        "Ann", "Ben", "Cat"]  # nothing saved  # fmt: skip
