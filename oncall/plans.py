@@ -235,9 +235,12 @@ def read() -> dict:
     places = RotationMember.objects.order_by("rotation", "position", "pk")
     for rotation_id, person_id in places.values_list("rotation_id", "person_id"):
         members.setdefault(rotation_id, []).append(person_id)
-    rotations = {r.pk: RotationPlan.of(r, members.get(r.pk, [])) for r in Rotation.objects.all()}
-    found = {("rotation", pk): RotationSubject(plan, names, inactive)
-             for pk, plan in rotations.items()}  # fmt: skip
+    rows = list(Rotation.objects.all())
+    rotations = {r.pk: RotationPlan.of(r, members.get(r.pk, [])) for r in rows}
+    found = {
+        ("rotation", r.pk): RotationSubject(rotations[r.pk], names, inactive, team_id=r.team_id)
+        for r in rows
+    }
     rules, overrides, temporaries = {}, {}, {}
     for rule in ScheduleRule.objects.all():
         rules.setdefault(rule.schedule_id, []).append(rule)

@@ -9,7 +9,7 @@ from datetime import datetime
 from .models import Team
 from .plans import plans
 from .rota import when
-from .who import Answer, computed
+from .who import Answer, UnknownSubject, who_is_on_call
 
 ON_CALL = "on_call"
 NOBODY_ON_CALL = "nobody_on_call"
@@ -29,14 +29,17 @@ def resolve(step: dict, at: datetime) -> Resolved:
     for kind in ("schedule", "rotation"):
         for pk in step.get(f"{kind}_ids") or ():
             plan = known.get((kind, pk))
+            try:
+                answer = who_is_on_call(kind, pk, at)
+            except UnknownSubject:
+                plan = None
             if plan is None:
                 continue  # deleted since the alarm started
-            answer = computed(plan, at)
             if answer.people:
                 resolved.person_ids.update(chosen.person_id for chosen in answer.people)
                 resolved.notes.append((ON_CALL, describe(answer, plan.tz)))
             else:
-                resolved.notes.append((NOBODY_ON_CALL, _fall_back(plan, at, resolved, known)))
+                resolved.notes.append((NOBODY_ON_CALL, _fall_back(plan, at, resolved)))
     return resolved
 
 
@@ -52,7 +55,7 @@ def describe(answer: Answer, tz) -> str:
     return f"On call in {answer.kind} '{answer.name}': {', '.join(people)}"
 
 
-def _fall_back(plan, at: datetime, resolved: Resolved, known: dict) -> str:
+def _fall_back(plan, at: datetime, resolved: Resolved) -> str:
     local = at.astimezone(plan.tz)
     text = f"Nobody on call in {plan.kind} '{plan.name}' at {local:%H:%M} ({plan.tz.key})"
     if plan.fallback_id and plan.fallback_id not in plan.inactive:
@@ -63,9 +66,10 @@ def _fall_back(plan, at: datetime, resolved: Resolved, known: dict) -> str:
     if first is None:
         return f"{text}, and it has no fallback: nobody is paged for it"
     people = set(first.persons.filter(active=True).values_list("pk", flat=True))
-    for pk in first.schedules.values_list("pk", flat=True):  # their own gaps are not followed
-        if (other := known.get(("schedule", pk))) and pk != plan.id:
-            people.update(chosen.person_id for chosen in computed(other, at).people)
+    for kind in ("schedule", "rotation"):  # their own gaps are not followed
+        for pk in getattr(first, f"{kind}s").values_list("pk", flat=True):
+            if (kind, pk) != (plan.kind, plan.id):
+                people.update(c.person_id for c in who_is_on_call(kind, pk, at).people)
     resolved.person_ids.update(people)
     resolved.channel_ids.update(first.channels.filter(enabled=True).values_list("pk", flat=True))
     return f"{text}: paging the first step of the team's default policy '{policy.name}'"
