@@ -3,6 +3,8 @@
 from django.contrib import admin, messages
 from django.utils.html import format_html
 
+from core.admin_inlines import ReadOnlyAdmin
+
 from .models import ApiToken, AuditEntry
 
 
@@ -42,17 +44,8 @@ class ApiTokenAdmin(admin.ModelAdmin):
 
 
 @admin.register(AuditEntry)
-class AuditEntryAdmin(admin.ModelAdmin):
+class AuditEntryAdmin(ReadOnlyAdmin):
     list_display = ["at", "actor", "source_ip", "action", "object_type", "object_repr"]
     list_filter = ["action", "object_type"]
     search_fields = ["actor", "object_repr", "object_id", "source_ip"]
     date_hierarchy = "at"
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

@@ -9,13 +9,13 @@ import yaml
 from django.db import models
 from django.utils import timezone
 
+from core.time_windows import default_time_zone
 from devices.models import Device, Person, Room, Site
 from escalation.models import (
     EscalationPolicy,
     EscalationStep,
     Inhibition,
     RoutingRule,
-    default_time_zone,
 )
 from notifications.models import NotificationChannel
 from notifications.transports import CHANNEL_KINDS, transport_class

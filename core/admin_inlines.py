@@ -1,5 +1,6 @@
-"""A record's history shown on its admin page (timeline, deliveries, attempts, series): read
-only, nothing added or deleted, one plain table whose every column is named."""
+"""What the admin shows and nobody edits: a record's history on its page (timeline,
+deliveries, attempts, series), one plain table whose every column is named; and whole lists
+the system writes (the audit trail, the record of who was on call)."""
 
 from django.contrib import admin
 
@@ -13,4 +14,17 @@ class ReadOnlyTabularInline(admin.TabularInline):
         return self.fields
 
     def has_add_permission(self, request, obj=None):
+        return False
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """A list the system writes: read here, never added to, changed or deleted."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
         return False

@@ -8,6 +8,7 @@ compared on the local wall clock, so a window keeps its hours across daylight-sa
 import zoneinfo
 from datetime import UTC, date, datetime, time, timedelta
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -26,6 +27,14 @@ def parse_days(text: str) -> set[int]:
         # A range may wrap around the week: fri-mon.
         days.update((start + offset) % 7 for offset in range((end - start) % 7 + 1))
     return days
+
+
+def validate_days(value: str) -> None:
+    parse_days(value)
+
+
+def default_time_zone() -> str:
+    return settings.TIME_ZONE
 
 
 def validate_time_zone(value: str) -> None:

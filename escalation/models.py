@@ -2,7 +2,6 @@
 
 import re
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
@@ -10,7 +9,7 @@ from django.utils.functional import cached_property
 
 from alarms.models import SEVERITY_RANK, Severity
 from core import label_matchers
-from core.time_windows import DAY_NAMES, parse_days, validate_time_zone
+from core.time_windows import DAY_NAMES, default_time_zone, validate_days, validate_time_zone
 from notifications.transports import PERSON_METHODS
 
 
@@ -103,14 +102,6 @@ class EscalationStep(models.Model):
 
     def __str__(self):
         return f"{self.policy.name}: step {self.order + 1}"  # counted from 1, as people do
-
-
-def validate_days(value: str) -> None:
-    parse_days(value)
-
-
-def default_time_zone() -> str:
-    return settings.TIME_ZONE
 
 
 class SourceKind(models.TextChoices):

@@ -15,6 +15,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date
 from django.utils.html import format_html
 
+from core.admin_inlines import ReadOnlyAdmin, ReadOnlyTabularInline
 from core.time_windows import local_instant
 from devices.models import Person
 
@@ -93,7 +94,7 @@ class RotaPages:
         days = by_day(stretches(self.kind, obj.pk, start, end), tz, first, count)
         context = {
             **self.admin_site.each_context(request),
-            "opts": self.model._meta, "original": obj, "title": f"Rota of {obj}",
+            "opts": self.model._meta, "original": obj, "title": f"Rota of {obj}", "crumb": "Rota",
             "kind": self.kind, "days": days, "today": today, "weeks": weeks, "tz": tz.key,
             "before": (first - timedelta(days=count)).isoformat(),
             "after": (first + timedelta(days=count)).isoformat(),
@@ -133,7 +134,8 @@ class RotaPages:
                    if who(was) != who(now)]  # fmt: skip
         context = {
             **self.admin_site.each_context(request),
-            "opts": self.model._meta, "original": obj, "title": f"Preview of the change to {obj}",
+            "opts": self.model._meta, "original": obj, "crumb": "Preview",
+            "title": f"Preview of the change to {obj}",
             "changed": changed, "days": PREVIEW_DAYS, "tz": tz.key,
             "fields": [(key, value) for key, values in request.POST.lists() for value in values
                        if key not in ("_preview", "csrfmiddlewaretoken")],
@@ -191,22 +193,16 @@ class ScheduleRuleInline(admin.TabularInline):
     extra = 1
 
 
-class UpcomingOverrideInline(admin.TabularInline):
+class UpcomingOverrideInline(ReadOnlyTabularInline):
     """The overrides not ended yet, read only here: add them with "Cover a shift"."""
 
     model = Override
     fk_name = "schedule"
     fields = ["kind", "person", "replaces", "starts_at", "ends_at", "note", "created_by"]
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
     verbose_name_plural = "overrides not ended yet"
 
     def get_queryset(self, request):
         return super().get_queryset(request).filter(ends_at__gt=timezone.now())
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Schedule)
@@ -246,7 +242,7 @@ class ScheduleAdmin(RotaPages, admin.ModelAdmin):
             context = {
                 **self.admin_site.each_context(request),
                 "opts": self.model._meta, "original": schedule, "form": form, "tz": tz.key,
-                "title": f"Cover a shift in {schedule}",
+                "title": f"Cover a shift in {schedule}", "crumb": "Cover a shift",
             }  # fmt: skip
             # Rendered here: its times are shown on the schedule's wall clock too.
             return TemplateResponse(request, "admin/oncall/cover.html", context).render()
@@ -343,22 +339,13 @@ class TemporaryScheduleAdmin(admin.ModelAdmin):
 
 
 @admin.register(OnCallShift)
-class OnCallShiftAdmin(admin.ModelAdmin):
+class OnCallShiftAdmin(ReadOnlyAdmin):
     """The record of who was on call: written by the system, read here."""
 
     list_display = ["person_name", "schedule", "rotation", "starts_at", "ends_at", "why"]
     list_filter = ["schedule", "rotation"]
     search_fields = ["person_name", "why"]
     date_hierarchy = "starts_at"
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(CalendarFeed)

@@ -6,22 +6,13 @@ shift starts at 19:00 on both sides of a daylight-saving change; overrides and t
 schedules are between two instants.
 """
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 
 from core.config_cache import watch
-from core.time_windows import DAY_NAMES, parse_days, validate_time_zone
+from core.time_windows import DAY_NAMES, default_time_zone, validate_days, validate_time_zone
 from core.tokens import hash_token, new_token
-
-
-def default_time_zone() -> str:
-    return settings.TIME_ZONE
-
-
-def validate_days(value: str) -> None:
-    parse_days(value)
 
 
 class Team(models.Model):
