@@ -3,6 +3,7 @@ call then, and for the timeline who was chosen and why. A schedule with nobody o
 the step to its fallback person or, without one, to its team's default policy's first step;
 it is never silently nowhere."""
 
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -10,6 +11,8 @@ from .models import Team
 from .plans import plans
 from .rota import when
 from .who import Answer, UnknownSubject, who_is_on_call
+
+log = logging.getLogger(__name__)
 
 ON_CALL = "on_call"
 NOBODY_ON_CALL = "nobody_on_call"
@@ -33,9 +36,15 @@ def resolve(step: dict, at: datetime) -> Resolved:
                 answer = who_is_on_call(kind, pk, at)
             except UnknownSubject:
                 plan = None
+            except Exception:  # noqa: BLE001 (a rota that cannot be read must not stop the step)
+                log.exception("could not tell who is on call in %s %s", kind, pk)
+                answer = None
             if plan is None:
                 continue  # deleted since the alarm started
-            if answer.people:
+            if answer is None:
+                text = _fall_back(plan, at, resolved, reason="could not be read")
+                resolved.notes.append((NOBODY_ON_CALL, text))
+            elif answer.people:
                 resolved.person_ids.update(chosen.person_id for chosen in answer.people)
                 resolved.notes.append((ON_CALL, describe(answer, plan.tz)))
             else:
@@ -55,9 +64,11 @@ def describe(answer: Answer, tz) -> str:
     return f"On call in {answer.kind} '{answer.name}': {', '.join(people)}"
 
 
-def _fall_back(plan, at: datetime, resolved: Resolved) -> str:
+def _fall_back(plan, at: datetime, resolved: Resolved, reason: str = "") -> str:
     local = at.astimezone(plan.tz)
     text = f"Nobody on call in {plan.kind} '{plan.name}' at {local:%H:%M} ({plan.tz.key})"
+    if reason:
+        text = f"Who is on call in {plan.kind} '{plan.name}' {reason} at {local:%H:%M}"
     if plan.fallback_id and plan.fallback_id not in plan.inactive:
         resolved.person_ids.add(plan.fallback_id)
         return f"{text}: paging its fallback {plan.names.get(plan.fallback_id, '?')}"

@@ -12,6 +12,7 @@ from alarms.tests.test_engine import notified, run_now
 from alarms.timeline import SYSTEM
 from escalation.models import EscalationPolicy, EscalationStep
 from oncall.models import Override, Team
+from oncall.plans import SchedulePlan
 
 from .making import rotation, schedule
 
@@ -99,3 +100,19 @@ def test_nobody_and_no_fallback_is_said_and_the_step_skipped(alarm_for):
     [text] = texts(alarm, Kind.NOBODY_ON_CALL)
     assert text.endswith("and it has no fallback: nobody is paged for it")
     assert alarm.events.filter(kind=Kind.STEP_SKIPPED).exists()
+
+
+def test_a_rota_that_cannot_be_read_still_pages_the_fallback(crew, alarm_for, monkeypatch):
+    alice, bob, carol = crew
+    broken = schedule(dict(person=alice), fallback_person=carol)
+
+    def fails(self, at):
+        raise RuntimeError("a bug in the rota")
+
+    monkeypatch.setattr(SchedulePlan, "evaluate", fails)
+    alarm = alarm_for(schedules=[broken])
+    assert run_now(alarm)
+    assert notified(alarm) == [(0, 0, "Carol", "email")]
+    [text] = texts(alarm, Kind.NOBODY_ON_CALL)
+    assert "Who is on call in schedule 'Ward' could not be read at " in text
+    assert text.endswith(": paging its fallback Carol")
