@@ -28,6 +28,7 @@ from .models import (
     RotationMember,
     Schedule,
     ScheduleRule,
+    ShiftNotice,
     Team,
     TemporarySchedule,
     TemporaryShift,
@@ -373,3 +374,13 @@ class CalendarFeedAdmin(admin.ModelAdmin):
     def revoke(self, request, queryset):
         revoked = queryset.filter(revoked_at=None).update(revoked_at=timezone.now())
         self.message_user(request, f"Revoked {revoked} calendar link(s).")
+
+
+@admin.register(ShiftNotice)
+class ShiftNoticeAdmin(ReadOnlyAdmin):
+    """Reminders and hand-off messages, as they were sent (or why not)."""
+
+    list_display = ["shift_starts_at", "kind", "person", "schedule", "method", "status", "answer"]
+    list_filter = ["kind", "status", "schedule"]
+    search_fields = ["person__name", "text", "answer"]
+    date_hierarchy = "shift_starts_at"

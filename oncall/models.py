@@ -326,6 +326,7 @@ class OnCallShift(models.Model):
 
     class Meta:
         ordering = ["starts_at", "pk"]
+        verbose_name = "recorded shift"
         indexes = [
             models.Index(fields=["schedule", "starts_at"]),
             models.Index(fields=["rotation", "starts_at"]),

@@ -171,6 +171,7 @@ class Migration(migrations.Migration):
                 ('schedule', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='history', to='oncall.schedule')),
             ],
             options={
+                'verbose_name': 'recorded shift',
                 'ordering': ['starts_at', 'pk'],
                 'indexes': [models.Index(fields=['schedule', 'starts_at'], name='oncall_onca_schedul_aa2f6f_idx'), models.Index(fields=['rotation', 'starts_at'], name='oncall_onca_rotatio_39848b_idx')],
                 'constraints': [models.CheckConstraint(condition=models.Q(models.Q(('rotation__isnull', True), ('schedule__isnull', False)), models.Q(('rotation__isnull', False), ('schedule__isnull', True)), _connector='OR'), name='shift_of_schedule_or_rotation')],

@@ -143,3 +143,11 @@ def test_a_rotations_preview_shows_the_new_order_from_the_next_hand_off(operator
     assert f"{timezone.localdate():%a %d %b}" not in page  # today's shift stays as it is
     assert list(nurses.members.order_by("position").values_list("person__name", flat=True)) == [
         "Ann", "Ben", "Cat"]  # nothing saved  # fmt: skip
+
+
+def test_the_record_and_the_notices_are_read_only_lists(operator, ward):
+    for page in ("oncallshift", "shiftnotice"):
+        listing = operator.get(f"/admin/oncall/{page}/")
+        assert listing.status_code == 200
+        assert f"/admin/oncall/{page}/add/" not in listing.content.decode()
+    assert "Recorded shifts" in operator.get("/admin/oncall/").content.decode()
