@@ -116,8 +116,11 @@ class OnCallLoading:
             self.checked(entry, where, rule)
             wanted.append(rule)
         fields = [*SCHEDULE_RULE_FIELDS, "person_id", "rotation_id"]
-        as_stored = [[getattr(rule, name) for name in fields] for rule in schedule.rules.all()]
-        if as_stored == [[getattr(rule, name) for name in fields] for rule in wanted]:
+
+        def rows(rules):  # in any order: stored rules come back by layer
+            return sorted(tuple(str(getattr(rule, name)) for name in fields) for rule in rules)
+
+        if rows(schedule.rules.all()) == rows(wanted):
             return False
         schedule.rules.all().delete()
         ScheduleRule.objects.bulk_create(wanted)

@@ -112,8 +112,9 @@ class SchedulePlan:
         for temporary in self.temporaries.holding(at):
             why = "temporary schedule" + (f" ({temporary.note})" if temporary.note else "")
             return tuple(
-                self._chosen(pk, why) for pk, start, end in temporary.shifts if start <= at < end
-            )
+                self._chosen(pk, why) for pk, start, end in temporary.shifts
+                if start <= at < end and pk not in self.inactive
+            )  # fmt: skip
         wall = at.astimezone(self.tz).replace(tzinfo=None)
         chosen: dict[int, str] = {}
         for layer, rules in self.layers:

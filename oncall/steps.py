@@ -80,7 +80,10 @@ def _fall_back(plan, at: datetime, resolved: Resolved, reason: str = "") -> str:
     for kind in ("schedule", "rotation"):  # their own gaps are not followed
         for pk in getattr(first, f"{kind}s").values_list("pk", flat=True):
             if (kind, pk) != (plan.kind, plan.id):
-                people.update(c.person_id for c in who_is_on_call(kind, pk, at).people)
+                try:
+                    people.update(c.person_id for c in who_is_on_call(kind, pk, at).people)
+                except UnknownSubject:
+                    continue  # deleted meanwhile
     resolved.person_ids.update(people)
     resolved.channel_ids.update(first.channels.filter(enabled=True).values_list("pk", flat=True))
     return f"{text}: paging the first step of the team's default policy '{policy.name}'"

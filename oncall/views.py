@@ -53,7 +53,10 @@ class OnCallAccess(BasePermission):
             return False
         if request.method in ("GET", "HEAD", "OPTIONS"):
             return user.has_perm(READ)
-        return user.has_perm(view.write_permission(request)) or person_of(user) is not None
+        writing = getattr(view, "write_permission", None)
+        if writing is None:
+            return False  # a read-only view
+        return user.has_perm(writing(request)) or person_of(user) is not None
 
     def has_object_permission(self, request, view, obj):
         if request.method in ("GET", "HEAD", "OPTIONS"):
@@ -62,7 +65,7 @@ class OnCallAccess(BasePermission):
             return True
         person = person_of(request.user)
         self.message = "You may change only overrides of your own shifts."
-        return person is not None and person.pk in (obj.person_id, obj.replaces_id)
+        return person is not None and person.pk == obj.replaces_id
 
 
 def subjects(query) -> list[tuple[str, int]]:
@@ -200,22 +203,18 @@ class OverrideViewSet(mixins.CreateModelMixin, mixins.RetrieveModelMixin,
         serializer.save()
 
     def _only_own(self, serializer) -> None:
-        """Without the permission, a person may write only overrides they are part of (as
-        they are after the change)."""
+        """Without the permission, a person may only give away their own shifts: the override
+        (as it is after the change) names them as the one covered or off. Adding oneself, or
+        taking someone else's shift, is for whoever may change overrides."""
         if self.request.user.has_perm(self.write_permission(self.request)):
             return
         person = person_of(self.request.user)
-        after = {key: serializer.validated_data.get(key, getattr(serializer.instance, key, None))
-                 for key in ("person", "replaces")}  # fmt: skip
-        if person.pk not in {getattr(value, "pk", None) for value in after.values()}:
-            raise serializers.ValidationError(
-                {
-                    "person": [
-                        "You may write overrides only of your own shifts (you cover, or "
-                        "someone covers you)."
-                    ]
-                }  # fmt: skip
-            )
+        current = getattr(serializer.instance, "replaces", None)
+        replaces = serializer.validated_data.get("replaces", current)
+        if getattr(replaces, "pk", None) != person.pk:
+            message = "You may write overrides only of your own shifts: someone covers you, or "
+            message += "you are off."
+            raise serializers.ValidationError({"replaces": [message]})
 
 
 @require_GET

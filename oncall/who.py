@@ -69,7 +69,8 @@ def stretches(kind: str, pk: int, start: datetime, end: datetime) -> list[Segmen
 
 def computed(plan, at: datetime) -> Answer:
     last = getattr(plan, "last_answer", None)
-    if last and last.at <= at and (last.changes_at is None or at < last.changes_at):
+    # Without a change in sight the answer holds only as far as it looked.
+    if last and last.at <= at < (last.changes_at or last.at + HORIZON):
         return replace(last, at=at)
     people = plan.evaluate(at)
     until, changes_at = _until(plan, at, people)

@@ -110,25 +110,35 @@ def test_an_operator_adds_an_override_and_its_checks_apply(ward, alice, bob, cal
     assert [o["note"] for o in listed["results"]] == ["swap"]
 
 
-def test_people_swap_their_own_shifts_and_only_theirs(ward, alice, bob, carol_login, call,
-                                                      make_person):  # fmt: skip
+def test_people_give_away_their_own_shifts_and_only_theirs(ward, alice, bob, carol_login, call):
     carol, user = carol_login
     start = timezone.now() + timedelta(hours=2)
-    mine = dict(schedule=ward.pk, kind="replace", person=carol.pk, replaces=alice.pk,
+    mine = dict(schedule=ward.pk, kind="replace", person=bob.pk, replaces=carol.pk,
                 starts_at=iso(start), ends_at=iso(start + timedelta(hours=3)))  # fmt: skip
     created = call("post", "/v1/oncall/overrides", role=None, user=user, **mine)
     assert created.status_code == 201, created.json()
-    theirs = {**mine, "person": bob.pk, "starts_at": iso(start + timedelta(days=1)),
-              "ends_at": iso(start + timedelta(days=2))}  # fmt: skip
-    refused = call("post", "/v1/oncall/overrides", role=None, user=user, **theirs)
-    assert refused.status_code == 400
-    assert "only of your own shifts" in str(refused.json()["fields"])
+    # Taking Alice's shift, or adding herself, is not hers to decide.
+    for theirs in ({**mine, "person": carol.pk, "replaces": alice.pk},
+                   {**mine, "kind": "add", "person": carol.pk, "replaces": None}):  # fmt: skip
+        theirs.update(starts_at=iso(start + timedelta(days=1)),
+                      ends_at=iso(start + timedelta(days=2)))  # fmt: skip
+        refused = call("post", "/v1/oncall/overrides", role=None, user=user, **theirs)
+        assert refused.status_code == 400
+        assert "only of your own shifts" in str(refused.json()["fields"])
+    moved = call("patch", f"/v1/oncall/overrides/{created.json()['id']}", role=None, user=user,
+                 replaces=alice.pk)  # fmt: skip
+    assert moved.status_code == 400
     other = Override.objects.create(schedule=ward, kind="add", person=bob, starts_at=start,
                                     ends_at=start + timedelta(hours=1))  # fmt: skip
     gone = call("delete", f"/v1/oncall/overrides/{other.pk}", role=None, user=user)
     assert gone.status_code == 403
     assert call("delete", f"/v1/oncall/overrides/{created.json()['id']}", role=None,
                 user=user).status_code == 204  # fmt: skip
+
+
+def test_the_read_only_views_refuse_writes(ward, call):
+    assert call("post", "/v1/oncall").status_code == 403
+    assert call("post", "/v1/oncall/shifts").status_code == 403
 
 
 @pytest.fixture

@@ -107,6 +107,7 @@ def test_wrong_entries_are_named_and_nothing_is_stored(loaded, entry, message):
     assert not Schedule.objects.filter(name="X").exists()
 
 
-def test_an_override_listed_again_is_not_added_twice(loaded):
-    seed.load(seed.parse(SEED))
+def test_loading_the_seed_again_changes_nothing(loaded):
+    report = seed.load(seed.parse(SEED))
+    assert not report.changed, report.counts()
     assert Override.objects.count() == 1

@@ -230,3 +230,21 @@ def test_stretches_join_the_recorded_past_and_the_computed_future(crew):
         (started, ["Alice"]),  # recorded
         (started + timedelta(hours=2), ["Bob"]),  # not recorded yet: computed
     ]
+
+
+def test_a_kept_answer_is_not_reused_past_what_it_looked_at(crew):
+    fortnight = rotation(crew[:2], start="2026-01-05", unit="weeks", length=2)
+    assert on_call(fortnight, at("2026-01-06 12:00")) == ["Alice"]
+    assert on_call(fortnight, at("2026-01-25 12:00")) == ["Bob"]  # beyond the 8 days looked at
+
+
+def test_an_inactive_person_on_a_temporary_schedule_is_not_on_call(crew):
+    alice, bob = crew[:2]
+    ward = schedule(dict(person=alice))
+    closed = TemporarySchedule.objects.create(schedule=ward, starts_at=at("2026-12-24 18:00"),
+                                              ends_at=at("2026-12-26 18:00"))  # fmt: skip
+    TemporaryShift.objects.create(temporary=closed, person=bob, starts_at=at("2026-12-24 18:00"),
+                                  ends_at=at("2026-12-25 18:00"))  # fmt: skip
+    bob.active = False
+    bob.save()
+    assert on_call(ward, at("2026-12-24 20:00")) == []
