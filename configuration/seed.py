@@ -21,14 +21,14 @@ from core.storable_text import made_storable
 from devices.models import Device, Person, Room, Site
 from escalation.models import (
     EscalationPolicy,
-    EscalationStep,
     Inhibition,
     RoutingRule,
 )
 from notifications.models import NotificationChannel
-from oncall.models import Rotation, Schedule, Team
+from oncall.models import Team
 
 from .seed_oncall import ROTATION_FIELDS, SCHEDULE_FIELDS, TEAM_KEYS, OnCallLoading
+from .seed_policies import POLICY_FIELDS, PolicyLoading
 
 FORMAT_VERSION = 1
 # The report's kinds, in the order a load handles them (each may name the ones before it).
@@ -41,18 +41,7 @@ STATES = ("created", "updated", "unchanged")
 
 PERSON_FIELDS = ["email", "phone", "signal_number", "active"]
 CHANNEL_FIELDS = ["kind", "enabled", "config", "subject_template", "body_template"]
-POLICY_FIELDS = [
-    "description",
-    "repeat_count",
-    "repeat_after_seconds",
-    "is_default",
-    "damp_flapping",
-]
-STEP_KEYS = ["delay_seconds", "persons", "schedules", "rotations", "methods", "channels"]
 SITE_FIELDS = ["address"]
-# What a step names, each by name: {key: model}.
-STEP_TARGETS = {"persons": Person, "schedules": Schedule, "rotations": Rotation,
-                "channels": NotificationChannel}  # fmt: skip
 DEVICE_FIELDS = ["kind", "enabled", "allowed_networks", "mac_address", "rate_limit_per_minute",
                  "heartbeat_interval_seconds"]  # fmt: skip
 RULE_FIELDS = ["order", "enabled", "source", "min_severity", "matchers", "days", "start_time",
@@ -237,7 +226,7 @@ def substitute(value, environ, path: str):
     return PLACEHOLDER.sub(one, value)
 
 
-class Loader(OnCallLoading):
+class Loader(PolicyLoading, OnCallLoading):
     """One load: walks the kinds in dependency order, each entry found or made, checked with
     the model's own full_clean(), and saved only when something differs."""
 
@@ -346,12 +335,19 @@ class Loader(OnCallLoading):
         obj.save()
         return "created" if adding else "updated"
 
-    def checked(self, entry: Entry, where: str, obj) -> None:
-        """The object checked as the admin would; an error names where it is."""
+    def checked(self, entry: Entry, where: str, obj, **options) -> None:
+        """The object checked as the admin would (`full_clean(**options)`); an error names
+        where it is."""
         try:
-            obj.full_clean()
+            obj.full_clean(**options)
         except ValidationError as exc:
             raise entry.fail(f"{where}: {describe(exc)}") from None
+
+    def known_keys(self, entry: Entry, where: str, item: dict, keys: list[str]) -> None:
+        unknown = [str(key) for key in item if key not in keys]
+        if unknown:
+            raise entry.fail(f"{where}: unknown key(s) {', '.join(unknown)}; known: "
+                             f"{', '.join(keys)}")  # fmt: skip
 
     def stored(self, model, entry: Entry, name: str):
         """The stored object of this name, or a new unsaved one."""
@@ -386,74 +382,6 @@ class Loader(OnCallLoading):
                 except SeedError as exc:
                     raise entry.fail(str(exc)) from None
             self.report.note("channels", channel.name, self.store(entry, channel, values))
-
-    def load_policies(self, entries) -> None:
-        for entry, item in entries:
-            policy = self.stored(EscalationPolicy, entry, item["name"])
-            values = self.plain(entry, EscalationPolicy, item, POLICY_FIELDS)
-            values.update(self.named_refs(entry, item, {"team": Team}))
-            if values.get("is_default") is True:
-                self.take_global_default(entry, policy)
-            state = self.store(entry, policy, values)
-            if "steps" in item and self.load_steps(entry, policy, item["steps"]):
-                state = "updated" if state == "unchanged" else state
-            self.report.note("policies", policy.name, state)
-
-    def take_global_default(self, entry: Entry, policy: EscalationPolicy) -> None:
-        """One policy is the global default: the seed's choice takes it from any other."""
-        if self.default_policy_entry is not None:
-            other = self.default_policy_entry
-            raise entry.fail(f'is_default: {other.kind}[{other.index}] "{other.name}" is '
-                             "already the global default in this seed")  # fmt: skip
-        self.default_policy_entry = entry
-        for other in EscalationPolicy.objects.filter(is_default=True).exclude(pk=policy.pk):
-            other.is_default = False
-            other.save()
-            self.report.note("policies", other.name, "updated")
-
-    def load_steps(self, entry: Entry, policy: EscalationPolicy, items) -> bool:
-        """Make the policy's steps the listed ones; True when they changed."""
-        if not isinstance(items, list):
-            raise entry.fail("steps: must be a list of steps")
-        wanted = [self.step(entry, policy, index, item) for index, item in enumerate(items)]
-        stored = [
-            (step.delay_seconds, list(step.methods),
-             *({row.pk for row in getattr(step, key).all()} for key in STEP_TARGETS))
-            for step in policy.steps.order_by("order").prefetch_related(*STEP_TARGETS)
-        ]  # fmt: skip
-        listed = [
-            (step.delay_seconds, step.methods, *({row.pk for row in targets[key]}
-                                                 for key in STEP_TARGETS))
-            for step, targets in wanted
-        ]  # fmt: skip
-        if stored == listed:
-            return False
-        policy.steps.all().delete()
-        for step, targets in wanted:
-            step.save()
-            for key in STEP_TARGETS:
-                getattr(step, key).set(targets[key])
-        return True
-
-    def step(self, entry: Entry, policy, index: int, item) -> tuple:
-        """One listed step, checked but not saved: (step, {target key: rows})."""
-        where = f"steps[{index}]"
-        if not isinstance(item, dict):
-            raise entry.fail(f"{where}: a step must be a mapping")
-        unknown = [str(key) for key in item if key not in STEP_KEYS]
-        if unknown:
-            raise entry.fail(f"{where}: unknown key(s) {', '.join(unknown)}; known: "
-                             f"{', '.join(STEP_KEYS)}")  # fmt: skip
-        targets = {key: self.refs(entry, model, f"{where}.{key}", item.get(key))
-                   for key, model in STEP_TARGETS.items()}  # fmt: skip
-        values = self.plain(entry, EscalationStep, item, ["delay_seconds", "methods"])
-        step = EscalationStep(policy=policy, order=index, **values)
-        try:
-            # Its policy may be new, and the order clashes with the step it replaces.
-            step.full_clean(exclude=["policy"], validate_unique=False, validate_constraints=False)
-        except ValidationError as exc:
-            raise entry.fail(f"{where}: {describe(exc)}") from None
-        return step, targets
 
     def refs(self, entry: Entry, model, key: str, names) -> list:
         if names in (None, ""):

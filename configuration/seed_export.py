@@ -29,10 +29,8 @@ from .seed import (
     FORMAT_VERSION,
     INHIBITION_FIELDS,
     PERSON_FIELDS,
-    POLICY_FIELDS,
     RULE_FIELDS,
     SITE_FIELDS,
-    STEP_TARGETS,
     SeedError,
 )
 from .seed_oncall import (
@@ -41,6 +39,7 @@ from .seed_oncall import (
     SCHEDULE_FIELDS,
     SCHEDULE_RULE_FIELDS,
 )
+from .seed_policies import POLICY_FIELDS, STEP_TARGETS
 
 
 def export() -> dict:

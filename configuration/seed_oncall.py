@@ -36,7 +36,7 @@ SHIFT_KEYS = ["person", "starts_at", "ends_at"]
 
 class OnCallLoading:
     """The loader's methods for the on-call kinds, mixed into `seed.Loader` (whose `plain`,
-    `ref`, `store` and `checked` they use)."""
+    `ref`, `store`, `checked` and `known_keys` they use)."""
 
     def load_teams(self, entries) -> None:
         for entry, item in entries:
@@ -95,12 +95,6 @@ class OnCallLoading:
         if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
             raise entry.fail(f"{key}: must be a list of mappings")
         return items
-
-    def known_keys(self, entry, where: str, item: dict, keys: list[str]) -> None:
-        unknown = [str(key) for key in item if key not in keys]
-        if unknown:
-            raise entry.fail(f"{where}: unknown key(s) {', '.join(unknown)}; known: "
-                             f"{', '.join(keys)}")  # fmt: skip
 
     def load_schedule_rules(self, entry, schedule: Schedule, items) -> bool:
         """Make the schedule's rules the listed ones; True when they changed."""

@@ -9,7 +9,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from .models import OnCallShift, Recording
-from .plans import Chosen, Segment, plans, segments
+from .plans import Chosen, joined, plans, segments
 
 
 def record(now: datetime | None = None) -> int:
@@ -79,14 +79,9 @@ def recorded_between(kind: str, pk: int, start: datetime, end: datetime):
         .order_by("starts_at", "pk")
     )  # fmt: skip
     inside = {at for r in rows for at in (r.starts_at, r.ends_at) if at and begin < at < stop}
-    edges = sorted({begin, *inside})
-    found = []
-    for index, at in enumerate(edges):
-        until = edges[index + 1] if index + 1 < len(edges) else stop
-        people = tuple(Chosen(r.person_id, r.person_name, r.why) for r in rows
-                       if r.starts_at <= at and (r.ends_at is None or r.ends_at > at))  # fmt: skip
-        if found and found[-1].people == people:
-            found[-1] = Segment(found[-1].starts_at, until, people)
-        else:
-            found.append(Segment(at, until, people))
-    return found, begin, stop
+
+    def people_at(at):
+        return tuple(Chosen(r.person_id, r.person_name, r.why) for r in rows
+                     if r.starts_at <= at and (r.ends_at is None or r.ends_at > at))  # fmt: skip
+
+    return joined(sorted({begin, *inside}), stop, people_at), begin, stop

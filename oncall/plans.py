@@ -4,7 +4,7 @@ configuration changes (`core.config_cache`)."""
 
 import zoneinfo
 from bisect import bisect_left, bisect_right
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
 from core.config_cache import kept
@@ -184,12 +184,18 @@ class RotationSubject:
     kind: str = "rotation"
     fallback_id: int | None = None
     team_id: int | None = None
-    id: int = field(init=False)
-    name: str = field(init=False)
-    tz: zoneinfo.ZoneInfo = field(init=False)
 
-    def __post_init__(self):
-        self.id, self.name, self.tz = self.rotation.id, self.rotation.name, self.rotation.tz
+    @property
+    def id(self) -> int:
+        return self.rotation.id
+
+    @property
+    def name(self) -> str:
+        return self.rotation.name
+
+    @property
+    def tz(self) -> zoneinfo.ZoneInfo:
+        return self.rotation.tz
 
     def evaluate(self, at: datetime) -> tuple[Chosen, ...]:
         turn = self.rotation.turn(at)
@@ -211,10 +217,15 @@ class Segment:
 
 def segments(plan, start: datetime, end: datetime) -> list[Segment]:
     """Who is on call from `start` to `end`, as the stretches in which it does not change."""
-    points = sorted(plan.boundaries(start, end) | {start})
+    return joined(sorted(plan.boundaries(start, end) | {start}), end, plan.evaluate)
+
+
+def joined(points: list[datetime], end: datetime, people_at) -> list[Segment]:
+    """The stretches from each of the sorted `points` to the next (the last to `end`), with
+    `people_at(point)` on call, those in a row with the same people joined into one."""
     found: list[Segment] = []
     for index, at in enumerate(points):
-        people = plan.evaluate(at)
+        people = people_at(at)
         ends_at = points[index + 1] if index + 1 < len(points) else end
         if found and found[-1].people == people:
             found[-1] = Segment(found[-1].starts_at, ends_at, people)

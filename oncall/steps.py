@@ -7,6 +7,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from . import who
 from .models import Team
 from .plans import plans
 from .rota import when
@@ -32,15 +33,13 @@ def resolve(step: dict, at: datetime) -> Resolved:
     for kind in ("schedule", "rotation"):
         for pk in step.get(f"{kind}_ids") or ():
             plan = known.get((kind, pk))
+            if plan is None:
+                continue  # deleted since the alarm started
             try:
-                answer = who_is_on_call(kind, pk, at)
-            except UnknownSubject:
-                plan = None
+                answer = who.answer_for(plan, at)
             except Exception:  # noqa: BLE001 (a rota that cannot be read must not stop the step)
                 log.exception("could not tell who is on call in %s %s", kind, pk)
                 answer = None
-            if plan is None:
-                continue  # deleted since the alarm started
             if answer is None:
                 text = _fall_back(plan, at, resolved, reason="could not be read")
                 resolved.notes.append((NOBODY_ON_CALL, text))

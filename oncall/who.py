@@ -41,24 +41,31 @@ class UnknownSubject(LookupError):
 
 def who_is_on_call(kind: str, pk: int, at: datetime | None = None) -> Answer:
     """Who the schedule or rotation has on call at `at` (now when not given)."""
-    plan = plans().get((kind, pk))
-    if plan is None:
-        raise UnknownSubject(f"No {kind} {pk}.")
+    return answer_for(_plan(kind, pk), at)
+
+
+def answer_for(plan, at: datetime | None = None) -> Answer:
+    """`who_is_on_call` for a caller that holds the plan already (a step, among many)."""
     now = timezone.now()
     at = at or now
     if at < now - RECORDED_AFTER:
-        people = history.recorded_at(kind, pk, at)
+        people = history.recorded_at(plan.kind, plan.id, at)
         if people is not None:
-            return Answer(kind, pk, plan.name, at, people, {}, None, recorded=True)
+            return Answer(plan.kind, plan.id, plan.name, at, people, {}, None, recorded=True)
     return computed(plan, at)
+
+
+def _plan(kind: str, pk: int):
+    plan = plans().get((kind, pk))
+    if plan is None:
+        raise UnknownSubject(f"No {kind} {pk}.")
+    return plan
 
 
 def stretches(kind: str, pk: int, start: datetime, end: datetime) -> list[Segment]:
     """Who is on call from `start` to `end`, as stretches in which it does not change: the
     recorded past as it was recorded, the rest computed."""
-    plan = plans().get((kind, pk))
-    if plan is None:
-        raise UnknownSubject(f"No {kind} {pk}.")
+    plan = _plan(kind, pk)
     recorded, begin, stop = [], start, start
     if start < timezone.now() - RECORDED_AFTER:
         recorded, begin, stop = history.recorded_between(kind, pk, start, end)

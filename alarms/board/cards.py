@@ -98,10 +98,18 @@ def cards_of(alarms) -> list[dict]:
             for a in alarms]  # fmt: skip
 
 
+def _pages_on_call(alarm: Alarm) -> bool:
+    return any("schedule_ids" in step or "rotation_ids" in step
+               for step in alarm.steps_snapshot or ())  # fmt: skip
+
+
 def nobody_on_call(alarms) -> dict:
     """For each alarm whose step found nobody on call since it last (re)opened, what its
     timeline said of the last time (one query for them all: such events are rare)."""
-    since = {a.pk: a.reopened_at or a.created_at for a in alarms}
+    # Only steps that name schedules or rotations write such events: most alarms need no query.
+    since = {a.pk: a.reopened_at or a.created_at for a in alarms if _pages_on_call(a)}
+    if not since:
+        return {}
     found = {}
     events = AlarmEvent.objects.filter(alarm_id__in=since, kind=AlarmEvent.Kind.NOBODY_ON_CALL)
     for alarm_id, at, text in events.order_by("at").values_list("alarm_id", "at", "text"):

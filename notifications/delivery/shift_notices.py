@@ -19,6 +19,7 @@ from escalation.models import EscalationPolicy
 from oncall.models import Schedule, ShiftNotice
 from oncall.plans import plans, segments
 from oncall.rota import when
+from oncall.who import computed
 
 from ..messages import Message
 from ..transports.base import Outgoing, TransportError
@@ -45,41 +46,39 @@ def send_due(now: datetime | None = None) -> int:
         if plan is None:
             continue
         lead = timedelta(minutes=schedule.reminder_minutes)
-        for person_id, starts, ends in shift_starts(plan, now - HANDOFF_LATE, now + lead):
+        for person_id, starts in shift_starts(plan, now - HANDOFF_LATE, now + lead):
             if starts > now and schedule.reminder_minutes:
                 kind = ShiftNotice.Kind.REMINDER
             elif starts <= now and schedule.handoff_message:
                 kind = ShiftNotice.Kind.HANDOFF
             else:
                 continue
-            sent += _notify(schedule, plan, person_id, kind, starts, ends, now)
+            sent += _notify(schedule, plan, person_id, kind, starts, now)
     return sent
 
 
 def shift_starts(plan, start: datetime, end: datetime):
-    """(person id, when their shift starts, when it ends) for each shift starting in
-    (start, end]: someone on call in a stretch who was not in the one before."""
+    """(person id, when their shift starts) for each shift starting in (start, end]:
+    someone on call in a stretch who was not in the one before."""
     stretches = segments(plan, start, end + timedelta(seconds=1))
     for before, after in zip(stretches, stretches[1:], strict=False):
         arriving = {c.person_id for c in after.people} - {c.person_id for c in before.people}
         for person_id in arriving:
-            yield person_id, after.starts_at, _shift_end(plan, person_id, after.starts_at)
+            yield person_id, after.starts_at
 
 
-def _shift_end(plan, person_id: int, starts: datetime) -> datetime | None:
-    for stretch in segments(plan, starts, starts + timedelta(days=8)):
-        if person_id not in {c.person_id for c in stretch.people}:
-            return stretch.starts_at
-    return None
-
-
-def _notify(schedule, plan, person_id, kind, starts, ends, now) -> int:
+def _notify(schedule, plan, person_id, kind, starts, now) -> int:
+    told = ShiftNotice.objects.filter(schedule=schedule, person_id=person_id, kind=kind,
+                                      shift_starts_at=starts)  # fmt: skip
+    if told.exists():
+        return 0  # every run meets the shifts of the window again
     try:
         with transaction.atomic():
             notice = ShiftNotice.objects.create(schedule=schedule, person_id=person_id, kind=kind,
                                                 shift_starts_at=starts)  # fmt: skip
     except IntegrityError:
         return 0  # told already (or being told by another node)
+    ends = computed(plan, starts).until.get(person_id)  # when their shift ends, if in sight
     notice.text = _text(schedule, plan, kind, starts, ends, now)
     return _send(notice)
 
