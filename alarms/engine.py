@@ -153,6 +153,16 @@ def shorten_delays(alarm: Alarm, delay_of, actor) -> None:
     schedule(alarm)
 
 
+def escalate_again(alarm: Alarm) -> bool:
+    """Run the steps again from the first, now, as a new round (its messages are new ones);
+    the caller saves the alarm and `schedule`s it. False when there are no steps."""
+    if not alarm.steps_snapshot:
+        return False
+    alarm.current_step, alarm.current_round = -1, alarm.current_round + 1
+    _schedule(alarm, 0)
+    return True
+
+
 def _seconds(delays: list) -> str:
     return ", ".join(f"{delay:g}" for delay in delays) + " s"
 

@@ -21,7 +21,7 @@ from notifications.transports.base import ACKNOWLEDGED
 from observability import instruments
 
 from . import board, engine, storms
-from .models import OPEN_STATUSES, Alarm, AlarmEvent, Status
+from .models import OPEN_STATUSES, Alarm, AlarmEvent, Claim, Status
 from .timeline import Actor, event, record, record_all
 
 Kind = AlarmEvent.Kind
@@ -204,6 +204,7 @@ def _reopen(alarm: Alarm, actor: Actor, payload: dict, policy, hold_seconds: flo
     now, resolved_at = timezone.now(), alarm.resolved_at
     alarm.status, alarm.resolved_at, alarm.resolved_by = Status.TRIGGERED, None, ""
     alarm.acknowledged_at, alarm.acknowledged_by = None, ""
+    alarm.late_claims_at = None
     alarm.occurrences += 1
     alarm.last_occurrence_at = alarm.reopened_at = now
     alarm.reopen_count += 1
@@ -270,16 +271,94 @@ def acknowledge(alarm_id, actor: Actor, note: str = "") -> Outcome:
             return Outcome(alarm, changed=False)
         if alarm.status != Status.TRIGGERED:
             raise AlarmClosed(alarm)
-        alarm.status = Status.ACKNOWLEDGED
-        alarm.acknowledged_at = timezone.now()
-        alarm.acknowledged_by = actor.name
-        engine.stop(alarm)
-        alarm.save()
-        record(alarm, AlarmEvent.Kind.ACKNOWLEDGED, note, actor)
-        follow_ups.on_transition(alarm, ACKNOWLEDGED)
+        _acknowledge(alarm, actor, note)
         board.publish(alarm)
-        instruments.alarm_acknowledged(alarm)
-        log.info("acknowledged by %s", actor.name)
+        return Outcome(alarm, changed=True)
+
+
+def _acknowledge(alarm: Alarm, actor: Actor, note: str) -> None:
+    alarm.status = Status.ACKNOWLEDGED
+    alarm.acknowledged_at = timezone.now()
+    alarm.acknowledged_by = actor.name
+    engine.stop(alarm)
+    alarm.save()
+    record(alarm, AlarmEvent.Kind.ACKNOWLEDGED, note, actor)
+    follow_ups.on_transition(alarm, ACKNOWLEDGED, actor.person)
+    instruments.alarm_acknowledged(alarm)
+    log.info("acknowledged by %s", actor.name)
+
+
+# A claim's ETA, in minutes, at most (half a day).
+MAX_ETA_MINUTES = 720
+
+
+def claim(alarm_id, actor: Actor, eta_minutes: int | None = None) -> Outcome:
+    """A responder is on the way, arriving in `eta_minutes` when they said. The first claim
+    acknowledges the alarm (escalation stops); later ones are kept beside it, and a person who
+    claims again changes their ETA. `changed` says whether this claim acknowledged it. With a
+    policy that escalates late claims, the alarm escalates again once every claim's ETA has
+    passed and it is still open (`escalate_late_claims`)."""
+    if eta_minutes is not None and not 0 < eta_minutes <= MAX_ETA_MINUTES:
+        raise ValueError(f"an ETA is 1 to {MAX_ETA_MINUTES} minutes")
+    with logs.about_alarm(alarm_id), transaction.atomic():
+        alarm = _locked(alarm_id)
+        if alarm.status not in OPEN_STATUSES:
+            raise AlarmClosed(alarm)
+        now = timezone.now()
+        eta_at = now + timedelta(minutes=eta_minutes) if eta_minutes else None
+        who = actor.person.name if actor.person else actor.name
+        fields = {"name": who, "via": actor.name, "claimed_at": now, "eta_at": eta_at}
+        if actor.person:
+            Claim.objects.update_or_create(
+                alarm=alarm, cycle=alarm.reopen_count, person=actor.person, defaults=fields
+            )
+        else:
+            Claim.objects.create(alarm=alarm, cycle=alarm.reopen_count, **fields)
+        eta = f", ETA {eta_minutes} min ({timezone.localtime(eta_at):%H:%M})" if eta_at else ""
+        record(alarm, AlarmEvent.Kind.CLAIMED, f"{who} is on the way{eta}", actor,
+               eta_at=eta_at.isoformat() if eta_at else None)  # fmt: skip
+        acknowledged = alarm.status == Status.TRIGGERED
+        alarm.late_claims_at = _late_claims_at(alarm)
+        if acknowledged:
+            _acknowledge(alarm, actor, f"on the way{eta}")
+        else:
+            alarm.save(update_fields=["late_claims_at"])
+        board.publish(alarm)
+        return Outcome(alarm, changed=acknowledged)
+
+
+def _late_claims_at(alarm: Alarm):
+    """When every claim of this cycle is past its ETA, if the policy escalates then; None when
+    it does not, or when someone on the way gave no ETA."""
+    if not (alarm.policy and alarm.policy.escalate_late_claims):
+        return None
+    etas = list(alarm.claims.filter(cycle=alarm.reopen_count).values_list("eta_at", flat=True))
+    return None if not etas or None in etas else max(etas)
+
+
+def escalate_late_claims(alarm_id) -> Outcome:
+    """Everyone who said they were on the way is past their ETA and the alarm is still open
+    (claimed but not arrived): it is triggered again and escalates from the first step, as a
+    new round. Does nothing to an alarm that was resolved, or claimed anew, meanwhile."""
+    with logs.about_alarm(alarm_id), transaction.atomic():
+        alarm = _locked(alarm_id)
+        now = timezone.now()
+        if not (alarm.status == Status.ACKNOWLEDGED and alarm.late_claims_at
+                and alarm.late_claims_at <= now):  # fmt: skip
+            return Outcome(alarm, changed=False)
+        names = ", ".join(
+            alarm.claims.filter(cycle=alarm.reopen_count).values_list("name", flat=True)
+        )
+        alarm.status, alarm.late_claims_at = Status.TRIGGERED, None
+        alarm.acknowledged_at, alarm.acknowledged_by = None, ""
+        escalating = engine.escalate_again(alarm)
+        alarm.save()
+        then = "escalating again from step 1" if escalating else "no steps to escalate"
+        record(alarm, AlarmEvent.Kind.CLAIMS_LATE,
+               f"Claimed by {names}, not resolved by the ETA: {then}")  # fmt: skip
+        engine.schedule(alarm)
+        board.publish(alarm)
+        log.info("claimed but not arrived: %s", then)
         return Outcome(alarm, changed=True)
 
 
@@ -301,10 +380,11 @@ def _close(alarm_id, status: str, kind: str, actor: Actor, note: str) -> Outcome
         alarm.status = status
         alarm.resolved_at = timezone.now()
         alarm.resolved_by = actor.name
+        alarm.late_claims_at = None
         engine.stop(alarm)
         alarm.save()
         record(alarm, kind, note, actor)
-        follow_ups.on_transition(alarm, status)
+        follow_ups.on_transition(alarm, status, actor.person)
         board.publish(alarm)
         log.info("%s by %s", status, actor.name)
         return Outcome(alarm, changed=True)

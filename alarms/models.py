@@ -93,6 +93,10 @@ class Alarm(models.Model):
     # then (see alarms/engine.py).
     step_queued_until = models.DateTimeField(null=True, blank=True, editable=False)
 
+    # When the ETA of every claim of this cycle has passed, if its policy then escalates again
+    # (`EscalationPolicy.escalate_late_claims`); the sweep does it when the alarm is still open.
+    late_claims_at = models.DateTimeField(null=True, blank=True, editable=False)
+
     # What channels remember about what they posted (a Zammad ticket id…), keyed "channel:<id>",
     # so a later step or the ACK updates that post instead of making a new one.
     external_refs = models.JSONField(default=dict, blank=True)
@@ -118,6 +122,11 @@ class Alarm(models.Model):
                 name="alarm_due_escalation",
             ),
             models.Index(fields=["status", "-created_at"]),
+            models.Index(
+                fields=["late_claims_at"],
+                condition=Q(status="acknowledged"),
+                name="alarm_late_claims",
+            ),
             # The flapping check: was this key resolved a moment ago?
             models.Index(
                 fields=["dedup_key", "-resolved_at"],
@@ -153,6 +162,10 @@ class AlarmEvent(models.Model):
         DELIVERY_FAILED = "delivery_failed"
         ACK_LINK_OPENED = "ack_link_opened"
         ACKNOWLEDGED = "acknowledged"
+        CLAIMED = "claimed"
+        CLAIMS_LATE = "claims_late", "claimed but not arrived"
+        REPLY = "reply", "reply received"
+        CALL = "call", "call ended"
         RESOLVED = "resolved"
         CANCELLED = "cancelled"
 
@@ -175,6 +188,34 @@ class AlarmEvent(models.Model):
 
     def __str__(self):
         return f"{self.at:%Y-%m-%d %H:%M:%S} {self.kind} {self.text}"
+
+
+class Claim(models.Model):
+    """A responder on the way ("on my way, 10 minutes"): the first claim acknowledges the alarm;
+    everyone who claims is kept, each with their ETA, for the board's countdown."""
+
+    alarm = models.ForeignKey(Alarm, on_delete=models.CASCADE, related_name="claims")
+    cycle = models.PositiveIntegerField(default=0, help_text="The alarm's reopen_count then.")
+    person = models.ForeignKey(
+        "devices.Person", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    name = models.CharField(max_length=200, help_text="Who is on the way.")
+    via = models.CharField(max_length=200, blank=True, help_text="How they said so.")
+    claimed_at = models.DateTimeField()
+    eta_at = models.DateTimeField(null=True, blank=True, help_text="When they expect to arrive.")
+
+    class Meta:
+        ordering = ["claimed_at", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["alarm", "cycle", "person"],
+                condition=Q(person__isnull=False),
+                name="one_claim_per_person_and_cycle",
+            )
+        ]
+
+    def __str__(self):
+        return f"{self.name} on the way to {self.alarm_id}"
 
 
 class AckLink(models.Model):

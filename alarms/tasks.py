@@ -7,7 +7,7 @@ from celery import shared_task
 from core.task_queue import queue_was_lost, started
 from notifications.delivery import recovery
 
-from . import engine, outbox_watch
+from . import claims, engine, outbox_watch
 from .sources import heartbeats, schedules
 
 
@@ -31,7 +31,11 @@ def sweep() -> dict:
         engine.forget_queued()
         recovery.forget_queued()
     handed_back = recovery.hand_back_from_dead() + recovery.probe_outboxes()
-    return {"steps": engine.sweep(), "deliveries": handed_back + recovery.retry_overdue()}
+    return {
+        "steps": engine.sweep(),
+        "deliveries": handed_back + recovery.retry_overdue(),
+        "late_claims": claims.escalate_late(),
+    }
 
 
 @shared_task(name="alarms.tasks.check_heartbeats")

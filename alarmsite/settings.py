@@ -77,6 +77,7 @@ INSTALLED_APPS = [
     "configuration",
     "notifications",
     "alarms",
+    "responders",
     "accounts",  # last: its post_migrate sees every app's permissions
 ]
 
@@ -186,6 +187,8 @@ CELERY_TASK_QUEUES = (Queue("celery"), Queue("recovery"))
 CELERY_TASK_ROUTES = {
     "escalation.tasks.sweep": {"queue": "recovery"},
     "alarms.tasks.watch_outbox": {"queue": "recovery"},
+    "responders.tasks.sweep": {"queue": "recovery"},
+    "responders.tasks.receive_signal": {"queue": "recovery"},
 }
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = "UTC"
@@ -216,6 +219,17 @@ CELERY_BEAT_SCHEDULE = {
         "task": "notifications.tasks.send_shift_notices",
         "schedule": 60.0,
         "options": {"expires": 60},
+    },
+    # Replies that arrived while no worker was there; replies on Signal, fetched.
+    "reply-sweep": {
+        "task": "responders.tasks.sweep",
+        "schedule": env.float("REPLY_SWEEP_INTERVAL", default=5.0),
+        "options": {"expires": 30},
+    },
+    "signal-receive": {
+        "task": "responders.tasks.receive_signal",
+        "schedule": env.float("SIGNAL_RECEIVE_INTERVAL", default=5.0),
+        "options": {"expires": 15},
     },
 }
 
@@ -364,6 +378,10 @@ LOGIN_FAILURE_WINDOW_SECONDS = env.int("LOGIN_FAILURE_WINDOW_SECONDS", default=9
 # ACK links opened or used a minute from one address, and alarm actions a minute by one user
 # or device through the API; above it, 429.
 ACK_RATE_PER_MINUTE = env.int("ACK_RATE_PER_MINUTE", default=60)
+# Replies (SMS, Signal): requests per minute per address to a gateway's reply URL, and answers
+# per number per hour to replies that change nothing ("Unknown code").
+INBOUND_RATE_PER_MINUTE = env.int("INBOUND_RATE_PER_MINUTE", default=120)
+REPLY_ANSWERS_PER_HOUR = env.int("REPLY_ANSWERS_PER_HOUR", default=5)
 
 # Requests a minute one user API token may make; above it, 429.
 API_TOKEN_RATE_PER_MINUTE = env.int("API_TOKEN_RATE_PER_MINUTE", default=120)

@@ -21,6 +21,7 @@ urlpatterns = [
     path("v1/docs", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="api-docs"),
     path("v1/", include("alarms.api.urls")),
     path("v1/", include("oncall.urls")),
+    path("v1/", include("responders.urls")),
     # PagerDuty's own path: a tool that lets you change only the host can send here.
     path("v2/enqueue", PagerDutyEventsView.as_view(), name="pagerduty-enqueue"),
     path("a/<str:token>", alarm_views.ack, name="ack"),

@@ -44,9 +44,12 @@ REDACTED = "[redacted]"
 SECRETS = [
     # Query values: device tokens in Yealink and heartbeat URLs, any access_token=…
     (re.compile(r"(token=)[^&\s\"'#]+", re.IGNORECASE), rf"\g<1>{REDACTED}"),
-    # The token of an ACK link (/a/<token>) or a calendar link (/calendar/<token>.ics), bare
-    # or in a full URL.
-    (re.compile(r"(/a/|/calendar/)[A-Za-z0-9_\-]+"), rf"\g<1>{REDACTED}"),
+    # The token of an ACK link (/a/<token>), a calendar link (/calendar/<token>.ics), a
+    # gateway's reply URL or a call's, bare or in a full URL.
+    (
+        re.compile(r"(/a/|/calendar/|/replies/sms/|/calls/twilio/)[A-Za-z0-9_\-]+"),
+        rf"\g<1>{REDACTED}",
+    ),
     # An Authorization header's value, however it is printed ("Authorization: …",
     # 'authorization': '…'), then a bare "Bearer …".
     (re.compile(r"(authorization[\"']?\s*[:=]\s*[\"']?)[^\"'\r\n,}]+", re.I), rf"\g<1>{REDACTED}"),
@@ -58,7 +61,9 @@ _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"mess
 
 # Any text that one of SECRETS matches holds one of these (ignoring case); most lines hold
 # none, and one search is cheaper than every substitution.
-_MAYBE_SECRET = re.compile(r"token=|/a/|/calendar/|authorization|bearer", re.IGNORECASE)
+_MAYBE_SECRET = re.compile(
+    r"token=|/a/|/calendar/|/replies/sms/|/calls/twilio/|authorization|bearer", re.IGNORECASE
+)
 
 
 def redact(text: str) -> str:

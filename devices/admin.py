@@ -32,13 +32,31 @@ class RoomAdmin(admin.ModelAdmin):
     search_fields = ["name", "site__name"]
 
 
+class MutedFilter(admin.SimpleListFilter):
+    title = "muted (replied STOP)"
+    parameter_name = "muted"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "SMS or Signal muted")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            return queryset.exclude(sms_opted_out_at=None, signal_opted_out_at=None)
+        return queryset
+
+
 @admin.register(Person)
 class PersonAdmin(admin.ModelAdmin):
-    list_display = ["name", "email", "phone", "signal_number", "user", "active"]
-    list_filter = ["active"]
+    list_display = ["name", "email", "phone", "signal_number", "user", "active", "muted"]
+    list_filter = ["active", MutedFilter]
     search_fields = ["name", "email", "phone"]
     autocomplete_fields = ["user"]
     actions = ["send_test_message"]
+
+    @admin.display(description="muted")
+    def muted(self, person):
+        """What the person turned off with a STOP reply (an operator may clear it)."""
+        return ", ".join(m for m, f in Person.OPT_OUT_FIELDS.items() if getattr(person, f)) or "—"
 
     @admin.action(description="Send a test message to their contact points")
     def send_test_message(self, request, queryset):

@@ -98,14 +98,43 @@ class Person(models.Model):
         related_name="person",
         help_text="The login of this person, if they use the board or the admin.",
     )
+    extension = models.CharField(
+        "PBX extension",
+        max_length=100,
+        blank=True,
+        help_text="For calls through the site's own PBX (Asterisk): an extension (201) or an "
+        "endpoint (PJSIP/201); empty: the phone number.",
+    )
     active = models.BooleanField(default=True, help_text="Inactive people are never notified.")
+    # Set by a STOP reply from that contact point, cleared by START (or here by an operator).
+    sms_opted_out_at = models.DateTimeField(
+        "SMS muted since",
+        null=True,
+        blank=True,
+        help_text="The person replied STOP to an SMS: no SMS goes to their phone until they "
+        "reply START (or this is cleared).",
+    )
+    signal_opted_out_at = models.DateTimeField(
+        "Signal muted since",
+        null=True,
+        blank=True,
+        help_text="The person replied STOP on Signal: no Signal message goes to them until they "
+        "reply START (or this is cleared).",
+    )
 
     class Meta:
         ordering = ["name"]
         verbose_name_plural = "people"
 
+    OPT_OUT_FIELDS = {"sms": "sms_opted_out_at", "signal": "signal_opted_out_at"}
+
     def __str__(self):
         return self.name
+
+    def muted(self, method: str) -> bool:
+        """Whether this person opted out of messages by this method."""
+        field = self.OPT_OUT_FIELDS.get(method)
+        return bool(field and getattr(self, field))
 
 
 class Device(models.Model):

@@ -48,6 +48,18 @@ class EscalationPolicy(models.Model):
         "again soon after it was resolved tells the people already paged once, instead of "
         "escalating from the first step. Device alarms always escalate again.",
     )
+    stand_down = models.BooleanField(
+        "send stand-downs",
+        default=True,
+        help_text="When an alarm is acknowledged, resolved or cancelled, everyone a step paged "
+        "gets one short message saying so, on the contact point they were paged on.",
+    )
+    escalate_late_claims = models.BooleanField(
+        "escalate when a claim is late",
+        default=False,
+        help_text="When everyone who said they were on the way is past their ETA and the alarm "
+        "is still open, escalate again from the first step (claimed but not arrived).",
+    )
 
     team = models.ForeignKey(
         "oncall.Team", null=True, blank=True, on_delete=models.SET_NULL, related_name="policies"

@@ -18,10 +18,10 @@ from django.template import Context, Engine, TemplateDoesNotExist, engines
 from django.urls import get_script_prefix, reverse
 from django.utils import timezone
 
-from alarms.models import Alarm
+from alarms.models import Alarm, AlarmEvent, Status
 from devices.models import Room, Site
 
-from .transports.base import ACKNOWLEDGED, CLOSING, NOTIFY, TEST
+from .transports.base import ACKNOWLEDGED, CLOSING, NOTIFY, STAND_DOWN, TEST
 
 REDACTED_LINK = "<ACK link: not stored>"
 REDACTED_TOKEN = "<ACK token: not stored>"
@@ -159,7 +159,41 @@ def _escaped(value, escape):
     return value
 
 
-def template_context(alarm, transport, *, event, step, round_, ack_url, html=False) -> dict:
+def clock(value) -> str:
+    """A time as a responder reads it on their phone: 03:02, in the broker's time zone."""
+    return timezone.localtime(value).strftime("%H:%M") if value else ""
+
+
+def on_the_way(alarm) -> str:
+    """Who said they are coming, with their ETA: "Alice, ETA 10 min (03:12)"."""
+    names = []
+    for claim in alarm.claims.filter(cycle=alarm.reopen_count):
+        if claim.eta_at:
+            minutes = max(0, round((claim.eta_at - claim.claimed_at).total_seconds() / 60))
+            names.append(f"{claim.name}, ETA {minutes} min ({clock(claim.eta_at)})")
+        else:
+            names.append(claim.name)
+    return "; ".join(names)
+
+
+def stand_down_text(alarm, code: int | None) -> str:
+    """ "#1 acknowledged by Alice at 03:02, on the way: Alice, ETA 10 min (03:12)": what a
+    person paged for this alarm reads once it no longer needs them."""
+    about = f"#{code} {alarm.title}" if code else alarm.title
+    if alarm.status == Status.ACKNOWLEDGED:
+        entry = alarm.events.filter(kind=AlarmEvent.Kind.ACKNOWLEDGED).select_related("person")
+        entry = entry.order_by("-at", "-id").first()
+        who = entry.person.name if entry and entry.person else alarm.acknowledged_by
+        text = f"{about} acknowledged by {who} at {clock(alarm.acknowledged_at)}"
+    else:
+        text = f"{about} {alarm.status} by {alarm.resolved_by} at {clock(alarm.resolved_at)}"
+    coming = on_the_way(alarm) if alarm.status == Status.ACKNOWLEDGED else ""
+    return f"{text}, on the way: {coming}" if coming else text
+
+
+def template_context(
+    alarm, transport, *, event, step, round_, ack_url, html=False, reply_code=None
+) -> dict:
     facts = alarm_facts(alarm)
     actor = ""
     if event == ACKNOWLEDGED:
@@ -179,14 +213,17 @@ def template_context(alarm, transport, *, event, step, round_, ack_url, html=Fal
         "actor": escape(actor or ""),
         "ack_url": ack_url,
         "test": event == TEST,
+        "reply_code": reply_code if event == NOTIFY else None,
+        "stand_down": escape(stand_down_text(alarm, reply_code)) if event == STAND_DOWN else "",
     }
 
 
 def build_message(
     alarm, transport, *, event: str = NOTIFY, step: int = 0, round_: int = 0,
-    cycle: int = 0, ack_url: str = "", channel=None,
+    cycle: int = 0, ack_url: str = "", channel=None, reply_code: int | None = None,
 ) -> Message:  # fmt: skip
-    args = {"event": event, "step": step, "round_": round_, "ack_url": ack_url}
+    args = {"event": event, "step": step, "round_": round_, "ack_url": ack_url,
+            "reply_code": reply_code}  # fmt: skip
     context = template_context(alarm, transport, **args)
     folder, severity = transport.template_dir, alarm.severity
     subject_source = channel.subject_template if channel else ""

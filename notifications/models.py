@@ -3,12 +3,13 @@
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.template import TemplateSyntaxError
+from django.utils import timezone
 
 from core.config_cache import watch
 
 from .messages import compile_template
 from .transports import CHANNEL_KINDS, PERSON_METHODS, choices, transport_class
-from .transports.base import ACKNOWLEDGED, CANCELLED, NOTIFY, RESOLVED
+from .transports.base import ACKNOWLEDGED, CANCELLED, NOTIFY, RESOLVED, STAND_DOWN
 
 TEMPLATE_HELP = (
     "Optional Django template replacing the shipped one for this channel. Variables: alarm.title, "
@@ -76,6 +77,16 @@ class Delivery(models.Model):
         ACKNOWLEDGED = ACKNOWLEDGED
         RESOLVED = RESOLVED
         CANCELLED = CANCELLED
+        STAND_DOWN = STAND_DOWN, "stand-down"
+
+    class CallOutcome(models.TextChoices):
+        ACKNOWLEDGED = "acknowledged", "answered: acknowledged (key 4)"
+        CLAIMED = "claimed", "answered: on the way (key 5)"
+        NO_KEY = "no_key", "answered, no key pressed"
+        VOICEMAIL = "voicemail", "voicemail answered"
+        BUSY = "busy"
+        NO_ANSWER = "no_answer", "no answer"
+        FAILED = "failed", "call failed"
 
     alarm = models.ForeignKey("alarms.Alarm", on_delete=models.CASCADE, related_name="deliveries")
     event = models.CharField(max_length=15, choices=Event.choices, default=Event.NOTIFY)
@@ -117,6 +128,13 @@ class Delivery(models.Model):
     response = models.TextField(blank=True, help_text="What the provider answered.")
     error = models.TextField(blank=True)
     message = models.TextField(blank=True, help_text="What was sent.")
+    outcome = models.CharField(
+        "call outcome",
+        max_length=15,
+        choices=CallOutcome.choices,
+        blank=True,
+        help_text="For a phone call: what came of it once it ended.",
+    )
     claimed_by = models.CharField(
         max_length=200,
         blank=True,
@@ -156,6 +174,42 @@ class Delivery(models.Model):
     def describe(self) -> str:
         target = self.person or self.channel
         return f"{target.name if target else self.target} by {self.method}"
+
+
+class ReplyCode(models.Model):
+    """The number a phone number answers an alarm by ("1a"): each open alarm a person was paged
+    about by SMS or Signal gets the smallest number free on that phone, and keeps it while open.
+    Once the alarm closes the code is released (kept, to answer a late reply) and may be given
+    to the next alarm."""
+
+    address = models.CharField(max_length=32, help_text="The phone number (E.164).")
+    number = models.PositiveIntegerField()
+    alarm = models.ForeignKey("alarms.Alarm", on_delete=models.CASCADE, related_name="+")
+    person = models.ForeignKey("devices.Person", on_delete=models.CASCADE, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    paged_at = models.DateTimeField(
+        default=timezone.now, help_text="Its last message to the phone."
+    )
+    released_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["address", "number"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["address", "number"],
+                condition=models.Q(released_at__isnull=True),
+                name="one_open_code_per_number",
+            ),
+            models.UniqueConstraint(
+                fields=["address", "alarm"],
+                condition=models.Q(released_at__isnull=True),
+                name="one_open_code_per_alarm",
+            ),
+        ]
+        indexes = [models.Index(fields=["alarm"])]
+
+    def __str__(self):
+        return f"#{self.number} on {self.address}"
 
 
 # Unfinished: waiting for its time or its turn, or being sent.

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import grimp
 
-APPS = ["accounts", "alarms", "configuration", "devices", "escalation", "notifications", "oncall"]
+APPS = ["accounts", "alarms", "configuration", "devices", "escalation", "notifications", "oncall",
+        "responders"]  # fmt: skip
 PACKAGES = [*APPS, "alarmsite", "core", "observability"]
 # Where an import inside a function is the framework's way: an app's `ready()` (the registry
 # must be loaded first). The wiring (alarmsite/) is not checked: its process hooks import once
@@ -18,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # The alarm path, from where a request arrives to the provider's call: each layer may import
 # the ones below it, never one above, directly or through others.
 ALARM_PATH = [
-    ("alarms.api", "alarms.ingest", "alarms.drills"),
+    ("alarms.api", "alarms.ingest", "alarms.drills", "responders"),
     ("alarms.sources",),
     ("alarms.lifecycle",),
     ("alarms.engine",),

@@ -24,10 +24,10 @@ from core.bulk_sql import update_many
 from core.task_queue import lease_until
 from observability import instruments
 
-from .. import attempts, sent_marks
+from .. import attempts, reply_codes, sent_marks
 from ..messages import build_message
 from ..models import BUSY, Delivery, DeliveryAttempt
-from ..transports.base import NOTIFY, Outgoing, Sent, TransportError
+from ..transports.base import NOTIFY, REPLY_METHODS, STAND_DOWN, Outgoing, Sent, TransportError
 from ..transports.email import EmailTransport
 from .ordering import ahead_of, defer, posted_to, ref_key, wake_next, wake_waiting, was_posted
 from .queueing import enqueue_on_commit, publish, sending_lease
@@ -107,7 +107,9 @@ def take(delivery: Delivery) -> Claimed | None:
     keeps_record = transport.keeps_record and not delivery.person_id
     if delivery.event == NOTIFY and alarm.status != "triggered" and not keeps_record:
         return give_up(delivery, f"not sent: the alarm was {alarm.status} first")
-    if delivery.event != NOTIFY or transport.ordered:
+    if delivery.event == STAND_DOWN and alarm.status == "triggered":
+        return give_up(delivery, "not sent: the alarm escalates again")
+    if delivery.person_id is None and (delivery.event != NOTIFY or transport.ordered):
         ahead = ahead_of(delivery)
         if ahead is not None:
             return defer(delivery, ahead, now)
@@ -140,12 +142,25 @@ def _taken(delivery: Delivery, transport) -> Claimed:
     message = build_message(
         alarm, transport, event=delivery.event, step=delivery.step, round_=delivery.round,
         cycle=delivery.cycle, ack_url=ack_url, channel=delivery.channel,
+        reply_code=_reply_code(delivery),
     )  # fmt: skip
     delivery.message = transport.redact(message.stored_text())
     ref = alarm.external_refs.get(ref_key(delivery), {}) if delivery.channel_id else {}
     out = Outgoing(alarm, delivery.event, message, delivery.address, delivery.person, ref,
-                   key=delivery.idempotency_key())  # fmt: skip
+                   key=delivery.idempotency_key(), delivery_id=delivery.pk)  # fmt: skip
     return Claimed(delivery, transport, out)
+
+
+def _reply_code(delivery: Delivery) -> int | None:
+    """The code a person answers this message by: taken for a step's SMS or Signal message,
+    the one it had for a stand-down; None for anything else."""
+    if delivery.method not in REPLY_METHODS or not delivery.person_id:
+        return None
+    if delivery.event == NOTIFY:
+        return reply_codes.code_for(delivery.alarm, delivery.person, delivery.address)
+    if delivery.event == STAND_DOWN:
+        return reply_codes.last_code(delivery.alarm, delivery.address)
+    return None
 
 
 def send(claimed: Claimed | None) -> str | None:

@@ -29,8 +29,11 @@ def gateway_for(method: str) -> NotificationChannel | None:
 def person_targets(person: Person, methods: list[str], gateways: dict):
     """(method, gateway, address) for each of the methods that can go out to this person now:
     email needs no channel, the others an enabled gateway (`gateways` keeps each method's, so
-    it is looked up once). The address is '' when the person has none for the method."""
+    it is looked up once); none the person muted (a STOP reply). The address is '' when the
+    person has none for the method."""
     for method in methods:
+        if person.muted(method):
+            continue
         if method not in gateways:
             gateways[method] = gateway_for(method)
         gateway = gateways[method]

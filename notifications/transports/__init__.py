@@ -7,7 +7,7 @@ gateway); email works without one, through Django's mail settings. Channels are 
 
 from django.utils.module_loading import import_string
 
-PERSON_METHODS = {"email": "Email", "sms": "SMS", "signal": "Signal"}
+PERSON_METHODS = {"email": "Email", "sms": "SMS", "signal": "Signal", "voice": "Phone call"}
 
 _T = "notifications.transports."
 CHANNEL_KINDS = {
@@ -15,6 +15,8 @@ CHANNEL_KINDS = {
     "sms_http": ("SMS through an HTTP gateway", _T + "sms_http.SmsHttpTransport"),
     "twilio": ("SMS through Twilio", _T + "twilio.TwilioTransport"),
     "signal": ("Signal (signal-cli-rest-api)", _T + "signal.SignalTransport"),
+    "twilio_voice": ("Phone calls through Twilio", _T + "voice.TwilioVoiceTransport"),
+    "ari": ("Phone calls through Asterisk (ARI)", _T + "voice.AriTransport"),
     "zammad": ("Zammad ticket", _T + "zammad.ZammadTransport"),
     "slack": ("Slack incoming webhook", _T + "chat.SlackTransport"),
     "teams": ("Microsoft Teams incoming webhook", _T + "chat.TeamsTransport"),

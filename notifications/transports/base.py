@@ -26,11 +26,15 @@ ACKNOWLEDGED = "acknowledged"
 RESOLVED = "resolved"
 CANCELLED = "cancelled"
 TEST = "test"
+# To a person a step paged, once the alarm was acknowledged or closed: no need to come.
+STAND_DOWN = "stand_down"
 CLOSING = frozenset({RESOLVED, CANCELLED})
 FOLLOW_UPS = frozenset({ACKNOWLEDGED, RESOLVED, CANCELLED})
 
 # A person's contact point for each method.
-PERSON_ADDRESS = {"email": "email", "sms": "phone", "signal": "signal_number"}
+PERSON_ADDRESS = {"email": "email", "sms": "phone", "signal": "signal_number", "voice": "phone"}
+# Methods whose messages a person answers with a reply code ("1a").
+REPLY_METHODS = frozenset({"sms", "signal"})
 
 
 class TransportError(Exception):
@@ -60,6 +64,7 @@ class Outgoing:
     person: object = None
     ref: dict = field(default_factory=dict)  # what this channel remembered about this alarm
     key: str = ""  # the same on every attempt of one message (Delivery.idempotency_key)
+    delivery_id: int | None = None  # for a call's callbacks, which name the delivery they are for
 
 
 @dataclass

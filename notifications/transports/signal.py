@@ -12,6 +12,7 @@ class SignalTransport(Transport):
         Field("number", "phone", required=True, help="The registered sender number."),
         Field("to", help="A number or group id to message when used as a channel."),
         Field("headers", "dict", default={}, secret=True, help="E.g. an Authorization header."),
+        Field("receive", "bool", default=True, help="Fetch replies to this number."),
     )
 
     def send(self, out):

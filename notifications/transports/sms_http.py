@@ -42,6 +42,14 @@ class SmsHttpTransport(Transport):
             "message_id_field", default="", help="Dotted path of the message id in the JSON answer."
         ),
         Field("to", "phone", help="The number to text when used as a channel."),
+        Field(
+            "inbound_token",
+            secret=True,
+            help="Replies: the gateway forwards incoming messages to /v1/replies/sms/<this>.",
+        ),
+        Field("inbound_from_field", help="Replies: the sender's field name (default from)."),
+        Field("inbound_text_field", help="Replies: the text's field name (default text)."),
+        Field("inbound_id_field", help="Replies: the message id's field name (default id)."),
     )
 
     def send(self, out):

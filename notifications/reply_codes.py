@@ -1,0 +1,78 @@
+"""Reply codes: the number a phone answers an alarm by ("Reply 1a to acknowledge").
+
+A code belongs to one phone number and one open alarm: the smallest number that phone's other
+open alarms do not hold, kept while the alarm is open, released when it closes (the row stays,
+so a late "1a" can be told what became of #1) and then free for the phone's next alarm.
+"""
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from .models import ReplyCode
+
+
+def code_for(alarm, person, address: str) -> int:
+    """The code of this alarm on this phone: the one it holds, or the smallest free one, taken
+    now (inside the caller's transaction). Two alarms paging one phone at once may pick the same
+    number: the unique index refuses the second, which takes the next."""
+    for _ in range(20):
+        held = ReplyCode.objects.filter(address=address, released_at=None)
+        numbers = dict(held.values_list("alarm_id", "number"))
+        if alarm.pk in numbers:
+            held.filter(alarm=alarm).update(paged_at=timezone.now())
+            return numbers[alarm.pk]
+        number = smallest_free(set(numbers.values()))
+        try:
+            with transaction.atomic():
+                ReplyCode.objects.create(address=address, number=number, alarm=alarm, person=person)
+            return number
+        except IntegrityError:
+            continue  # taken meanwhile, by another alarm or by this one's other message
+    raise RuntimeError(f"no reply code could be taken for {address}")
+
+
+def smallest_free(used: set[int]) -> int:
+    number = 1
+    while number in used:
+        number += 1
+    return number
+
+
+def last_code(alarm, address: str) -> int | None:
+    """The code this alarm had on this phone, open or released (for a stand-down)."""
+    found = ReplyCode.objects.filter(alarm=alarm, address=address).order_by("-created_at").first()
+    return found.number if found else None
+
+
+def release(alarm) -> None:
+    """The alarm closed: its codes are free for the phones' next alarms."""
+    ReplyCode.objects.filter(alarm=alarm, released_at=None).update(released_at=timezone.now())
+
+
+def open_code(address: str, number: int) -> ReplyCode | None:
+    return (
+        ReplyCode.objects.select_related("alarm")
+        .filter(address=address, number=number, released_at=None)
+        .first()
+    )
+
+
+def released_code(address: str, number: int) -> ReplyCode | None:
+    """The most recent alarm that held this code on this phone and closed."""
+    return (
+        ReplyCode.objects.select_related("alarm")
+        .filter(address=address, number=number)
+        .exclude(released_at=None)
+        .order_by("-released_at")
+        .first()
+    )
+
+
+def latest_code(address: str) -> ReplyCode | None:
+    """The open alarm this phone was paged about last ("ack" with no code)."""
+    return (
+        ReplyCode.objects.select_related("alarm")
+        .filter(address=address, released_at=None)
+        .order_by("-paged_at", "-id")
+        .first()
+    )
