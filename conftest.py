@@ -212,7 +212,8 @@ def _no_drain_pending():
 def _fresh_rate_limits():
     """Every test starts with no requests counted: the suite's ACK links and sign-ins all come
     from 127.0.0.1 within a few minutes."""
-    for pattern in ("ratelimit:ack:*", "ratelimit:api-token:*", "login-failures:*"):
+    for pattern in ("ratelimit:ack:*", "ratelimit:api-token:*", "login-failures:*",
+                    "ratelimit:reply-answers:*", "ratelimit:inbound:*"):  # fmt: skip
         for key in REAL_REDIS.scan_iter(pattern):
             REAL_REDIS.delete(key)
 

@@ -172,6 +172,8 @@ def run_processes(host: str, port: str, local_url: str, env: dict) -> int:
         # Warnings only: at info the 5-second sweep alone buries the banner within a minute.
         "worker": celery("worker", "-l", "warning", "--concurrency", "2", *pool),
         "beat": celery("beat", "-l", "warning"),
+        # Calls through the site's own PBX (Asterisk ARI): idle until a channel names one.
+        "calls": f"{PYTHON} manage.py listen_ari",
     }
     for name, command in commands.items():
         manager.add_process(name, f"exec {command}", env=env, cwd=str(ROOT))

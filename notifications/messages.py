@@ -176,15 +176,19 @@ def on_the_way(alarm) -> str:
     return "; ".join(names)
 
 
+def acknowledger(alarm) -> str:
+    """Who acknowledged the alarm, by name ("Alice", not "Alice by SMS reply 1a")."""
+    entry = alarm.events.filter(kind=AlarmEvent.Kind.ACKNOWLEDGED).select_related("person")
+    entry = entry.order_by("-at", "-id").first()
+    return entry.person.name if entry and entry.person else alarm.acknowledged_by
+
+
 def stand_down_text(alarm, code: int | None) -> str:
     """ "#1 acknowledged by Alice at 03:02, on the way: Alice, ETA 10 min (03:12)": what a
     person paged for this alarm reads once it no longer needs them."""
     about = f"#{code} {alarm.title}" if code else alarm.title
     if alarm.status == Status.ACKNOWLEDGED:
-        entry = alarm.events.filter(kind=AlarmEvent.Kind.ACKNOWLEDGED).select_related("person")
-        entry = entry.order_by("-at", "-id").first()
-        who = entry.person.name if entry and entry.person else alarm.acknowledged_by
-        text = f"{about} acknowledged by {who} at {clock(alarm.acknowledged_at)}"
+        text = f"{about} acknowledged by {acknowledger(alarm)} at {clock(alarm.acknowledged_at)}"
     else:
         text = f"{about} {alarm.status} by {alarm.resolved_by} at {clock(alarm.resolved_at)}"
     coming = on_the_way(alarm) if alarm.status == Status.ACKNOWLEDGED else ""

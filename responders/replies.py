@@ -21,7 +21,7 @@ from core import rate_limits
 from core.storable_text import storable
 from devices.models import Person
 from notifications import reply_codes
-from notifications.messages import clock
+from notifications.messages import acknowledger, clock
 
 from . import grammar
 from .models import Reply
@@ -76,7 +76,7 @@ def handle(reply_id: int) -> Reply | None:
     it). Its answer, if any, is left on the row for `answers.send`."""
     with transaction.atomic():
         reply = (
-            Reply.objects.select_for_update(skip_locked=True)
+            Reply.objects.select_for_update(skip_locked=True, of=("self",))
             .filter(pk=reply_id, handled_at=None)
             .select_related("channel")
             .first()
@@ -164,7 +164,7 @@ def _carry_out(alarm: Alarm, number: int, command, actor: Actor) -> tuple[str, s
 
 
 def _acknowledged(alarm: Alarm, number: int) -> str:
-    return f"#{number} was already acknowledged by {alarm.acknowledged_by} at " + clock(
+    return f"#{number} was already acknowledged by {acknowledger(alarm)} at " + clock(
         alarm.acknowledged_at
     )
 

@@ -38,7 +38,7 @@ def poll() -> int:
 
 def _fetch(channel) -> list[dict]:
     config = channel.config
-    url = f"{config['url'].rstrip('/')}/v1/receive/{quote(config['number'])}"
+    url = f"{config['url'].rstrip('/')}/v1/receive/{quote(config['number'], safe='+')}"
     response = http("GET", url, params={"timeout": "1"}, headers=config.get("headers", {}))
     try:
         body = response.json()
