@@ -28,6 +28,10 @@ Kind = AlarmEvent.Kind
 log = logging.getLogger(__name__)
 
 
+class BadEta(ValueError):
+    """A claim's ETA out of range."""
+
+
 class AlarmClosed(Exception):
     """The alarm is resolved or cancelled: it can no longer be acknowledged."""
 
@@ -299,7 +303,7 @@ def claim(alarm_id, actor: Actor, eta_minutes: int | None = None) -> Outcome:
     policy that escalates late claims, the alarm escalates again once every claim's ETA has
     passed and it is still open (`escalate_late_claims`)."""
     if eta_minutes is not None and not 0 < eta_minutes <= MAX_ETA_MINUTES:
-        raise ValueError(f"an ETA is 1 to {MAX_ETA_MINUTES} minutes")
+        raise BadEta(f"1 to {MAX_ETA_MINUTES} minutes")
     with logs.about_alarm(alarm_id), transaction.atomic():
         alarm = _locked(alarm_id)
         if alarm.status not in OPEN_STATUSES:

@@ -47,11 +47,28 @@ def ack(request, token: str):
             record(alarm, AlarmEvent.Kind.ACK_LINK_OPENED, "ACK link opened", actor)
         return render(request, "alarms/ack.html", context)
     try:
+        if request.POST.get("action") == "claim":
+            return _claim(request, link, actor, context)
         outcome = lifecycle.acknowledge(alarm.pk, actor)
     except lifecycle.AlarmClosed as exc:
         context["alarm"] = exc.alarm
         return render(request, "alarms/ack.html", context, status=410)
     context.update(alarm=outcome.alarm, changed=outcome.changed, acted=True)
+    return render(request, "alarms/ack.html", context)
+
+
+def _claim(request, link, actor, context):
+    """On my way, in the minutes given (none: no ETA); the first claim acknowledges."""
+    eta = request.POST.get("eta", "").strip()
+    try:
+        if eta and not eta.isdigit():
+            raise lifecycle.BadEta(f"1 to {lifecycle.MAX_ETA_MINUTES} minutes")
+        outcome = lifecycle.claim(link.alarm.pk, actor, int(eta) if eta else None)
+    except lifecycle.BadEta as exc:
+        context["error"] = f"The minutes until you are there must be {exc}."
+        return render(request, "alarms/ack.html", context, status=400)
+    mine = outcome.alarm.claims.filter(cycle=outcome.alarm.reopen_count).order_by("-claimed_at")
+    context.update(alarm=outcome.alarm, acted=True, claimed=True, claim=mine.first())
     return render(request, "alarms/ack.html", context)
 
 

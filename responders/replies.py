@@ -159,8 +159,8 @@ def _carry_out(alarm: Alarm, number: int, command, actor: Actor) -> tuple[str, s
         return "resolved", f"Resolved {about}", True
     except lifecycle.AlarmClosed as exc:
         return "already closed", _closed(exc.alarm, number), False
-    except ValueError as exc:  # an ETA out of range
-        return f"refused: {exc}", f"Not done: {exc}.", False
+    except lifecycle.BadEta as exc:
+        return f"refused: ETA not {exc}", f"Not done: an ETA is {exc}.", False
 
 
 def _acknowledged(alarm: Alarm, number: int) -> str:

@@ -33,6 +33,7 @@ GROUP = "board"
 # What the board's buttons do, and the permission each needs.
 ACTION_PERMISSIONS = {
     "acknowledge": "alarms.acknowledge_alarm",
+    "claim": "alarms.acknowledge_alarm",  # on the way: the first claim acknowledges
     "resolve": "alarms.resolve_alarm",
     "cancel": "alarms.cancel_alarm",
 }

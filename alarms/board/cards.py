@@ -5,7 +5,7 @@ from django.db.models import Prefetch
 from notifications.models import Delivery
 
 from .. import storms
-from ..models import SEVERITY_RANK, Alarm, AlarmEvent
+from ..models import SEVERITY_RANK, Alarm, AlarmEvent, Claim
 
 # The label that names what fired, as the source calls it: two PagerDuty alarms titled alike
 # differ by their `origin` (the event's `source`).
@@ -25,6 +25,7 @@ def card(alarm: Alarm, deliveries=None, reopened_after=None, nobody_on_call="") 
     `reopened_after`: seconds from its last resolve to its last reopening, when known;
     `nobody_on_call`: what its timeline said when a step found nobody on call."""
     deliveries = list(alarm.deliveries.all() if deliveries is None else deliveries)
+    claims = [c for c in alarm.claims.all() if c.cycle == alarm.reopen_count]
     return {
         "id": str(alarm.pk),
         "title": alarm.title,
@@ -63,6 +64,11 @@ def card(alarm: Alarm, deliveries=None, reopened_after=None, nobody_on_call="") 
         "policy": alarm.policy.name if alarm.policy else "",
         "team_id": alarm.policy.team_id if alarm.policy else None,
         "nobody_on_call": nobody_on_call,
+        # Who is on the way, and when they expect to be there (the page counts down).
+        "claims": [
+            {"name": c.name, "claimed_at": _iso(c.claimed_at), "eta_at": _iso(c.eta_at)}
+            for c in claims
+        ],
         "silenced_by": alarm.silenced_by,
         "next_escalation_at": _iso(alarm.next_escalation_at),
         "deliveries": [
@@ -92,7 +98,8 @@ def cards_of(alarms) -> list[dict]:
     """The cards of these alarms (a queryset), read with what they show in a few queries."""
     deliveries = Delivery.objects.select_related("person", "channel")
     alarms = alarms.select_related("site", "room", "person", "device", "policy")
-    alarms = list(alarms.prefetch_related(Prefetch("deliveries", deliveries)))
+    claims = Prefetch("claims", Claim.objects.order_by("claimed_at", "id"))
+    alarms = list(alarms.prefetch_related(Prefetch("deliveries", deliveries), claims))
     after, gaps = reopened_after(alarms), nobody_on_call(alarms)
     return [card(a, reopened_after=after.get(a.pk), nobody_on_call=gaps.get(a.pk, ""))
             for a in alarms]  # fmt: skip

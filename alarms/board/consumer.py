@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 TRANSITIONS = {
     "acknowledge": lifecycle.acknowledge,
+    "claim": lambda alarm_id, actor, note, eta=None: lifecycle.claim(alarm_id, actor, eta),
     "resolve": lifecycle.resolve,
     "cancel": lifecycle.cancel,
 }
@@ -36,14 +37,22 @@ SNAPSHOT_FAILED = "The board could not read the open alarms (the database did no
 LIVE_UPDATES_DOWN = "Live updates are interrupted (Redis does not answer)."
 
 
-def act(user, action: str, alarm_id, note: str, ip: str | None) -> dict:
-    """Carry out a board action for this user; return the answer for the page."""
+def act(user, action: str, alarm_id, note: str, ip: str | None, eta=None) -> dict:
+    """Carry out a board action for this user; return the answer for the page. A claim may
+    carry its ETA in minutes."""
     if not user.has_perm(board.ACTION_PERMISSIONS[action]):
         return {"ok": False, "error": f"You may not {action} alarms."}
+    extra = {}
+    if action == "claim" and eta not in (None, ""):
+        if not (isinstance(eta, int) or (isinstance(eta, str) and eta.isdigit())):
+            return {"ok": False, "error": "The ETA is a number of minutes."}
+        extra["eta"] = int(eta)
     try:
-        outcome = TRANSITIONS[action](alarm_id, user_actor(user, ip), note[:2000])
+        outcome = TRANSITIONS[action](alarm_id, user_actor(user, ip), note[:2000], **extra)
     except lifecycle.AlarmClosed as exc:
         return {"ok": False, "error": f"The alarm is already {exc.alarm.status}."}
+    except lifecycle.BadEta as exc:
+        return {"ok": False, "error": f"The ETA must be {exc}."}
     except (Alarm.DoesNotExist, ValidationError, ValueError):
         return {"ok": False, "error": "No such alarm."}
     return {"ok": True, "changed": outcome.changed, "status": outcome.alarm.status}
@@ -115,6 +124,7 @@ class BoardConsumer(AsyncJsonWebsocketConsumer):
             content.get("alarm_id"),
             str(content.get("note") or ""),
             client_address.of_scope(self.scope),
+            content.get("eta_minutes"),
         )
         await self.send_json({"type": "result", "action": action, **answer})
 

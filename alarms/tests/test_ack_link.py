@@ -54,7 +54,7 @@ def test_opening_the_link_shows_the_alarm_and_a_button_without_acknowledging(cli
     page = response.content.decode()
     assert "Emergency key pressed: Reception" in page
     assert "Clinic North" in page
-    assert '<button type="submit">Acknowledge</button>' in page
+    assert '<button type="submit" name="action" value="acknowledge">Acknowledge</button>' in page
     assert 'method="post"' in page
     assert fresh(alarm).status == "triggered"
     assert fresh(alarm).next_escalation_at is not None

@@ -2,6 +2,7 @@
 alarm arrive without reload, acknowledge it, see the change on a second board."""
 
 import os
+import re
 import shutil
 from datetime import timedelta
 from pathlib import Path
@@ -12,7 +13,7 @@ from django.conf import settings
 from django.contrib.auth.models import Group, User
 from django.utils import timezone
 
-from alarms import outbox_watch
+from alarms import board, outbox_watch
 from alarms.models import Alarm, AlarmEvent
 from conftest import free_port, wait_until
 from escalation.models import Silence
@@ -301,3 +302,30 @@ def test_an_alarm_that_notifies_nobody_does_not_beep_and_one_that_does_beeps_onc
     playwright.expect(page.locator(".card")).to_have_count(4)
     page.wait_for_timeout(300)
     assert page.evaluate("window.__tones") == 3, "one beep, for the one alarm that notifies"
+
+
+def test_on_my_way_shows_who_is_coming_counts_down_and_marks_them_late(
+    server, browser, make_device, site
+):
+    user = User.objects.create_user("dana", password="pw", first_name="Dana")
+    user.groups.add(Group.objects.get(name="Dispatch"))
+    _, token = make_device(kind="generic")
+    page = open_board(browser, server, "dana")
+    response = requests.post(server + "/v1/alarms/raise", json={"title": "Fall in room 3"},
+                             headers={"Authorization": f"Bearer {token}"}, timeout=10)  # fmt: skip
+    card = page.wait_for_selector(".card.status-triggered", timeout=5000)
+
+    card.query_selector(".eta").fill("7")
+    card.query_selector("button[data-action=claim]").click()
+
+    claimed = page.wait_for_selector(".card.status-acknowledged .claims li", timeout=5000)
+    assert claimed.text_content().startswith("Dana is on the way · ETA ")
+    assert re.search(r", in (6 min \d+ s|7 min)$", claimed.text_content())
+    alarm = Alarm.objects.get(pk=response.json()["alarm_id"])
+    assert alarm.claims.get().name == "Dana"
+
+    # Its ETA passes: the next second's redraw says so, and it stands out.
+    alarm.claims.update(eta_at=timezone.now() - timedelta(minutes=2))
+    board.publish(alarm)
+    late = page.wait_for_selector(".card .claims li.late", timeout=5000)
+    assert "Dana is late · ETA " in late.text_content() and "passed 2 min" in late.text_content()

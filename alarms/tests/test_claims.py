@@ -66,7 +66,7 @@ def test_the_first_claim_acknowledges_and_later_ones_are_kept(raise_to, alice, b
 def test_a_claim_needs_an_open_alarm_and_a_sane_eta(raise_to, alice):
     alarm = raise_to([alice])
 
-    with pytest.raises(ValueError, match="1 to 720"):
+    with pytest.raises(lifecycle.BadEta, match="1 to 720"):
         lifecycle.claim(alarm.pk, as_(alice), 0)
     lifecycle.resolve(alarm.pk, SYSTEM)
     with pytest.raises(lifecycle.AlarmClosed):

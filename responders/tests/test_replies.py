@@ -9,12 +9,16 @@ import re
 
 import pytest
 from django.utils import timezone
+from twilio.request_validator import RequestValidator
 
-from alarms import lifecycle
+from alarms import engine, lifecycle
 from alarms.models import Alarm, AlarmEvent, Claim
 from alarms.timeline import SYSTEM, Actor
 from devices.models import Person
 from notifications.models import Delivery, ReplyCode
+from notifications.tests.fake_provider import Answer
+from notifications.tests.steps import send_pending
+from notifications.tests.test_sms_signal import signal_channel
 from responders import signal_receive, tasks
 from responders.models import Reply
 
@@ -98,7 +102,6 @@ def test_a_reply_without_twilios_signature_is_refused_and_not_stored(
 def test_a_signature_over_changed_parameters_is_refused(client, twilio, alice, page):
     page([alice])
     params = inbound_sms(ALICE_PHONE, "1a")
-    from twilio.request_validator import RequestValidator  # noqa: PLC0415 (the reference)
 
     url = "http://127.0.0.1:8000/v1/replies/twilio"
     signature = RequestValidator(AUTH_TOKEN).compute_signature(url, params)
@@ -152,8 +155,6 @@ def test_codes_are_per_number_the_smallest_free_and_reused_only_after_close(
 def test_a_code_keeps_its_number_while_its_alarm_escalates(twilio, alice, page):
     alarm = page([alice])
     page([alice], title="Other")
-    from alarms import engine  # noqa: PLC0415
-    from notifications.tests.steps import send_pending  # noqa: PLC0415
 
     Alarm.objects.filter(pk=alarm.pk).update(next_escalation_at=timezone.now())
     alarm.refresh_from_db()
@@ -408,7 +409,6 @@ def test_a_gateway_request_that_is_not_one_is_refused_with_json(
 
 
 def test_signal_replies_are_fetched_handled_and_answered(signal_api, alice, page):
-    from notifications.tests.test_sms_signal import signal_channel  # noqa: PLC0415
 
     signal_channel(signal_api)
     alarm = page([alice], methods=("signal",))
@@ -425,7 +425,6 @@ def test_signal_replies_are_fetched_handled_and_answered(signal_api, alice, page
     handed = []
 
     def receive(request, match):
-        from notifications.tests.fake_provider import Answer  # noqa: PLC0415
 
         handed.append(request)
         return Answer(200, [] if len(handed) > 1 else envelopes)

@@ -28,7 +28,7 @@ const SOURCE_NAMES = {
   storm: "Storm guard",
   outbox: "Outbox",
 };
-const ACTION_NAMES = { acknowledge: "Acknowledge", resolve: "Resolve", cancel: "Cancel" };
+const ACTION_NAMES = { acknowledge: "Acknowledge", claim: "On my way", resolve: "Resolve", cancel: "Cancel" };
 
 const alarms = new Map(); // id -> entry: {card, seq, closedAt, version, fresh, flashFrom, text}
 let lastSeq = 0; // every event up to this number has been seen (or is in the snapshot)
@@ -392,8 +392,12 @@ function newCard(id) {
 
 function act(element, action) {
   const note = element.querySelector(".note");
-  send({ action, alarm_id: element.dataset.id, note: note.value });
+  const message = { action, alarm_id: element.dataset.id, note: note.value };
+  const eta = element.querySelector(".eta");
+  if (action === "claim" && eta && eta.value) message.eta_minutes = eta.value;
+  send(message);
   note.value = "";
+  if (eta) eta.value = "";
 }
 
 function fill(element, entry, foldedEntries) {
@@ -438,15 +442,40 @@ function redraw(element, entry) {
   gap.textContent = card.nobody_on_call || "";
   gap.hidden = !card.nobody_on_call || !OPEN.has(card.status);
   element.querySelector(".age").textContent = ageText(card);
+  fillClaims(element.querySelector(".claims"), card);
   fillDeliveries(element.querySelector(".deliveries"), card);
   for (const button of element.querySelectorAll("button[data-action]")) {
     const action = button.dataset.action;
     button.hidden = !OPEN.has(card.status) || (action === "acknowledge" && card.status !== "triggered");
     button.setAttribute("aria-label", `${ACTION_NAMES[action]}: ${card.title}`);
   }
+  const eta = element.querySelector(".eta");
+  if (eta) eta.hidden = !OPEN.has(card.status);
   const note = element.querySelector(".note");
   note.hidden = !OPEN.has(card.status);
   note.setAttribute("aria-label", `Note for ${card.title}`);
+}
+
+// Who is on the way, each with a countdown to their ETA; one past it stands out (late).
+function fillClaims(list, card) {
+  const claims = OPEN.has(card.status) ? card.claims || [] : [];
+  list.hidden = claims.length === 0;
+  list.replaceChildren(
+    ...claims.map((claim) => {
+      const item = document.createElement("li");
+      item.textContent = claimText(claim);
+      item.classList.toggle("late", Boolean(claim.eta_at) && Date.parse(claim.eta_at) <= Date.now());
+      return item;
+    }),
+  );
+}
+
+function claimText(claim) {
+  if (!claim.eta_at) return `${claim.name} is on the way`;
+  const left = Math.round((Date.parse(claim.eta_at) - Date.now()) / 1000);
+  const at = clockText(claim.eta_at);
+  if (left > 0) return `${claim.name} is on the way · ETA ${at}, in ${spoken(left)}`;
+  return `${claim.name} is late · ETA ${at} passed ${spoken(-left)} ago`;
 }
 
 // A new card flashes for FLASH_MS from the moment it is first on screen, and never again:
@@ -720,6 +749,7 @@ function tick() {
     if (!entry) continue;
     element.querySelector(".age").textContent = ageText(entry.card);
     element.querySelector(".escalation").textContent = escalationText(entry.card);
+    if (entry.card.claims && entry.card.claims.length) fillClaims(element.querySelector(".claims"), entry.card);
     if (entry.fresh) flash(element, entry);
     if (entry.closedAt && now - entry.closedAt > CLOSED_SHOWN_MS) dirty = true;
   }
