@@ -2,9 +2,9 @@
 receiver, each answering normally, with an error (SMTP 451, HTTP 500), or not at all until the
 sender gives up (a timeout). A message is notified once the sink accepted it; each receipt is
 keyed by (alarm id, event, step, round, address), steps and rounds counted from 0 as on the
-Delivery row. Each sink also counts what it received more than once by the message's own
-identity (an email's Message-ID, a webhook's event_id at its address): the resends as the
-recipient sees them."""
+Delivery row (a stand-down: step and round 0). Each sink also counts what it received more
+than once by the message's own identity (an email's Message-ID, a webhook's event_id at its
+address): the resends as the recipient sees them."""
 
 import asyncio
 import email
@@ -161,11 +161,13 @@ class MailSink(_Counting):
             return "451 4.3.0 Try again later"
         message = email.message_from_bytes(envelope.content, policy=email.policy.default)
         text = message.get_body(("plain",)).get_content()
-        step, round_ = STEP_LINE.search(text).groups()
+        # A stand-down (after an ACK or a resolve) is the cycle's one, as its Delivery is.
+        event, step, round_ = ("stand_down", 1, 1) if text.startswith("Stand down:") else (
+            "notify", *STEP_LINE.search(text).groups())  # fmt: skip
         alarm_id = str(message["X-Alarm-Id"])
         link = ACK_LINK.search(text)
         for recipient in envelope.rcpt_tos:
-            key = (alarm_id, "notify", int(step) - 1, int(round_) - 1, recipient)
+            key = (alarm_id, event, int(step) - 1, int(round_) - 1, recipient)
             self.record(key, f"{message['Message-ID']} {recipient}")
             if link:
                 self.ack_links[(alarm_id, recipient)] = link.group(0)
