@@ -39,7 +39,7 @@ TOP_LEVEL = ["version", "sites", "people", "teams", "rotations", "schedules", "c
              "policies", "devices", "routing_rules", "inhibitions"]  # fmt: skip
 STATES = ("created", "updated", "unchanged")
 
-PERSON_FIELDS = ["email", "phone", "signal_number", "active"]
+PERSON_FIELDS = ["email", "phone", "signal_number", "extension", "active"]
 CHANNEL_FIELDS = ["kind", "enabled", "config", "subject_template", "body_template"]
 SITE_FIELDS = ["address"]
 DEVICE_FIELDS = ["kind", "enabled", "allowed_networks", "mac_address", "rate_limit_per_minute",

@@ -8,7 +8,7 @@ from notifications.models import NotificationChannel
 from oncall.models import Rotation, Schedule, Team
 
 POLICY_FIELDS = ["description", "repeat_count", "repeat_after_seconds", "is_default",
-                 "damp_flapping"]  # fmt: skip
+                 "damp_flapping", "stand_down", "escalate_late_claims"]  # fmt: skip
 # What a step names, each by name: {key: model}.
 STEP_TARGETS = {"persons": Person, "schedules": Schedule, "rotations": Rotation,
                 "channels": NotificationChannel}  # fmt: skip

@@ -280,9 +280,9 @@ class DeliveryAdmin(admin.ModelAdmin):
     list_display = [
         "created_at", "alarm", "event", "cycle", "step_number", "round_number", "method",
         "target_name",
-        "address", "status", "attempts", "provider_status", "latency_ms", "sent_at",
+        "address", "status", "attempts", "provider_status", "latency_ms", "sent_at", "outcome",
     ]  # fmt: skip
-    list_filter = ["status", "event", "method"]
+    list_filter = ["status", "event", "method", "outcome"]
     search_fields = ["address", "person__name", "channel__name", "alarm__title"]
     list_select_related = ["alarm", "person", "channel"]
     date_hierarchy = "created_at"

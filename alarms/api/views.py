@@ -31,7 +31,12 @@ from .openapi import (
     RaisedSerializer,
     errors,
 )
-from .serializers import AlarmDetailSerializer, AlarmSerializer, NoteSerializer
+from .serializers import (
+    AlarmDetailSerializer,
+    AlarmSerializer,
+    ClaimRequestSerializer,
+    NoteSerializer,
+)
 
 # What the API's views read a body with: as DRF would, but a JSON body nested too deeply is a 400.
 PARSERS = [DepthLimitedJSONParser, FormParser, MultiPartParser]
@@ -155,6 +160,7 @@ class AlarmViewSet(viewsets.ReadOnlyModelViewSet):
         "list": "alarms.view_alarm",
         "retrieve": "alarms.view_alarm",
         "acknowledge": "alarms.acknowledge_alarm",
+        "claim": "alarms.acknowledge_alarm",
         "resolve": "alarms.resolve_alarm",
         "cancel": "alarms.cancel_alarm",
     }
@@ -164,6 +170,7 @@ class AlarmViewSet(viewsets.ReadOnlyModelViewSet):
 
     def get_queryset(self):
         alarms = Alarm.objects.select_related("site", "room", "person", "device", "policy")
+        alarms = alarms.prefetch_related("claims")
         if isinstance(self.request.auth, Device):
             alarms = alarms.filter(device=self.request.auth)
         if self.action == "retrieve":
@@ -173,7 +180,7 @@ class AlarmViewSet(viewsets.ReadOnlyModelViewSet):
     def get_serializer_class(self):
         return AlarmDetailSerializer if self.action == "retrieve" else AlarmSerializer
 
-    def _act(self, request, transition):
+    def _act(self, request, transition, request_serializer=NoteSerializer):
         caller = (
             f"device:{request.auth.pk}" if calling_device(request) else f"user:{request.user.pk}"
         )
@@ -183,12 +190,12 @@ class AlarmViewSet(viewsets.ReadOnlyModelViewSet):
             )
         alarm = self.get_object()
         data, changed = made_storable(request.data)
-        serializer = NoteSerializer(data=data)
+        serializer = request_serializer(data=data)
         serializer.is_valid(raise_exception=True)
         actor = actor_for(request)
         try:
             with transaction.atomic():
-                outcome = transition(alarm.pk, actor, serializer.validated_data["note"])
+                outcome = transition(alarm.pk, actor, **serializer.validated_data)
                 note_made_storable(outcome, changed, actor)
         except lifecycle.AlarmClosed as exc:
             return error(f"alarm is already {exc.alarm.status}", 409)
@@ -204,6 +211,20 @@ class AlarmViewSet(viewsets.ReadOnlyModelViewSet):
     @action(detail=True, methods=["post"])
     def acknowledge(self, request, pk=None):
         return self._act(request, lifecycle.acknowledge)
+
+    @extend_schema(
+        request=ClaimRequestSerializer,
+        responses={200: AlarmActionSerializer, **errors(400, 401, 403, 404, 429,
+                                                        e409="The alarm is closed.")},
+        description="On my way, in `eta_minutes` when given: the first claim acknowledges the "
+        "alarm; later ones are kept beside it (`claims`), and the board counts down to each ETA.",
+    )  # fmt: skip
+    @action(detail=True, methods=["post"])
+    def claim(self, request, pk=None):
+        def claim(alarm_id, actor, note, eta_minutes):
+            return lifecycle.claim(alarm_id, actor, eta_minutes)
+
+        return self._act(request, claim, ClaimRequestSerializer)
 
     @ALARM_ACTION
     @action(detail=True, methods=["post"])

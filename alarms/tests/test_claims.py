@@ -7,6 +7,7 @@ import pytest
 from django.utils import timezone
 
 from alarms import claims, engine, lifecycle
+from alarms.acklinks import issue_ack_link
 from alarms.models import Alarm, AlarmEvent, Claim
 from alarms.timeline import SYSTEM, Actor
 from notifications.models import Delivery
@@ -122,3 +123,36 @@ def test_a_new_claim_pushes_the_late_escalation_back(raise_to, alice, bob):
     alarm.refresh_from_db()
     bobs = alarm.claims.get(person=bob).eta_at
     assert alarm.late_claims_at == bobs
+
+
+def test_the_api_claims_with_an_eta_and_lists_who_is_coming(raise_to, alice, client, make_user):
+    alarm = raise_to([alice])
+    user = make_user("dana", role="Dispatch", first_name="Dana")
+    client.force_login(user)
+
+    refused = client.post(f"/v1/alarms/{alarm.pk}/claim", {"eta_minutes": 0},
+                          content_type="application/json")  # fmt: skip
+    claimed = client.post(f"/v1/alarms/{alarm.pk}/claim", {"eta_minutes": 15},
+                          content_type="application/json")  # fmt: skip
+
+    assert refused.status_code == 400 and "eta_minutes" in refused.json()["fields"]
+    assert claimed.status_code == 200, claimed.content
+    body = claimed.json()
+    assert body["status"] == "acknowledged" and body["changed"] is True
+    assert [c["name"] for c in body["claims"]] == ["Dana"]
+    listed = client.get("/v1/alarms").json()["results"][0]
+    assert listed["claims"][0]["eta_at"] == body["claims"][0]["eta_at"]
+
+
+def test_the_ack_page_says_on_my_way(raise_to, alice, client):
+    alarm = raise_to([alice])
+    path = issue_ack_link(alarm, person=alice).split("8000", 1)[1]
+
+    bad = client.post(path, {"action": "claim", "eta": "soon"})
+    good = client.post(path, {"action": "claim", "eta": "10"})
+
+    assert bad.status_code == 400
+    assert "The minutes until you are there must be 1 to 720 minutes." in bad.content.decode()
+    assert good.status_code == 200 and "You are on your way: expected at" in good.content.decode()
+    claim = Alarm.objects.get(pk=alarm.pk).claims.get()
+    assert claim.via == "Alice (ACK link)"
