@@ -263,14 +263,19 @@ def _add_occurrence(alarm: Alarm, actor: Actor) -> Alarm:
     return alarm
 
 
-def _locked(alarm_id) -> Alarm:
-    return Alarm.objects.select_for_update().get(pk=alarm_id)
+def _locked(alarm_id, cycle: int | None = None) -> Alarm:
+    """The alarm, locked; with `cycle` (what the caller was paged about: a reply code, a
+    call), AlarmClosed when that cycle closed and the alarm has fired again since."""
+    alarm = Alarm.objects.select_for_update().get(pk=alarm_id)
+    if cycle is not None and alarm.reopen_count != cycle:
+        raise AlarmClosed(alarm)
+    return alarm
 
 
-def acknowledge(alarm_id, actor: Actor, note: str = "") -> Outcome:
+def acknowledge(alarm_id, actor: Actor, note: str = "", cycle: int | None = None) -> Outcome:
     """Acknowledge and stop escalation. Repeating it changes nothing; a closed alarm refuses."""
     with logs.about_alarm(alarm_id), transaction.atomic():
-        alarm = _locked(alarm_id)
+        alarm = _locked(alarm_id, cycle)
         if alarm.status == Status.ACKNOWLEDGED:
             return Outcome(alarm, changed=False)
         if alarm.status != Status.TRIGGERED:
@@ -296,18 +301,24 @@ def _acknowledge(alarm: Alarm, actor: Actor, note: str) -> None:
 MAX_ETA_MINUTES = 720
 
 
-def claim(alarm_id, actor: Actor, eta_minutes: int | None = None) -> Outcome:
+def claim(
+    alarm_id, actor: Actor, eta_minutes: int | None = None, cycle: int | None = None
+) -> Outcome:
     """A responder is on the way, arriving in `eta_minutes` when they said. The first claim
     acknowledges the alarm (escalation stops); later ones are kept beside it, and a person who
     claims again changes their ETA. `changed` says whether this claim acknowledged it. With a
     policy that escalates late claims, the alarm escalates again once every claim's ETA has
-    passed and it is still open (`escalate_late_claims`)."""
+    passed and it is still open (`escalate_late_claims`), unless it was acknowledged before
+    the first claim (someone took it on without an ETA)."""
     if eta_minutes is not None and not 0 < eta_minutes <= MAX_ETA_MINUTES:
         raise BadEta(f"1 to {MAX_ETA_MINUTES} minutes")
     with logs.about_alarm(alarm_id), transaction.atomic():
-        alarm = _locked(alarm_id)
+        alarm = _locked(alarm_id, cycle)
         if alarm.status not in OPEN_STATUSES:
             raise AlarmClosed(alarm)
+        acknowledged = alarm.status == Status.TRIGGERED
+        # Acknowledged plainly before (someone took it on, no ETA): never late.
+        taken_on = not acknowledged and not alarm.claims.filter(cycle=alarm.reopen_count).exists()
         now = timezone.now()
         eta_at = now + timedelta(minutes=eta_minutes) if eta_minutes else None
         who = actor.person.name if actor.person else actor.name
@@ -321,8 +332,7 @@ def claim(alarm_id, actor: Actor, eta_minutes: int | None = None) -> Outcome:
         eta = f", ETA {eta_minutes} min ({timezone.localtime(eta_at):%H:%M})" if eta_at else ""
         record(alarm, AlarmEvent.Kind.CLAIMED, f"{who} is on the way{eta}", actor,
                eta_at=eta_at.isoformat() if eta_at else None)  # fmt: skip
-        acknowledged = alarm.status == Status.TRIGGERED
-        alarm.late_claims_at = _late_claims_at(alarm)
+        alarm.late_claims_at = None if taken_on else _late_claims_at(alarm)
         if acknowledged:
             _acknowledge(alarm, actor, f"on the way{eta}")
         else:
@@ -366,9 +376,9 @@ def escalate_late_claims(alarm_id) -> Outcome:
         return Outcome(alarm, changed=True)
 
 
-def resolve(alarm_id, actor: Actor, note: str = "") -> Outcome:
+def resolve(alarm_id, actor: Actor, note: str = "", cycle: int | None = None) -> Outcome:
     """Close the alarm as handled; wins over a racing ACK because both take the row lock."""
-    return _close(alarm_id, Status.RESOLVED, AlarmEvent.Kind.RESOLVED, actor, note)
+    return _close(alarm_id, Status.RESOLVED, AlarmEvent.Kind.RESOLVED, actor, note, cycle)
 
 
 def cancel(alarm_id, actor: Actor, note: str = "") -> Outcome:
@@ -376,9 +386,9 @@ def cancel(alarm_id, actor: Actor, note: str = "") -> Outcome:
     return _close(alarm_id, Status.CANCELLED, AlarmEvent.Kind.CANCELLED, actor, note)
 
 
-def _close(alarm_id, status: str, kind: str, actor: Actor, note: str) -> Outcome:
+def _close(alarm_id, status: str, kind: str, actor: Actor, note: str, cycle=None) -> Outcome:
     with logs.about_alarm(alarm_id), transaction.atomic():
-        alarm = _locked(alarm_id)
+        alarm = _locked(alarm_id, cycle)
         if alarm.status not in OPEN_STATUSES:
             return Outcome(alarm, changed=False)
         alarm.status = status

@@ -28,7 +28,7 @@ def signed(value: str, purpose: str) -> str:
 def unsigned(token: str, purpose: str) -> str | None:
     """The value a `signed` token carries, or None when its MAC does not match."""
     value, _, mac = token.rpartition("-")
-    if not value or not hmac.compare_digest(mac, _mac(value, purpose)):
+    if not value or not hmac.compare_digest(mac.encode(), _mac(value, purpose).encode()):
         return None
     return value
 

@@ -184,6 +184,9 @@ class ReplyCode(models.Model):
 
     address = models.CharField(max_length=32, help_text="The phone number (E.164).")
     number = models.PositiveIntegerField()
+    cycle = models.PositiveIntegerField(
+        default=0, help_text="The alarm's reopen_count when it was taken."
+    )
     alarm = models.ForeignKey("alarms.Alarm", on_delete=models.CASCADE, related_name="+")
     person = models.ForeignKey("devices.Person", on_delete=models.CASCADE, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)

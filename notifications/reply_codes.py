@@ -8,15 +8,23 @@ so a late "1a" can be told what became of #1) and then free for the phone's next
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from alarms.models import OPEN_STATUSES
+
 from .models import ReplyCode
 
 
-def code_for(alarm, person, address: str) -> int:
+def code_for(alarm, person, address: str) -> int | None:
     """The code of this alarm on this phone: the one it holds, or the smallest free one, taken
-    now (inside the caller's transaction). Two alarms paging one phone at once may pick the same
-    number: the unique index refuses the second, which takes the next."""
+    now (inside the caller's transaction); None once the alarm is closed. Two alarms paging one
+    phone at once may pick the same number: the unique index refuses the second, which takes
+    the next."""
+    # A page taken as its alarm closed may have taken a code after the close released them:
+    # such a code holds nothing.
+    held = ReplyCode.objects.filter(address=address, released_at=None)
+    held.exclude(alarm__status__in=OPEN_STATUSES).update(released_at=timezone.now())
+    if alarm.status not in OPEN_STATUSES:
+        return None
     for _ in range(20):
-        held = ReplyCode.objects.filter(address=address, released_at=None)
         numbers = dict(held.values_list("alarm_id", "number"))
         if alarm.pk in numbers:
             held.filter(alarm=alarm).update(paged_at=timezone.now())
@@ -24,7 +32,8 @@ def code_for(alarm, person, address: str) -> int:
         number = smallest_free(set(numbers.values()))
         try:
             with transaction.atomic():
-                ReplyCode.objects.create(address=address, number=number, alarm=alarm, person=person)
+                ReplyCode.objects.create(address=address, number=number, alarm=alarm,
+                                         cycle=alarm.reopen_count, person=person)  # fmt: skip
             return number
         except IntegrityError:
             continue  # taken meanwhile, by another alarm or by this one's other message
@@ -53,6 +62,7 @@ def open_code(address: str, number: int) -> ReplyCode | None:
     return (
         ReplyCode.objects.select_related("alarm")
         .filter(address=address, number=number, released_at=None)
+        .filter(alarm__status__in=OPEN_STATUSES)
         .first()
     )
 
@@ -72,7 +82,7 @@ def latest_code(address: str) -> ReplyCode | None:
     """The open alarm this phone was paged about last ("ack" with no code)."""
     return (
         ReplyCode.objects.select_related("alarm")
-        .filter(address=address, released_at=None)
+        .filter(address=address, released_at=None, alarm__status__in=OPEN_STATUSES)
         .order_by("-paged_at", "-id")
         .first()
     )

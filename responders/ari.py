@@ -38,8 +38,8 @@ CORE_SOUNDS = {
     "already": ["sound:auth-thankyou", "sound:vm-goodbye"],
     "claimed": ["sound:auth-thankyou", "sound:vm-goodbye"],
     "closed": ["sound:vm-goodbye"],
-    "gone": ["sound:vm-goodbye"],
     "eta": ["sound:beep"],
+    "test": ["sound:beep", "sound:vm-goodbye"],
     "unknown_key": ["sound:option-is-invalid"],
 }
 
@@ -77,9 +77,14 @@ class Listener:
                 self._read()
                 pause = 1.0
             except (OSError, websockets.exceptions.WebSocketException) as exc:
-                log.warning("ARI events of %s: %s; again in %.0f s", self.channel.name, exc, pause)
-                self.stopping.wait(pause)
-                pause = min(pause * 2, 30.0)
+                log.warning("ARI events of %s: %s; again in %.0f s", self.channel.name,
+                            exc.__class__.__name__, pause)  # fmt: skip
+            except Exception:  # noqa: BLE001 (the listener outlives any one failure)
+                log.exception("ARI events of %s failed; again in %.0f s", self.channel.name, pause)
+            else:
+                continue
+            self.stopping.wait(pause)
+            pause = min(pause * 2, 30.0)
 
     def stop(self) -> None:
         self.stopping.set()
@@ -98,14 +103,20 @@ class Listener:
                     message = None
                 close_old_connections()
                 if message is not None:
-                    self.handle(json.loads(message))
+                    self.handle(message)
                 self.tick()
 
     # --- events ----------------------------------------------------------------------------
 
-    def handle(self, event: dict) -> None:
-        kind = event.get("type", "")
-        channel_id = (event.get("channel") or {}).get("id", "")
+    def handle(self, message: str) -> None:
+        """One event; what goes wrong with it is logged and costs no other call."""
+        try:
+            event = json.loads(message)
+            kind = event.get("type", "")
+            channel_id = (event.get("channel") or {}).get("id", "")
+        except (ValueError, AttributeError):
+            log.warning("ARI sent something that is not an event: %.200r", message)
+            return
         try:
             if kind == "StasisStart":
                 self._answered(channel_id, event.get("args") or [])
@@ -118,11 +129,19 @@ class Listener:
             elif kind == "ChannelDestroyed":
                 self._destroyed(channel_id, event.get("cause"), event.get("cause_txt", ""))
         except TransportError as exc:
-            log.warning("ARI call %s: %s", channel_id, exc.message)
+            log.warning("ARI call %s: %s", channel_id, self.transport.redact(exc.status or
+                        exc.message.split(":", 1)[0]))  # fmt: skip
+        except Exception:  # noqa: BLE001 (one call's failure must not end the others)
+            log.exception("ARI call %s: %s failed", channel_id, kind)
 
     def _answered(self, channel_id: str, args: list) -> None:
+        if args == ["test"]:  # the admin's test call: it says so, and goodbye
+            self._say(self.calls.setdefault(channel_id, Call(None, channel_id)), "test", True)
+            return
         token = args[1] if len(args) > 1 and args[0] == "delivery" else ""
         delivery = calls.delivery_of(token)
+        if delivery is not None and delivery.channel_id != self.channel.pk:
+            return  # another ARI channel's call on the same application: its listener's
         if delivery is None:
             self.transport.rest("DELETE", f"/channels/{channel_id}")
             return
@@ -185,8 +204,10 @@ class Listener:
 
     def _destroyed(self, channel_id: str, cause, cause_txt: str) -> None:
         call = self.calls.pop(channel_id, None)
+        if call is not None and call.delivery is None:
+            return  # a test call
         delivery = call.delivery if call else _delivery_of_channel(channel_id)
-        if delivery is None:
+        if delivery is None or delivery.channel_id != self.channel.pk:
             return
         detail = f"Asterisk cause {cause}" + (f" {cause_txt}" if cause_txt else "")
         if call is not None:
@@ -259,20 +280,29 @@ def listen(stop: threading.Event, recheck_seconds: float = 30.0) -> None:
     them (one added, disabled or reconfigured), until `stop` is set."""
     running: dict[int, tuple[dict, Listener, threading.Thread]] = {}
     while not stop.is_set():
-        close_old_connections()
-        wanted = {c.pk: c for c in NotificationChannel.objects.filter(kind="ari", enabled=True)}
-        for pk, (config, listener, thread) in list(running.items()):
-            if pk not in wanted or wanted[pk].config != config or not thread.is_alive():
-                listener.stop()
-                thread.join(timeout=5)
-                del running[pk]
-        for pk, channel in wanted.items():
-            if pk not in running:
-                listener = Listener(channel)
-                thread = threading.Thread(target=listener.run, name=f"ari-{pk}", daemon=True)
-                thread.start()
-                running[pk] = (dict(channel.config), listener, thread)
+        try:
+            _follow(running)
+        except Exception:  # noqa: BLE001 (the database away: look again later)
+            log.exception("ARI channels could not be read")
         stop.wait(recheck_seconds)
     for _, listener, thread in running.values():
         listener.stop()
         thread.join(timeout=5)
+
+
+def _follow(running: dict) -> None:
+    """Start a listener for each enabled ARI channel not listened to, stop those of channels
+    gone, disabled or changed (and those whose thread ended)."""
+    close_old_connections()
+    wanted = {c.pk: c for c in NotificationChannel.objects.filter(kind="ari", enabled=True)}
+    for pk, (config, listener, thread) in list(running.items()):
+        if pk not in wanted or wanted[pk].config != config or not thread.is_alive():
+            listener.stop()
+            thread.join(timeout=5)
+            del running[pk]
+    for pk, channel in wanted.items():
+        if pk not in running:
+            listener = Listener(channel)
+            thread = threading.Thread(target=listener.run, name=f"ari-{pk}", daemon=True)
+            thread.start()
+            running[pk] = (dict(channel.config), listener, thread)

@@ -32,7 +32,7 @@ SAID = {
     "claimed": "Thank you. You are on your way. Goodbye.",
     "eta": "In how many minutes will you be there? Enter the minutes, then the hash key.",
     "unknown_key": "That key does nothing.",
-    "gone": "This call is no longer valid. Goodbye.",
+    "test": "This is a test call from the alarm broker. No key is needed. Goodbye.",
 }
 
 
@@ -69,13 +69,13 @@ def press(delivery: Delivery, key: str, eta_minutes: int | None = None) -> str:
     alarm = delivery.alarm
     try:
         if key == ACKNOWLEDGE_KEY:
-            outcome = lifecycle.acknowledge(alarm.pk, _actor(delivery, key))
+            outcome = lifecycle.acknowledge(alarm.pk, _actor(delivery, key), cycle=delivery.cycle)
             ended(delivery, Outcome.ACKNOWLEDGED)
             return "acknowledged" if outcome.changed else "already"
         if key == CLAIM_KEY:
             if eta_minutes is not None and not 0 < eta_minutes <= lifecycle.MAX_ETA_MINUTES:
                 eta_minutes = None
-            lifecycle.claim(alarm.pk, _actor(delivery, key), eta_minutes)
+            lifecycle.claim(alarm.pk, _actor(delivery, key), eta_minutes, cycle=delivery.cycle)
             ended(delivery, Outcome.CLAIMED)
             return "claimed"
     except lifecycle.AlarmClosed:

@@ -2,8 +2,8 @@
 
 Case and spaces do not matter. A code names the alarm ("1a": the alarm with code 1 on this
 phone); no code means the alarm this phone was paged about last. A claim may carry an ETA in
-minutes ("1c 10": on my way, there in 10 minutes). The opt-out words are the carriers' own,
-matched only as the whole message, so "stop the alarm" opts nobody out.
+minutes ("1c 10": on my way, there in 10 minutes). The opt-out words are matched only as the
+whole message, so "stop the alarm" opts nobody out.
 """
 
 import re
@@ -17,8 +17,9 @@ VERBS = {
     "c": CLAIM, "claim": CLAIM, "otw": CLAIM, "coming": CLAIM,
     "r": RESOLVE, "res": RESOLVE, "resolve": RESOLVE, "resolved": RESOLVE, "done": RESOLVE,
 }  # fmt: skip
-OPT_OUT_WORDS = {"stop", "stopall", "stop all", "unsubscribe", "cancel", "end", "quit"}
-OPT_IN_WORDS = {"start", "unstop", "yes"}
+# Not Twilio's whole list: "cancel", "end" or "yes" said to an alarm must not mute anyone.
+OPT_OUT_WORDS = {"stop", "stopall", "stop all", "unsubscribe"}
+OPT_IN_WORDS = {"start", "unstop"}
 
 _VERB = "|".join(sorted(VERBS, key=len, reverse=True))
 # "1a", "1 a", "1c 10", "12 ack"

@@ -38,7 +38,7 @@ def twilio_valid(auth_token: str, urls: list[str], params: dict, signature: str)
     )
 
 
-def twilio_channel(account_sid: str, kinds: tuple[str, ...]) -> list[NotificationChannel]:
+def twilio_channels(account_sid: str, kinds: tuple[str, ...]) -> list[NotificationChannel]:
     """The enabled Twilio channels of this account (SMS or voice), whose tokens may have signed
     a request."""
     channels = NotificationChannel.objects.filter(kind__in=kinds, enabled=True).order_by("name")
@@ -52,7 +52,18 @@ def signed_by_twilio(
     signed with another account's token) is not Twilio's."""
     params = {name: request.POST.getlist(name) for name in request.POST}
     signature = request.headers.get("X-Twilio-Signature", "")
-    for channel in twilio_channel(request.POST.get("AccountSid", ""), kinds):
+    channels = twilio_channels(request.POST.get("AccountSid", ""), kinds)
+    # The number (or messaging service) the person texted answers them.
+    to, service = request.POST.get("To", ""), request.POST.get("MessagingServiceSid", "")
+
+    def texted(channel) -> bool:
+        config = channel.config
+        return config.get("from") == to or bool(
+            service and config.get("messaging_service_sid") == service
+        )
+
+    channels.sort(key=lambda channel: not texted(channel))
+    for channel in channels:
         if twilio_valid(channel.config.get("auth_token", ""), urls, params, signature):
             return channel
     return None

@@ -36,7 +36,12 @@ class Reply(models.Model):
     handled_at = models.DateTimeField(null=True, blank=True)
     outcome = models.CharField(max_length=300, blank=True, help_text="What came of it.")
     answer = models.TextField(blank=True, help_text="What we answered; empty: nothing.")
-    answer_status = models.CharField(max_length=300, blank=True)
+    answer_status = models.CharField(
+        max_length=300, blank=True, help_text="What the provider said to the last try."
+    )
+    answer_attempts = models.PositiveSmallIntegerField(default=0)
+    answer_tried_at = models.DateTimeField(null=True, blank=True)
+    answered_at = models.DateTimeField(null=True, blank=True, help_text="When the answer went.")
 
     class Meta:
         ordering = ["-received_at", "-id"]

@@ -132,7 +132,7 @@ def _act(reply: Reply) -> tuple[str, str, bool]:
                   person=person)  # fmt: skip
     record(code.alarm, AlarmEvent.Kind.REPLY, f"{LABELS[reply.method]} reply from {person.name}: "
            f"{grammar.normalized(reply.text)}", actor, reply_id=reply.pk)  # fmt: skip
-    return _carry_out(code.alarm, code.number, command, actor)
+    return _carry_out(code, command, actor)
 
 
 def _code(number: str, command: grammar.Command):
@@ -141,19 +141,22 @@ def _code(number: str, command: grammar.Command):
     return reply_codes.open_code(number, command.code)
 
 
-def _carry_out(alarm: Alarm, number: int, command, actor: Actor) -> tuple[str, str, bool]:
+def _carry_out(code, command, actor: Actor) -> tuple[str, str, bool]:
+    """What the command does to the code's alarm, for the cycle the code was taken in (one
+    that closed and fired again since is not acknowledged by an answer to the old page)."""
+    alarm, number, cycle = code.alarm, code.number, code.cycle
     about = f"#{number} {alarm.title}" + (f": {alarm.room.name}" if alarm.room else "")
     try:
         if command.action == grammar.ACKNOWLEDGE:
-            outcome = lifecycle.acknowledge(alarm.pk, actor)
+            outcome = lifecycle.acknowledge(alarm.pk, actor, cycle=cycle)
             if not outcome.changed:
                 return "already acknowledged", _acknowledged(outcome.alarm, number), False
             return "acknowledged", f"Acknowledged {about}", True
         if command.action == grammar.CLAIM:
-            outcome = lifecycle.claim(alarm.pk, actor, command.eta_minutes)
+            outcome = lifecycle.claim(alarm.pk, actor, command.eta_minutes, cycle=cycle)
             eta = f", ETA {command.eta_minutes} min" if command.eta_minutes else ""
             return "claimed", f"On your way to {about}{eta}. Reply {number}r once resolved.", True
-        outcome = lifecycle.resolve(alarm.pk, actor)
+        outcome = lifecycle.resolve(alarm.pk, actor, cycle=cycle)
         if not outcome.changed:
             return "already closed", _closed(outcome.alarm, number), False
         return "resolved", f"Resolved {about}", True
@@ -186,7 +189,9 @@ def _opt(person: Person, reply: Reply, out: bool) -> tuple[str, str, bool]:
     if out == muted:
         state = "muted" if muted else "not muted"
         return f"already {state}", "", False
-    Person.objects.filter(pk=person.pk).update(**{field: timezone.now() if out else None})
+    # Everyone with this number: the phone said so, not one of its people.
+    number = {NUMBER_FIELDS[method]: getattr(person, NUMBER_FIELDS[method])}
+    Person.objects.filter(**number).update(**{field: timezone.now() if out else None})
     label = LABELS[method]
     if reply.channel and reply.channel.kind == "twilio":
         # Twilio keeps its own opt-out list for STOP and START, and answers them itself.

@@ -5,6 +5,7 @@ Each URL names its delivery by a signed reference, and every request must carry 
 signature made with that channel's auth token: neither alone lets anyone press a key.
 """
 
+import re
 from xml.sax.saxutils import escape, quoteattr
 
 from django.conf import settings
@@ -26,8 +27,13 @@ def _url(token: str, step: str) -> str:
     return settings.PUBLIC_BASE_URL.rstrip("/") + reverse("call-twilio", args=[token, step])
 
 
+# Characters XML 1.0 does not allow (alarm text may carry them): Twilio could not read the
+# document, and the responder would hear an application error instead of the alarm.
+NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
 def _say(text: str) -> str:
-    return f"<Say>{escape(text)}</Say>"
+    return f"<Say>{escape(NOT_XML.sub(' ', text))}</Say>"
 
 
 def _response(*verbs: str) -> str:

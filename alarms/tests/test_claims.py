@@ -156,3 +156,29 @@ def test_the_ack_page_says_on_my_way(raise_to, alice, client):
     assert good.status_code == 200 and "You are on your way: expected at" in good.content.decode()
     claim = Alarm.objects.get(pk=alarm.pk).claims.get()
     assert claim.via == "Alice (ACK link)"
+
+
+def test_a_claim_after_a_plain_acknowledgement_never_escalates_again(raise_to, alice, bob):
+    alarm = raise_to([alice, bob], escalate_late_claims=True)
+    lifecycle.acknowledge(alarm.pk, as_(bob))
+    lifecycle.claim(alarm.pk, as_(alice), 5)
+    past_eta(alarm)
+
+    assert claims.escalate_late() == 0
+    alarm.refresh_from_db()
+    assert alarm.status == "acknowledged" and alarm.acknowledged_by == "Bob (board)"
+
+
+def test_after_a_late_claim_escalated_the_next_ack_stands_down_the_new_round(raise_to, alice, bob):
+    alarm = raise_to([alice], [bob], escalate_late_claims=True)
+    Delivery.objects.filter(alarm=alarm).update(status="sent")
+    lifecycle.claim(alarm.pk, as_(bob), 10)  # Bob was not paged: Alice is stood down
+    past_eta(alarm)
+    claims.escalate_late()
+    assert engine.run_due_step(alarm.pk)
+    Delivery.objects.filter(alarm=alarm, event="notify").update(status="sent")
+
+    lifecycle.acknowledge(alarm.pk, as_(bob))
+
+    stood_down = Delivery.objects.filter(alarm=alarm, event="stand_down", person=alice)
+    assert sorted(stood_down.values_list("round", flat=True)) == [0, 1]

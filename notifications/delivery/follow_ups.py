@@ -21,8 +21,9 @@ Status = Delivery.Status
 def on_transition(alarm, event: str, actor_person=None) -> None:
     """Inside an ACK/resolve/cancel transaction: stop what has not gone out yet, queue a
     follow-up to each channel that a step posted to and that wants this event, and a
-    stand-down to each person paged (but the one who did it). A ticket or an upstream alarm
-    (`keeps_record`) is still made when the alarm closed before it went out."""
+    stand-down to each person paged (but the one who did it); each once per round. A ticket
+    or an upstream alarm (`keeps_record`) is still made when the alarm closed before it went
+    out."""
     Delivery.objects.filter(alarm=alarm, event=NOTIFY, status=Status.PENDING).exclude(
         person=None, method__in=record_kinds()
     ).update(
@@ -40,8 +41,8 @@ def on_transition(alarm, event: str, actor_person=None) -> None:
         transport = channel.transport()
         if event in transport.follows_up:
             rows.append(
-                Delivery(alarm=alarm, cycle=alarm.reopen_count, event=event, step=0, round=0,
-                         channel=channel,
+                Delivery(alarm=alarm, cycle=alarm.reopen_count, event=event, step=0,
+                         round=alarm.current_round, channel=channel,
                          target=f"channel:{channel.pk}", method=channel.kind,
                          address=transport.address_for(None), next_attempt_at=now,
                          queued_until=lease_until(now))
@@ -61,9 +62,10 @@ def on_transition(alarm, event: str, actor_person=None) -> None:
 
 def _stand_downs(alarm, actor_person, now) -> list[Delivery]:
     """One stand-down per person and contact point this cycle's steps paged (a message sent,
-    or being sent); its unique key makes it one per cycle, whether the alarm is acknowledged,
-    then resolved. A call is stood down by SMS to the same phone: nobody is rung at night to
-    hear they need not come."""
+    or being sent); its unique key (the round too) makes it one per cycle, whether the alarm
+    is acknowledged, then resolved, and one more once a late claim escalated it again (a new
+    round). A call is stood down by SMS to the same phone: nobody is rung at night to hear
+    they need not come."""
     paged = Delivery.objects.filter(
         alarm=alarm, cycle=alarm.reopen_count, event=NOTIFY,
         status__in=[Status.SENDING, Status.SENT],
@@ -80,7 +82,8 @@ def _stand_downs(alarm, actor_person, now) -> list[Delivery]:
             if address:
                 rows.append(
                     Delivery(alarm=alarm, cycle=alarm.reopen_count, event=STAND_DOWN, step=0,
-                             round=0, person=row.person, channel=gateway, address=address,
+                             round=alarm.current_round, person=row.person, channel=gateway,
+                             address=address,
                              target=f"person:{row.person_id}", method=method,
                              next_attempt_at=now, queued_until=lease_until(now))
                 )  # fmt: skip

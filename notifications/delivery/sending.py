@@ -231,6 +231,9 @@ def call(claimed: Claimed) -> Sent | None:
     """Call the transport: what it sent, to be recorded (`record_sent`); None when it failed,
     which is recorded here."""
     delivery, transport, out = claimed.delivery, claimed.transport, claimed.out
+    # A step's first message is taken before its row is written: it has its id by now (a
+    # call's callbacks name it).
+    out.delivery_id = delivery.pk
     started = time.monotonic()
     try:
         sent = call_transport(transport, out, delivery.method)

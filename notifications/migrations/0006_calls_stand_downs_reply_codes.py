@@ -40,6 +40,7 @@ class Migration(migrations.Migration):
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('address', models.CharField(help_text='The phone number (E.164).', max_length=32)),
                 ('number', models.PositiveIntegerField()),
+                ('cycle', models.PositiveIntegerField(default=0, help_text="The alarm's reopen_count when it was taken.")),
                 ('created_at', models.DateTimeField(auto_now_add=True)),
                 ('paged_at', models.DateTimeField(default=django.utils.timezone.now, help_text='Its last message to the phone.')),
                 ('released_at', models.DateTimeField(blank=True, null=True)),

@@ -9,6 +9,7 @@ import pytest
 
 from alarms.models import Alarm, AlarmEvent
 from conftest import wait_until
+from notifications.delivery.sample_sends import send_test
 from notifications.models import Delivery
 from responders import ari
 
@@ -172,3 +173,19 @@ def test_without_text_to_speech_it_plays_the_sounds_configured(asterisk, listene
 
     wait_until(lambda: "sound:auth-thankyou" in spoken(asterisk, channel_id))
     assert spoken(asterisk, channel_id)[0] == "sound:custom/alarm-reception"
+
+
+def test_the_admins_test_call_through_asterisk_says_so_and_hangs_up(listener, asterisk, alice):
+    alice.extension = "PJSIP/desk-7"
+    alice.save()
+
+    results = [r for r in send_test(person=alice) if r[0].startswith("Phone call")]
+
+    assert results[0][2] is True, results
+    (channel_id,) = asterisk.channels
+    assert asterisk.channels[channel_id]["endpoint"] == "PJSIP/desk-7"
+    asterisk.answer(channel_id)
+    wait_until(lambda: channel_id not in asterisk.channels)
+    assert spoken(asterisk, channel_id) == [
+        "This is a test call from the alarm broker. No key is needed. Goodbye."
+    ]

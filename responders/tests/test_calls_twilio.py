@@ -10,7 +10,10 @@ from xml.etree import ElementTree
 import pytest
 from twilio.request_validator import RequestValidator
 
+from alarms import engine, lifecycle
 from alarms.models import Alarm, AlarmEvent
+from alarms.timeline import SYSTEM
+from notifications.delivery.sample_sends import send_test
 from notifications.models import Delivery
 from notifications.tests.fake_provider import Answer
 from notifications.tests.test_sms_signal import basic_auth
@@ -31,9 +34,13 @@ def twilio_voice(provider):
         if match["sid"] != ACCOUNT_SID or basic_auth(request) != (ACCOUNT_SID, AUTH_TOKEN):
             return Answer(401, {"code": 20003, "message": "Authenticate", "status": 401})
         form = request.form
-        for name in ("To", "From", "Url"):
+        for name in ("To", "From"):
             if not form.get(name):
-                return Answer(400, {"code": 21205, "message": f"{name} is required", "status": 400})
+                return Answer(400, {"code": 21201, "message": f"{name} is required", "status": 400})
+        if not form.get("Url") and not form.get("Twiml"):
+            return Answer(
+                400, {"code": 21205, "message": "Url or Twiml is required", "status": 400}
+            )
         sid = "CA" + uuid.uuid4().hex
         provider.calls.append(form)
         return Answer(201, {"sid": sid, "status": "queued", "to": form["To"], "from": form["From"],
@@ -194,3 +201,37 @@ def test_a_callback_without_twilios_signature_or_a_known_call_is_refused(client,
     assert unsigned.status_code == 403 and "signature" in unsigned.json()["error"]
     assert unknown.status_code == 404
     assert Alarm.objects.get(pk=alarm.pk).status == "triggered"
+
+
+def test_a_step_run_by_the_drain_places_its_call_with_the_delivery_named(
+    twilio_voice, alice, make_policy, make_device
+):
+    policy = make_policy([(0, [alice], [])], name="Call first")
+    policy.steps.update(methods=["voice"])
+    device, _ = make_device(name="Desk phone drained", default_policy=policy)
+    alarm = lifecycle.raise_alarm(
+        source="yealink", dedup_key="drained", title="Emergency key pressed", device=device,
+        actor=SYSTEM,
+    ).alarm  # fmt: skip
+
+    assert engine.run_due_now() == 1  # its first message taken before its row was written
+
+    (call,) = twilio_voice.calls
+    delivery = Delivery.objects.get(alarm=alarm)
+    assert delivery.status == "sent"
+    assert f"/v1/calls/twilio/{delivery.pk}-" in call["Url"]
+
+
+def test_the_admins_test_call_says_the_sample_alarm_and_takes_no_key(twilio_voice, alice):
+    (result,) = [r for r in send_test(person=alice) if r[0].startswith("Phone call")]
+
+    (call,) = twilio_voice.calls
+    assert result[2] is True and "Url" not in call
+    twiml = ElementTree.fromstring(call["Twiml"])
+    assert says(twiml)[0].startswith("This is a test call. Emergency. Test message")
+    assert says(twiml)[-1] == "This was a test call. No key is needed. Goodbye."
+
+
+def test_a_callback_naming_no_call_in_any_alphabet_is_404(client, called):
+    for token in ("1-ä" * 3, "ünknown", "-"):
+        assert client.post(f"/v1/calls/twilio/{token}/answer", {}).status_code == 404

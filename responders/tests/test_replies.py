@@ -72,7 +72,7 @@ def test_a_signed_reply_acknowledges_and_is_answered(client, twilio_api, twilio,
     assert (
         sent_to(twilio_api, ALICE_PHONE)[-1] == "Acknowledged #1 Emergency key pressed: Reception"
     )
-    assert stored.answer_status.startswith("sent")
+    assert stored.answered_at
     texts = list(alarm.events.filter(kind=AlarmEvent.Kind.REPLY).values_list("text", flat=True))
     assert texts == ["SMS reply from Alice: 1a"]
 
@@ -418,6 +418,11 @@ def test_signal_replies_are_fetched_handled_and_answered(signal_api, alice, page
                       "timestamp": 1764740000000, "typingMessage": {"action": "STARTED"}},
          "account": "+4930901820"},
         {"envelope": {"source": ALICE_SIGNAL, "sourceNumber": ALICE_SIGNAL, "sourceName": "Alice",
+                      "timestamp": 1764740000500,
+                      "dataMessage": {"timestamp": 1764740000500, "message": "1r",
+                                      "groupInfo": {"groupId": "aGVsbG8=", "type": "DELIVER"}}},
+         "account": "+4930901820"},
+        {"envelope": {"source": ALICE_SIGNAL, "sourceNumber": ALICE_SIGNAL, "sourceName": "Alice",
                       "timestamp": 1764740001000,
                       "dataMessage": {"timestamp": 1764740001000, "message": "1c 5"}},
          "account": "+4930901820"},
@@ -441,3 +446,17 @@ def test_signal_replies_are_fetched_handled_and_answered(signal_api, alice, page
     sent = [r.json for r in signal_api.requests if r.path == "/v2/send"]
     assert sent[-1]["recipients"] == [ALICE_SIGNAL]
     assert sent[-1]["message"].startswith("On your way to #1 Emergency key pressed")
+
+
+def test_a_code_left_on_a_closed_alarm_holds_no_number(twilio_api, twilio, alice, page):
+    closed = page([alice], title="Closed")
+    lifecycle.resolve(closed.pk, SYSTEM)
+    # A page taken as its alarm closed took its code after the close released them.
+    ReplyCode.objects.create(address=ALICE_PHONE, number=1, alarm=closed, person=alice)
+
+    page([alice], title="Next")
+
+    assert sent_to(twilio_api, ALICE_PHONE)[-1].endswith(
+        "Reply 1a to acknowledge, 1c to claim, 1r to resolve"
+    )
+    assert not ReplyCode.objects.filter(alarm=closed, released_at=None).exists()
