@@ -19,7 +19,7 @@ RAISE_ALARMS = ["alarms.add_alarm"]
 # Whole apps an operator configures; auth so they can give people logins and roles.
 OPERATOR_APPS = [
     "accounts", "alarms", "auth", "devices", "django_celery_beat", "escalation", "notifications",
-    "oncall",
+    "oncall", "responders",
 ]  # fmt: skip
 # Stands for "may change the configuration": the admin and the seed endpoint ask for it.
 CONFIGURE = "accounts.configure"

@@ -12,11 +12,11 @@ from django.template import TemplateSyntaxError
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
-from core.admin_inlines import ReadOnlyTabularInline
+from core.admin_inlines import ReadOnlyAdmin, ReadOnlyTabularInline
 
 from .delivery.sample_sends import send_test
 from .messages import build_message, sample_alarm
-from .models import Delivery, DeliveryAttempt, NotificationChannel
+from .models import Delivery, DeliveryAttempt, NotificationChannel, ReplyCode
 from .transports import CHANNEL_KINDS, transport_class
 from .transports.base import ACKNOWLEDGED, NOTIFY, RESOLVED
 
@@ -313,3 +313,14 @@ class DeliveryAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+
+@admin.register(ReplyCode)
+class ReplyCodeAdmin(ReadOnlyAdmin):
+    """Which alarm each phone answers by which number ("1a"), open or released."""
+
+    list_display = ["address", "number", "alarm", "person", "created_at", "paged_at",
+                    "released_at"]  # fmt: skip
+    list_filter = [("released_at", admin.EmptyFieldListFilter)]
+    search_fields = ["address", "person__name", "alarm__title"]
+    list_select_related = ["alarm", "person"]

@@ -27,6 +27,14 @@ def mails_to(smtp_server, address):
     return [m.content.decode() for m in smtp_server.messages if address in m.rcpt_tos]
 
 
+def stand_downs(mails):
+    return [m for m in mails if "\nStand down: " in m]
+
+
+def pages(mails):
+    return [m for m in mails if "\nStand down: " not in m]
+
+
 def test_a_desk_phone_press_notifies_escalates_and_stops_at_the_ack(
     client, celery_worker, smtp_server, webhook_receiver, webhook_channel,
     make_person, make_policy, make_device,
@@ -65,11 +73,15 @@ def test_a_desk_phone_press_notifies_escalates_and_stops_at_the_ack(
     assert alarm.acknowledged_by == "Bob (ACK link)"
     assert alarm.next_escalation_at is None
 
+    # Alice, whom step 1 paged, is told once that she need not come; Bob, who acted, is not.
+    stood_down = wait_until(lambda: stand_downs(mails_to(smtp_server, "alice@example.org")))
+    assert len(stood_down) == 1 and "acknowledged by Bob at" in stood_down[0]
     mails_before = len(smtp_server.messages)
     time.sleep(3)  # the repeat round would have started by now
     assert len(smtp_server.messages) == mails_before
+    assert not stand_downs(mails_to(smtp_server, "bob@example.org"))
     assert Delivery.objects.filter(alarm=alarm, event="notify", status="sent").count() == 3
-    # The webhook channel that step 1 posted to hears about the ACK; the people do not.
+    # The webhook channel that step 1 posted to hears about the ACK.
     told = wait_until(lambda: Delivery.objects.filter(alarm=alarm, event="acknowledged").first())
     assert (told.channel, told.status) == (webhook_channel, "sent")
     follow_up = webhook_receiver.requests[-1]["json"]
@@ -98,7 +110,8 @@ def test_a_press_after_a_resolve_reaches_a_human_again(
     again = client.get("/v1/yealink/alarm", {"token": token})
 
     assert again.json()["alarm_id"] == alarm_id and again.json()["status"] == "triggered"
-    mails = wait_until(lambda: mails_to(smtp_server, "alice@example.org")[1:])
+    # Her stand-down after the resolve, then the page of the new cycle.
+    mails = wait_until(lambda: pages(mails_to(smtp_server, "alice@example.org"))[1:])
     mail = email.message_from_string(mails[0], policy=email.policy.default)
     assert mail["subject"].strip().startswith("Fired again: [CRITICAL]")
     assert "FIRED AGAIN after it was resolved" in mail.get_body(("plain",)).get_content()

@@ -77,8 +77,8 @@ def wait_sent(alarm_id: str, event: str, count: int) -> None:
 def life_cycle(client, admin_client, celery_worker, webhook_receiver, webhook_channel,
                alice, make_policy, make_device):  # fmt: skip
     """Live one alarm through: raised over HTTP by a device, its step in the worker emails
-    Alice and posts to the webhook (which answers 503 once), ACK, resolve. Scrapes before,
-    after each stage and at the end."""
+    Alice and posts to the webhook (which answers 503 once), ACK (Alice stood down), resolve.
+    Scrapes before, after each stage and at the end."""
 
     def live() -> dict:
         webhook_receiver.statuses = [503]
@@ -91,6 +91,7 @@ def life_cycle(client, admin_client, celery_worker, webhook_receiver, webhook_ch
         scrapes["raised"] = scrape(client)
         act(admin_client, alarm_id, "acknowledge")
         wait_sent(alarm_id, "acknowledged", 1)
+        wait_sent(alarm_id, "stand_down", 1)  # Alice, paged, need not come
         scrapes["acknowledged"] = scrape(client)
         act(admin_client, alarm_id, "resolve")
         wait_sent(alarm_id, "resolved", 1)
@@ -114,11 +115,11 @@ def test_an_alarms_life_moves_every_broker_metric_by_what_happened(life_cycle):
     assert moved(before, after, notifications, **webhook, outcome="sent") == 3
     assert moved(before, after, notifications, **webhook, outcome="failed") == 0
     email = {"kind": "email", "channel": instruments.MAIL_SETTINGS}
-    assert moved(before, after, notifications, **email, outcome="sent") == 1
+    assert moved(before, after, notifications, **email, outcome="sent") == 2  # page, stand-down
 
     calls = "alarmbroker_delivery_duration_seconds_count"
     assert moved(before, after, calls, kind="webhook") == 4
-    assert moved(before, after, calls, kind="email") == 1
+    assert moved(before, after, calls, kind="email") == 2
     # Two messages went out, but an alarm has one first notification.
     first = "alarmbroker_first_notification_seconds"
     assert moved(before, after, first + "_count", severity="high") == 1

@@ -25,6 +25,23 @@ NOTIFY = Delivery.Event.NOTIFY
 BUSY = (Delivery.Status.PENDING, Delivery.Status.SENDING)
 
 
+def acks_and_steps(alarm_ids) -> tuple[Counter, int, int]:
+    """(ACKs per alarm, steps that ran after the alarm's ACK, alarms whose second step ran)."""
+    acks = Counter(
+        AlarmEvent.objects.filter(alarm_id__in=alarm_ids, kind="acknowledged").values_list(
+            "alarm_id", flat=True
+        )
+    )
+    late_steps = step_first = 0
+    for alarm_id in alarm_ids:
+        events = list(AlarmEvent.objects.filter(alarm_id=alarm_id).order_by("at", "id"))
+        acked_at = next((e.at for e in events if e.kind == "acknowledged"), None)
+        steps = [e for e in events if e.kind == "step_notified"]
+        late_steps += sum(1 for e in steps if acked_at and e.at > acked_at)
+        step_first += any(e.detail.get("step") == 1 for e in steps)
+    return acks, late_steps, step_first
+
+
 def receipts(sinks) -> Counter:
     return Counter(key for sink in sinks for key in list(sink.receipts))
 

@@ -12,9 +12,9 @@ import requests
 from django.utils import timezone
 
 from accounts.models import ApiToken
-from alarms.models import Alarm, AlarmEvent
+from alarms.models import Alarm
 
-from .checks import settle, tally, wait_for
+from .checks import acks_and_steps, settle, tally, wait_for
 from .traffic import accepted, burst
 
 pytestmark = pytest.mark.postgres
@@ -89,18 +89,7 @@ def test_a_burst_of_acks_racing_the_step_acknowledges_once_and_stops_escalation(
     settle(alarm_ids, [mail_sink, hook_sink], timeout=30)
 
     result = tally(alarm_ids, [mail_sink, hook_sink], acknowledged=True)
-    acks = Counter(
-        AlarmEvent.objects.filter(alarm_id__in=alarm_ids, kind="acknowledged").values_list(
-            "alarm_id", flat=True
-        )
-    )
-    late_steps = step_first = 0
-    for alarm_id in alarm_ids:
-        events = list(AlarmEvent.objects.filter(alarm_id=alarm_id).order_by("at", "id"))
-        acked_at = next((e.at for e in events if e.kind == "acknowledged"), None)
-        steps = [e for e in events if e.kind == "step_notified"]
-        late_steps += sum(1 for e in steps if acked_at and e.at > acked_at)
-        step_first += any(e.detail.get("step") == 1 for e in steps)
+    acks, late_steps, step_first = acks_and_steps(alarm_ids)
     still_escalating = Alarm.objects.filter(
         pk__in=alarm_ids, next_escalation_at__isnull=False
     ).count()

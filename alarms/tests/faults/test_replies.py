@@ -24,7 +24,7 @@ from notifications.tests.test_sms_signal import (
 )
 from responders.models import Reply
 
-from .checks import Tally, wait_for
+from .checks import Tally, acks_and_steps, wait_for
 from .traffic import accepted, burst
 
 pytestmark = [pytest.mark.postgres, pytest.mark.faults]
@@ -170,19 +170,11 @@ def test_a_reply_racing_the_step_never_double_pages(stack, twilio, paging, repor
              timeout=30)  # fmt: skip
     time.sleep(2)
 
-    late_steps = step_first = 0
-    for alarm_id in alarm_ids:
-        events = list(AlarmEvent.objects.filter(alarm_id=alarm_id).order_by("at", "id"))
-        acked_at = next((e.at for e in events if e.kind == "acknowledged"), None)
-        steps = [e for e in events if e.kind == "step_notified"]
-        late_steps += sum(1 for e in steps if acked_at and e.at > acked_at)
-        step_first += any(e.detail.get("step") == 1 for e in steps)
+    acks, late_steps, step_first = acks_and_steps(alarm_ids)
     pages = {number: codes_paged(twilio, number) for number in (ALICE, BOB)}
     twice = {n: {c: k for c, k in counted.items() if k > 1} for n, counted in pages.items()}
     bob_paged = sum(pages[BOB].values())
     stood_down = [b for b in sms_to(twilio, BOB) if b.startswith("Stand down:")]
-    acks = Counter(AlarmEvent.objects.filter(alarm_id__in=alarm_ids, kind="acknowledged")
-                   .values_list("alarm_id", flat=True))  # fmt: skip
     result = Tally({
         "accepted": len(alarm_ids), "replies answered 200": answers[200],
         "acknowledged": len(acks), "step 2 ran first": step_first,
