@@ -15,10 +15,10 @@ run: $(STAMP)
 	$(PYTHON) -m alarmsite.runner
 
 # Twice: PostgreSQL and Redis (row locks, SKIP LOCKED), then the SQLite default without the
-# tests that need row locks.
+# tests that need row locks, nor those in a browser (they test the page, once is enough).
 test: $(DEV_STAMP)
 	DATABASE_URL='$(TEST_DATABASE_URL)' REDIS_URL='$(TEST_REDIS_URL)' $(VENV)/bin/pytest
-	env -u DATABASE_URL REDIS_URL='$(TEST_REDIS_URL)' $(VENV)/bin/pytest -m "not postgres"
+	env -u DATABASE_URL REDIS_URL='$(TEST_REDIS_URL)' $(VENV)/bin/pytest -m "not postgres and not browser"
 
 # The fault suite (README, "Fault suite"): every scenario, the long ones too, each against real
 # processes on private Redis servers and a private PostgreSQL cluster; one PASS/FAIL line each.
