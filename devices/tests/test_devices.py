@@ -16,12 +16,14 @@ from alarms.models import MetricRule, ScheduledAlarm
 from alarms.timeline import SYSTEM
 from devices.models import Device, Person, Room, Site
 from escalation.models import Inhibition, RoutingRule, Silence
+from notifications.models import ReplyCode
+from responders.models import Reply
 
 pytestmark = pytest.mark.django_db
 
 YEALINK = "/v1/yealink/alarm"
 TOKEN_IN_MESSAGE = re.compile(r"<code>([A-Za-z0-9_\-]+)</code>")
-OUR_APPS = {"alarms", "devices", "escalation", "notifications"}
+OUR_APPS = {"alarms", "devices", "escalation", "notifications", "responders"}
 
 
 def sha256(text: str) -> str:
@@ -238,6 +240,8 @@ def some_of_everything(make_person, make_policy, make_device, webhook_channel, r
     ).alarm
     engine.run_due_step(alarm.pk)
     issue_ack_link(alarm, alice)
+    ReplyCode.objects.create(address=alice.phone, number=1, alarm=alarm, person=alice)
+    Reply.objects.create(method="sms", sender=alice.phone, text="1c 10", person=alice, alarm=alarm)
     lifecycle.raise_alarm(source="api", dedup_key="d2", title="Drill", actor=SYSTEM)
     return alarm
 
