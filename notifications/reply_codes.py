@@ -18,14 +18,12 @@ def code_for(alarm, person, address: str) -> int | None:
     now (inside the caller's transaction); None once the alarm is closed. Two alarms paging one
     phone at once may pick the same number: the unique index refuses the second, which takes
     the next."""
-    # A page taken as its alarm closed may have taken a code after the close released them:
-    # such a code holds nothing.
-    held = ReplyCode.objects.filter(address=address, released_at=None)
-    held.exclude(alarm__status__in=OPEN_STATUSES).update(released_at=timezone.now())
     if alarm.status not in OPEN_STATUSES:
         return None
+    held = ReplyCode.objects.filter(address=address, released_at=None)
     for _ in range(20):
-        numbers = dict(held.values_list("alarm_id", "number"))
+        open_alarms = held.filter(alarm__status__in=OPEN_STATUSES)
+        numbers = dict(open_alarms.values_list("alarm_id", "number"))
         if alarm.pk in numbers:
             held.filter(alarm=alarm).update(paged_at=timezone.now())
             return numbers[alarm.pk]
@@ -36,7 +34,10 @@ def code_for(alarm, person, address: str) -> int | None:
                                          cycle=alarm.reopen_count, person=person)  # fmt: skip
             return number
         except IntegrityError:
-            continue  # taken meanwhile, by another alarm or by this one's other message
+            # Taken meanwhile, by another alarm or by this one's other message; or held by a
+            # code a page took as its alarm closed (after the close released them), which
+            # holds nothing: it is released here, where it is in the way.
+            held.exclude(alarm__status__in=OPEN_STATUSES).update(released_at=timezone.now())
     raise RuntimeError(f"no reply code could be taken for {address}")
 
 

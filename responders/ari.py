@@ -21,7 +21,7 @@ import websockets
 from django.db import close_old_connections
 from websockets.sync.client import connect
 
-from notifications.models import Delivery, NotificationChannel
+from notifications.models import NotificationChannel
 from notifications.transports.base import TransportError
 
 from . import calls
@@ -268,11 +268,7 @@ def _delivery_of_channel(channel_id: str):
     parts = channel_id.split("-")
     if len(parts) != 3 or parts[0] != "alarmbroker" or not parts[1].isdigit():
         return None
-    return (
-        Delivery.objects.select_related("alarm", "person")
-        .filter(pk=int(parts[1]), method="voice")
-        .first()
-    )
+    return calls.call_delivery(int(parts[1]))
 
 
 def listen(stop: threading.Event, recheck_seconds: float = 30.0) -> None:

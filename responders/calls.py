@@ -39,12 +39,15 @@ SAID = {
 def delivery_of(token: str) -> Delivery | None:
     """The call a callback's signed reference names."""
     value = unsigned(token or "", CALL_PURPOSE)
-    if value is None or not value.isdigit():
-        return None
+    return call_delivery(int(value)) if value and value.isdigit() else None
+
+
+def call_delivery(delivery_id: int) -> Delivery | None:
+    """A call's delivery, with what its script and its outcome need."""
     return (
         Delivery.objects.select_related("alarm", "alarm__site", "alarm__room", "alarm__person")
         .select_related("alarm__device", "person", "channel")
-        .filter(pk=int(value), method="voice")
+        .filter(pk=delivery_id, method="voice")
         .first()
     )
 

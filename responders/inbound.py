@@ -38,6 +38,13 @@ def twilio_valid(auth_token: str, urls: list[str], params: dict, signature: str)
     )
 
 
+def signed_with(request, auth_token: str, urls: list[str]) -> bool:
+    """Whether this request carries Twilio's signature made with this auth token."""
+    params = {name: request.POST.getlist(name) for name in request.POST}
+    signature = request.headers.get("X-Twilio-Signature", "")
+    return twilio_valid(auth_token, urls, params, signature)
+
+
 def twilio_channels(account_sid: str, kinds: tuple[str, ...]) -> list[NotificationChannel]:
     """The enabled Twilio channels of this account (SMS or voice), whose tokens may have signed
     a request."""
@@ -50,8 +57,6 @@ def signed_by_twilio(
 ) -> NotificationChannel | None:
     """The channel whose auth token signed this request, or None: a request nobody signed (or
     signed with another account's token) is not Twilio's."""
-    params = {name: request.POST.getlist(name) for name in request.POST}
-    signature = request.headers.get("X-Twilio-Signature", "")
     channels = twilio_channels(request.POST.get("AccountSid", ""), kinds)
     # The number (or messaging service) the person texted answers them.
     to, service = request.POST.get("To", ""), request.POST.get("MessagingServiceSid", "")
@@ -64,7 +69,7 @@ def signed_by_twilio(
 
     channels.sort(key=lambda channel: not texted(channel))
     for channel in channels:
-        if twilio_valid(channel.config.get("auth_token", ""), urls, params, signature):
+        if signed_with(request, channel.config.get("auth_token", ""), urls):
             return channel
     return None
 

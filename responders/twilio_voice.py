@@ -64,10 +64,8 @@ def callback(request, token: str, step: str):
     delivery = calls.delivery_of(token)
     if delivery is None or delivery.channel is None or delivery.channel.kind != "twilio_voice":
         return JsonResponse({"error": "no such call"}, status=404)
-    params = {name: request.POST.getlist(name) for name in request.POST}
-    signature = request.headers.get("X-Twilio-Signature", "")
     auth_token = delivery.channel.config.get("auth_token", "")
-    if not inbound.twilio_valid(auth_token, public_urls(request), params, signature):
+    if not inbound.signed_with(request, auth_token, public_urls(request)):
         return JsonResponse({"error": "the request signature is missing or wrong"}, status=403)
     handler = STEPS.get(step)
     if handler is None:
