@@ -331,7 +331,7 @@ def _lock_due(alarms):
     """Of these alarms, the triggered ones whose next step is due, locked (those another
     transaction holds are left to it)."""
     return (
-        alarms.select_for_update(skip_locked=True, of=("self",))
+        alarms.select_for_update(skip_locked=True, of=("self",), no_key=True)
         .select_related("site", "room", "person", "device")
         .filter(status=Status.TRIGGERED, next_escalation_at__lte=timezone.now() + EARLY_TOLERANCE)
     )

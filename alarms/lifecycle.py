@@ -167,7 +167,7 @@ def _routed_event(alarm: Alarm, routed, policies: list) -> AlarmEvent:
 
 def _open_alarm_for_update(dedup_key: str) -> Alarm | None:
     return (
-        Alarm.objects.select_for_update()
+        Alarm.objects.select_for_update(no_key=True)
         .filter(dedup_key=dedup_key, status__in=OPEN_STATUSES)
         .first()
     )
@@ -179,7 +179,7 @@ def _current_for_update(dedup_key: str) -> Alarm | None:
     query in the ORM cost more than a fifth of the web process's time under a storm; and for a
     new alarm, the usual case, no model is built."""
     since = timezone.now() - timedelta(seconds=settings.FLAP_WINDOW_SECONDS)
-    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+    lock = " FOR NO KEY UPDATE" if connection.vendor == "postgresql" else ""
     sql = (
         f"SELECT id FROM {Alarm._meta.db_table} WHERE dedup_key = %s"
         " AND (status IN (%s, %s) OR (status = %s AND resolved_at >= %s))"
@@ -266,7 +266,7 @@ def _add_occurrence(alarm: Alarm, actor: Actor) -> Alarm:
 def _locked(alarm_id, cycle: int | None = None) -> Alarm:
     """The alarm, locked; with `cycle` (what the caller was paged about: a reply code, a
     call), AlarmClosed when that cycle closed and the alarm has fired again since."""
-    alarm = Alarm.objects.select_for_update().get(pk=alarm_id)
+    alarm = Alarm.objects.select_for_update(no_key=True).get(pk=alarm_id)
     if cycle is not None and alarm.reopen_count != cycle:
         raise AlarmClosed(alarm)
     return alarm

@@ -4,12 +4,12 @@ import threading
 from datetime import timedelta
 
 import pytest
-from django.db import IntegrityError, connections, transaction
+from django.db import IntegrityError, connection, connections, transaction
 from django.utils import timezone
 
 from alarms import engine, lifecycle
-from alarms.models import Alarm
-from alarms.timeline import SYSTEM, Actor
+from alarms.models import Alarm, AlarmEvent
+from alarms.timeline import SYSTEM, Actor, record
 from escalation.models import Silence
 from notifications.delivery import sending
 from notifications.models import Delivery
@@ -386,3 +386,32 @@ def test_a_resolve_wins_over_a_racing_ack():
         assert (alarm.status, alarm.resolved_by) == ("resolved", "Eve")
         assert kinds(alarm)[-1] == "resolved"
         assert alarm.next_escalation_at is None
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_transitions_lock_on_the_alarm_never_holds_back_its_timeline_entries():
+    """A transition holds its alarm's row lock while it updates deliveries that a worker
+    recording a message sent may hold; the worker's timeline entry for that alarm must not wait
+    for the transition, or the two deadlock (and the message stays unrecorded)."""
+    alarm = raise_().alarm
+    locked, release = threading.Event(), threading.Event()
+
+    def transition():
+        with transaction.atomic():
+            lifecycle._locked(alarm.pk)
+            locked.set()
+            release.wait(10)
+        connections.close_all()
+
+    holder = threading.Thread(target=transition)
+    holder.start()
+    try:
+        assert locked.wait(10)
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SET LOCAL lock_timeout = '2s'")
+            record(alarm, AlarmEvent.Kind.DELIVERY_SENT, "Sent to Alice")
+    finally:
+        release.set()
+        holder.join(10)
+    assert kinds(alarm)[-1] == "delivery_sent"

@@ -265,14 +265,14 @@ def record_sent(done: list[tuple[Claimed, Sent]]) -> None:
     rows with one statement, the timeline entries with another, the figures in one pipeline."""
     if not done:
         return
-    # By alarm: a message with a ref locks its alarm, and batches that lock alarms in one
-    # order cannot deadlock each other.
+    # By alarm: batches touch the rows of their alarms in one order.
     done = sorted(done, key=lambda item: str(item[0].delivery.alarm_id))
     with instruments.together(), transaction.atomic(), written_together():
+        keeping = _lock_for_refs(done)
         for claimed, sent in done:
             delivery, transport = claimed.delivery, claimed.transport
             if sent.ref:
-                _keep_ref(delivery, sent.ref)
+                _keep_ref(keeping[delivery.alarm_id], delivery, sent.ref)
             delivery.status, delivery.next_attempt_at = Status.SENT, None
             delivery.provider_status = sent.status[:50]
             delivery.provider_message_id = transport.redact(sent.message_id)[:200]
@@ -300,10 +300,20 @@ def record_sent(done: list[tuple[Claimed, Sent]]) -> None:
             )
 
 
-def _keep_ref(delivery: Delivery, ref: dict) -> None:
+def _lock_for_refs(done: list[tuple[Claimed, Sent]]) -> dict:
+    """The alarms whose messages brought a ref, locked first, before the transaction holds
+    any other lock, in one order: waiting for an ACK that holds one, it holds nothing the ACK
+    waits for, and batches locking alarms cannot deadlock each other."""
+    ids = {claimed.delivery.alarm_id for claimed, sent in done if sent.ref}
+    if not ids:
+        return {}
+    alarms = Alarm.objects.select_for_update(no_key=True).filter(pk__in=ids).order_by("pk")
+    return {alarm.pk: alarm for alarm in alarms}
+
+
+def _keep_ref(alarm: Alarm, delivery: Delivery, ref: dict) -> None:
     """What the provider gave to address this alarm's later updates, kept on the alarm (its
     row lock serialises writers of external_refs)."""
-    alarm = Alarm.objects.select_for_update().get(pk=delivery.alarm_id)
     key = ref_key(delivery)
     alarm.external_refs[key] = {**alarm.external_refs.get(key, {}), **ref}
     alarm.save(update_fields=["external_refs"])

@@ -90,6 +90,7 @@ def report(request, stack):
                 reporter.ensure_newline()
                 reporter.write_line(line)
         if tally.problems:
+            tally.problems += [f"logged {error}" for error in stack.errors()]
             pytest.fail(line + "\n  " + "\n  ".join(tally.problems), pytrace=False)
 
     return write

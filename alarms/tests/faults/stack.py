@@ -172,6 +172,12 @@ class Stack:
             self._client = Celery("fault-scenario", broker=self.redis.url)
         self._client.send_task(name, args=args, eta=eta)
 
+    def errors(self, most: int = 5) -> list[str]:
+        """The last errors the processes logged, to tell why a scenario failed."""
+        found = [f"{p.name}: {line[:300]}" for p in self.processes
+                 for line in p.log().splitlines() if " ERROR " in line]  # fmt: skip
+        return found[-most:]
+
     def exited(self) -> list[str]:
         """Processes that ended although the scenario did not stop them."""
         return [p.name for p in self.processes if not p.meant_to_end and not p.alive()]
