@@ -236,6 +236,8 @@ class AckLink(models.Model):
     token_hash = models.CharField(max_length=64, unique=True)
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
+    # A push notification's buttons act once through the link (`alarms.views.ack_action`).
+    action_used_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self):
         return f"ACK link for {self.person or self.channel} on {self.alarm_id}"

@@ -3,12 +3,15 @@ nothing) and the dispatch board."""
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
+from django.http import JsonResponse
 from django.shortcuts import render
 from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
 from core import client_address, rate_limits
 from devices.models import Site
+from notifications.messages import clock
 from oncall.models import Team
 
 from . import board, lifecycle
@@ -70,6 +73,60 @@ def _claim(request, link, actor, context):
     mine = outcome.alarm.claims.filter(cycle=outcome.alarm.reopen_count).order_by("-claimed_at")
     context.update(alarm=outcome.alarm, acted=True, claimed=True, claim=mine.first())
     return render(request, "alarms/ack.html", context)
+
+
+# What a push notification's buttons do (`notifications.transports.push`).
+ACTIONS = {"acknowledge": "Acknowledged", "claim": "On your way"}
+
+
+@csrf_exempt  # a capability URL: the token is the credential, no cookie is read
+def ack_action(request, token: str, action: str):
+    """A button of a push notification: POST only (a preview or a scanner that GETs the URL
+    changes nothing), taken once per link, answered in JSON for the app that pressed it."""
+    if request.method != "POST":
+        return _json({"error": "Press the button: this address takes a POST."}, 405, Allow="POST")
+    if not rate_limits.allow(
+        f"ack:{client_address.of_request(request)}", settings.ACK_RATE_PER_MINUTE
+    ):
+        return _json(
+            {"error": "Too many attempts: try again in a minute."}, 429, **{"Retry-After": "60"}
+        )
+    link = find_ack_link(token)
+    if link is None or action not in ACTIONS:
+        return _json({"error": "Unknown link."}, 404)
+    now = timezone.now()
+    if not AckLink.objects.filter(pk=link.pk, action_used_at=None).update(
+        action_used_at=now, last_used_at=now
+    ):
+        used = AckLink.objects.get(pk=link.pk).action_used_at
+        return _json(
+            {"error": f"This button was used at {clock(used)}.", "status": link.alarm.status}, 409
+        )
+    actor = _actor(request, link)
+    actor = Actor(
+        actor.name.replace("(ACK link)", "(push button)"), person=actor.person, ip=actor.ip
+    )
+    try:
+        if action == "claim":
+            outcome = lifecycle.claim(link.alarm_id, actor)
+        else:
+            outcome = lifecycle.acknowledge(link.alarm_id, actor)
+    except lifecycle.AlarmClosed as exc:
+        text = f"{exc.alarm.title} was {exc.alarm.status} by {exc.alarm.resolved_by or 'someone'}"
+        return _json({"error": text, "status": exc.alarm.status}, 410)
+    alarm = outcome.alarm
+    if outcome.changed or action == "claim":
+        text = f"{ACTIONS[action]}: {alarm.title}"
+    else:
+        text = f"{alarm.title} was already acknowledged by {alarm.acknowledged_by}"
+    return _json({"text": text, "status": alarm.status, "changed": outcome.changed})
+
+
+def _json(body: dict, status: int = 200, **headers) -> JsonResponse:
+    response = JsonResponse(body, status=status)
+    for name, value in headers.items():
+        response[name] = value
+    return response
 
 
 @login_required

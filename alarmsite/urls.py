@@ -25,6 +25,7 @@ urlpatterns = [
     # PagerDuty's own path: a tool that lets you change only the host can send here.
     path("v2/enqueue", PagerDutyEventsView.as_view(), name="pagerduty-enqueue"),
     path("a/<str:token>", alarm_views.ack, name="ack"),
+    path("a/<str:token>/<str:action>", alarm_views.ack_action, name="ack-action"),
     path("calendar/<str:token>.ics", calendar_feed, name="calendar-feed"),
     path("board/", alarm_views.board_page, name="board"),
     path("accounts/login/", LoginView.as_view(), name="login"),

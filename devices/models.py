@@ -2,6 +2,7 @@
 
 import ipaddress
 import re
+import secrets
 from datetime import timedelta
 
 import phonenumbers
@@ -31,6 +32,14 @@ def validate_e164(value: str) -> None:
 
 def parse_networks(text: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
     return [ipaddress.ip_network(entry) for entry in re.split(r"[\s,]+", text.strip()) if entry]
+
+
+def validate_ntfy_topic(value: str) -> None:
+    # ntfy's own rule for topic names; a short one is guessed.
+    if not re.fullmatch(r"[-_A-Za-z0-9]{1,64}", value):
+        raise ValidationError("A topic is 1 to 64 letters, digits, - or _.")
+    if len(value) < 20:
+        raise ValidationError("A topic this short can be guessed: use at least 20 characters.")
 
 
 def validate_networks(text: str) -> None:
@@ -105,6 +114,22 @@ class Person(models.Model):
         help_text="For calls through the site's own PBX (Asterisk): an extension (201) or an "
         "endpoint (PJSIP/201); empty: the phone number.",
     )
+    ntfy_topic = models.CharField(
+        "ntfy topic",
+        max_length=64,
+        blank=True,
+        validators=[validate_ntfy_topic],
+        help_text="The person's own topic on the ntfy server, which their phone's ntfy app "
+        "subscribes to. Anyone who knows it may read it: leave it to the admin's "
+        "'Issue push topics' action, which makes one nobody can guess.",
+    )
+    gotify_token = models.CharField(
+        "Gotify application token",
+        max_length=100,
+        blank=True,
+        help_text="The token of an application of the person's own Gotify user: what is posted "
+        "with it reaches their phone's Gotify app.",
+    )
     active = models.BooleanField(default=True, help_text="Inactive people are never notified.")
     # Set by a STOP reply from that contact point, cleared by START (or here by an operator).
     sms_opted_out_at = models.DateTimeField(
@@ -130,6 +155,11 @@ class Person(models.Model):
 
     def __str__(self):
         return self.name
+
+    def issue_ntfy_topic(self) -> str:
+        """A topic of the person's own nobody can guess (ntfy topics are their own password)."""
+        self.ntfy_topic = "alarms-" + secrets.token_urlsafe(24)
+        return self.ntfy_topic
 
     def muted(self, method: str) -> bool:
         """Whether this person opted out of messages by this method."""

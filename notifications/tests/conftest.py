@@ -1,5 +1,8 @@
 import pytest
 
+from alarms import engine, lifecycle
+from alarms.timeline import SYSTEM
+
 from . import fake_provider as fakes
 
 
@@ -9,3 +12,22 @@ def provider():
     server = fakes.start()
     yield server
     fakes.stop(server)
+
+
+@pytest.fixture
+def raise_alarm(make_policy, make_device):
+    """Raise an alarm whose policy's one step reaches these people by these methods and posts
+    to these channels, and run that step; return the alarm."""
+
+    def start(persons=(), channels=(), methods=("sms",), title="Emergency key pressed", **fields):
+        policy = make_policy([(0, list(persons), list(channels))])
+        policy.steps.update(methods=list(methods))
+        device, _ = make_device(default_policy=policy)
+        alarm = lifecycle.raise_alarm(
+            source="yealink", dedup_key="desk-1", title=title, device=device, actor=SYSTEM,
+            **fields,
+        ).alarm  # fmt: skip
+        assert engine.run_due_step(alarm.pk)
+        return alarm
+
+    return start

@@ -6,7 +6,7 @@ from django.utils import timezone
 from alarms import engine
 from alarms.models import Alarm
 from notifications.delivery import sending
-from notifications.models import Delivery
+from notifications.models import Delivery, NotificationChannel
 
 
 def run_step(alarm) -> list[Delivery]:
@@ -56,3 +56,11 @@ def drain(alarm, rounds: int = 10) -> None:
         for row in busy.order_by("pk"):
             send(row)
     pytest.fail("deliveries still unfinished after draining")
+
+
+def make_channel(kind: str, name: str | None = None, **config) -> NotificationChannel:
+    """A channel saved as the admin saves it: validated, defaults filled in."""
+    channel = NotificationChannel(kind=kind, name=name or f"{kind} gateway", config=config)
+    channel.full_clean()
+    channel.save()
+    return channel

@@ -18,15 +18,13 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
-from alarms import engine, lifecycle
 from alarms.models import AlarmEvent
-from alarms.timeline import SYSTEM
 from conftest import wait_until
 from devices.models import Device
 from notifications.delivery import sample_sends, sending, targets
 from notifications.messages import REDACTED_LINK
 from notifications.models import Delivery, NotificationChannel
-from notifications.tests.steps import make_due
+from notifications.tests.steps import make_channel, make_due
 from notifications.tests.steps import send_only as send
 
 from .fake_provider import Answer
@@ -196,14 +194,6 @@ def sms_gateway(provider):
 # --- channels, alarms, deliveries ---------------------------------------------------------------
 
 
-def make_channel(kind: str, name: str | None = None, **config) -> NotificationChannel:
-    """A channel saved as the admin saves it: validated, defaults filled in."""
-    channel = NotificationChannel(kind=kind, name=name or f"{kind} gateway", config=config)
-    channel.full_clean()
-    channel.save()
-    return channel
-
-
 def twilio_channel(provider, **config) -> NotificationChannel:
     config = {
         "account_sid": ACCOUNT_SID,
@@ -234,25 +224,6 @@ def gateway_channel(provider, **config) -> NotificationChannel:
 @pytest.fixture
 def phone_person(make_person):
     return make_person("Alice", phone=ALICE_PHONE, signal_number=ALICE_SIGNAL)
-
-
-@pytest.fixture
-def raise_alarm(make_policy, make_device):
-    """Raise an alarm whose policy's one step reaches these people by these methods and posts
-    to these channels, and run that step; return the alarm."""
-
-    def start(persons=(), channels=(), methods=("sms",), title="Emergency key pressed", **fields):
-        policy = make_policy([(0, list(persons), list(channels))])
-        policy.steps.update(methods=list(methods))
-        device, _ = make_device(default_policy=policy)
-        alarm = lifecycle.raise_alarm(
-            source="yealink", dedup_key="desk-1", title=title, device=device, actor=SYSTEM,
-            **fields,
-        ).alarm  # fmt: skip
-        assert engine.run_due_step(alarm.pk)
-        return alarm
-
-    return start
 
 
 def only_delivery(alarm) -> Delivery:

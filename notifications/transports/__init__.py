@@ -7,7 +7,8 @@ gateway); email works without one, through Django's mail settings. Channels are 
 
 from django.utils.module_loading import import_string
 
-PERSON_METHODS = {"email": "Email", "sms": "SMS", "signal": "Signal", "voice": "Phone call"}
+PERSON_METHODS = {"email": "Email", "sms": "SMS", "signal": "Signal", "voice": "Phone call",
+                  "ntfy": "Push (ntfy)", "gotify": "Push (Gotify)"}  # fmt: skip
 
 _T = "notifications.transports."
 CHANNEL_KINDS = {
@@ -15,6 +16,8 @@ CHANNEL_KINDS = {
     "sms_http": ("SMS through an HTTP gateway", _T + "sms_http.SmsHttpTransport"),
     "twilio": ("SMS through Twilio", _T + "twilio.TwilioTransport"),
     "signal": ("Signal (signal-cli-rest-api)", _T + "signal.SignalTransport"),
+    "ntfy": ("Push through ntfy", _T + "push.NtfyTransport"),
+    "gotify": ("Push through Gotify", _T + "push.GotifyTransport"),
     "twilio_voice": ("Phone calls through Twilio", _T + "voice.TwilioVoiceTransport"),
     "ari": ("Phone calls through Asterisk (ARI)", _T + "voice.AriTransport"),
     "zammad": ("Zammad ticket", _T + "zammad.ZammadTransport"),

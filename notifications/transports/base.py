@@ -32,7 +32,8 @@ CLOSING = frozenset({RESOLVED, CANCELLED})
 FOLLOW_UPS = frozenset({ACKNOWLEDGED, RESOLVED, CANCELLED})
 
 # A person's contact point for each method.
-PERSON_ADDRESS = {"email": "email", "sms": "phone", "signal": "signal_number", "voice": "phone"}
+PERSON_ADDRESS = {"email": "email", "sms": "phone", "signal": "signal_number", "voice": "phone",
+                  "ntfy": "ntfy_topic"}  # fmt: skip
 # Methods whose messages a person answers with a reply code ("1a").
 REPLY_METHODS = frozenset({"sms", "signal"})
 

@@ -11,13 +11,12 @@ from alarms import engine, lifecycle
 from alarms.timeline import SYSTEM
 from notifications.models import Delivery
 from notifications.tests.conftest import provider  # noqa: F401 (a fixture)
-from notifications.tests.steps import send_pending
+from notifications.tests.steps import make_channel, send_pending  # noqa: F401 (for the tests)
 from notifications.tests.test_sms_signal import (  # noqa: F401 (fixtures)
     ACCOUNT_SID,
     ALICE_PHONE,
     ALICE_SIGNAL,
     AUTH_TOKEN,
-    make_channel,
     signal_api,
     sms_gateway,
     twilio_api,
