@@ -310,8 +310,8 @@ def _step(alarm: Alarm, via: str, send_first: bool):
         log.info("%s", "; ".join(entry.text for entry in entries))
         schedule(alarm)
         board.publish(alarm)
-        if send_first and first is None and pending:  # not written taken: an ordered channel
-            first = sending.take(pending.pop(0))
+        if send_first and first is None and pending and sending.due(pending[0]):
+            first = sending.take(pending.pop(0))  # not written taken: an ordered channel
         queueing.enqueue_rows_on_commit(pending)
     return first
 
@@ -352,13 +352,15 @@ def _advance(alarm: Alarm, take_first: bool = False) -> tuple[list, list, object
             label += f" ({step['policy']})"
         step, notes = _on_call_now(step)
         entries += [event(alarm, kind, f"{label}: {text}", step=index) for kind, text in notes]
-        notified, taken = targets.create_for_step(
+        notified, taken, unreachable = targets.create_for_step(
             alarm, step, index, round_, take_first=take_first and first is None
         )
+        entries += [event(alarm, AlarmEvent.Kind.UNREACHABLE, f"{label}: {text}", step=index)
+                    for text in unreachable]  # fmt: skip
         first = first or taken
         pending += [row for row in notified if row.status == row.Status.PENDING]
         if notified:
-            text = f"{label}: notifying {', '.join(row.describe() for row in notified)}"
+            text = f"{label}: notifying {', '.join(map(targets.planned, notified))}"
             entries.append(
                 event(alarm, AlarmEvent.Kind.STEP_NOTIFIED, text, step=index, round=round_)
             )

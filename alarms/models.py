@@ -154,6 +154,7 @@ class AlarmEvent(models.Model):
         ROUTED = "routed"
         ON_CALL = "on_call"
         NOBODY_ON_CALL = "nobody_on_call"
+        UNREACHABLE = "unreachable", "person unreachable"
         STEP_NOTIFIED = "step_notified"
         STEP_SKIPPED = "step_skipped"
         ESCALATION_ENDED = "escalation_ended"

@@ -337,7 +337,7 @@ def deliveries_burst(ids: list, sink: Sink, meter: CpuMeter, timeout: float) -> 
         # Registered first, so it runs right after COMMIT, before the tasks are queued.
         transaction.on_commit(lambda: committed.append(time.time()))
         for alarm in Alarm.objects.filter(pk__in=ids):
-            made, _ = targets.create_for_step(alarm, alarm.steps_snapshot[0], 0, 0)
+            made, _, _ = targets.create_for_step(alarm, alarm.steps_snapshot[0], 0, 0)
             queueing.enqueue_on_commit([row.pk for row in made])
         before = meter.sample()
     return burst_result(ids, sink, meter, timeout, before, committed[0])

@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from core.config_cache import kept, watch
 from core.tokens import hash_token, new_token
+from notifications.transports import PERSON_METHODS, choices
 
 # A device's last_seen_at is kept to within this.
 SEEN_RESOLUTION = timedelta(seconds=10)
@@ -165,6 +166,40 @@ class Person(models.Model):
         """Whether this person opted out of messages by this method."""
         field = self.OPT_OUT_FIELDS.get(method)
         return bool(field and getattr(self, field))
+
+
+class NotificationRule(models.Model):
+    """One line of a person's own way to be reached: by this contact point, this many minutes
+    after a step pages them, unless the alarm was acknowledged by then ("push at once, SMS
+    after 2 minutes, call after 5"). High urgency is a critical or high alarm; low, the rest.
+    A step whose methods say "personal" follows these rules."""
+
+    class Urgency(models.TextChoices):
+        HIGH = "high", "High (critical, high)"
+        LOW = "low", "Low (warning, info)"
+
+    person = models.ForeignKey(Person, on_delete=models.CASCADE, related_name="rules")
+    urgency = models.CharField(max_length=4, choices=Urgency.choices, default=Urgency.HIGH)
+    method = models.CharField("contact point", max_length=20, choices=choices(PERSON_METHODS))
+    delay_minutes = models.PositiveIntegerField(
+        default=0, help_text="Minutes after the step paged them; 0: at once."
+    )
+
+    class Meta:
+        ordering = ["person", "urgency", "delay_minutes", "pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["person", "urgency", "method"], name="one_rule_per_contact_point"
+            )
+        ]
+
+    def __str__(self):
+        when = f"after {self.delay_minutes} min" if self.delay_minutes else "at once"
+        return f"{self.person}: {self.method} {when} ({self.urgency} urgency)"
+
+
+def urgency_of(severity: str) -> str:
+    return NotificationRule.Urgency.HIGH if severity in ("critical", "high") else "low"
 
 
 class Device(models.Model):

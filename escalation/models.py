@@ -10,16 +10,17 @@ from django.utils.functional import cached_property
 from alarms.models import SEVERITY_RANK, Severity
 from core import label_matchers
 from core.time_windows import DAY_NAMES, default_time_zone, validate_days, validate_time_zone
-from notifications.transports import PERSON_METHODS
+from notifications.transports import PERSON_METHODS, PERSONAL
 
 
 def validate_methods(value) -> None:
     if not isinstance(value, list) or not all(isinstance(m, str) for m in value):
         raise ValidationError("Methods must be a list of names.")
-    unknown = sorted(set(value) - set(PERSON_METHODS))
+    unknown = sorted(set(value) - {*PERSON_METHODS, PERSONAL})
     if unknown:
         raise ValidationError(
-            f"Unknown method(s): {', '.join(unknown)}. Known: {', '.join(PERSON_METHODS)}."
+            f"Unknown method(s): {', '.join(unknown)}. "
+            f"Known: {', '.join(PERSON_METHODS)}, or {PERSONAL} (each person's own rules)."
         )
 
 
@@ -100,7 +101,8 @@ class EscalationStep(models.Model):
     methods = models.JSONField(
         default=default_methods,
         validators=[validate_methods],
-        help_text='How to reach the persons (and whoever is on call), e.g. ["email"].',
+        help_text='How to reach the persons (and whoever is on call), e.g. ["email"]; '
+        '["personal"]: each by their own notification rules.',
     )
     channels = models.ManyToManyField(
         "notifications.NotificationChannel", blank=True, related_name="+"

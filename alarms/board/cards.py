@@ -64,6 +64,7 @@ def card(alarm: Alarm, deliveries=None, reopened_after=None, nobody_on_call="") 
         "policy": alarm.policy.name if alarm.policy else "",
         "team_id": alarm.policy.team_id if alarm.policy else None,
         "nobody_on_call": nobody_on_call,
+        "unreachable": unreachable(alarm, deliveries),
         # Who is on the way, and when they expect to be there (the page counts down).
         "claims": [
             {"name": c.name, "claimed_at": _iso(c.claimed_at), "eta_at": _iso(c.eta_at)}
@@ -85,6 +86,15 @@ def card(alarm: Alarm, deliveries=None, reopened_after=None, nobody_on_call="") 
         ],
         "deliveries_before": max(0, len(deliveries) - CARD_DELIVERIES),
     }
+
+
+def unreachable(alarm: Alarm, deliveries) -> list[str]:
+    """Who this cycle's steps could not reach at all: every message to them failed."""
+    outcomes: dict[str, set] = {}
+    for d in deliveries:
+        if d.person_id and d.event == "notify" and d.cycle == alarm.reopen_count:
+            outcomes.setdefault(d.person.name if d.person else d.target, set()).add(d.status)
+    return sorted(name for name, statuses in outcomes.items() if statuses == {"failed"})
 
 
 def source_name(alarm: Alarm) -> str:

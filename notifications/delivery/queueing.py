@@ -24,9 +24,17 @@ def enqueue_on_commit(ids: list[int], countdown: float | None = None) -> None:
 
 def enqueue_rows_on_commit(rows: list[Delivery]) -> None:
     """As `enqueue_on_commit`, for rows that may be inserted only as their batch ends: their
-    ids are read at the commit."""
+    ids are read at the commit. A row due later (a person's rule) is queued with a countdown."""
     if rows:
-        transaction.on_commit(lambda: publish([row.pk for row in rows]))
+        transaction.on_commit(lambda: _publish_rows(rows))
+
+
+def _publish_rows(rows: list[Delivery]) -> None:
+    now = timezone.now()
+    publish([row.pk for row in rows if row.next_attempt_at <= now])
+    for row in rows:
+        if row.next_attempt_at > now:
+            publish([row.pk], countdown=(row.next_attempt_at - now).total_seconds())
 
 
 def queue_at(ids: list[int], at) -> None:

@@ -29,6 +29,7 @@ from ..messages import build_message
 from ..models import BUSY, Delivery, DeliveryAttempt
 from ..transports.base import NOTIFY, REPLY_METHODS, STAND_DOWN, Outgoing, Sent, TransportError
 from ..transports.email import EmailTransport
+from . import personal
 from .ordering import ahead_of, defer, posted_to, ref_key, wake_next, wake_waiting, was_posted
 from .queueing import enqueue_on_commit, publish, sending_lease
 
@@ -76,11 +77,13 @@ def claim(delivery_id: int) -> Claimed | None:
     """Take the delivery in a transaction of its own when it is due and nobody holds it."""
     with transaction.atomic():
         delivery = next(iter(_unfinished_locked([delivery_id])), None)
-        if delivery is None or (
-            delivery.next_attempt_at and delivery.next_attempt_at > timezone.now()
-        ):
+        if delivery is None or not due(delivery):
             return None
         return take(delivery)
+
+
+def due(delivery: Delivery) -> bool:
+    return not delivery.next_attempt_at or delivery.next_attempt_at <= timezone.now()
 
 
 def _unfinished_locked(ids) -> list[Delivery]:
@@ -334,13 +337,17 @@ def record_failure(delivery: Delivery, transport, exc: TransportError, started: 
             delivery.status = Status.FAILED
             delivery.next_attempt_at = None
             why = "a permanent error" if exc.permanent else f"{delivery.attempts} attempts"
+            then, unreachable = personal.fail_over(delivery)
             record(
                 delivery.alarm,
                 AlarmEvent.Kind.DELIVERY_FAILED,
                 f"Failed to reach {delivery.describe()} ({delivery.what()}) after {why}: "
-                f"{delivery.error}",
+                f"{delivery.error}{then}",
                 delivery_id=delivery.pk,
             )
+            if unreachable:
+                text = f"{delivery.person.name} cannot be reached: every contact point failed"
+                record(delivery.alarm, AlarmEvent.Kind.UNREACHABLE, text, step=delivery.step)
             board.publish(delivery.alarm)
             wake_next(delivery)
         else:

@@ -1,6 +1,8 @@
 """Whom a step reaches and how: each person by each of the step's methods that can go out to
 them now, and each channel it posts to; the step's delivery rows."""
 
+from datetime import timedelta
+
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -12,6 +14,7 @@ from devices.models import Person
 from ..models import Delivery, NotificationChannel
 from ..transports import gateway_kinds
 from ..transports.base import NOTIFY
+from . import personal
 from .sending import Claimed, take_unwritten, transport_for
 
 Status = Delivery.Status
@@ -44,20 +47,30 @@ def person_targets(person: Person, methods: list[str], gateways: dict):
 
 def create_for_step(
     alarm, step: dict, index: int, round_: int, take_first: bool = False
-) -> tuple[list[Delivery], Claimed | None]:
-    """Create this step's deliveries (inside the escalation transaction) and return them all;
-    the caller sends or queues the pending ones. With `take_first`, the first is written
-    taken when it can be (`take_unwritten`), and returned taken, to be sent. Inside
-    `created_together` they may be inserted only as that block ends."""
-    rows = []
+) -> tuple[list[Delivery], Claimed | None, list[str]]:
+    """Create this step's deliveries (inside the escalation transaction) and return them all,
+    with what the timeline should hear of people who cannot be reached; the caller sends or
+    queues the pending ones. With `take_first`, the first is written taken when it can be
+    (`take_unwritten`), and returned taken, to be sent. Inside `created_together` they may be
+    inserted only as that block ends. A person's rules ("personal") write rows due later."""
+    rows, notes, delays = [], [], {}
     known = kept("step targets", _no_targets)  # shared: read-only, filled as steps name them
     gateways = known["gateways"]  # method -> its gateway
-    for person in _rows(known[Person], Person, step["person_ids"], active=True):
-        for method, gateway, address in person_targets(person, step["methods"], gateways):
-            rows.append(
-                Delivery(person=person, channel=gateway, address=address,
-                         target=f"person:{person.pk}", method=method)
-            )  # fmt: skip
+    people = _rows(known[Person], Person, step["person_ids"], active=True)
+    rules = (
+        personal.rules_of([p.pk for p in people]) if personal.PERSONAL in step["methods"] else {}
+    )
+    for person in people:
+        reach, said = personal.plan(
+            person, step["methods"], alarm.severity, rules.get(person.pk, ()),
+            lambda methods, person=person: person_targets(person, methods, gateways),
+        )  # fmt: skip
+        notes += said
+        for way in reach:
+            row = Delivery(person=person, channel=way.gateway, address=way.address,
+                           target=f"person:{person.pk}", method=way.method)  # fmt: skip
+            delays[id(row)] = way.delay_seconds
+            rows.append(row)
     for channel in _rows(known[NotificationChannel], NotificationChannel, step["channel_ids"],
                          enabled=True):  # fmt: skip
         rows.append(
@@ -67,12 +80,15 @@ def create_for_step(
     now = timezone.now()
     rows = [row for row in rows if row.address]
     for row in rows:
-        row.alarm, row.step, row.round, row.next_attempt_at = alarm, index, round_, now
-        row.cycle = alarm.reopen_count
-        row.queued_until = lease_until(now)  # queued (or taken) once this commits
-    taken = take_unwritten(rows[0]) if take_first and rows else None
+        row.alarm, row.step, row.round, row.cycle = alarm, index, round_, alarm.reopen_count
+        later = delays.get(id(row), 0)
+        row.next_attempt_at = now + timedelta(seconds=later)
+        # Queued (or taken) once this commits; one due later is held by a worker's countdown.
+        row.queued_until = None if later else lease_until(now)
+    rows.sort(key=lambda row: row.next_attempt_at)  # stable: the first is due now, if any is
+    taken = take_unwritten(rows[0]) if take_first and rows and not delays.get(id(rows[0])) else None
     if rows and (taken or not take_first) and _new_rows.add(*rows):
-        return rows, taken  # inserted as the batch ends; nothing needs them before
+        return rows, taken, notes  # inserted as the batch ends; nothing needs them before
     try:
         with transaction.atomic():
             Delivery.objects.bulk_create(rows)
@@ -90,7 +106,13 @@ def create_for_step(
         )  # fmt: skip
     for row in rows:
         row.alarm = alarm
-    return rows, taken
+    return rows, taken, notes
+
+
+def planned(row: Delivery) -> str:
+    """A step's delivery as the timeline tells it: "Alice by sms in 2 min" for one due later."""
+    later = (row.next_attempt_at - timezone.now()).total_seconds() if row.next_attempt_at else 0
+    return f"{row.describe()} in {round(later / 60)} min" if later >= 30 else row.describe()
 
 
 _new_rows = Together(Delivery.objects.bulk_create)

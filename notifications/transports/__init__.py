@@ -9,6 +9,8 @@ from django.utils.module_loading import import_string
 
 PERSON_METHODS = {"email": "Email", "sms": "SMS", "signal": "Signal", "voice": "Phone call",
                   "ntfy": "Push (ntfy)", "gotify": "Push (Gotify)"}  # fmt: skip
+# A step's method that stands for each person's own rules (`devices.NotificationRule`).
+PERSONAL = "personal"
 
 _T = "notifications.transports."
 CHANNEL_KINDS = {

@@ -441,6 +441,10 @@ function redraw(element, entry) {
   const gap = element.querySelector(".nobody-on-call");
   gap.textContent = card.nobody_on_call || "";
   gap.hidden = !card.nobody_on_call || !OPEN.has(card.status);
+  const lost = element.querySelector(".unreachable");
+  const names = card.unreachable || [];
+  lost.textContent = names.length ? `Cannot be reached: ${names.join(", ")} (every contact point failed)` : "";
+  lost.hidden = !names.length || !OPEN.has(card.status);
   element.querySelector(".age").textContent = ageText(card);
   fillClaims(element.querySelector(".claims"), card);
   fillDeliveries(element.querySelector(".deliveries"), card);
