@@ -8,7 +8,8 @@ from django.db.models import Prefetch
 
 from devices.models import Device, Person, Site
 from escalation.models import EscalationPolicy, EscalationStep, RoutingRule
-from notifications.delivery.targets import gateway_for, person_targets
+from notifications.delivery import personal
+from notifications.delivery.targets import gateway_for, reach
 from notifications.models import NotificationChannel
 from notifications.transports import CHANNEL_KINDS, PERSON_METHODS
 from oncall import gaps
@@ -102,8 +103,10 @@ def carried(method: str, gateways: dict) -> bool:
 
 def reaches_anybody(step: EscalationStep, gateways: dict) -> bool:
     """Whether the step would notify anybody now, as the delivery code decides it."""
-    people = (address for person in step.persons.all()
-              for _, _, address in person_targets(person, step.methods, gateways))  # fmt: skip
+    persons = list(step.persons.all())
+    rules = personal.rules_of([person.pk for person in persons])
+    people = (way for person in persons
+              for way in reach(person, step.methods, "critical", rules, gateways)[0])  # fmt: skip
     if step.schedules.exists() or step.rotations.exists():
         return True  # whoever is on call then (gaps are reported with the schedules)
     return any(people) or any(c.transport().address_for(None) for c in step.channels.all())

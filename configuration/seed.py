@@ -18,7 +18,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, models, transaction
 
 from core.storable_text import made_storable
-from devices.models import Device, Person, Room, Site
+from devices.models import Device, NotificationRule, Person, Room, Site
 from escalation.models import (
     EscalationPolicy,
     Inhibition,
@@ -39,7 +39,7 @@ TOP_LEVEL = ["version", "sites", "people", "teams", "rotations", "schedules", "c
              "policies", "devices", "routing_rules", "inhibitions"]  # fmt: skip
 STATES = ("created", "updated", "unchanged")
 
-PERSON_FIELDS = ["email", "phone", "signal_number", "extension", "active"]
+PERSON_FIELDS = ["email", "phone", "signal_number", "extension", "ntfy_topic", "active"]
 CHANNEL_FIELDS = ["kind", "enabled", "config", "subject_template", "body_template"]
 SITE_FIELDS = ["address"]
 DEVICE_FIELDS = ["kind", "enabled", "allowed_networks", "mac_address", "rate_limit_per_minute",
@@ -236,7 +236,7 @@ class Loader(PolicyLoading, OnCallLoading):
         self.default_policy_entry = None
 
     def load(self, data: dict) -> None:
-        self.load_people(self.entries(data, "people", ["name", "user", *PERSON_FIELDS]))
+        self.load_people(self.entries(data, "people", ["name", "user", *PERSON_FIELDS, "rules"]))
         self.load_channels(self.entries(data, "channels", ["name", *CHANNEL_FIELDS]))
         teams = self.entries(data, "teams", TEAM_KEYS)
         self.load_teams(teams)
@@ -361,7 +361,36 @@ class Loader(PolicyLoading, OnCallLoading):
             values = self.plain(entry, Person, item, PERSON_FIELDS)
             if "user" in item:
                 values["user"] = self.user(entry, item["user"])
-            self.report.note("people", person.name, self.store(entry, person, values))
+            outcome = self.store(entry, person, values)
+            if "rules" in item and self.load_notification_rules(entry, person, item["rules"]):
+                outcome = "updated" if outcome == "unchanged" else outcome
+            self.report.note("people", person.name, outcome)
+
+    def load_notification_rules(self, entry: Entry, person, rules) -> bool:
+        """The person's notification rules, as listed ([{method, after_minutes, urgency}]);
+        return whether they changed."""
+        if not isinstance(rules, list) or not all(isinstance(r, dict) for r in rules):
+            raise entry.fail("rules: a list of {method, after_minutes, urgency}")
+        wanted = []
+        for n, rule in enumerate(rules, 1):
+            self.known_keys(entry, f"rule {n}", rule, ["method", "after_minutes", "urgency"])
+            made = NotificationRule(
+                person=person, method=rule.get("method"), urgency=rule.get("urgency", "high"),
+                delay_minutes=rule.get("after_minutes", 0),
+            )  # fmt: skip
+            self.checked(entry, f"rule {n}", made, exclude=["person"], validate_unique=False)
+            wanted.append((made.urgency, made.method, made.delay_minutes))
+        if len(set((u, m) for u, m, _ in wanted)) < len(wanted):
+            raise entry.fail("rules: one rule per contact point and urgency")
+        have = list(person.rules.values_list("urgency", "method", "delay_minutes"))
+        if sorted(have) == sorted(wanted):
+            return False
+        person.rules.all().delete()
+        NotificationRule.objects.bulk_create(
+            NotificationRule(person=person, urgency=u, method=m, delay_minutes=d)
+            for u, m, d in wanted
+        )
+        return True
 
     def user(self, entry: Entry, username):
         if username in (None, ""):

@@ -143,6 +143,9 @@ def export_person(person: Person) -> dict:
     out = export_plain(person, PERSON_FIELDS)
     if person.user is not None:
         out["user"] = person.user.get_username()
+    if rules := list(person.rules.all()):
+        out["rules"] = [{"method": r.method, "after_minutes": r.delay_minutes, "urgency": r.urgency}
+                        for r in rules]  # fmt: skip
     return out
 
 

@@ -10,7 +10,7 @@ from django.utils.html import format_html
 from notifications.admin import report_test
 from notifications.delivery.sample_sends import send_test
 
-from .models import Device, Person, Room, Site
+from .models import Device, NotificationRule, Person, Room, Site
 
 
 class RoomInline(admin.TabularInline):
@@ -32,6 +32,14 @@ class RoomAdmin(admin.ModelAdmin):
     search_fields = ["name", "site__name"]
 
 
+class NotificationRuleInline(admin.TabularInline):
+    """The person's own way to be reached, for steps whose methods say "personal"."""
+
+    model = NotificationRule
+    extra = 1
+    verbose_name = "notification rule (for steps that say personal)"
+
+
 class MutedFilter(admin.SimpleListFilter):
     title = "muted (replied STOP)"
     parameter_name = "muted"
@@ -51,12 +59,20 @@ class PersonAdmin(admin.ModelAdmin):
     list_filter = ["active", MutedFilter]
     search_fields = ["name", "email", "phone"]
     autocomplete_fields = ["user"]
-    actions = ["send_test_message"]
+    actions = ["send_test_message", "issue_ntfy_topics"]
+    inlines = [NotificationRuleInline]
 
     @admin.display(description="muted")
     def muted(self, person):
         """What the person turned off with a STOP reply (an operator may clear it)."""
         return ", ".join(m for m, f in Person.OPT_OUT_FIELDS.items() if getattr(person, f)) or "—"
+
+    @admin.action(description="Issue push topics (ntfy) nobody can guess")
+    def issue_ntfy_topics(self, request, queryset):
+        for person in queryset:
+            person.issue_ntfy_topic()
+            person.save(update_fields=["ntfy_topic"])
+            messages.info(request, f"{person.name}: subscribe the ntfy app to {person.ntfy_topic}")
 
     @admin.action(description="Send a test message to their contact points")
     def send_test_message(self, request, queryset):

@@ -471,3 +471,34 @@ def test_anonymous_cannot_load_a_seed(client, seed_env):
 
     assert answer.status_code == 401 and "error" in answer.json()
     assert not Person.objects.exists()
+
+
+WITH_RULES = edited(
+    SMALL,
+    '    phone: "+442079460018"\n',
+    """    phone: "+442079460018"
+    rules:
+      - {method: sms, after_minutes: 0}
+      - {method: voice, after_minutes: 5}
+      - {method: email, urgency: low}
+""",
+)
+
+
+def test_a_persons_notification_rules_load_export_and_load_again_unchanged():
+    load(WITH_RULES)
+    alice = Person.objects.get(name="Alice")
+    assert list(alice.rules.values_list("urgency", "method", "delay_minutes")) == [
+        ("high", "sms", 0), ("high", "voice", 5), ("low", "email", 0),
+    ]  # fmt: skip
+    exported = seed_export.export_person(alice)
+    assert exported["rules"][1] == {"method": "voice", "after_minutes": 5, "urgency": "high"}
+
+    assert load(WITH_RULES).objects["people"]["unchanged"] == ["Alice", "Bob"]
+    changed = load(edited(WITH_RULES, "after_minutes: 5", "after_minutes: 3"))
+    assert changed.objects["people"]["updated"] == ["Alice"]
+
+
+def test_a_rule_for_an_unknown_contact_point_is_refused_by_name():
+    with pytest.raises(seed.SeedError, match="rule 1: method"):
+        load(edited(WITH_RULES, "method: sms", "method: pigeon"))

@@ -45,6 +45,15 @@ def person_targets(person: Person, methods: list[str], gateways: dict):
         yield method, gateway, transport_for(gateway).address_for(person)
 
 
+def reach(person: Person, methods: list[str], severity: str, rules: dict, gateways: dict):
+    """How a step with these methods reaches the person (`personal.plan`); `rules`: the
+    people's rules, by person (`personal.rules_of`)."""
+    return personal.plan(
+        person, methods, severity, rules.get(person.pk, ()),
+        lambda wanted: person_targets(person, wanted, gateways),
+    )  # fmt: skip
+
+
 def create_for_step(
     alarm, step: dict, index: int, round_: int, take_first: bool = False
 ) -> tuple[list[Delivery], Claimed | None, list[str]]:
@@ -61,12 +70,9 @@ def create_for_step(
         personal.rules_of([p.pk for p in people]) if personal.PERSONAL in step["methods"] else {}
     )
     for person in people:
-        reach, said = personal.plan(
-            person, step["methods"], alarm.severity, rules.get(person.pk, ()),
-            lambda methods, person=person: person_targets(person, methods, gateways),
-        )  # fmt: skip
+        ways, said = reach(person, step["methods"], alarm.severity, rules, gateways)
         notes += said
-        for way in reach:
+        for way in ways:
             row = Delivery(person=person, channel=way.gateway, address=way.address,
                            target=f"person:{person.pk}", method=way.method)  # fmt: skip
             delays[id(row)] = way.delay_seconds

@@ -16,7 +16,7 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 from django.urls import reverse
 
-from devices.models import Device, Person, Room, Site
+from devices.models import Device, NotificationRule, Person, Room, Site
 from escalation.models import EscalationPolicy, EscalationStep
 from notifications.models import NotificationChannel
 from oncall.models import Rotation, RotationMember, Schedule, ScheduleRule, Team
@@ -87,6 +87,7 @@ class Command(BaseCommand):
                 "enabled": False,
             },
         )
+        self.load_rules(created, alice)
         reception_desk = self.load_on_call(created, alice, bob, carol)
         policy = self.load_policy(created, reception_desk, [alice, bob, carol], webhook)
         if reception_desk.team.default_policy is None:
@@ -168,7 +169,9 @@ class Command(BaseCommand):
             (1, 60, {"persons": everyone}),
         ]:
             step, new = EscalationStep.objects.get_or_create(
-                policy=policy, order=order, defaults={"delay_seconds": delay, "methods": ["email"]}
+                policy=policy,
+                order=order,
+                defaults={"delay_seconds": delay, "methods": ["personal"]},
             )
             # Only a new step gets its targets: an operator's edits survive a second run.
             if new:
@@ -176,6 +179,25 @@ class Command(BaseCommand):
                     getattr(step, key).set(rows)
                 created.names.append(f"escalation step {order + 1} of {policy}")
         return policy
+
+    def load_rules(self, created: Created, alice) -> None:
+        """Alice's own way to be reached: push at once, SMS after 2 minutes, a call after 5,
+        email after 10; low urgency by email. Off until an operator enables the push server
+        (and an SMS and a call gateway): until then her email goes at once instead."""
+        self.get_or_create(
+            created,
+            NotificationChannel,
+            name="Demo ntfy (disabled: set its URL, then enable)",
+            defaults={"kind": "ntfy", "config": {"url": "http://127.0.0.1:2586"}, "enabled": False},
+        )
+        if not alice.ntfy_topic:
+            alice.issue_ntfy_topic()
+            alice.save(update_fields=["ntfy_topic"])
+        for urgency, method, minutes in [("high", "ntfy", 0), ("high", "sms", 2),
+                                         ("high", "voice", 5), ("high", "email", 10),
+                                         ("low", "email", 0)]:  # fmt: skip
+            self.get_or_create(created, NotificationRule, person=alice, urgency=urgency,
+                               method=method, defaults={"delay_minutes": minutes})  # fmt: skip
 
     def load_device(self, created: Created, name: str, **fields) -> str | None:
         """Create the device unless it exists; return its token only when it was just issued."""
