@@ -1,0 +1,130 @@
+"""No floods: at most N messages per contact point (a phone number, a topic) per window, per
+method (`THROTTLE_LIMITS`). A page beyond a limit is held, not dropped: its row stays pending,
+says which limit held it and until when, and goes when the window allows, carrying every other
+page held for that contact point as one message ("4 more alarms: … reply 100a to acknowledge
+all"). The first page of a critical alarm is never held; it still counts.
+
+Counting and holding run inside the transaction that takes the delivery, under a lock per
+contact point, so two workers cannot both send the last message a window allows."""
+
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+from functools import cache
+
+from django.conf import settings
+from django.db import connection
+from django.utils import timezone
+
+from ..models import Delivery
+from ..transports.base import NOTIFY, REPLY_METHODS
+from .queueing import enqueue_on_commit
+
+Status = Delivery.Status
+UNITS = {"s": 1, "m": 60, "h": 3600}
+# Calls are held, never bundled: one call reads one alarm.
+BUNDLES = REPLY_METHODS | {"email", "ntfy", "gotify"}
+BUNDLE_AT_MOST = 20  # alarms named in one bundle; the rest go in the next
+
+
+@dataclass(frozen=True)
+class Limit:
+    count: int
+    seconds: int
+
+    def __str__(self):
+        for unit, size in (("h", 3600), ("m", 60)):
+            if self.seconds % size == 0:
+                return f"{self.count} per {self.seconds // size} {'min' if unit == 'm' else unit}"
+        return f"{self.count} per {self.seconds} s"
+
+
+@cache
+def parse(text: str) -> tuple[Limit, ...]:
+    """ "5/15m,11/1h" -> its limits; a malformed one is refused at start (settings checks)."""
+    limits = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        match = re.fullmatch(r"(\d+)/(\d+)([smh])", part)
+        if not match or int(match[1]) < 1:
+            raise ValueError(f"not a limit: {part!r} (e.g. 5/15m)")
+        limits.append(Limit(int(match[1]), int(match[2]) * UNITS[match[3]]))
+    return tuple(limits)
+
+
+def limits_for(method: str) -> tuple[Limit, ...]:
+    return parse(settings.THROTTLE_LIMITS.get(method, "") or "")
+
+
+@dataclass(frozen=True)
+class Held:
+    limit: Limit
+    until: object  # datetime
+
+
+def never_held(delivery: Delivery) -> bool:
+    """A page not to hold: anything but a step's page to a person, or a critical alarm's
+    first page (its first step, first round)."""
+    if delivery.event != NOTIFY or not delivery.person_id:
+        return True
+    return delivery.alarm.severity == "critical" and delivery.step == 0 and delivery.round == 0
+
+
+def check(delivery: Delivery, now) -> Held | None:
+    """Inside the transaction taking the delivery: the limit that holds it now, with when it
+    frees (the latest of those that hold), or None."""
+    limits = limits_for(delivery.method)
+    if not limits or never_held(delivery):
+        return None
+    _lock(delivery.method, delivery.address)
+    longest = max(limit.seconds for limit in limits)
+    went = sorted(
+        Delivery.objects.filter(
+            method=delivery.method, address=delivery.address, status=Status.SENT,
+            bundled_into=None, sent_at__gt=now - timedelta(seconds=longest),
+        ).values_list("sent_at", flat=True)
+    )  # fmt: skip
+    holding = None
+    for limit in limits:
+        within = [at for at in went if at > now - timedelta(seconds=limit.seconds)]
+        if len(within) >= limit.count:
+            # Free once enough of them left the window for one more.
+            until = within[len(within) - limit.count] + timedelta(seconds=limit.seconds)
+            if holding is None or until > holding.until:
+                holding = Held(limit, until)
+    return holding
+
+
+def hold(delivery: Delivery, held: Held) -> None:
+    """Keep it pending until the window frees, saying why; its task waits with a countdown."""
+    delivery.status, delivery.next_attempt_at = Status.PENDING, held.until
+    delivery.queued_until = None  # a countdown task: a worker holds it and may die with it
+    delivery.held_by = f"{held.limit} to {delivery.address}"
+    delivery.error = f"held by the limit {held.limit} until {timezone.localtime(held.until):%H:%M:%S}"
+    delivery.save(update_fields=["status", "next_attempt_at", "queued_until", "held_by", "error",
+                                 "updated_at"])  # fmt: skip
+    countdown = (held.until - timezone.now()).total_seconds()
+    enqueue_on_commit([delivery.pk], countdown=max(0.0, countdown))
+
+
+def held_with(delivery: Delivery) -> list[Delivery]:
+    """The other pages held for the same contact point, locked, for a bundle (their alarms
+    still waiting for someone); empty for a method that is not bundled."""
+    if delivery.method not in BUNDLES or not delivery.held_by:
+        return []
+    return list(
+        Delivery.objects.select_for_update(skip_locked=True, of=("self",))
+        .select_related("alarm", "alarm__site", "alarm__room")
+        .filter(method=delivery.method, address=delivery.address, event=NOTIFY,
+                status=Status.PENDING, alarm__status="triggered")
+        .exclude(held_by="")
+        .exclude(pk=delivery.pk)
+        .order_by("created_at", "pk")[: BUNDLE_AT_MOST - 1]
+    )  # fmt: skip
+
+
+def _lock(method: str, address: str) -> None:
+    """One transaction at a time counts a contact point's messages (PostgreSQL; SQLite has one
+    writer anyway)."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"{method}:{address}"])
