@@ -386,11 +386,15 @@ REPLY_ANSWERS_PER_HOUR = env.int("REPLY_ANSWERS_PER_HOUR", default=5)
 # At most this many messages per contact point (a phone number, a topic) and window, per
 # method: "5/15m,11/1h,21/3h" (s, m, h); empty: no limit. What is held back goes later, bundled
 # into one message; the first page of a critical alarm is never held.
+THROTTLE_DEFAULTS = {
+    "sms": "5/15m,11/1h,21/3h",
+    "signal": "5/15m,11/1h,21/3h",
+    "voice": "3/15m,6/1h,11/3h",
+}
 THROTTLE_LIMITS = {
     method: env.str(f"THROTTLE_{method.upper()}", default=default)
-    for method, default in {"sms": "5/15m,11/1h,21/3h", "signal": "5/15m,11/1h,21/3h",
-                            "voice": "3/15m,6/1h,11/3h", "email": "", "ntfy": "", "gotify": ""}.items()
-}  # fmt: skip
+    for method, default in {**THROTTLE_DEFAULTS, "email": "", "ntfy": "", "gotify": ""}.items()
+}
 
 # Requests a minute one user API token may make; above it, 429.
 API_TOKEN_RATE_PER_MINUTE = env.int("API_TOKEN_RATE_PER_MINUTE", default=120)

@@ -2,6 +2,7 @@
 
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.db.models import Q
 from django.template import TemplateSyntaxError
 from django.utils import timezone
 
@@ -146,6 +147,18 @@ class Delivery(models.Model):
     # Attempts older than the last DeliveryAttempt.KEPT, counted by what came of them
     # ({"count": 37, "first_at": "…", "outcomes": {"HTTP 503": 30, "connection failed": 7}}).
     earlier_attempts = models.JSONField(default=dict, blank=True)
+    # Per-recipient throttling (`delivery.throttle`): the limit that held this page back, and
+    # the message it went in with other held pages.
+    held_by = models.CharField(
+        max_length=100, blank=True, help_text="The limit that held it back, e.g. 5 per 15 min."
+    )
+    bundled_into = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="bundled",
+        help_text="It went out in this delivery's message, with other pages held back.",
+    )  # fmt: skip
+    bundle_code = models.PositiveIntegerField(
+        null=True, blank=True, help_text='A bundle\'s reply code ("100a" acknowledges all).'
+    )
 
     class Meta:
         ordering = ["created_at", "id"]
@@ -156,7 +169,17 @@ class Delivery(models.Model):
                 name="one_delivery_per_key",
             )
         ]
-        indexes = [models.Index(fields=["status", "next_attempt_at"])]
+        indexes = [
+            models.Index(fields=["status", "next_attempt_at"]),
+            # A contact point's recent messages, counted by the throttle.
+            models.Index(fields=["method", "address", "sent_at"]),
+            # The bundles' codes of a phone (rare: most rows have none).
+            models.Index(
+                fields=["address", "sent_at"],
+                condition=Q(bundle_code__isnull=False),
+                name="bundle_codes",
+            ),  # fmt: skip
+        ]
 
     def __str__(self):
         return f"{self.describe()}, {self.what()}: {self.status}"

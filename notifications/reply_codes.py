@@ -5,12 +5,14 @@ open alarms do not hold, kept while the alarm is open, released when it closes (
 so a late "1a" can be told what became of #1) and then free for the phone's next alarm.
 """
 
+from datetime import timedelta
+
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from alarms.models import OPEN_STATUSES
 
-from .models import ReplyCode
+from .models import Delivery, ReplyCode
 
 
 def code_for(alarm, person, address: str) -> int | None:
@@ -27,7 +29,8 @@ def code_for(alarm, person, address: str) -> int | None:
         if alarm.pk in numbers:
             held.filter(alarm=alarm).update(paged_at=timezone.now())
             return numbers[alarm.pk]
-        number = smallest_free(set(numbers.values()))
+        bundles = set(_recent_bundles(address).values_list("bundle_code", flat=True))
+        number = smallest_free(set(numbers.values()) | bundles)
         try:
             with transaction.atomic():
                 ReplyCode.objects.create(address=address, number=number, alarm=alarm,
@@ -41,11 +44,40 @@ def code_for(alarm, person, address: str) -> int | None:
     raise RuntimeError(f"no reply code could be taken for {address}")
 
 
-def smallest_free(used: set[int]) -> int:
-    number = 1
+def smallest_free(used: set[int], start: int = 1) -> int:
+    number = start
     while number in used:
         number += 1
     return number
+
+
+# A bundle's code (`delivery.bundles`) is 100 or more, and answers for a day.
+BUNDLE_FIRST = 100
+BUNDLE_HOURS = 24
+
+
+def _recent_bundles(address: str):
+    since = timezone.now() - timedelta(hours=BUNDLE_HOURS)
+    return Delivery.objects.filter(address=address, sent_at__gte=since).exclude(bundle_code=None)
+
+
+def bundle_number(address: str) -> int:
+    """A code for a bundle to this phone: the smallest from 100 that neither an open alarm's
+    code nor a bundle of the last day holds."""
+    used = set(_recent_bundles(address).values_list("bundle_code", flat=True))
+    used |= set(ReplyCode.objects.filter(address=address, released_at=None,
+                                         alarm__status__in=OPEN_STATUSES)
+                .values_list("number", flat=True))  # fmt: skip
+    return smallest_free(used, BUNDLE_FIRST)
+
+
+def bundled_alarms(address: str, number: int) -> list:
+    """The alarms of the latest bundle with this code to this phone (its carrier's first)."""
+    carrier = _recent_bundles(address).filter(bundle_code=number).order_by("-sent_at").first()
+    if carrier is None:
+        return []
+    carried = Delivery.objects.filter(bundled_into=carrier).select_related("alarm")
+    return [carrier.alarm, *(page.alarm for page in carried.order_by("pk"))]
 
 
 def last_code(alarm, address: str) -> int | None:

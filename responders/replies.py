@@ -120,6 +120,12 @@ def _act(reply: Reply) -> tuple[str, str, bool]:
         return _opt(person, reply, command.action == grammar.OPT_OUT)
     number = getattr(person, NUMBER_FIELDS[reply.method])
     code = _code(number, command)
+    if (
+        code is None
+        and command.code
+        and (bundle := reply_codes.bundled_alarms(number, command.code))
+    ):
+        return _carry_out_all(bundle, command, person, reply)
     if code is None:
         if command.code is None:
             return "no open alarm on this phone", "You have no open alarm to answer.", False
@@ -164,6 +170,34 @@ def _carry_out(code, command, actor: Actor) -> tuple[str, str, bool]:
         return "already closed", _closed(exc.alarm, number), False
     except lifecycle.BadEta as exc:
         return f"refused: ETA not {exc}", f"Not done: an ETA is {exc}.", False
+
+
+def _carry_out_all(alarms: list, command, person: Person, reply) -> tuple[str, str, bool]:
+    """A bundle's code ("100a"): the command for each of its alarms that is still open."""
+    said = grammar.normalized(reply.text)
+    actor = Actor(f"{person.name} by {LABELS[reply.method]} reply {said}", person=person)
+    done = 0
+    for alarm in alarms:
+        record(alarm, AlarmEvent.Kind.REPLY, f"{LABELS[reply.method]} reply from {person.name}: "
+               f"{said} (a bundle)", actor, reply_id=reply.pk)  # fmt: skip
+        try:
+            if command.action == grammar.ACKNOWLEDGE:
+                done += lifecycle.acknowledge(alarm.pk, actor, cycle=alarm.reopen_count).changed
+            elif command.action == grammar.CLAIM:
+                done += lifecycle.claim(alarm.pk, actor, command.eta_minutes,
+                                        cycle=alarm.reopen_count).changed  # fmt: skip
+            else:
+                done += lifecycle.resolve(alarm.pk, actor, cycle=alarm.reopen_count).changed
+        except (lifecycle.AlarmClosed, lifecycle.BadEta):
+            continue
+    reply.alarm = alarms[0]
+    verb = {grammar.ACKNOWLEDGE: "Acknowledged", grammar.CLAIM: "On your way to",
+            grammar.RESOLVE: "Resolved"}[command.action]  # fmt: skip
+    rest = len(alarms) - done
+    answer = f"{verb} {done} of {len(alarms)} alarms" + (
+        f"; {rest} were already taken or closed." if rest else "."
+    )
+    return f"{command.action} {done} of a bundle of {len(alarms)}", answer, done > 0
 
 
 def _acknowledged(alarm: Alarm, number: int) -> str:

@@ -29,7 +29,7 @@ from ..messages import build_message
 from ..models import BUSY, Delivery, DeliveryAttempt
 from ..transports.base import NOTIFY, REPLY_METHODS, STAND_DOWN, Outgoing, Sent, TransportError
 from ..transports.email import EmailTransport
-from . import personal
+from . import bundles, personal, throttle
 from .ordering import ahead_of, defer, posted_to, ref_key, wake_next, wake_waiting, was_posted
 from .queueing import enqueue_on_commit, publish, sending_lease
 
@@ -61,6 +61,7 @@ class Claimed:
     delivery: Delivery
     transport: object
     out: Outgoing
+    bundle: tuple = ()  # pages held back for the same contact point, carried in its message
 
 
 def transport_for(channel):
@@ -107,6 +108,8 @@ def take(delivery: Delivery) -> Claimed | None:
         # Its sender died after the provider took it, before recording that: record it now.
         record_sent([(Claimed(delivery, transport, None), earlier)])
         return None
+    if delivery.bundled_into_id and bundles.went_with_its_bundle(delivery):
+        return None
     keeps_record = transport.keeps_record and not delivery.person_id
     if delivery.event == NOTIFY and alarm.status != "triggered" and not keeps_record:
         return give_up(delivery, f"not sent: the alarm was {alarm.status} first")
@@ -118,21 +121,31 @@ def take(delivery: Delivery) -> Claimed | None:
             return defer(delivery, ahead, now)
         if delivery.event != NOTIFY and not was_posted(delivery):
             return give_up(delivery, "not sent: no step ever posted to this channel")
-    claimed = _taken(delivery, transport)
+    if (held := throttle.check(delivery, now)) is not None:
+        return throttle.hold(delivery, held)
+    claimed = _taken(delivery, transport, throttle.held_with(delivery))
     delivery.save(update_fields=TAKEN_FIELDS)
+    bundles.take_with(delivery, claimed.bundle)
     return claimed
 
 
 def take_unwritten(delivery: Delivery) -> Claimed | None:
     """Take a step's first message before its row is written, sparing an update: its alarm is
     triggered (the step is running). None for an ordered channel, whose posts wait for the
-    ones before (`take` it once written)."""
+    ones before, and for a page a limit may hold (`take` it once written)."""
     transport = transport_for(delivery.channel)
-    return None if transport.ordered else _taken(delivery, transport)
+    if (
+        transport.ordered
+        or not throttle.never_held(delivery)
+        and throttle.limits_for(delivery.method)
+    ):
+        return None
+    return _taken(delivery, transport)
 
 
-def _taken(delivery: Delivery, transport) -> Claimed:
-    """Mark the delivery taken for one attempt (the caller writes it) and build its message."""
+def _taken(delivery: Delivery, transport, bundle: list[Delivery] = ()) -> Claimed:
+    """Mark the delivery taken for one attempt (the caller writes it) and build its message;
+    with `bundle`, the pages held for the same contact point go in it too."""
     alarm = delivery.alarm
     delivery.status = Status.SENDING
     delivery.attempts += 1
@@ -147,11 +160,13 @@ def _taken(delivery: Delivery, transport) -> Claimed:
         cycle=delivery.cycle, ack_url=ack_url, channel=delivery.channel,
         reply_code=_reply_code(delivery),
     )  # fmt: skip
+    if bundle:
+        message = bundles.carrying(message, delivery, bundle)
     delivery.message = transport.redact(message.stored_text())
     ref = alarm.external_refs.get(ref_key(delivery), {}) if delivery.channel_id else {}
     out = Outgoing(alarm, delivery.event, message, delivery.address, delivery.person, ref,
                    key=delivery.idempotency_key(), delivery_id=delivery.pk)  # fmt: skip
-    return Claimed(delivery, transport, out)
+    return Claimed(delivery, transport, out, tuple(bundle))
 
 
 def _reply_code(delivery: Delivery) -> int | None:
@@ -292,6 +307,7 @@ def record_sent(done: list[tuple[Claimed, Sent]]) -> None:
             instruments.delivery_attempted(delivery, instruments.SENT, delivery.latency_ms / 1000)
         sent = [claimed.delivery for claimed, _ in done]
         update_many(sent, SENT_FIELDS)
+        bundles.went(sent)
         attempts.record([attempts.of(row, Outcome.SENT, row.response, row.sent_at) for row in sent],
                         sent)  # fmt: skip
         wake_waiting(sent)
@@ -365,6 +381,7 @@ def record_failure(delivery: Delivery, transport, exc: TransportError, started: 
                     delivery_id=delivery.pk,
                 )
         delivery.save(update_fields=[*RESULT_FIELDS, "status", "next_attempt_at"])
+        bundles.did_not_go(delivery)
         tried = attempts.of(delivery, Outcome.FAILED if final else Outcome.RETRIED, delivery.error)
         attempts.record([tried], [delivery])
     outcome = instruments.FAILED if final else instruments.RETRIED

@@ -99,7 +99,9 @@ def hold(delivery: Delivery, held: Held) -> None:
     delivery.status, delivery.next_attempt_at = Status.PENDING, held.until
     delivery.queued_until = None  # a countdown task: a worker holds it and may die with it
     delivery.held_by = f"{held.limit} to {delivery.address}"
-    delivery.error = f"held by the limit {held.limit} until {timezone.localtime(held.until):%H:%M:%S}"
+    delivery.error = (
+        f"held by the limit {held.limit} until {timezone.localtime(held.until):%H:%M:%S}"
+    )
     delivery.save(update_fields=["status", "next_attempt_at", "queued_until", "held_by", "error",
                                  "updated_at"])  # fmt: skip
     countdown = (held.until - timezone.now()).total_seconds()
