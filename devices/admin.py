@@ -5,9 +5,10 @@ from datetime import timedelta
 from django.conf import settings
 from django.contrib import admin, messages
 from django.urls import reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from notifications.admin import report_test
+from notifications.delivery import throttle
 from notifications.delivery.sample_sends import send_test
 
 from .models import Device, NotificationRule, Person, Room, Site
@@ -61,6 +62,18 @@ class PersonAdmin(admin.ModelAdmin):
     autocomplete_fields = ["user"]
     actions = ["send_test_message", "issue_ntfy_topics"]
     inlines = [NotificationRuleInline]
+    readonly_fields = ["recent_volume"]
+
+    @admin.display(description="recent messages per contact point")
+    def recent_volume(self, person):
+        """What was sent to each contact point lately, against its limits (`throttle`)."""
+        lines = []
+        for method, address, windows, held in throttle.volume(person):
+            counts = ", ".join(f"{count} in {_span(seconds)}" for seconds, count in windows)
+            limits = ", ".join(map(str, throttle.limits_for(method))) or "no limit"
+            lines.append(f"{method} {address}: {counts} (limits: {limits})"
+                         + (f"; {held} held back now" if held else ""))  # fmt: skip
+        return format_html_join("\n", "<div>{}</div>", ((line,) for line in lines)) or "—"
 
     @admin.display(description="muted")
     def muted(self, person):
@@ -78,6 +91,10 @@ class PersonAdmin(admin.ModelAdmin):
     def send_test_message(self, request, queryset):
         for person in queryset:
             report_test(request, send_test(person=person))
+
+
+def _span(seconds: int) -> str:
+    return f"{seconds // 3600} h" if seconds % 3600 == 0 else f"{seconds // 60} min"
 
 
 def _show_token(request, device: Device, token: str) -> None:

@@ -77,12 +77,13 @@ def check(delivery: Delivery, now) -> Held | None:
         return None
     _lock(delivery.method, delivery.address)
     longest = max(limit.seconds for limit in limits)
-    went = sorted(
-        Delivery.objects.filter(
-            method=delivery.method, address=delivery.address, status=Status.SENT,
-            bundled_into=None, sent_at__gt=now - timedelta(seconds=longest),
-        ).values_list("sent_at", flat=True)
-    )  # fmt: skip
+    theirs = Delivery.objects.filter(
+        method=delivery.method, address=delivery.address, bundled_into=None
+    ).exclude(pk=delivery.pk)
+    went = list(theirs.filter(status=Status.SENT, sent_at__gt=now - timedelta(seconds=longest))
+                .values_list("sent_at", flat=True))  # fmt: skip
+    # Those being sent count as sent now (taken by another worker, or earlier in this batch).
+    went = sorted(went + [now] * theirs.filter(status=Status.SENDING).count())
     holding = None
     for limit in limits:
         within = [at for at in went if at > now - timedelta(seconds=limit.seconds)]
@@ -130,3 +131,19 @@ def _lock(method: str, address: str) -> None:
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"{method}:{address}"])
+
+
+def volume(person) -> list[tuple[str, str, list[int], int]]:
+    """What each of the person's contact points was sent lately: (method, address, messages in
+    each of the method's windows, or 15 min / 1 h / 3 h without limits, pages held now)."""
+    now = timezone.now()
+    rows = Delivery.objects.filter(person=person)
+    found = []
+    for method, address in rows.values_list("method", "address").distinct().order_by("method"):
+        mine = rows.filter(method=method, address=address)
+        windows = [limit.seconds for limit in limits_for(method)] or [900, 3600, 10800]
+        went = mine.filter(status=Status.SENT, bundled_into=None)
+        counts = [went.filter(sent_at__gt=now - timedelta(seconds=s)).count() for s in windows]
+        held = mine.filter(status=Status.PENDING).exclude(held_by="").count()
+        found.append((method, address, list(zip(windows, counts, strict=True)), held))
+    return found

@@ -55,7 +55,9 @@ def window_passes(minutes: int = 16) -> None:
 
 def test_limits_read_as_written_and_a_malformed_one_is_refused():
     assert throttle.parse("5/15m, 11/1h,21/3h") == (
-        throttle.Limit(5, 900), throttle.Limit(11, 3600), throttle.Limit(21, 10800)
+        throttle.Limit(5, 900),
+        throttle.Limit(11, 3600),
+        throttle.Limit(21, 10800),
     )
     assert [str(limit) for limit in throttle.parse("5/15m,11/1h,7/30s")] == [
         "5 per 15 min", "11 per 1 h", "7 per 30 s"
@@ -65,7 +67,9 @@ def test_limits_read_as_written_and_a_malformed_one_is_refused():
 
 
 def test_a_page_beyond_the_limit_is_held_saying_which_limit_until_when(
-    two_per_window, page, twilio_api  # noqa: F811 (a fixture)
+    two_per_window,
+    page,
+    twilio_api,  # noqa: F811 (a fixture)
 ):
     first, second = page(1), page(2)
     held = page(3)
@@ -82,7 +86,9 @@ def test_a_page_beyond_the_limit_is_held_saying_which_limit_until_when(
 
 
 def test_held_pages_go_as_one_message_with_every_code_and_one_for_all(
-    two_per_window, page, twilio_api  # noqa: F811 (a fixture)
+    two_per_window,
+    page,
+    twilio_api,  # noqa: F811 (a fixture)
 ):
     page(1), page(2)
     third, fourth, fifth = page(3), page(4), page(5)
@@ -102,14 +108,17 @@ def test_held_pages_go_as_one_message_with_every_code_and_one_for_all(
         assert (carried.status, carried.bundled_into_id) == ("sent", carrier.pk)
         assert carried.provider_status == "in a bundle"
         assert carried.alarm.events.filter(
-            kind=AlarmEvent.Kind.DELIVERY_SENT, text__contains="in one message with 2 other pages held back by 2 per 15 min"
+            kind=AlarmEvent.Kind.DELIVERY_SENT,
+            text__contains="in one message with 2 other pages held back by 2 per 15 min",
         ).exists()
     # Each carried page is done: its own task finds nothing to send.
     assert send(fourth).status == "sent" and len(twilio_api.created) == 3
 
 
 def test_a_reply_with_the_bundles_code_acknowledges_all_of_it(
-    two_per_window, page, twilio_api  # noqa: F811 (a fixture)
+    two_per_window,
+    page,
+    twilio_api,  # noqa: F811 (a fixture)
 ):
     page(1), page(2)
     third, fourth = page(3), page(4)
@@ -127,7 +136,9 @@ def test_a_reply_with_the_bundles_code_acknowledges_all_of_it(
 
 
 def test_the_first_page_of_a_critical_alarm_is_never_held(
-    two_per_window, page, twilio_api  # noqa: F811 (a fixture)
+    two_per_window,
+    page,
+    twilio_api,  # noqa: F811 (a fixture)
 ):
     page(1), page(2)
 
@@ -138,7 +149,9 @@ def test_the_first_page_of_a_critical_alarm_is_never_held(
 
 
 def test_an_ack_cancels_a_held_page_and_a_bundle_carries_only_open_alarms(
-    two_per_window, page, twilio_api  # noqa: F811 (a fixture)
+    two_per_window,
+    page,
+    twilio_api,  # noqa: F811 (a fixture)
 ):
     page(1), page(2)
     third, fourth = page(3), page(4)
@@ -153,7 +166,9 @@ def test_an_ack_cancels_a_held_page_and_a_bundle_carries_only_open_alarms(
 
 
 def test_a_carrier_that_fails_hands_its_pages_back(
-    two_per_window, page, twilio_api  # noqa: F811 (a fixture)
+    two_per_window,
+    page,
+    twilio_api,  # noqa: F811 (a fixture)
 ):
     page(1), page(2)
     third, fourth = page(3), page(4)
@@ -167,3 +182,19 @@ def test_a_carrier_that_fails_hands_its_pages_back(
     assert send(fourth).status == "sent"  # on its own now, carrying the third
     third.refresh_from_db()
     assert (third.status, third.bundled_into_id) == ("sent", fourth.pk)
+
+
+def test_the_admin_shows_each_contact_points_recent_volume_against_its_limits(
+    two_per_window, page, client, make_user
+):
+    first = page(1)
+    page(2), page(3)
+    client.force_login(make_user("olga", role="Operators"))
+
+    answer = client.get(f"/admin/devices/person/{first.person_id}/change/")
+
+    assert answer.status_code == 200
+    assert (
+        f"sms {ALICE_PHONE}: 2 in 15 min, 2 in 1 h (limits: 2 per 15 min, 3 per 1 h); "
+        "1 held back now"
+    ) in answer.content.decode()
