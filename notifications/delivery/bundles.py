@@ -13,25 +13,35 @@ from alarms.timeline import record
 
 from .. import reply_codes
 from ..models import Delivery
-from ..transports.base import REPLY_METHODS
+from ..transports.base import NOTIFY, REPLY_METHODS, STAND_DOWN
 from .queueing import enqueue_on_commit
 
 Status = Delivery.Status
+LISTED = 10  # held pages named in the message (one SMS holds about ten)
 
 
 def carrying(message, carrier: Delivery, bundle: list[Delivery]):
     """The carrier's message with the held pages listed after it (their codes, for a method
     replied to, and the bundle's code for all of them)."""
-    coded = carrier.method in REPLY_METHODS and carrier.person_id
-    lines = [f"+{len(bundle)} more {'alarm' if len(bundle) == 1 else 'alarms'} held back "
-             f"({carrier.held_by or 'a limit'}):"]  # fmt: skip
-    for page in bundle:
+    coded = carrier.method in REPLY_METHODS and carrier.person_id and carrier.event == NOTIFY
+    alarms = "alarm" if len(bundle) == 1 else "alarms"
+    lines = [f"+{len(bundle)} more {alarms} held back ({carrier.held_by or 'a limit'}):"]
+    if carrier.event == STAND_DOWN:
+        lines = [f"+{len(bundle)} more {alarms} no longer need you:"]
+    for n, page in enumerate(bundle):
         alarm = page.alarm
+        if n >= LISTED:
+            # Not listed, each still has its code (taken now) and the bundle's code.
+            if coded:
+                reply_codes.code_for(alarm, page.person, page.address)
+            continue
         place = " / ".join(str(part) for part in (alarm.site, alarm.room) if part)
         where = f" @ {place}" if place else ""
         code = reply_codes.code_for(alarm, page.person, page.address) if coded else None
         lines.append(f"- {alarm.severity.upper()} {alarm.title}{where}"
                      + (f" (reply {code}a)" if code else ""))  # fmt: skip
+    if len(bundle) > LISTED:
+        lines.append(f"…and {len(bundle) - LISTED} more.")
     if coded:
         carrier.bundle_code = reply_codes.bundle_number(carrier.address)
         lines.append(f"Reply {carrier.bundle_code}a to acknowledge all {len(bundle) + 1}, "
@@ -61,7 +71,7 @@ def went(sent: list[Delivery]) -> None:
         others = sum(1 for p in carried if p.bundled_into_id == carrier.pk)
         record(page.alarm, AlarmEvent.Kind.DELIVERY_SENT,
                f"Sent to {page.describe()} ({page.address}) in one message with {others} other "
-               f"{'page' if others == 1 else 'pages'} held back by {page.held_by}",
+               f"{'message' if others == 1 else 'messages'} held back by {page.held_by}",
                delivery_id=page.pk)  # fmt: skip
     if carried:
         Delivery.objects.filter(pk__in=[page.pk for page in carried]).update(

@@ -17,14 +17,16 @@ from django.db import connection
 from django.utils import timezone
 
 from ..models import Delivery
-from ..transports.base import NOTIFY, REPLY_METHODS
+from ..transports.base import NOTIFY, REPLY_METHODS, STAND_DOWN
 from .queueing import enqueue_on_commit
 
 Status = Delivery.Status
 UNITS = {"s": 1, "m": 60, "h": 3600}
 # Calls are held, never bundled: one call reads one alarm.
 BUNDLES = REPLY_METHODS | {"email", "ntfy", "gotify"}
-BUNDLE_AT_MOST = 20  # alarms named in one bundle; the rest go in the next
+# A bundle carries every page held for its contact point, up to this many (a storm's); the
+# rest go in the next.
+BUNDLE_AT_MOST = 2000
 
 
 @dataclass(frozen=True)
@@ -62,11 +64,12 @@ class Held:
 
 
 def never_held(delivery: Delivery) -> bool:
-    """A page not to hold: anything but a step's page to a person, or a critical alarm's
-    first page (its first step, first round)."""
-    if delivery.event != NOTIFY or not delivery.person_id:
+    """A message not to hold: anything but a page or a stand-down to a person, or a critical
+    alarm's first page (its first step, first round)."""
+    if delivery.event not in (NOTIFY, STAND_DOWN) or not delivery.person_id:
         return True
-    return delivery.alarm.severity == "critical" and delivery.step == 0 and delivery.round == 0
+    first = delivery.event == NOTIFY and delivery.step == 0 and delivery.round == 0
+    return first and delivery.alarm.severity == "critical"
 
 
 def check(delivery: Delivery, now) -> Held | None:
@@ -110,15 +113,18 @@ def hold(delivery: Delivery, held: Held) -> None:
 
 
 def held_with(delivery: Delivery) -> list[Delivery]:
-    """The other pages held for the same contact point, locked, for a bundle (their alarms
-    still waiting for someone); empty for a method that is not bundled."""
+    """The other messages of its kind held for the same contact point, locked, for a bundle
+    (pages of alarms still waiting for someone, or stand-downs); empty for a method that is
+    not bundled."""
     if delivery.method not in BUNDLES or not delivery.held_by:
         return []
+    held = Delivery.objects.filter(method=delivery.method, address=delivery.address,
+                                   event=delivery.event, status=Status.PENDING)  # fmt: skip
+    if delivery.event == NOTIFY:
+        held = held.filter(alarm__status="triggered")
     return list(
-        Delivery.objects.select_for_update(skip_locked=True, of=("self",))
+        held.select_for_update(skip_locked=True, of=("self",))
         .select_related("alarm", "alarm__site", "alarm__room")
-        .filter(method=delivery.method, address=delivery.address, event=NOTIFY,
-                status=Status.PENDING, alarm__status="triggered")
         .exclude(held_by="")
         .exclude(pk=delivery.pk)
         .order_by("created_at", "pk")[: BUNDLE_AT_MOST - 1]

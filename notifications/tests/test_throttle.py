@@ -109,7 +109,7 @@ def test_held_pages_go_as_one_message_with_every_code_and_one_for_all(
         assert carried.provider_status == "in a bundle"
         assert carried.alarm.events.filter(
             kind=AlarmEvent.Kind.DELIVERY_SENT,
-            text__contains="in one message with 2 other pages held back by 2 per 15 min",
+            text__contains="in one message with 2 other messages held back by 2 per 15 min",
         ).exists()
     # Each carried page is done: its own task finds nothing to send.
     assert send(fourth).status == "sent" and len(twilio_api.created) == 3
@@ -198,3 +198,20 @@ def test_the_admin_shows_each_contact_points_recent_volume_against_its_limits(
         f"sms {ALICE_PHONE}: 2 in 15 min, 2 in 1 h (limits: 2 per 15 min, 3 per 1 h); "
         "1 held back now"
     ) in answer.content.decode()
+
+
+def test_stand_downs_beyond_the_limit_are_held_and_go_together(
+    two_per_window, page, twilio_api  # noqa: F811 (a fixture)
+):
+    first, second = page(1), page(2)
+    for row in (first, second):
+        lifecycle.acknowledge(row.alarm_id, Actor("Dana"))
+    downs = Delivery.objects.filter(event="stand_down").order_by("pk")
+    assert [send(row).status for row in downs] == ["pending", "pending"]  # the window is full
+    window_passes()
+
+    carrier = send(downs[0])
+
+    assert carrier.status == "sent" and len(twilio_api.created) == 3
+    assert "+1 more alarm no longer need you:" in twilio_api.created[-1]["body"]
+    assert Delivery.objects.get(pk=downs[1].pk).bundled_into_id == carrier.pk
