@@ -8,7 +8,7 @@ DEV_STAMP := $(VENV)/.requirements-dev-installed
 TEST_DATABASE_URL := $(or $(DATABASE_URL),postgres://postgres@127.0.0.1:5432/alarmbroker)
 TEST_REDIS_URL := $(or $(REDIS_URL),redis://127.0.0.1:6379/0)
 
-.PHONY: run test faults lint migrate demo bench bench-fanout bench-oncall bench-board
+.PHONY: run test faults lint migrate demo bench bench-fanout bench-oncall bench-board bench-throttle
 
 # A Ctrl-C stops it with status 0 (at a terminal the runner takes the Ctrl-C from make).
 run: $(STAMP)
@@ -56,6 +56,10 @@ bench: $(DEV_STAMP)
 # Fan-out benchmark: its own stack on this machine's PostgreSQL and Redis; prints one table.
 bench-fanout: $(DEV_STAMP)
 	$(PYTHON) bench/fanout.py
+
+# A storm of 1,000 alarms to 5 phones under the SMS limit (shortened to 5 per 30 s); one table.
+bench-throttle: $(DEV_STAMP)
+	$(PYTHON) bench/throttle.py $(BENCH_ARGS)
 
 # What resolving who is on call costs (3 layers, 20 participants, 50 overrides); one table.
 bench-oncall: $(DEV_STAMP)

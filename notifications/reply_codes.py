@@ -44,6 +44,34 @@ def code_for(alarm, person, address: str) -> int | None:
     raise RuntimeError(f"no reply code could be taken for {address}")
 
 
+def codes_for_many(pages, address: str) -> dict:
+    """The code of each of these pages' alarms on this phone (alarm id -> number), those it
+    lacks taken in one statement: a bundle carrying a storm's pages. If another page took a
+    number meanwhile, each is taken one by one as `code_for` does."""
+    held = ReplyCode.objects.filter(address=address, released_at=None,
+                                    alarm__status__in=OPEN_STATUSES)  # fmt: skip
+    numbers = dict(held.values_list("alarm_id", "number"))
+    used = set(numbers.values()) | set(
+        _recent_bundles(address).values_list("bundle_code", flat=True)
+    )
+    new, number = [], 0
+    for page in pages:
+        if page.alarm_id in numbers or page.alarm.status not in OPEN_STATUSES:
+            continue
+        number = smallest_free(used, number + 1)
+        used.add(number)
+        numbers[page.alarm_id] = number
+        new.append(ReplyCode(address=address, number=number, alarm=page.alarm,
+                             cycle=page.alarm.reopen_count, person=page.person))  # fmt: skip
+    try:
+        with transaction.atomic():
+            ReplyCode.objects.bulk_create(new)
+    except IntegrityError:
+        return {page.alarm_id: code_for(page.alarm, page.person, address) for page in pages}
+    held.filter(alarm_id__in=[page.alarm_id for page in pages]).update(paged_at=timezone.now())
+    return numbers
+
+
 def smallest_free(used: set[int], start: int = 1) -> int:
     number = start
     while number in used:

@@ -28,16 +28,13 @@ def carrying(message, carrier: Delivery, bundle: list[Delivery]):
     lines = [f"+{len(bundle)} more {alarms} held back ({carrier.held_by or 'a limit'}):"]
     if carrier.event == STAND_DOWN:
         lines = [f"+{len(bundle)} more {alarms} no longer need you:"]
-    for n, page in enumerate(bundle):
+    # Listed or not, each has its own code, and the bundle's.
+    codes = reply_codes.codes_for_many(bundle, carrier.address) if coded else {}
+    for page in bundle[:LISTED]:
         alarm = page.alarm
-        if n >= LISTED:
-            # Not listed, each still has its code (taken now) and the bundle's code.
-            if coded:
-                reply_codes.code_for(alarm, page.person, page.address)
-            continue
         place = " / ".join(str(part) for part in (alarm.site, alarm.room) if part)
         where = f" @ {place}" if place else ""
-        code = reply_codes.code_for(alarm, page.person, page.address) if coded else None
+        code = codes.get(alarm.pk)
         lines.append(f"- {alarm.severity.upper()} {alarm.title}{where}"
                      + (f" (reply {code}a)" if code else ""))  # fmt: skip
     if len(bundle) > LISTED:

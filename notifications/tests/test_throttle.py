@@ -201,7 +201,9 @@ def test_the_admin_shows_each_contact_points_recent_volume_against_its_limits(
 
 
 def test_stand_downs_beyond_the_limit_are_held_and_go_together(
-    two_per_window, page, twilio_api  # noqa: F811 (a fixture)
+    two_per_window,
+    page,
+    twilio_api,  # noqa: F811 (a fixture)
 ):
     first, second = page(1), page(2)
     for row in (first, second):
