@@ -31,6 +31,10 @@ def _secret_key() -> str:
 
 
 SECRET_KEY = _secret_key()
+# Signs Web Push requests (PEM); empty: one generated at first start under var/ (core.vapid).
+VAPID_PRIVATE_KEY = env.str("VAPID_PRIVATE_KEY", default="").replace("\\n", "\n")
+# Who the push services may contact about our requests.
+VAPID_SUBJECT = env.str("VAPID_SUBJECT", default="mailto:alarms@localhost")
 DEBUG = env.bool("DEBUG", default=False)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 

@@ -1,5 +1,7 @@
 """Notification channels and the audit of every delivery attempt."""
 
+from urllib.parse import urlsplit
+
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
@@ -273,3 +275,23 @@ class DeliveryAttempt(models.Model):
 
 # Steps' channels and people's gateways are kept by each process (notifications/delivery.py).
 watch(NotificationChannel)
+
+
+class PushSubscription(models.Model):
+    """A browser that keeps the responder page (`/me/`) and takes Web Push for its person: the
+    push service's endpoint and the keys the payload is encrypted to (RFC 8291)."""
+
+    person = models.ForeignKey(
+        "devices.Person", on_delete=models.CASCADE, related_name="push_subscriptions"
+    )
+    endpoint = models.URLField(max_length=1000, unique=True)
+    p256dh = models.CharField(max_length=200)
+    auth = models.CharField(max_length=50)
+    user_agent = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["person", "created_at"]
+
+    def __str__(self):
+        return f"{self.person}: {urlsplit(self.endpoint).netloc}"

@@ -8,7 +8,8 @@ gateway); email works without one, through Django's mail settings. Channels are 
 from django.utils.module_loading import import_string
 
 PERSON_METHODS = {"email": "Email", "sms": "SMS", "signal": "Signal", "voice": "Phone call",
-                  "ntfy": "Push (ntfy)", "gotify": "Push (Gotify)"}  # fmt: skip
+                  "ntfy": "Push (ntfy)", "gotify": "Push (Gotify)",
+                  "webpush": "Push (browser)"}  # fmt: skip
 # A step's method that stands for each person's own rules (`devices.NotificationRule`).
 PERSONAL = "personal"
 
@@ -20,6 +21,7 @@ CHANNEL_KINDS = {
     "signal": ("Signal (signal-cli-rest-api)", _T + "signal.SignalTransport"),
     "ntfy": ("Push through ntfy", _T + "push.NtfyTransport"),
     "gotify": ("Push through Gotify", _T + "push.GotifyTransport"),
+    "webpush": ("Web Push to the responder page", _T + "webpush.WebPushTransport"),
     "twilio_voice": ("Phone calls through Twilio", _T + "voice.TwilioVoiceTransport"),
     "ari": ("Phone calls through Asterisk (ARI)", _T + "voice.AriTransport"),
     "zammad": ("Zammad ticket", _T + "zammad.ZammadTransport"),
