@@ -11,6 +11,7 @@ from alarms import views as alarm_views
 from alarms.api.integrations import PagerDutyEventsView
 from observability import health, metrics_view
 from oncall.views import calendar_feed
+from responders import me
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -28,6 +29,11 @@ urlpatterns = [
     path("a/<str:token>/<str:action>", alarm_views.ack_action, name="ack-action"),
     path("calendar/<str:token>.ics", calendar_feed, name="calendar-feed"),
     path("board/", alarm_views.board_page, name="board"),
+    path("me/", me.page, name="me"),
+    path("me/sw.js", me.service_worker, name="me-worker"),
+    path("me/manifest.webmanifest", me.manifest, name="me-manifest"),
+    path("me/push-subscriptions", me.subscribe, name="me-subscribe"),
+    path("me/alarms/<uuid:alarm_id>/<str:action>", me.act, name="me-act"),
     path("accounts/login/", LoginView.as_view(), name="login"),
     path("accounts/password_reset/", PasswordResetView.as_view(), name="password_reset"),
     path("accounts/", include("django.contrib.auth.urls")),

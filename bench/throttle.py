@@ -138,11 +138,11 @@ def run(args, sink, stack) -> dict:
         busiest = max(
             (sum(1 for t, _ in got if s <= t < s + limit.seconds) for s, _ in got), default=0
         )
-        bundle = next((text for _, text in got if "to acknowledge all" in text), "")
-        code = re.search(r"Reply (\d+)a to acknowledge all (\d+)", bundle)
+        carried = [int(m[1]) for _, text in got
+                   if (m := re.search(r"to acknowledge all (\d+)", text))]  # fmt: skip
         per_phone[number] = {
             "messages": len(got), "most in a window": busiest,
-            "bundle carries": int(code[2]) if code else 0,
+            "bundle carries": max(carried, default=0),
             "codes": ReplyCode.objects.filter(address=number, alarm__device__name=NAME).count(),
         }  # fmt: skip
     statuses = defaultdict(int)
@@ -164,7 +164,7 @@ def print_table(result: dict) -> None:
           f"pages {result['pages']} ({result['pages by status']}), "
           f"{result['bundled pages']} of them in bundles, all sent "
           f"{result['all sent after seconds']} s after the first raise")  # fmt: skip
-    print("| phone | messages | most in a window | alarms in its bundle | reply codes |")
+    print("| phone | messages | most in a window | alarms in its largest bundle | reply codes |")
     print("| --- | --- | --- | --- | --- |")
     for number, got in result["phones"].items():
         print(f"| {number} | {got['messages']} | {got['most in a window']} (limit {limit.count}) "

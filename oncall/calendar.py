@@ -23,10 +23,16 @@ def feed(calendar: CalendarFeed, now: datetime | None = None) -> bytes:
         events = _shifts("schedule", calendar.schedule_id, start, end, person_id=None)
     else:
         name = f"On call: {calendar.person.name}"
-        events = []
-        for kind, pk in subjects():
-            events += _shifts(kind, pk, start, end, person_id=calendar.person_id)
+        events = person_shifts(calendar.person_id, start, end)
     return _calendar(name, events, now)
+
+
+def person_shifts(person_id: int, start, end) -> list[dict]:
+    """The person's shifts in every schedule and rotation between start and end, in order."""
+    events = []
+    for kind, pk in subjects():
+        events += _shifts(kind, pk, start, end, person_id=person_id)
+    return sorted(events, key=lambda event: event["starts"])
 
 
 def subjects() -> list[tuple[str, int]]:

@@ -19,12 +19,13 @@ def raise_alarm(make_policy, make_device):
     """Raise an alarm whose policy's one step reaches these people by these methods and posts
     to these channels, and run that step; return the alarm."""
 
-    def start(persons=(), channels=(), methods=("sms",), title="Emergency key pressed", **fields):
-        policy = make_policy([(0, list(persons), list(channels))])
+    def start(persons=(), channels=(), methods=("sms",), title="Emergency key pressed",
+              dedup_key="desk-1", **fields):  # fmt: skip
+        policy = make_policy([(0, list(persons), list(channels))], name=f"Policy {dedup_key}")
         policy.steps.update(methods=list(methods))
-        device, _ = make_device(default_policy=policy)
+        device, _ = make_device(f"Device {dedup_key}", default_policy=policy)
         alarm = lifecycle.raise_alarm(
-            source="yealink", dedup_key="desk-1", title=title, device=device, actor=SYSTEM,
+            source="yealink", dedup_key=dedup_key, title=title, device=device, actor=SYSTEM,
             **fields,
         ).alarm  # fmt: skip
         assert engine.run_due_step(alarm.pk)

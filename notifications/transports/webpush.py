@@ -72,7 +72,7 @@ def push(subscription, payload: str, headers: dict) -> str:
     info = {"endpoint": subscription.endpoint,
             "keys": {"p256dh": subscription.p256dh, "auth": subscription.auth}}  # fmt: skip
     try:
-        body = pywebpush.WebPusher(info).encode(payload, "aes128gcm")["body"]
+        body = pywebpush.WebPusher(info).encode(payload.encode(), "aes128gcm")["body"]
     except Exception as exc:  # noqa: BLE001 (the keys are the browser's: any may be broken)
         raise TransportError(f"keys refused: {exc.__class__.__name__}", permanent=True) from exc
     origin = urlsplit(subscription.endpoint)

@@ -10,7 +10,7 @@ from twilio.request_validator import RequestValidator
 from alarms import engine, lifecycle
 from alarms.timeline import SYSTEM
 from notifications.models import Delivery
-from notifications.tests.conftest import provider  # noqa: F401 (a fixture)
+from notifications.tests.conftest import provider, raise_alarm  # noqa: F401 (fixtures)
 from notifications.tests.steps import make_channel, send_pending  # noqa: F401 (for the tests)
 from notifications.tests.test_sms_signal import (  # noqa: F401 (fixtures)
     ACCOUNT_SID,
