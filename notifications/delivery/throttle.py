@@ -14,6 +14,7 @@ from functools import cache
 
 from django.conf import settings
 from django.db import connection
+from django.db.models import Q
 from django.utils import timezone
 
 from ..models import Delivery
@@ -114,18 +115,21 @@ def hold(delivery: Delivery, held: Held) -> None:
 
 def held_with(delivery: Delivery) -> list[Delivery]:
     """The other messages of its kind held for the same contact point, locked, for a bundle
-    (pages of alarms still waiting for someone, or stand-downs); empty for a method that is
-    not bundled."""
+    (pages of alarms still waiting for someone, or stand-downs), and those it carried when it
+    was taken before (its sender died): they go with it again. Empty for a method that is not
+    bundled."""
     if delivery.method not in BUNDLES or not delivery.held_by:
         return []
     held = Delivery.objects.filter(method=delivery.method, address=delivery.address,
-                                   event=delivery.event, status=Status.PENDING)  # fmt: skip
+                                   event=delivery.event)  # fmt: skip
+    waiting = Q(status=Status.PENDING) & ~Q(held_by="")
     if delivery.event == NOTIFY:
-        held = held.filter(alarm__status="triggered")
+        waiting &= Q(alarm__status="triggered")
+    carried_before = Q(status=Status.SENDING, bundled_into=delivery)
     return list(
-        held.select_for_update(skip_locked=True, of=("self",))
+        held.filter(waiting | carried_before)
+        .select_for_update(skip_locked=True, of=("self",))
         .select_related("alarm", "alarm__site", "alarm__room")
-        .exclude(held_by="")
         .exclude(pk=delivery.pk)
         .order_by("created_at", "pk")[: BUNDLE_AT_MOST - 1]
     )  # fmt: skip

@@ -12,11 +12,11 @@ from django.utils import timezone
 from alarms import engine, lifecycle
 from alarms.models import AlarmEvent
 from alarms.timeline import SYSTEM, Actor
-from notifications.delivery import throttle
+from notifications.delivery import sending, throttle
 from notifications.models import Delivery
 from responders import replies
 
-from .steps import send
+from .steps import make_due, send
 from .test_sms_signal import ALICE_PHONE, twilio_api, twilio_channel  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.django_db
@@ -217,3 +217,24 @@ def test_stand_downs_beyond_the_limit_are_held_and_go_together(
     assert carrier.status == "sent" and len(twilio_api.created) == 3
     assert "+1 more alarm no longer need you:" in twilio_api.created[-1]["body"]
     assert Delivery.objects.get(pk=downs[1].pk).bundled_into_id == carrier.pk
+
+
+def test_a_carrier_taken_again_after_its_sender_died_carries_its_pages_again(
+    two_per_window,
+    page,
+    twilio_api,  # noqa: F811 (a fixture)
+):
+    page(1), page(2)
+    third, fourth = page(3), page(4)
+    window_passes()
+    make_due(third)
+    assert sending.claim(third.pk) is not None  # taken with its bundle; then the worker died
+    fourth.refresh_from_db()
+    assert (fourth.status, fourth.bundled_into_id) == ("sending", third.pk)
+
+    carrier = send(third)  # its lease ran out: the sweeper's task takes it again
+
+    assert carrier.status == "sent" and len(twilio_api.created) == 3
+    assert "Alarm 4" in twilio_api.created[-1]["body"]
+    fourth.refresh_from_db()
+    assert (fourth.status, fourth.bundled_into_id) == ("sent", third.pk)
