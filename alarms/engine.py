@@ -310,7 +310,7 @@ def _step(alarm: Alarm, via: str, send_first: bool):
         log.info("%s", "; ".join(entry.text for entry in entries))
         schedule(alarm)
         board.publish(alarm)
-        if send_first and first is None and pending and sending.due(pending[0]):
+        if send_first and first is None and pending and sending.takes_in_step(pending[0]):
             first = sending.take(pending.pop(0))  # not written taken: an ordered channel
         queueing.enqueue_rows_on_commit(pending)
     return first

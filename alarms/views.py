@@ -3,6 +3,7 @@ nothing) and the dispatch board."""
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
+from django.db import transaction
 from django.http import JsonResponse
 from django.shortcuts import render
 from django.utils import timezone
@@ -95,22 +96,22 @@ def ack_action(request, token: str, action: str):
     if link is None or action not in ACTIONS:
         return _json({"error": "Unknown link."}, 404)
     now = timezone.now()
-    if not AckLink.objects.filter(pk=link.pk, action_used_at=None).update(
-        action_used_at=now, last_used_at=now
-    ):
-        used = AckLink.objects.get(pk=link.pk).action_used_at
-        return _json(
-            {"error": f"This button was used at {clock(used)}.", "status": link.alarm.status}, 409
-        )
     actor = _actor(request, link)
     actor = Actor(
         actor.name.replace("(ACK link)", "(push button)"), person=actor.person, ip=actor.ip
     )
     try:
-        if action == "claim":
-            outcome = lifecycle.claim(link.alarm_id, actor)
-        else:
-            outcome = lifecycle.acknowledge(link.alarm_id, actor)
+        with transaction.atomic():  # the button is spent only together with what it did
+            if not AckLink.objects.filter(pk=link.pk, action_used_at=None).update(
+                action_used_at=now, last_used_at=now
+            ):
+                used = AckLink.objects.get(pk=link.pk).action_used_at
+                text = f"This button was used at {clock(used)}."
+                return _json({"error": text, "status": link.alarm.status}, 409)
+            if action == "claim":
+                outcome = lifecycle.claim(link.alarm_id, actor)
+            else:
+                outcome = lifecycle.acknowledge(link.alarm_id, actor)
     except lifecycle.AlarmClosed as exc:
         text = f"{exc.alarm.title} was {exc.alarm.status} by {exc.alarm.resolved_by or 'someone'}"
         return _json({"error": text, "status": exc.alarm.status}, 410)

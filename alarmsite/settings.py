@@ -35,6 +35,10 @@ SECRET_KEY = _secret_key()
 VAPID_PRIVATE_KEY = env.str("VAPID_PRIVATE_KEY", default="").replace("\\n", "\n")
 # Who the push services may contact about our requests.
 VAPID_SUBJECT = env.str("VAPID_SUBJECT", default="mailto:alarms@localhost")
+# The push services browsers' subscriptions may point at (".example.com": it and below, https).
+WEBPUSH_SERVICE_HOSTS = env.list("WEBPUSH_SERVICE_HOSTS", default=[
+    ".googleapis.com", ".push.services.mozilla.com", ".push.apple.com", ".notify.windows.com",
+])  # fmt: skip
 DEBUG = env.bool("DEBUG", default=False)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 

@@ -11,7 +11,7 @@ from escalation.models import EscalationPolicy, EscalationStep, RoutingRule
 from notifications.delivery import personal
 from notifications.delivery.targets import gateway_for, reach
 from notifications.models import NotificationChannel
-from notifications.transports import CHANNEL_KINDS, PERSON_METHODS
+from notifications.transports import CHANNEL_KINDS, PERSON_METHODS, PERSONAL
 from oncall import gaps
 from oncall.models import Rotation, Schedule
 
@@ -87,7 +87,7 @@ def step_problems(policy: EscalationPolicy, gateways: dict) -> list[str]:
     found = []
     for number, step in enumerate(steps, start=1):
         for method in step.methods:
-            if not carried(method, gateways):
+            if method != PERSONAL and not carried(method, gateways):
                 found.append(f"step {number} sends {method}, but no enabled channel carries "
                              f"{method}")  # fmt: skip
     if not any(reaches_anybody(step, gateways) for step in steps):

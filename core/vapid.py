@@ -19,14 +19,21 @@ def key() -> Vapid02:
     pem = settings.VAPID_PRIVATE_KEY
     if not pem:
         path = settings.VAR_DIR / FILE_NAME
-        try:
+        if not path.exists():
             made = Vapid02()
             made.generate_keys()
-            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            # Written whole under a name of its own, then linked: a process that reads the
+            # file finds all of it, and of two made at once the first linked wins.
+            draft = path.with_name(f"{FILE_NAME}.{os.getpid()}")
+            descriptor = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(descriptor, "wb") as file:
                 file.write(made.private_pem())
-        except FileExistsError:
-            pass  # another process made it first: every process uses that one
+            try:
+                os.link(draft, path)
+            except FileExistsError:
+                pass  # another process made it first: every process uses that one
+            finally:
+                draft.unlink()
         pem = path.read_text()
     return Vapid02.from_pem(pem.encode())
 

@@ -8,6 +8,7 @@ so a late "1a" can be told what became of #1) and then free for the phone's next
 from datetime import timedelta
 
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from alarms.models import OPEN_STATUSES
@@ -29,8 +30,7 @@ def code_for(alarm, person, address: str) -> int | None:
         if alarm.pk in numbers:
             held.filter(alarm=alarm).update(paged_at=timezone.now())
             return numbers[alarm.pk]
-        bundles = set(_recent_bundles(address).values_list("bundle_code", flat=True))
-        number = smallest_free(set(numbers.values()) | bundles)
+        number = smallest_free(set(numbers.values()) | _bundle_codes(address))
         try:
             with transaction.atomic():
                 ReplyCode.objects.create(address=address, number=number, alarm=alarm,
@@ -51,9 +51,7 @@ def codes_for_many(pages, address: str) -> dict:
     held = ReplyCode.objects.filter(address=address, released_at=None,
                                     alarm__status__in=OPEN_STATUSES)  # fmt: skip
     numbers = dict(held.values_list("alarm_id", "number"))
-    used = set(numbers.values()) | set(
-        _recent_bundles(address).values_list("bundle_code", flat=True)
-    )
+    used = set(numbers.values()) | _bundle_codes(address)
     new, number = [], 0
     for page in pages:
         if page.alarm_id in numbers or page.alarm.status not in OPEN_STATUSES:
@@ -85,27 +83,34 @@ BUNDLE_HOURS = 24
 
 
 def _recent_bundles(address: str):
+    """Bundles to this phone of the last day, and those being sent."""
     since = timezone.now() - timedelta(hours=BUNDLE_HOURS)
-    return Delivery.objects.filter(address=address, sent_at__gte=since).exclude(bundle_code=None)
+    recent = Q(sent_at__gte=since) | Q(status=Delivery.Status.SENDING)
+    return Delivery.objects.filter(recent, address=address).exclude(bundle_code=None)
+
+
+def _bundle_codes(address: str) -> set[int]:
+    return set(_recent_bundles(address).values_list("bundle_code", flat=True))
 
 
 def bundle_number(address: str) -> int:
     """A code for a bundle to this phone: the smallest from 100 that neither an open alarm's
     code nor a bundle of the last day holds."""
-    used = set(_recent_bundles(address).values_list("bundle_code", flat=True))
+    used = _bundle_codes(address)
     used |= set(ReplyCode.objects.filter(address=address, released_at=None,
                                          alarm__status__in=OPEN_STATUSES)
                 .values_list("number", flat=True))  # fmt: skip
     return smallest_free(used, BUNDLE_FIRST)
 
 
-def bundled_alarms(address: str, number: int) -> list:
-    """The alarms of the latest bundle with this code to this phone (its carrier's first)."""
+def bundled_pages(address: str, number: int) -> list:
+    """The pages of the latest bundle with this code to this phone (its carrier and the
+    pages it carried), each with the alarm and cycle it was about, in the alarms' order."""
     carrier = _recent_bundles(address).filter(bundle_code=number).order_by("-sent_at").first()
     if carrier is None:
         return []
     carried = Delivery.objects.filter(bundled_into=carrier).select_related("alarm")
-    return [carrier.alarm, *(page.alarm for page in carried.order_by("pk"))]
+    return sorted([carrier, *carried], key=lambda page: str(page.alarm_id))
 
 
 def last_code(alarm, address: str) -> int | None:

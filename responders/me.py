@@ -4,7 +4,6 @@ Installable as an app; it needs the person's login (Person.user)."""
 
 import json
 from datetime import timedelta
-from urllib.parse import urlsplit
 
 from django.contrib.auth.decorators import login_required
 from django.contrib.staticfiles import finders
@@ -19,6 +18,7 @@ from alarms.models import OPEN_STATUSES, SEVERITY_RANK, Alarm
 from alarms.timeline import Actor
 from core import client_address, vapid
 from notifications.models import PushSubscription
+from notifications.transports import webpush
 from notifications.transports.base import NOTIFY
 from oncall.calendar import person_shifts
 
@@ -95,15 +95,16 @@ def subscribe(request):
         p256dh, auth = str(keys["p256dh"]), str(keys["auth"])
     except (ValueError, KeyError, TypeError):
         return JsonResponse({"error": "Expected {endpoint, keys: {p256dh, auth}}."}, status=400)
-    parts = urlsplit(str(endpoint))
-    if parts.scheme not in ("https", "http") or not parts.netloc or len(endpoint) > 1000:
-        return JsonResponse({"error": "The endpoint must be an http(s) URL."}, status=400)
+    if len(str(endpoint)) > 1000 or not webpush.endpoint_allowed(str(endpoint)):
+        return JsonResponse({"error": "The endpoint is not a push service's."}, status=400)
     if not (20 <= len(p256dh) <= 200 and 8 <= len(auth) <= 50):
         return JsonResponse({"error": "The keys are not a browser's."}, status=400)
     PushSubscription.objects.update_or_create(
         endpoint=endpoint, defaults={"person": person, "p256dh": p256dh, "auth": auth,
                                      "user_agent": request.headers.get("User-Agent", "")[:300]},
     )  # fmt: skip
+    kept = person.push_subscriptions.order_by("-created_at", "-pk")[: webpush.MOST_BROWSERS]
+    person.push_subscriptions.exclude(pk__in=list(kept.values_list("pk", flat=True))).delete()
     return JsonResponse({"subscribed": True, "devices": person.push_subscriptions.count()},
                         status=201)  # fmt: skip
 

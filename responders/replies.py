@@ -123,7 +123,7 @@ def _act(reply: Reply) -> tuple[str, str, bool]:
     if (
         code is None
         and command.code
-        and (bundle := reply_codes.bundled_alarms(number, command.code))
+        and (bundle := reply_codes.bundled_pages(number, command.code))
     ):
         return _carry_out_all(bundle, command, person, reply)
     if code is None:
@@ -147,57 +147,59 @@ def _code(number: str, command: grammar.Command):
     return reply_codes.open_code(number, command.code)
 
 
+def _apply(command, alarm_id, actor: Actor, cycle: int) -> lifecycle.Outcome:
+    """The command on this alarm, for the cycle its page was about."""
+    if command.action == grammar.ACKNOWLEDGE:
+        return lifecycle.acknowledge(alarm_id, actor, cycle=cycle)
+    if command.action == grammar.CLAIM:
+        return lifecycle.claim(alarm_id, actor, command.eta_minutes, cycle=cycle)
+    return lifecycle.resolve(alarm_id, actor, cycle=cycle)
+
+
 def _carry_out(code, command, actor: Actor) -> tuple[str, str, bool]:
     """What the command does to the code's alarm, for the cycle the code was taken in (one
     that closed and fired again since is not acknowledged by an answer to the old page)."""
     alarm, number, cycle = code.alarm, code.number, code.cycle
     about = f"#{number} {alarm.title}" + (f": {alarm.room.name}" if alarm.room else "")
     try:
-        if command.action == grammar.ACKNOWLEDGE:
-            outcome = lifecycle.acknowledge(alarm.pk, actor, cycle=cycle)
-            if not outcome.changed:
-                return "already acknowledged", _acknowledged(outcome.alarm, number), False
-            return "acknowledged", f"Acknowledged {about}", True
-        if command.action == grammar.CLAIM:
-            outcome = lifecycle.claim(alarm.pk, actor, command.eta_minutes, cycle=cycle)
-            eta = f", ETA {command.eta_minutes} min" if command.eta_minutes else ""
-            return "claimed", f"On your way to {about}{eta}. Reply {number}r once resolved.", True
-        outcome = lifecycle.resolve(alarm.pk, actor, cycle=cycle)
-        if not outcome.changed:
-            return "already closed", _closed(outcome.alarm, number), False
-        return "resolved", f"Resolved {about}", True
+        outcome = _apply(command, alarm.pk, actor, cycle)
     except lifecycle.AlarmClosed as exc:
         return "already closed", _closed(exc.alarm, number), False
     except lifecycle.BadEta as exc:
         return f"refused: ETA not {exc}", f"Not done: an ETA is {exc}.", False
+    if command.action == grammar.ACKNOWLEDGE:
+        if not outcome.changed:
+            return "already acknowledged", _acknowledged(outcome.alarm, number), False
+        return "acknowledged", f"Acknowledged {about}", True
+    if command.action == grammar.CLAIM:
+        eta = f", ETA {command.eta_minutes} min" if command.eta_minutes else ""
+        return "claimed", f"On your way to {about}{eta}. Reply {number}r once resolved.", True
+    if not outcome.changed:
+        return "already closed", _closed(outcome.alarm, number), False
+    return "resolved", f"Resolved {about}", True
 
 
-def _carry_out_all(alarms: list, command, person: Person, reply) -> tuple[str, str, bool]:
-    """A bundle's code ("100a"): the command for each of its alarms that is still open."""
+def _carry_out_all(pages: list, command, person: Person, reply) -> tuple[str, str, bool]:
+    """A bundle's code ("100a"): the command for each alarm it carried, for the cycle its
+    page was about, in the alarms' order (two bundles answered at once lock them alike)."""
     said = grammar.normalized(reply.text)
     actor = Actor(f"{person.name} by {LABELS[reply.method]} reply {said}", person=person)
     done = 0
-    for alarm in alarms:
-        record(alarm, AlarmEvent.Kind.REPLY, f"{LABELS[reply.method]} reply from {person.name}: "
-               f"{said} (a bundle)", actor, reply_id=reply.pk)  # fmt: skip
+    for page in pages:
+        record(page.alarm, AlarmEvent.Kind.REPLY, f"{LABELS[reply.method]} reply from "
+               f"{person.name}: {said} (a bundle)", actor, reply_id=reply.pk)  # fmt: skip
         try:
-            if command.action == grammar.ACKNOWLEDGE:
-                done += lifecycle.acknowledge(alarm.pk, actor, cycle=alarm.reopen_count).changed
-            elif command.action == grammar.CLAIM:
-                done += lifecycle.claim(alarm.pk, actor, command.eta_minutes,
-                                        cycle=alarm.reopen_count).changed  # fmt: skip
-            else:
-                done += lifecycle.resolve(alarm.pk, actor, cycle=alarm.reopen_count).changed
+            done += _apply(command, page.alarm_id, actor, page.cycle).changed
         except (lifecycle.AlarmClosed, lifecycle.BadEta):
             continue
-    reply.alarm = alarms[0]
+    reply.alarm = pages[0].alarm
     verb = {grammar.ACKNOWLEDGE: "Acknowledged", grammar.CLAIM: "On your way to",
             grammar.RESOLVE: "Resolved"}[command.action]  # fmt: skip
-    rest = len(alarms) - done
-    answer = f"{verb} {done} of {len(alarms)} alarms" + (
+    rest = len(pages) - done
+    answer = f"{verb} {done} of {len(pages)} alarms" + (
         f"; {rest} were already taken or closed." if rest else "."
     )
-    return f"{command.action} {done} of a bundle of {len(alarms)}", answer, done > 0
+    return f"{command.action} {done} of a bundle of {len(pages)}", answer, done > 0
 
 
 def _acknowledged(alarm: Alarm, number: int) -> str:

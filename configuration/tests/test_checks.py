@@ -7,7 +7,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from configuration.checks import problems
-from devices.models import Device, Person
+from devices.models import Device, NotificationRule, Person
 from escalation.models import EscalationPolicy, EscalationStep, RoutingRule
 from notifications.models import NotificationChannel
 
@@ -105,6 +105,26 @@ def test_a_step_sending_sms_without_a_gateway_is_named(good):
     NotificationChannel.objects.create(
         kind="sms_http", name="SMS", config={"url": "http://127.0.0.1:9/sms"}
     )
+    assert found() == []
+
+
+def test_a_step_following_personal_rules_reaches_whom_their_rules_reach(good, alice):
+    policy, _ = good
+    EscalationStep.objects.filter(policy=policy).update(methods=["personal"])
+    assert found() == []  # Alice has no rules: she is emailed
+
+    alice.email = ""
+    alice.save()
+    NotificationRule.objects.create(person=alice, method="sms")
+    assert found() == [
+        'policy "Default": no step reaches anybody (no active person with a contact point for the '
+        "step's methods, no enabled channel with a destination)"
+    ]
+    NotificationChannel.objects.create(
+        kind="sms_http", name="SMS", config={"url": "http://127.0.0.1:9/sms"}
+    )
+    alice.phone = "+442079460018"
+    alice.save()
     assert found() == []
 
 

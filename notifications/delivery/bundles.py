@@ -47,60 +47,70 @@ def carrying(message, carrier: Delivery, bundle: list[Delivery]):
 
 
 def take_with(carrier: Delivery, bundle) -> None:
-    """Inside the transaction taking the carrier: its bundle is taken with it."""
+    """Inside the transaction taking the carrier: its bundle is taken with it; a page it
+    carried when it was taken before and does not carry now is on its own again."""
+    ids = [page.pk for page in bundle]
+    left = Delivery.objects.filter(bundled_into=carrier, status=Status.SENDING).exclude(pk__in=ids)
+    _on_their_own(left)
     if not bundle:
         return
     Delivery.objects.filter(pk=carrier.pk).update(bundle_code=carrier.bundle_code)
-    Delivery.objects.filter(pk__in=[page.pk for page in bundle]).update(
+    Delivery.objects.filter(pk__in=ids).update(
         status=Status.SENDING, bundled_into=carrier, next_attempt_at=carrier.next_attempt_at,
         queued_until=None, claimed_by=carrier.claimed_by, error="",
     )  # fmt: skip
 
 
-def went(sent: list[Delivery]) -> None:
-    """Inside the transaction recording these messages sent: the pages they carried went."""
-    carriers = {row.pk: row for row in sent}
-    carried = Delivery.objects.filter(bundled_into__in=list(carriers), status=Status.SENDING)
-    carried = list(carried.select_related("person", "alarm"))
-    now = timezone.now()
+def went(carriers: list[tuple[Delivery, tuple]]) -> None:
+    """Inside the transaction recording these messages sent: the pages each carried (those
+    its message named, still taken with it) went."""
+    named = {page.pk: carrier for carrier, bundle in carriers for page in bundle}
+    if not named:
+        return
+    carried = Delivery.objects.filter(pk__in=list(named), status=Status.SENDING)
+    carried = [p for p in carried.select_related("person", "alarm")
+               if p.bundled_into_id == named[p.pk].pk]  # fmt: skip
     for page in carried:
-        carrier = carriers[page.bundled_into_id]
-        others = sum(1 for p in carried if p.bundled_into_id == carrier.pk)
+        others = sum(1 for carrier in named.values() if carrier.pk == page.bundled_into_id)
         record(page.alarm, AlarmEvent.Kind.DELIVERY_SENT,
                f"Sent to {page.describe()} ({page.address}) in one message with {others} other "
                f"{'message' if others == 1 else 'messages'} held back by {page.held_by}",
                delivery_id=page.pk)  # fmt: skip
-    if carried:
-        Delivery.objects.filter(pk__in=[page.pk for page in carried]).update(
-            status=Status.SENT, next_attempt_at=None, sent_at=now, provider_status="in a bundle",
-            error="", message="Sent in the message of another page (its bundle).",
-        )  # fmt: skip
+    _sent(Delivery.objects.filter(pk__in=[page.pk for page in carried]))
+
+
+def _sent(pages) -> None:
+    pages.update(status=Status.SENT, next_attempt_at=None, sent_at=timezone.now(),
+                 provider_status="in a bundle", error="",
+                 message="Sent in the message of another page (its bundle).")  # fmt: skip
+
+
+def _on_their_own(pages) -> None:
+    """Pages no carrier takes any more: each goes by itself, now."""
+    ids = list(pages.values_list("pk", flat=True))
+    if ids:
+        Delivery.objects.filter(pk__in=ids).update(
+            status=Status.PENDING, bundled_into=None, next_attempt_at=timezone.now(), claimed_by=""
+        )
+        enqueue_on_commit(ids)
 
 
 def did_not_go(carrier: Delivery) -> None:
     """Inside the transaction recording the carrier's failed attempt: the pages it carried
     are each on their own again, due now (a permanent failure fails each over by itself)."""
-    carried = Delivery.objects.filter(bundled_into=carrier, status=Status.SENDING)
-    ids = list(carried.values_list("pk", flat=True))
-    if ids:
-        now = timezone.now()
-        Delivery.objects.filter(pk__in=ids).update(
-            status=Status.PENDING, bundled_into=None, next_attempt_at=now, claimed_by=""
-        )
-        enqueue_on_commit(ids)
+    _on_their_own(Delivery.objects.filter(bundled_into=carrier, status=Status.SENDING))
 
 
 def went_with_its_bundle(page: Delivery) -> bool:
     """A carried page taken again (its lease ran out): done when its carrier is sent or still
     being sent; otherwise it is on its own again (False: take it)."""
-    carrier = Delivery.objects.filter(pk=page.bundled_into_id).values_list("status", flat=True)
-    status = carrier.first()
+    status = Delivery.objects.filter(pk=page.bundled_into_id).values_list("status", flat=True)
+    status = status.first()
     if status == Status.SENT:
-        went_alone = Delivery.objects.filter(pk=page.pk)
-        went_alone.update(status=Status.SENT, next_attempt_at=None, sent_at=timezone.now(),
-                          provider_status="in a bundle")  # fmt: skip
+        _sent(Delivery.objects.filter(pk=page.pk))
         return True
     if status == Status.SENDING:
         return True
+    Delivery.objects.filter(pk=page.pk).update(bundled_into=None)
     page.bundled_into = None
     return False

@@ -87,6 +87,12 @@ def due(delivery: Delivery) -> bool:
     return not delivery.next_attempt_at or delivery.next_attempt_at <= timezone.now()
 
 
+def takes_in_step(delivery: Delivery) -> bool:
+    """Whether the step that wrote it may take it in its own transaction: due now, and no
+    limit may hold it (that is counted in a transaction of its own)."""
+    return due(delivery) and not throttle.may_hold(delivery)
+
+
 def _unfinished_locked(ids) -> list[Delivery]:
     """These deliveries, if pending or sending, locked (those another transaction holds are
     left to it), with what their message needs."""
@@ -134,13 +140,7 @@ def take_unwritten(delivery: Delivery) -> Claimed | None:
     triggered (the step is running). None for an ordered channel, whose posts wait for the
     ones before, and for a page a limit may hold (`take` it once written)."""
     transport = transport_for(delivery.channel)
-    if (
-        transport.ordered
-        or not throttle.never_held(delivery)
-        and throttle.limits_for(delivery.method)
-    ):
-        return None
-    return _taken(delivery, transport)
+    return None if transport.ordered or throttle.may_hold(delivery) else _taken(delivery, transport)
 
 
 def _taken(delivery: Delivery, transport, bundle: list[Delivery] = ()) -> Claimed:
@@ -307,7 +307,7 @@ def record_sent(done: list[tuple[Claimed, Sent]]) -> None:
             instruments.delivery_attempted(delivery, instruments.SENT, delivery.latency_ms / 1000)
         sent = [claimed.delivery for claimed, _ in done]
         update_many(sent, SENT_FIELDS)
-        bundles.went(sent)
+        bundles.went([(claimed.delivery, claimed.bundle) for claimed, _ in done])
         attempts.record([attempts.of(row, Outcome.SENT, row.response, row.sent_at) for row in sent],
                         sent)  # fmt: skip
         wake_waiting(sent)

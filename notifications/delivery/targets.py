@@ -87,12 +87,12 @@ def create_for_step(
     rows = [row for row in rows if row.address]
     for row in rows:
         row.alarm, row.step, row.round, row.cycle = alarm, index, round_, alarm.reopen_count
-        later = delays.get(id(row), 0)
+        row.planned_delay = later = delays.get(id(row), 0)
         row.next_attempt_at = now + timedelta(seconds=later)
         # Queued (or taken) once this commits; one due later is held by a worker's countdown.
         row.queued_until = None if later else lease_until(now)
     rows.sort(key=lambda row: row.next_attempt_at)  # stable: the first is due now, if any is
-    taken = take_unwritten(rows[0]) if take_first and rows and not delays.get(id(rows[0])) else None
+    taken = take_unwritten(rows[0]) if take_first and rows and not rows[0].planned_delay else None
     if rows and (taken or not take_first) and _new_rows.add(*rows):
         return rows, taken, notes  # inserted as the batch ends; nothing needs them before
     try:
@@ -116,8 +116,9 @@ def create_for_step(
 
 
 def planned(row: Delivery) -> str:
-    """A step's delivery as the timeline tells it: "Alice by sms in 2 min" for one due later."""
-    later = (row.next_attempt_at - timezone.now()).total_seconds() if row.next_attempt_at else 0
+    """A step's delivery as the timeline tells it: "Alice by sms in 2 min" for one a person's
+    rules made due later."""
+    later = getattr(row, "planned_delay", 0)
     return f"{row.describe()} in {round(later / 60)} min" if later >= 30 else row.describe()
 
 

@@ -73,6 +73,12 @@ def never_held(delivery: Delivery) -> bool:
     return first and delivery.alarm.severity == "critical"
 
 
+def may_hold(delivery: Delivery) -> bool:
+    """Whether a limit may hold this message: it is then taken only once written, in a
+    transaction of its own (a batch of steps would take contact points' locks in any order)."""
+    return not never_held(delivery) and bool(limits_for(delivery.method))
+
+
 def check(delivery: Delivery, now) -> Held | None:
     """Inside the transaction taking the delivery: the limit that holds it now, with when it
     frees (the latest of those that hold), or None."""

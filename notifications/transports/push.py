@@ -38,11 +38,17 @@ class NtfyTransport(Transport):
               help="Buttons to acknowledge and say 'on my way' on each page."),
     )  # fmt: skip
 
+    def address_for(self, person=None) -> str:
+        # A topic is read by whoever knows it: the row names the person, not the topic.
+        if person is not None:
+            return f"ntfy:{person.pk}" if person.ntfy_topic else ""
+        return self.config.get("to", "")
+
     def send(self, out):
         severity = severity_of(out)
         urgent = wakes(out)
         body = {
-            "topic": out.address,
+            "topic": out.person.ntfy_topic if out.person is not None else out.address,
             "title": out.message.subject[:250],
             "message": out.message.text.strip(),
             "priority": NTFY_PRIORITY.get(severity, 3) if urgent else QUIET,

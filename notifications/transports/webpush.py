@@ -6,6 +6,7 @@ The one transport that reads rows: the person's subscriptions, and it forgets on
 service says is gone (404, 410), as the protocol asks."""
 
 import json
+import time
 from urllib.parse import urlsplit
 
 import pywebpush
@@ -15,6 +16,8 @@ from core import vapid
 
 from .base import NOTIFY, TEST, Field, Sent, Transport, TransportError, http
 
+# Browsers of one person pushed to (the newest subscriptions are kept, `responders.me`).
+MOST_BROWSERS = 5
 URGENCY = {"critical": "high", "high": "high", "warning": "normal", "info": "low"}
 
 
@@ -50,7 +53,10 @@ class WebPushTransport(Transport):
             "Urgency": URGENCY.get(getattr(out.alarm, "severity", ""), "normal"),
         }
         took, failed = [], []
-        for subscription in list(out.person.push_subscriptions.all()):
+        started = time.monotonic()
+        for subscription in list(out.person.push_subscriptions.all()[:MOST_BROWSERS]):
+            if time.monotonic() - started > 2 * settings.DELIVERY_TIMEOUT_SECONDS:
+                break  # well inside the lease: a page is not taken again while it goes
             try:
                 took.append(push(subscription, payload, headers))
             except TransportError as exc:
@@ -67,8 +73,23 @@ class WebPushTransport(Transport):
         return Sent(status="HTTP 201", response="; ".join(took))
 
 
+def endpoint_allowed(url: str) -> bool:
+    """Whether a browser's endpoint is at a push service we post to (WEBPUSH_SERVICE_HOSTS):
+    a subscription is the browser's word, and must not make the broker post into the LAN."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    for allowed in (h.lower() for h in settings.WEBPUSH_SERVICE_HOSTS):
+        if allowed.startswith(".") and host.endswith(allowed) and parts.scheme == "https":
+            return True
+        if host == allowed and parts.scheme in ("https", "http"):  # named exactly: one's own
+            return True
+    return False
+
+
 def push(subscription, payload: str, headers: dict) -> str:
     """One encrypted, signed request to the subscription's push service."""
+    if not endpoint_allowed(subscription.endpoint):
+        raise TransportError("not a push service this broker posts to", permanent=True)
     info = {"endpoint": subscription.endpoint,
             "keys": {"p256dh": subscription.p256dh, "auth": subscription.auth}}  # fmt: skip
     try:

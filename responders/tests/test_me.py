@@ -75,9 +75,10 @@ def vapid_problem(request, audience: str) -> str:
 
 
 @pytest.fixture
-def push_service(provider):
+def push_service(provider, settings):
     """A push service: `provider.browser` decrypts what it accepts into `provider.pushed`."""
     provider.browser, provider.pushed = Browser(), []
+    settings.WEBPUSH_SERVICE_HOSTS = [*settings.WEBPUSH_SERVICE_HOSTS, "127.0.0.1"]
 
     def receive(request, match) -> Answer:
         if problem := vapid_problem(request, provider.url):
@@ -191,7 +192,7 @@ def test_someone_elses_alarm_cannot_be_acted_on_from_my_page(signed_in, raise_al
 
 def test_a_browser_subscribes_and_renews_by_its_endpoint(signed_in, alice):
     browser = Browser()
-    body = browser.subscription("https://push.example.net/send/abc")
+    body = browser.subscription("https://fcm.googleapis.com/fcm/send/abc")
 
     first = signed_in.post("/me/push-subscriptions", body, content_type="application/json")
     again = signed_in.post("/me/push-subscriptions", body, content_type="application/json")
@@ -201,16 +202,33 @@ def test_a_browser_subscribes_and_renews_by_its_endpoint(signed_in, alice):
     assert PushSubscription.objects.get().person == alice
 
 
-def test_a_subscription_that_is_not_one_is_refused_with_json(signed_in):
-    answer = signed_in.post("/me/push-subscriptions", {"endpoint": "javascript:alert(1)",
-                            "keys": {"p256dh": "x" * 40, "auth": "y" * 10}},
+@pytest.mark.parametrize("endpoint", [
+    "javascript:alert(1)", "http://10.0.0.5:6379/", "https://localhost:8000/admin/",
+    "http://fcm.googleapis.com/fcm/send/abc", "https://fcm.googleapis.com.evil.example/x",
+])  # fmt: skip
+def test_a_subscription_that_is_not_a_push_services_is_refused_with_json(signed_in, endpoint):
+    keys = {"p256dh": "x" * 40, "auth": "y" * 10}
+    answer = signed_in.post("/me/push-subscriptions", {"endpoint": endpoint, "keys": keys},
                             content_type="application/json")  # fmt: skip
     assert (answer.status_code, answer.json()) == (
-        400,
-        {"error": "The endpoint must be an http(s) URL."},
+        400, {"error": "The endpoint is not a push service's."}
+    )  # fmt: skip
+    assert not PushSubscription.objects.exists()
+
+
+def test_a_subscription_that_is_not_json_is_refused(signed_in):
+    assert (
+        signed_in.post("/me/push-subscriptions", "{", content_type="application/json").status_code
+        == 400
     )
-    broken = signed_in.post("/me/push-subscriptions", "{", content_type="application/json")
-    assert broken.status_code == 400
+
+
+def test_a_person_keeps_their_newest_five_browsers(signed_in, alice):
+    for n in range(7):
+        body = Browser().subscription(f"https://fcm.googleapis.com/fcm/send/{n}")
+        signed_in.post("/me/push-subscriptions", body, content_type="application/json")
+    kept = sorted(s.endpoint[-1] for s in PushSubscription.objects.all())
+    assert kept == ["2", "3", "4", "5", "6"]
 
 
 def test_the_page_needs_a_login_that_is_a_persons(client, make_user):
