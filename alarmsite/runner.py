@@ -268,6 +268,7 @@ def banner(base: str) -> str:
         f"  Admin      {base}/admin/  (user admin: the password was shown once, when created;",
         "             `python manage.py changepassword admin` sets a new one)",
         f"  Board      {base}/board/",
+        f"  Responders {base}/me/  (a person's own alarms, shifts and push; their login)",
         f"  API        {base}/v1/alarms/",
         f"  ACK links  {base}/a/<token>  (one per recipient, in each message)",
         *mail,
