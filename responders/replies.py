@@ -197,7 +197,7 @@ def _carry_out_all(pages: list, command, person: Person, reply) -> tuple[str, st
             grammar.RESOLVE: "Resolved"}[command.action]  # fmt: skip
     rest = len(pages) - done
     answer = f"{verb} {done} of {len(pages)} alarms" + (
-        f"; {rest} were already taken or closed." if rest else "."
+        f"; {rest} {'was' if rest == 1 else 'were'} already taken or closed." if rest else "."
     )
     return f"{command.action} {done} of a bundle of {len(pages)}", answer, done > 0
 
