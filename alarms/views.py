@@ -30,12 +30,17 @@ def _actor(request, link) -> Actor:
     return Actor(f"{name} (link in {link.channel.name if link.channel else 'a channel'})", ip=ip)
 
 
+def _within_rate(request) -> bool:
+    """ACK links opened or used from this address this minute: guessing is as slow as using."""
+    return rate_limits.allow(
+        f"ack:{client_address.of_request(request)}", settings.ACK_RATE_PER_MINUTE
+    )
+
+
 @require_http_methods(["GET", "POST"])
 def ack(request, token: str):
     # Counted before the lookup, so guessing links is as slow as using them.
-    if not rate_limits.allow(
-        f"ack:{client_address.of_request(request)}", settings.ACK_RATE_PER_MINUTE
-    ):
+    if not _within_rate(request):
         response = render(request, "alarms/ack_throttled.html", status=429)
         response["Retry-After"] = "60"
         return response
@@ -86,9 +91,7 @@ def ack_action(request, token: str, action: str):
     changes nothing), taken once per link, answered in JSON for the app that pressed it."""
     if request.method != "POST":
         return _json({"error": "Press the button: this address takes a POST."}, 405, Allow="POST")
-    if not rate_limits.allow(
-        f"ack:{client_address.of_request(request)}", settings.ACK_RATE_PER_MINUTE
-    ):
+    if not _within_rate(request):
         return _json(
             {"error": "Too many attempts: try again in a minute."}, 429, **{"Retry-After": "60"}
         )

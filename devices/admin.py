@@ -69,7 +69,7 @@ class PersonAdmin(admin.ModelAdmin):
         """What was sent to each contact point lately, against its limits (`throttle`)."""
         lines = []
         for method, address, windows, held in throttle.volume(person):
-            counts = ", ".join(f"{count} in {_span(seconds)}" for seconds, count in windows)
+            counts = ", ".join(f"{count} in {throttle.span(seconds)}" for seconds, count in windows)
             limits = ", ".join(map(str, throttle.limits_for(method))) or "no limit"
             lines.append(f"{method} {address}: {counts} (limits: {limits})"
                          + (f"; {held} held back now" if held else ""))  # fmt: skip
@@ -91,10 +91,6 @@ class PersonAdmin(admin.ModelAdmin):
     def send_test_message(self, request, queryset):
         for person in queryset:
             report_test(request, send_test(person=person))
-
-
-def _span(seconds: int) -> str:
-    return f"{seconds // 3600} h" if seconds % 3600 == 0 else f"{seconds // 60} min"
 
 
 def _show_token(request, device: Device, token: str) -> None:

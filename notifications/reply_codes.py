@@ -30,7 +30,9 @@ def code_for(alarm, person, address: str) -> int | None:
         if alarm.pk in numbers:
             held.filter(alarm=alarm).update(paged_at=timezone.now())
             return numbers[alarm.pk]
-        number = smallest_free(set(numbers.values()) | _bundle_codes(address))
+        number = smallest_free(set(numbers.values()))
+        if number >= BUNDLE_FIRST:  # where bundles' codes are: only then ask for them
+            number = smallest_free(set(numbers.values()) | _bundle_codes(address))
         try:
             with transaction.atomic():
                 ReplyCode.objects.create(address=address, number=number, alarm=alarm,

@@ -36,10 +36,14 @@ class Limit:
     seconds: int
 
     def __str__(self):
-        for unit, size in (("h", 3600), ("m", 60)):
-            if self.seconds % size == 0:
-                return f"{self.count} per {self.seconds // size} {'min' if unit == 'm' else unit}"
-        return f"{self.count} per {self.seconds} s"
+        return f"{self.count} per {span(self.seconds)}"
+
+
+def span(seconds: int) -> str:
+    """A window as people say it: 15 min, 3 h, 30 s."""
+    if seconds % 3600 == 0:
+        return f"{seconds // 3600} h"
+    return f"{seconds // 60} min" if seconds % 60 == 0 else f"{seconds} s"
 
 
 @cache
@@ -87,13 +91,14 @@ def check(delivery: Delivery, now) -> Held | None:
         return None
     _lock(delivery.method, delivery.address)
     longest = max(limit.seconds for limit in limits)
+    recent = Q(status=Status.SENT, sent_at__gt=now - timedelta(seconds=longest))
     theirs = Delivery.objects.filter(
-        method=delivery.method, address=delivery.address, bundled_into=None
-    ).exclude(pk=delivery.pk)
-    went = list(theirs.filter(status=Status.SENT, sent_at__gt=now - timedelta(seconds=longest))
-                .values_list("sent_at", flat=True))  # fmt: skip
+        recent | Q(status=Status.SENDING),
+        method=delivery.method, address=delivery.address, bundled_into=None,
+    ).exclude(pk=delivery.pk)  # fmt: skip
     # Those being sent count as sent now (taken by another worker, or earlier in this batch).
-    went = sorted(went + [now] * theirs.filter(status=Status.SENDING).count())
+    went = sorted(at if status == Status.SENT else now
+                  for status, at in theirs.values_list("status", "sent_at"))  # fmt: skip
     holding = None
     for limit in limits:
         within = [at for at in went if at > now - timedelta(seconds=limit.seconds)]
