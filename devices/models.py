@@ -209,6 +209,10 @@ class Device(models.Model):
         ALERTMANAGER = "alertmanager", "Prometheus Alertmanager (webhook)"
         PAGERDUTY = "pagerduty", "PagerDuty Events API v2 sender"
         METRICS = "metrics", "Metrics sender (/v1/metrics)"
+        SIA_PANEL = "sia", "Alarm panel (SIA DC-09)"
+        CAP = "cap", "Public warnings (CAP 1.2 sender or feed)"
+        OPSGENIE = "opsgenie", "Opsgenie Alert API sender"
+        EMAIL = "email", "Mail-only device or system (email in)"
 
     name = models.CharField(max_length=200, unique=True)
     kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.GENERIC)
@@ -258,7 +262,9 @@ class Device(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     # Integrations speak for a service, not a place: they need no room or person.
-    INTEGRATIONS = (Kind.ALERTMANAGER, Kind.PAGERDUTY, Kind.METRICS)
+    INTEGRATIONS = (
+        Kind.ALERTMANAGER, Kind.PAGERDUTY, Kind.METRICS, Kind.CAP, Kind.OPSGENIE, Kind.EMAIL
+    )  # fmt: skip
 
     class Meta:
         ordering = ["name"]
