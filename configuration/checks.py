@@ -24,6 +24,10 @@ SOURCE_OF_KIND = {
     Device.Kind.ALERTMANAGER: "alertmanager",
     Device.Kind.PAGERDUTY: "pagerduty",
     Device.Kind.METRICS: "metric",
+    Device.Kind.SIA_PANEL: "sia",
+    Device.Kind.CAP: "cap",
+    Device.Kind.OPSGENIE: "opsgenie",
+    Device.Kind.EMAIL: "email",
 }
 
 

@@ -126,6 +126,10 @@ class SourceKind(models.TextChoices):
     METRIC = "metric"
     SCHEDULE = "schedule"
     HEARTBEAT = "heartbeat"
+    SIA = "sia", "Alarm panel (SIA DC-09)"
+    CAP = "cap", "Public warnings (CAP)"
+    OPSGENIE = "opsgenie"
+    EMAIL = "email", "Email in"
 
 
 LABEL_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
