@@ -357,6 +357,7 @@ SPECTACULAR_SETTINGS = {
         "PagerDutySuccessEnum": ["success"],
         "PagerDutyInvalidEnum": ["invalid event"],
         "PagerDutyThrottledEnum": ["throttle event"],
+        "ResponderTypeEnum": ["team", "user", "escalation", "schedule"],
     },
     "APPEND_COMPONENTS": {
         "securitySchemes": {
@@ -365,7 +366,13 @@ SPECTACULAR_SETTINGS = {
                 "in": "query",
                 "name": "token",
                 "description": "A device's token, for clients that cannot send headers.",
-            }
+            },
+            "genieKey": {
+                "type": "apiKey",
+                "in": "header",
+                "name": "Authorization",
+                "description": "An Opsgenie integration's token, as `GenieKey <token>`.",
+            },
         }
     },
 }

@@ -2,12 +2,13 @@
 
 from django.contrib import admin
 from django.templatetags.static import static
-from django.urls import include, path
+from django.urls import include, path, re_path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from accounts.views import LoginView, PasswordResetView
 from alarms import views as alarm_views
+from alarms.api import opsgenie
 from alarms.api.integrations import PagerDutyEventsView
 from observability import health, metrics_view
 from oncall.views import calendar_feed
@@ -25,6 +26,26 @@ urlpatterns = [
     path("v1/", include("responders.urls")),
     # PagerDuty's own path: a tool that lets you change only the host can send here.
     path("v2/enqueue", PagerDutyEventsView.as_view(), name="pagerduty-enqueue"),
+    # Opsgenie's own paths, for the same reason. An alias may hold a slash (sent as %2F).
+    path("v2/alerts", opsgenie.AlertsView.as_view(), name="opsgenie-alerts"),
+    path(
+        "v2/alerts/requests/<str:request_id>",
+        opsgenie.RequestStatusView.as_view(),
+        name="opsgenie-request",
+    ),  # fmt: skip
+    re_path(
+        r"^v2/alerts/(?P<identifier>.+)/close$",
+        opsgenie.AlertActionView.as_view(action="close"),
+        name="opsgenie-close",
+    ),  # fmt: skip
+    re_path(
+        r"^v2/alerts/(?P<identifier>.+)/acknowledge$",
+        opsgenie.AlertActionView.as_view(action="acknowledge"),
+        name="opsgenie-ack",
+    ),  # fmt: skip
+    path(
+        "v2/heartbeats/<str:name>/ping", opsgenie.HeartbeatPingView.as_view(), name="opsgenie-ping"
+    ),  # fmt: skip
     path("a/<str:token>", alarm_views.ack, name="ack"),
     path("a/<str:token>/<str:action>", alarm_views.ack_action, name="ack-action"),
     path("calendar/<str:token>.ics", calendar_feed, name="calendar-feed"),

@@ -118,6 +118,38 @@ class PagerDutyThrottledSerializer(serializers.Serializer):
     message = serializers.CharField()
 
 
+class OpsgenieAcceptedSerializer(serializers.Serializer):
+    result = serializers.CharField()
+    took = serializers.FloatField(help_text="Seconds this request took.")
+    requestId = serializers.UUIDField(help_text="What `GET /v2/alerts/requests/{id}` looks up.")
+
+
+class OpsgenieErrorSerializer(serializers.Serializer):
+    message = serializers.CharField()
+    errors = serializers.DictField(
+        child=serializers.CharField(), required=False, help_text="Field by field, for a 422."
+    )
+    took = serializers.FloatField()
+    requestId = serializers.UUIDField()
+
+
+class OpsgenieRequestSerializer(serializers.Serializer):
+    success = serializers.BooleanField()
+    isSuccess = serializers.BooleanField()
+    action = serializers.ChoiceField(["Create", "Close", "Acknowledge"])
+    processedAt = serializers.DateTimeField()
+    status = serializers.CharField()
+    alertId = serializers.CharField(help_text="The alarm's id; empty when none matched.")
+    alias = serializers.CharField()
+    integrationId = serializers.CharField()
+
+
+class OpsgenieRequestStatusSerializer(serializers.Serializer):
+    data = OpsgenieRequestSerializer()
+    took = serializers.FloatField()
+    requestId = serializers.UUIDField()
+
+
 class HeartbeatSerializer(serializers.Serializer):
     device = serializers.CharField()
     last_seen_at = serializers.DateTimeField()

@@ -9,17 +9,18 @@ from django.utils import timezone
 
 from alarms import engine, lifecycle
 from alarms.models import Alarm
-from alarms.sources import alertmanager, devices, json_api, pagerduty
+from alarms.sources import alertmanager, devices, json_api, opsgenie, pagerduty
 from alarms.sources.refusal import validated
 from alarms.timeline import Actor
 from devices.models import Device
 from escalation.models import EscalationPolicy
 
 TITLE_PREFIX = "[TEST] "
-SOURCES = ("alertmanager", "pagerduty", "generic")
+SOURCES = ("alertmanager", "pagerduty", "opsgenie", "generic")
 INTEGRATION_OF_SOURCE = {
     "alertmanager": Device.Kind.ALERTMANAGER,
     "pagerduty": Device.Kind.PAGERDUTY,
+    "opsgenie": Device.Kind.OPSGENIE,
 }
 
 
@@ -73,6 +74,8 @@ def raise_as_device(device: Device, run: str, actor: Actor) -> Alarm:
         return from_alertmanager(device, run, actor)
     if device.kind == Device.Kind.PAGERDUTY:
         return from_pagerduty(device, run, actor)
+    if device.kind == Device.Kind.OPSGENIE:
+        return from_opsgenie(device, run, actor)
     if device.kind == Device.Kind.METRICS:
         raise DrillRefused(
             "a metrics sender raises alarms only through metric rules: send it a sample that "
@@ -205,3 +208,17 @@ def schedule_seconds(alarm: Alarm) -> float:
     """At most how long the alarm's escalation lasts, from its trigger to its last step."""
     one_round = sum(step["delay_seconds"] for step in alarm.steps_snapshot)
     return (one_round + alarm.repeat_after_seconds) * alarm.repeat_count + one_round
+
+
+def from_opsgenie(device: Device, run: str, actor: Actor) -> Alarm:
+    """As POST /v2/alerts with this integration's key."""
+    alert = {
+        "message": f"{TITLE_PREFIX}Go-live test alert from an Opsgenie sender",
+        "alias": f"test-{run}",
+        "description": "Raised by a go-live test; it is resolved when the test ends.",
+        "priority": "P1",
+        "tags": ["test"],
+        "source": socket.gethostname(),
+    }
+    data = validated(opsgenie.CreateSerializer, alert)
+    return opsgenie.raise_from(device, actor, data, labels=drill_labels(run)).alarm

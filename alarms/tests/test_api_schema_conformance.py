@@ -62,6 +62,7 @@ class Credentials:
     alertmanager: str
     pagerduty: str
     metrics: str
+    opsgenie: str
     alarm_id: str  # an open alarm, for the operations on one alarm
 
 
@@ -70,14 +71,15 @@ def credentials(make_device, make_user) -> Credentials:
     tokens = {
         kind: make_device(f"{kind} device", kind=kind, rate_limit_per_minute=1_000_000)[1]
         for kind in (Device.Kind.GENERIC, Device.Kind.YEALINK, Device.Kind.ALERTMANAGER,
-                     Device.Kind.PAGERDUTY, Device.Kind.METRICS)
+                     Device.Kind.PAGERDUTY, Device.Kind.METRICS, Device.Kind.OPSGENIE)
     }  # fmt: skip
     _, operator = ApiToken.issue(make_user("operator", role="Operators"), "schema run")
     alarm = lifecycle.raise_alarm(source="api", dedup_key="k", title="Fire", actor=SYSTEM).alarm
     return Credentials(
         operator=operator, device=tokens[Device.Kind.GENERIC], phone=tokens[Device.Kind.YEALINK],
         alertmanager=tokens[Device.Kind.ALERTMANAGER], pagerduty=tokens[Device.Kind.PAGERDUTY],
-        metrics=tokens[Device.Kind.METRICS], alarm_id=str(alarm.pk),
+        metrics=tokens[Device.Kind.METRICS], opsgenie=tokens[Device.Kind.OPSGENIE],
+        alarm_id=str(alarm.pk),
     )  # fmt: skip
 
 
@@ -87,6 +89,9 @@ def authorize(case, credentials: Credentials) -> None:
     if path in ("/v2/enqueue", "/v1/integrations/pagerduty"):
         if isinstance(case.body, dict):
             case.body["routing_key"] = credentials.pagerduty
+        return
+    if path.startswith(("/v2/alerts", "/v2/heartbeats")):
+        case.headers = {**(case.headers or {}), "Authorization": f"GenieKey {credentials.opsgenie}"}
         return
     if path == "/v1/yealink/alarm" or (path == "/v1/devices/heartbeat" and method == "GET"):
         token = credentials.phone if path == "/v1/yealink/alarm" else credentials.device

@@ -66,7 +66,7 @@ def test_a_desk_phone_test_alarm_follows_its_routing_to_an_email_and_is_resolved
     assert device.last_seen_at is None, "a test must not count as hearing from the device"
 
 
-@pytest.mark.parametrize("source", ["alertmanager", "pagerduty", "generic"])
+@pytest.mark.parametrize("source", ["alertmanager", "pagerduty", "opsgenie", "generic"])
 def test_a_test_alarm_from_each_source_reaches_the_webhook_of_its_policy(
     source, celery_worker, webhook_receiver, webhook_channel, make_policy, make_device
 ):
