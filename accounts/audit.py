@@ -22,6 +22,7 @@ AUDITED = [
     "escalation.EscalationPolicy", "escalation.EscalationStep", "escalation.RoutingRule",
     "escalation.Silence", "escalation.Inhibition",
     "notifications.NotificationChannel", "alarms.MetricRule", "alarms.ScheduledAlarm",
+    "alarms.InboundAddress",
     "oncall.Team", "oncall.Rotation", "oncall.RotationMember", "oncall.Schedule",
     "oncall.ScheduleRule", "oncall.Override", "oncall.TemporarySchedule", "oncall.TemporaryShift",
     "oncall.CalendarFeed",

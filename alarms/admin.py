@@ -3,6 +3,7 @@ and steps shown as tables and lists a person reads (never raw JSON, every value 
 
 import json
 
+from django.conf import settings
 from django.contrib import admin, messages
 from django.urls import reverse
 from django.utils import timezone
@@ -12,8 +13,17 @@ from core.admin_inlines import ReadOnlyTabularInline
 from devices.models import Person
 from notifications.models import Delivery, NotificationChannel
 
-from .models import Alarm, AlarmEvent, MetricRule, MetricSeries, ScheduledAlarm
-from .sources import schedules
+from .models import (
+    Alarm,
+    AlarmEvent,
+    CapFeed,
+    InboundAddress,
+    InboundMail,
+    MetricRule,
+    MetricSeries,
+    ScheduledAlarm,
+)
+from .sources import cap_feeds, email_in, schedules
 
 # What the admin shows for an empty field (its own default; a computed field must say it).
 NOTHING = "-"
@@ -245,3 +255,79 @@ class ScheduledAlarmAdmin(admin.ModelAdmin):
                 messages.success(request, f"{scheduled.name}: alarm {alarm_id} raised.")
             else:
                 messages.warning(request, f"{scheduled.name} is disabled: nothing raised.")
+
+
+@admin.register(InboundAddress)
+class InboundAddressAdmin(admin.ModelAdmin):
+    list_display = ["local_part", "addresses", "device", "severity"]
+    search_fields = ["local_part", "device__name"]
+    list_select_related = ["device"]
+
+    @admin.display(description="mail to")
+    def addresses(self, inbox):
+        return ", ".join(f"{inbox.local_part}@{domain}" for domain in settings.MAIL_IN_DOMAINS)
+
+
+@admin.register(InboundMail)
+class InboundMailAdmin(admin.ModelAdmin):
+    """The mails as they arrived, to read (escaped) and never to change."""
+
+    list_display = ["received_at", "recipient", "envelope_from", "processed_at", "outcome", "alarm"]
+    list_filter = [("processed_at", admin.EmptyFieldListFilter)]
+    search_fields = ["recipient", "envelope_from", "outcome"]
+    list_select_related = ["alarm"]
+    fields = ["received_at", "recipient", "envelope_from", "peer", "processed_at", "outcome",
+              "alarm", "as_received"]  # fmt: skip
+    readonly_fields = fields
+    actions = ["read_now"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="as received")
+    def as_received(self, mail):
+        text = bytes(mail.raw)[:RAW_SHOWN].decode("utf-8", errors="replace")
+        return format_html("<pre>{}</pre>", text)
+
+    @admin.action(description="Read into an alarm now (those not read yet)")
+    def read_now(self, request, queryset):
+        read = [mail for mail in queryset if email_in.process(mail.pk) is not None]
+        messages.success(request, f"{len(read)} mails read: " + "; ".join(m.outcome for m in read))
+
+
+RAW_SHOWN = 100_000  # bytes of a mail the admin shows
+
+
+@admin.register(CapFeed)
+class CapFeedAdmin(admin.ModelAdmin):
+    list_display = ["name", "device", "url", "enabled", "poll_interval_seconds", "last_polled_at",
+                    "failing"]  # fmt: skip
+    list_filter = ["enabled"]
+    search_fields = ["name", "url"]
+    readonly_fields = ["last_polled_at", "last_error", "etag", "last_modified", "entries_taken"]
+    actions = ["poll_now"]
+
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        if db_field.name == "url":
+            kwargs["assume_scheme"] = "https"  # a feed address typed without one
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
+
+    @admin.display(boolean=True, description="failing")
+    def failing(self, feed):
+        return bool(feed.last_error)
+
+    @admin.display(description="entries taken")
+    def entries_taken(self, feed):
+        return len(feed.seen_entries)
+
+    @admin.action(description="Poll now")
+    def poll_now(self, request, queryset):
+        for feed in queryset.select_related("device"):
+            result = cap_feeds.poll(feed)
+            if result["problems"]:
+                messages.warning(request, f"{feed.name}: {'; '.join(result['problems'])[:500]}")
+            else:
+                messages.success(request, f"{feed.name}: {len(result['taken'])} new alert(s).")

@@ -60,6 +60,7 @@ def raise_alarm(
     details: dict | None = None,
     device=None,
     site=None,
+    room=None,
     policy=None,
     hold_seconds: float = 0,
 ) -> Outcome:
@@ -79,8 +80,8 @@ def raise_alarm(
             dedup_key=dedup_key,
             **payload,
             device=device,
-            site=site or (device.site if device else None),
-            room=device.room if device else None,
+            site=site or (room.site if room else device.site if device else None),
+            room=room or (device.room if device else None),
             person=device.person if device else None,
         )
         logs.concerning(alarm.pk)

@@ -1,10 +1,12 @@
 """Alarms, their timeline, and the per-recipient links that acknowledge them."""
 
+import re
 import uuid
 
 from celery.schedules import crontab
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models import Q
 from django.utils.functional import cached_property
@@ -388,3 +390,164 @@ class ScheduledAlarm(models.Model):
         except Exception as exc:  # noqa: BLE001 (celery's parser raises several kinds)
             raise ValidationError({"crontab": f"Not a crontab: {exc}"}) from exc
         return fields
+
+
+class CapFeed(models.Model):
+    """A published feed of public warnings: Atom or RSS whose entries link to (or carry) CAP
+    1.2 alerts, polled with conditional GETs; its alerts are taken as its CAP device's."""
+
+    name = models.CharField(max_length=200, unique=True)
+    device = models.ForeignKey(
+        "devices.Device",
+        on_delete=models.CASCADE,
+        related_name="cap_feeds",
+        limit_choices_to={"kind": "cap"},
+        help_text="An integration of kind 'Public warnings (CAP 1.2 sender or feed)': its "
+        "alarms, rate limit and routing.",
+    )
+    url = models.URLField(max_length=2000, help_text="The Atom or RSS feed's address.")
+    enabled = models.BooleanField(default=True)
+    poll_interval_seconds = models.PositiveIntegerField(
+        default=300, validators=[MinValueValidator(30)]
+    )
+    etag = models.CharField(max_length=500, blank=True, editable=False)
+    last_modified = models.CharField(max_length=100, blank=True, editable=False)
+    # The entries of the last poll that were taken (the feed's own ids): a re-poll fetches
+    # only the new ones. Bounded by the feed: entries that left it are forgotten.
+    seen_entries = models.JSONField(default=list, blank=True, editable=False)
+    last_polled_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_error = models.TextField(blank=True, editable=False)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+
+class CapMessage(models.Model):
+    """A CAP message a device sent us, by its identity (sender, identifier): the alarm key it
+    concerns, so that updates and cancels referencing it find that alarm, and a repeat of it
+    changes nothing."""
+
+    device = models.ForeignKey("devices.Device", on_delete=models.CASCADE, related_name="+")
+    sender = models.CharField(max_length=255)
+    identifier = models.CharField(max_length=255)
+    sent = models.CharField(max_length=40)
+    msg_type = models.CharField(max_length=10)
+    dedup_key = models.CharField(max_length=255)
+    received_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["device", "sender", "identifier"], name="one_cap_message_per_identity"
+            )
+        ]
+
+    def __str__(self):
+        return f"{self.msg_type} {self.sender},{self.identifier}"
+
+
+# A subject that says the trouble is over (as UPS units, NAS boxes and panels word it); "not
+# OK" is not.
+DEFAULT_RESOLVED_PATTERN = (
+    r"(?i)(?<!not )\b(?:resolved|recovery|recovered|cleared|clear|restored|ok|okay|normal"
+    r"|no longer|is back|back online|back to normal|returned to normal)\b"
+)
+
+
+def validate_pattern(value: str) -> None:
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValidationError(f"Not a regular expression: {exc}") from exc
+
+
+validate_local_part = RegexValidator(
+    r"^[a-z0-9](?:[a-z0-9._+-]{0,62}[a-z0-9])?$",
+    "Lower-case letters, digits and . _ + - (not at either end), at most 64 characters.",
+)
+
+
+class InboundAddress(models.Model):
+    """The address a mail-only device (an email integration) sends its alarms to,
+    <local part>@<any of MAIL_IN_DOMAINS>, and how its mails are read."""
+
+    device = models.OneToOneField(
+        "devices.Device",
+        on_delete=models.CASCADE,
+        related_name="inbound_address",
+        limit_choices_to={"kind": "email"},
+        help_text="An integration of kind 'Mail-only device or system (email in)'.",
+    )
+    local_part = models.CharField(
+        max_length=64,
+        unique=True,
+        validators=[validate_local_part],
+        help_text="What comes before the @: ups-basement for ups-basement@alarms.example.org.",
+    )
+    resolved_pattern = models.CharField(
+        max_length=500,
+        default=DEFAULT_RESOLVED_PATTERN,
+        validators=[validate_pattern],
+        help_text="A regular expression: a subject it matches resolves the open alarm with the "
+        "same key instead of raising one.",
+    )
+    key_pattern = models.CharField(
+        max_length=500,
+        blank=True,
+        validators=[validate_pattern],
+        help_text="A regular expression searched in the subject: its first group (or what it "
+        "matched) is the alarm's key, so an alarm mail and its all-clear share one; empty, or "
+        "no match: the subject without state words (alarm, OK…), dates, times and measured "
+        "values.",
+    )
+    severity = models.CharField(max_length=10, choices=Severity.choices, default=Severity.HIGH)
+
+    class Meta:
+        verbose_name_plural = "inbound addresses"
+        ordering = ["local_part"]
+
+    def __str__(self):
+        return self.local_part
+
+    def save(self, *args, **kwargs):
+        self.local_part = self.local_part.strip().lower()  # looked up in lower case
+        super().save(*args, **kwargs)
+
+    def clean(self):
+        if self.device_id and self.device.kind != "email":
+            raise ValidationError({"device": "Only an email integration has an address."})
+
+
+class InboundMail(models.Model):
+    """One mail as it arrived, stored before the sender is told it was taken, then read into
+    an alarm once: by the listener at once, or by the sweep when it could not."""
+
+    address = models.ForeignKey(
+        InboundAddress, null=True, on_delete=models.SET_NULL, related_name="mails"
+    )
+    recipient = models.CharField(max_length=320)
+    envelope_from = models.CharField(max_length=320, blank=True)
+    peer = models.GenericIPAddressField(null=True, blank=True)
+    raw = models.BinaryField(help_text="The message as received.")
+    received_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+    alarm = models.ForeignKey(
+        Alarm, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    outcome = models.CharField(max_length=300, blank=True, help_text="What came of it.")
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+        indexes = [
+            models.Index(
+                fields=["received_at"],
+                condition=Q(processed_at__isnull=True),
+                name="inbound_mail_unprocessed",
+            )
+        ]
+
+    def __str__(self):
+        return f"mail to {self.recipient} at {self.received_at:%Y-%m-%d %H:%M:%S}"

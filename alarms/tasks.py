@@ -8,7 +8,7 @@ from core.task_queue import queue_was_lost, started
 from notifications.delivery import recovery
 
 from . import claims, engine, outbox_watch
-from .sources import heartbeats, schedules
+from .sources import cap_feeds, email_in, heartbeats, schedules
 
 
 @shared_task(name="escalation.tasks.escalate")
@@ -50,7 +50,19 @@ def watch_outbox() -> int:
     return len(outbox_watch.watch())
 
 
+@shared_task(name="alarms.tasks.poll_cap_feeds")
+def poll_cap_feeds() -> int:
+    """Beat: the public warning (CAP) feeds whose interval has passed; how many were polled."""
+    return cap_feeds.poll_due()
+
+
 @shared_task(name="alarms.tasks.fire_scheduled_alarm")
 def fire_scheduled_alarm(scheduled_id: int) -> str | None:
     """Beat, on a scheduled alarm's schedule: raise it."""
     return schedules.fire(scheduled_id)
+
+
+@shared_task(name="alarms.tasks.sweep_mail")
+def sweep_mail() -> int:
+    """Beat: mails stored but not read into an alarm yet; return how many it read."""
+    return email_in.sweep()

@@ -174,6 +174,10 @@ def run_processes(host: str, port: str, local_url: str, env: dict) -> int:
         "beat": celery("beat", "-l", "warning"),
         # Calls through the site's own PBX (Asterisk ARI): idle until a channel names one.
         "calls": f"{PYTHON} manage.py listen_ari",
+        # Alarm panels: SIA DC-09 over TCP and UDP on SIA_PORT.
+        "sia": f"{PYTHON} manage.py listen_sia",
+        # Email in: mail-only devices send to <local part>@<MAIL_IN_DOMAINS> on this SMTP port.
+        "mail-in": f"{PYTHON} manage.py listen_mail",
     }
     for name, command in commands.items():
         manager.add_process(name, f"exec {command}", env=env, cwd=str(ROOT))
@@ -272,6 +276,9 @@ def banner(base: str) -> str:
         f"  API        {base}/v1/alarms/",
         f"  ACK links  {base}/a/<token>  (one per recipient, in each message)",
         *mail,
+        f"  Panels     SIA DC-09 on {settings.SIA_HOST}:{settings.SIA_PORT} (TCP and UDP)",
+        f"  Email in   SMTP on {settings.MAIL_IN_HOST}:{settings.MAIL_IN_PORT}, to an email "
+        f"integration's <address>@{settings.MAIL_IN_DOMAINS[0]}",
     ]
     trigger = demo_trigger_url(base)
     if trigger:

@@ -197,6 +197,7 @@ CELERY_TASK_ROUTES = {
     "alarms.tasks.watch_outbox": {"queue": "recovery"},
     "responders.tasks.sweep": {"queue": "recovery"},
     "responders.tasks.receive_signal": {"queue": "recovery"},
+    "alarms.tasks.sweep_mail": {"queue": "recovery"},
 }
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = "UTC"
@@ -238,6 +239,18 @@ CELERY_BEAT_SCHEDULE = {
         "task": "responders.tasks.receive_signal",
         "schedule": env.float("SIGNAL_RECEIVE_INTERVAL", default=5.0),
         "options": {"expires": 15},
+    },
+    # Mails the listener stored but could not read into an alarm (it died, the database went).
+    "mail-in-sweep": {
+        "task": "alarms.tasks.sweep_mail",
+        "schedule": env.float("MAIL_IN_SWEEP_INTERVAL", default=10.0),
+        "options": {"expires": 30},
+    },
+    # Public warning feeds (CAP): each polled at its own interval; this is how often beat looks.
+    "cap-feeds": {
+        "task": "alarms.tasks.poll_cap_feeds",
+        "schedule": env.float("CAP_FEED_CHECK_INTERVAL", default=30.0),
+        "options": {"expires": 60},
     },
 }
 
@@ -398,6 +411,21 @@ ACK_RATE_PER_MINUTE = env.int("ACK_RATE_PER_MINUTE", default=60)
 INBOUND_RATE_PER_MINUTE = env.int("INBOUND_RATE_PER_MINUTE", default=120)
 REPLY_ANSWERS_PER_HOUR = env.int("REPLY_ANSWERS_PER_HOUR", default=5)
 
+# Email in (`manage.py listen_mail`): the SMTP listener's address, the domains it takes mail
+# for (an email integration's address is <its local part>@<any of them>; others: relaying
+# denied), and the largest mail it takes (SIZE; larger ones are refused with 552).
+MAIL_IN_HOST = env.str("MAIL_IN_HOST", default="127.0.0.1")
+MAIL_IN_PORT = env.int("MAIL_IN_PORT", default=2525)
+MAIL_IN_DOMAINS = [
+    d.strip().lower() for d in env.list("MAIL_IN_DOMAINS", default=["alarms.localhost"])
+]
+MAIL_IN_MAX_BYTES = env.int("MAIL_IN_MAX_BYTES", default=1024 * 1024)
+
+# Alarm panels (`manage.py listen_sia`): the address the SIA DC-09 receiver listens on, TCP
+# and UDP on the same port.
+SIA_HOST = env.str("SIA_HOST", default="127.0.0.1")
+SIA_PORT = env.int("SIA_PORT", default=12128)
+
 # At most this many messages per contact point (a phone number, a topic) and window, per
 # method: "5/15m,11/1h,21/3h" (s, m, h); empty: no limit. What is held back goes later, bundled
 # into one message; the first page of a critical alarm is never held.
@@ -428,6 +456,13 @@ BOARD_HEARTBEAT_SECONDS = env.float("BOARD_HEARTBEAT_SECONDS", default=15.0)
 
 # Largest request body the API reads; anything larger is answered 413.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=1024 * 1024)
+
+# Public warnings (CAP 1.2): the largest alert document read (POSTed or fetched) and feed;
+# the language whose <info> an alarm shows (empty: the first); a feed fetch's timeout.
+CAP_MAX_BYTES = env.int("CAP_MAX_BYTES", default=1024 * 1024)
+CAP_FEED_MAX_BYTES = env.int("CAP_FEED_MAX_BYTES", default=5 * 1024 * 1024)
+CAP_LANGUAGE = env.str("CAP_LANGUAGE", default="")
+CAP_FEED_TIMEOUT_SECONDS = env.float("CAP_FEED_TIMEOUT_SECONDS", default=10.0)
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env.str("TIME_ZONE", default="UTC")

@@ -23,6 +23,8 @@ in count and time. Phases (--only):
   timed against the time the alarm stored for it (`next_escalation_at`);
 - storm: 10,000 alarms as fast as they are accepted, until every first notification is at the
   sink; lost (accepted, never notified) and duplicated (one event posted twice) notifications;
+- dc09: alarm panels (8 TCP connections, AES-128) sending SIA DCS events to the DC-09
+  receiver as fast as it ACKs them, each ACK only once the alarm is stored (bench/dc09.py);
 - board: the delay from raising an alarm to each of 500 board WebSocket clients seeing it.
 
 Then, with our stack stopped, the same throughput, latency and storm loads go to
@@ -74,7 +76,7 @@ DATABASE_URL, REDIS_URL, RUN_DIR = configure(
 )
 LOAD = ROOT / "bench" / "load.py"
 BOARD = ROOT / "bench" / "board.py"
-PHASES = ("throughput", "latency", "escalation", "storm", "board")
+PHASES = ("throughput", "latency", "escalation", "storm", "dc09", "board")
 # Phases whose load also goes to Alertmanager (it has no escalation steps and no board).
 COMPARED = ("throughput", "latency", "storm")
 ALERTMANAGER_NAMES = ("prometheus-alertmanager", "alertmanager")
@@ -86,8 +88,10 @@ TARGETS = {
     "first_notification_rate": 200,
     "escalation_lateness_p99_ms": 1000,
     "storm_seconds": 60,
+    "dc09_per_second": 200,
 }
 
+import dc09  # noqa: E402
 from django.db.models import Count, Sum  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
@@ -115,6 +119,8 @@ class Sizes:
     board_clients: int
     board_alarms: int
     board_rate: float
+    dc09_connections: int
+    dc09_seconds: float
     drain_seconds: float  # waiting for the last notifications of a phase
 
 
@@ -122,12 +128,12 @@ FULL = Sizes(
     throughput_counts=(300, 10_000), throughput_seconds=15, latency_rates=(50, 200),
     latency_seconds=20, escalation_alarms=1000, escalation_rate=100, storm_alarms=10_000,
     storm_seconds=300, storm_processes=2, board_clients=500, board_alarms=100, board_rate=5,
-    drain_seconds=120,
+    dc09_connections=8, dc09_seconds=15, drain_seconds=120,
 )  # fmt: skip
 QUICK = replace(
     FULL, throughput_counts=(100, 2000), throughput_seconds=5, latency_seconds=5,
     escalation_alarms=200, escalation_rate=50, storm_alarms=1000, storm_seconds=120,
-    board_clients=100, board_alarms=20, drain_seconds=60,
+    board_clients=100, board_alarms=20, dc09_seconds=5, drain_seconds=60,
 )  # fmt: skip
 
 
@@ -500,6 +506,22 @@ def storm(run: Run, kind: str, tokens: list[str]) -> dict:
     return run.measured(phase)
 
 
+def panels(run: Run) -> dict:
+    sizes = run.sizes
+    print(f"dc09: {sizes.dc09_connections} panels for {sizes.dc09_seconds:g} s ...", flush=True)
+    site = Site.objects.get(name="Benchmark site")
+    at_once = EscalationPolicy.objects.get(name="Benchmark: at once")
+
+    def phase():
+        figures = dc09.phase(run, site, at_once, sizes.dc09_connections, sizes.dc09_seconds)
+        return figures, None
+
+    figures = run.measured(phase)
+    run.stack.stop("sia")
+    figures["worker_idle_after"] = run.settle()
+    return figures
+
+
 def board(run: Run) -> dict:
     sizes = run.sizes
     print(f"board: {sizes.board_clients} WebSocket clients ...", flush=True)
@@ -646,6 +668,8 @@ def run_phases(args, sink: Sink, stack: Stack, phases: list[str]) -> dict:
             result["escalation"] = escalation(run, fixtures)
         if "storm" in phases:
             result["storm"] = storm(run, "raise", fixtures.raise_tokens)
+        if "dc09" in phases:
+            result["dc09"] = panels(run)
         if "board" in phases:
             result["board"] = board(run)
         result["duplicated_over_the_run"] = sink.repeats
@@ -834,7 +858,7 @@ def phase_figures(result: dict) -> list[tuple[str, dict]]:
         for phase in ("throughput", "latency"):
             for key, figures in source.get(phase, {}).items():
                 found.append((f"{owner}{phase} {key.removeprefix('alertmanager ')}", figures))
-        for phase in ("escalation", "storm", "board"):
+        for phase in ("escalation", "storm", "dc09", "board"):
             if phase in source:
                 found.append((f"{owner}{phase}", source[phase]))
     return found
@@ -872,6 +896,7 @@ def table(result: dict) -> str:
         rows += latency_rows(result, theirs.get("latency", {}))
     rows += escalation_rows(result)
     rows += storm_rows(result, theirs.get("storm"))
+    rows += dc09.rows(result.get("dc09"), TARGETS["dc09_per_second"])
     rows += board_rows(result)
     widths = (48, 20, 20, 9, 22, 6)
     lines = [*header, ""]

@@ -2,6 +2,7 @@
 
 from datetime import timedelta
 
+from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.urls import reverse
@@ -11,7 +12,7 @@ from notifications.admin import report_test
 from notifications.delivery import throttle
 from notifications.delivery.sample_sends import send_test
 
-from .models import Device, NotificationRule, Person, Room, Site
+from .models import Device, NotificationRule, PanelEventCode, PanelZone, Person, Room, Site
 
 
 class RoomInline(admin.TabularInline):
@@ -113,8 +114,34 @@ def _show_token(request, device: Device, token: str) -> None:
     )
 
 
+class PanelZoneInline(admin.TabularInline):
+    model = PanelZone
+    fk_name = "panel"
+    extra = 1
+    autocomplete_fields = ["room"]
+
+
+class DeviceForm(forms.ModelForm):
+    """A panel's key is never shown again once saved; left empty, the saved one stays."""
+
+    sia_key = forms.CharField(
+        label="Encryption key", required=False, strip=True,
+        widget=forms.PasswordInput(render_value=False),
+        help_text=Device._meta.get_field("sia_key").help_text
+        + " Saved keys are not shown; leave empty to keep it.",
+    )  # fmt: skip
+
+    class Meta:
+        model = Device
+        fields = "__all__"  # noqa: DJ007 (the admin picks the fields it shows)
+
+    def clean_sia_key(self):
+        return self.cleaned_data["sia_key"] or (self.instance.sia_key if self.instance.pk else "")
+
+
 @admin.register(Device)
 class DeviceAdmin(admin.ModelAdmin):
+    form = DeviceForm
     list_display = [
         "name", "kind", "site", "room", "person", "enabled", "last_seen_at",
         "rate_limit_per_minute", "default_policy",
@@ -124,6 +151,9 @@ class DeviceAdmin(admin.ModelAdmin):
     autocomplete_fields = ["site", "room", "person"]
     readonly_fields = ["last_seen_at", "created_at", "previous_token_valid_until"]
     actions = ["rotate_tokens_with_grace", "rotate_tokens", "end_grace"]
+
+    def get_inlines(self, request, obj):
+        return [PanelZoneInline] if obj and obj.kind == Device.Kind.SIA_PANEL else []
 
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)
@@ -150,3 +180,12 @@ class DeviceAdmin(admin.ModelAdmin):
         for device in queryset.exclude(previous_token_hash=None):
             device.previous_token_hash = device.previous_token_valid_until = None
             device.save(update_fields=Device.TOKEN_FIELDS)
+
+
+@admin.register(PanelEventCode)
+class PanelEventCodeAdmin(admin.ModelAdmin):
+    """Alarm panels' event codes where the built-in table says otherwise or nothing."""
+
+    list_display = ["code", "action", "title", "severity", "condition"]
+    list_filter = ["action", "severity"]
+    search_fields = ["code", "title", "condition"]

@@ -60,6 +60,25 @@ def validate_mac(value: str) -> None:
         raise ValidationError(f"{value!r} is not a MAC address (00:15:65:aa:bb:cc).")
 
 
+def validate_sia_account(value: str) -> None:
+    if not re.fullmatch(r"[0-9A-Fa-f]{3,16}", value):
+        raise ValidationError(f"{value!r} is not an account number (3–16 hex digits, e.g. 1234).")
+
+
+def validate_sia_key(value: str) -> None:
+    if not re.fullmatch(r"[0-9A-Fa-f]{16}|[0-9A-Fa-f]{24}|[0-9A-Fa-f]{32}", value):
+        raise ValidationError("The key is 16, 24 or 32 hex characters, as the panel holds it.")
+
+
+def validate_sia_code(value: str) -> None:
+    if not re.fullmatch(r"[A-Z]{2}", value):
+        raise ValidationError(f"{value!r} is not an event code (two capital letters, e.g. BA).")
+
+
+# The severities an alarm can have (alarms.models.Severity, which this app may not import).
+SEVERITIES = [(name, name) for name in ("critical", "high", "warning", "info")]
+
+
 class Site(models.Model):
     name = models.CharField(max_length=200, unique=True)
     address = models.TextField(blank=True)
@@ -259,6 +278,24 @@ class Device(models.Model):
         help_text="Raise a 'device offline' alarm when nothing is heard from the device for this "
         "long (heartbeats or alarms); empty: not watched.",
     )
+    # An alarm panel (SIA DC-09): the account it reports as, and its AES key where it encrypts.
+    sia_account = models.CharField(
+        "account number",
+        max_length=16,
+        null=True,
+        blank=True,
+        unique=True,
+        validators=[validate_sia_account],
+        help_text="Alarm panels: the account number the panel reports with (3–16 hex digits).",
+    )
+    sia_key = models.CharField(
+        "encryption key",
+        max_length=32,
+        blank=True,
+        validators=[validate_sia_key],
+        help_text="Alarm panels that encrypt: the AES key as the panel's settings hold it, 16, "
+        "24 or 32 hex characters (AES-128, -192, -256); empty: the panel sends in the clear.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     # Integrations speak for a service, not a place: they need no room or person.
@@ -275,6 +312,7 @@ class Device(models.Model):
     def save(self, *args, **kwargs):
         if self.room and not self.site_id:
             self.site = self.room.site
+        self.sia_account = self.sia_account.upper() if self.sia_account else None
         if not self.token_hash:
             self.rotate_token()
         super().save(*args, **kwargs)
@@ -282,6 +320,9 @@ class Device(models.Model):
     def clean(self):
         if self.room and self.site and self.room.site_id != self.site_id:
             raise ValidationError({"room": "This room belongs to another site."})
+        if self.kind == self.Kind.SIA_PANEL and not self.sia_account:
+            raise ValidationError({"sia_account": "An alarm panel needs its account number."})
+        self.sia_account = self.sia_account.upper() if self.sia_account else None
 
     def rotate_token(self, grace: timedelta | None = None) -> str:
         """Set a new token and return it: the only time it is ever readable. With a grace
@@ -362,10 +403,71 @@ class Device(models.Model):
     @property
     def mapping_problem(self) -> str:
         """Why an alarm from this device could not say where or who, or '' when it can."""
+        if self.kind == self.Kind.SIA_PANEL:
+            return "" if self.site_id or self.room_id else "The panel guards no site."
         if self.kind not in self.INTEGRATIONS and not self.room_id and not self.person_id:
             return "The device is not mapped to a room or a person."
         return ""
 
 
-# A device kept by token carries its site, room and person.
-watch(Site, Room, Person, Device)
+def normal_zone(zone: str) -> str:
+    """A zone number as panels write it in several ways ("015", "15"): one spelling."""
+    return zone.strip().lstrip("0") or "0"
+
+
+class PanelZone(models.Model):
+    """Where a panel's zone is: its alarms name this room."""
+
+    panel = models.ForeignKey(
+        Device, on_delete=models.CASCADE, related_name="zones", limit_choices_to={"kind": "sia"}
+    )
+    zone = models.CharField(max_length=8, help_text="The zone (point) number the panel reports.")
+    room = models.ForeignKey(Room, on_delete=models.PROTECT)
+    name = models.CharField(max_length=200, blank=True, help_text="e.g. Back door contact")
+
+    class Meta:
+        ordering = ["panel", "zone"]
+        constraints = [
+            models.UniqueConstraint(fields=["panel", "zone"], name="unique_zone_per_panel")
+        ]
+
+    def __str__(self):
+        return f"{self.panel.name} zone {self.zone}: {self.name or self.room}"
+
+    def save(self, *args, **kwargs):
+        self.zone = normal_zone(self.zone)
+        super().save(*args, **kwargs)
+
+
+class PanelEventCode(models.Model):
+    """What an event code from alarm panels means, where the built-in table says otherwise or
+    nothing (alarms/sources/sia_codes.py). Contact ID events arrive as their SIA codes."""
+
+    class Action(models.TextChoices):
+        RAISE = "raise", "Raise an alarm"
+        CLEAR = "clear", "Clear (a restore)"
+        IGNORE = "ignore", "Ignore (acknowledged to the panel, kept in the log)"
+        SUPERVISION = "supervision", "Supervision only (a test report: the panel is alive)"
+
+    code = models.CharField(
+        max_length=2, unique=True, validators=[validate_sia_code], help_text="e.g. BA"
+    )
+    action = models.CharField(max_length=12, choices=Action.choices, default=Action.RAISE)
+    title = models.CharField(max_length=100, blank=True, help_text="e.g. Burglary alarm")
+    severity = models.CharField(max_length=10, choices=SEVERITIES, default="high")
+    condition = models.CharField(
+        max_length=40,
+        blank=True,
+        help_text="What a restore clears: an alarm and its restore name the same condition "
+        "(BA raises burglary, BR clears it); empty: the code itself.",
+    )
+
+    class Meta:
+        ordering = ["code"]
+
+    def __str__(self):
+        return f"{self.code}: {self.get_action_display()}"
+
+
+# A device kept by token carries its site, room and person; panels' zones and codes are kept too.
+watch(Site, Room, Person, Device, PanelZone, PanelEventCode)

@@ -5,6 +5,7 @@ from rest_framework.routers import SimpleRouter
 
 from configuration.api import SeedView
 
+from .cap import CapView
 from .integrations import AlertmanagerView, HeartbeatView, MetricsView, PagerDutyEventsView
 from .views import AlarmViewSet, ClearView, RaiseView, YealinkAlarmView
 
@@ -20,6 +21,7 @@ urlpatterns = [
     path("integrations/alertmanager", AlertmanagerView.as_view(), name="alertmanager"),
     path("integrations/pagerduty", PagerDutyEventsView.as_view(), name="pagerduty-events"),
     path("devices/heartbeat", HeartbeatView.as_view(), name="heartbeat"),
+    path("cap", CapView.as_view(), name="cap"),
     path("metrics", MetricsView.as_view(), name="metrics"),
     path("metrics/batch", MetricsView.as_view(batch=True), name="metrics-batch"),
     path("admin/seed", SeedView.as_view(), name="admin-seed"),

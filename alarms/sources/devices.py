@@ -15,6 +15,7 @@ from .refusal import Refused
 REQUIRED = {
     Device.Kind.ALERTMANAGER: "an Alertmanager integration token is required",
     Device.Kind.METRICS: "a metrics sender token is required",
+    Device.Kind.CAP: "a CAP (public warnings) integration token is required",
 }
 UNKNOWN = "unknown or disabled device token"
 

@@ -41,7 +41,8 @@ def check(now=None) -> int:
         lifecycle.report(
             source="heartbeat",
             dedup_key=offline_key(device),
-            title=f"Device offline: {device.name}",
+            title=f"{'Panel' if device.kind == Device.Kind.SIA_PANEL else 'Device'} offline: "
+            f"{device.name}",
             message=f"Nothing heard from {device.name} since {seen:%Y-%m-%d %H:%M:%S %Z} "
             f"(it should report every {device.heartbeat_interval_seconds} s).",
             severity="high",

@@ -63,6 +63,7 @@ class Credentials:
     pagerduty: str
     metrics: str
     opsgenie: str
+    cap: str
     alarm_id: str  # an open alarm, for the operations on one alarm
 
 
@@ -71,7 +72,8 @@ def credentials(make_device, make_user) -> Credentials:
     tokens = {
         kind: make_device(f"{kind} device", kind=kind, rate_limit_per_minute=1_000_000)[1]
         for kind in (Device.Kind.GENERIC, Device.Kind.YEALINK, Device.Kind.ALERTMANAGER,
-                     Device.Kind.PAGERDUTY, Device.Kind.METRICS, Device.Kind.OPSGENIE)
+                     Device.Kind.PAGERDUTY, Device.Kind.METRICS, Device.Kind.OPSGENIE,
+                     Device.Kind.CAP)
     }  # fmt: skip
     _, operator = ApiToken.issue(make_user("operator", role="Operators"), "schema run")
     alarm = lifecycle.raise_alarm(source="api", dedup_key="k", title="Fire", actor=SYSTEM).alarm
@@ -79,6 +81,7 @@ def credentials(make_device, make_user) -> Credentials:
         operator=operator, device=tokens[Device.Kind.GENERIC], phone=tokens[Device.Kind.YEALINK],
         alertmanager=tokens[Device.Kind.ALERTMANAGER], pagerduty=tokens[Device.Kind.PAGERDUTY],
         metrics=tokens[Device.Kind.METRICS], opsgenie=tokens[Device.Kind.OPSGENIE],
+        cap=tokens[Device.Kind.CAP],
         alarm_id=str(alarm.pk),
     )  # fmt: skip
 
@@ -104,6 +107,7 @@ def authorize(case, credentials: Credentials) -> None:
         "/v1/integrations/alertmanager": credentials.alertmanager,
         "/v1/metrics": credentials.metrics,
         "/v1/metrics/batch": credentials.metrics,
+        "/v1/cap": credentials.cap,
     }.get(path, credentials.operator)
     case.headers = {**(case.headers or {}), "Authorization": f"Bearer {token}"}
     if "id" in (case.path_parameters or {}):

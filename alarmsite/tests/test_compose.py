@@ -10,7 +10,7 @@ import yaml
 from celery import Celery
 
 ROOT = Path(__file__).resolve().parents[2]
-APP_SERVICES = ("web", "worker", "beat", "calls")
+APP_SERVICES = ("web", "worker", "beat", "calls", "mail-in", "sia")
 REQUIRED = ("DATABASE_URL", "REDIS_URL", "SECRET_KEY", "PUBLIC_BASE_URL", "ALLOWED_HOSTS")
 
 

@@ -19,7 +19,7 @@ SECRETS = {
     "Desk phone trigger URL": "the desk phone's trigger URL",
     "Panic button API token": "the panic button's API token",
 }
-TEST_TOOLS = {"pytest", "pytest-django", "playwright", "ruff", "aiosmtpd"}
+TEST_TOOLS = {"pytest", "pytest-django", "playwright", "ruff"}
 
 
 def words(text: str) -> str:

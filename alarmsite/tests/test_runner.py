@@ -69,6 +69,7 @@ def runner(var_dir):
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
     env.update(VAR_DIR=str(var_dir), PORT=str(port), PYTHONUNBUFFERED="1")
+    env.update(MAIL_IN_PORT=str(free_port()), SIA_PORT=str(free_port()))  # ports of their own
     # `make run` at a terminal, as a person starts it: `script` gives it one (a pty), and what
     # is written to its input is typed there (Enter, Ctrl-C).
     process = subprocess.Popen(

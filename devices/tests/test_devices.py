@@ -12,9 +12,9 @@ from django.utils import timezone
 
 from alarms import engine, lifecycle
 from alarms.acklinks import issue_ack_link
-from alarms.models import MetricRule, ScheduledAlarm
+from alarms.models import CapFeed, InboundAddress, InboundMail, MetricRule, ScheduledAlarm
 from alarms.timeline import SYSTEM
-from devices.models import Device, Person, Room, Site
+from devices.models import Device, PanelEventCode, PanelZone, Person, Room, Site
 from escalation.models import Inhibition, RoutingRule, Silence
 from notifications.models import ReplyCode
 from responders.models import Reply
@@ -243,6 +243,14 @@ def some_of_everything(make_person, make_policy, make_device, webhook_channel, r
     ReplyCode.objects.create(address=alice.phone, number=1, alarm=alarm, person=alice)
     Reply.objects.create(method="sms", sender=alice.phone, text="1c 10", person=alice, alarm=alarm)
     lifecycle.raise_alarm(source="api", dedup_key="d2", title="Drill", actor=SYSTEM)
+    panel, _ = make_device("Intrusion panel", kind=Device.Kind.SIA_PANEL, sia_account="1234")
+    PanelZone.objects.create(panel=panel, zone="12", room=room, name="Back door")
+    PanelEventCode.objects.create(code="QQ", title="Cold store open", severity="warning")
+    cap, _ = make_device("Warnings", kind=Device.Kind.CAP, room=None)
+    CapFeed.objects.create(name="National warnings", device=cap, url="https://warn.example/feed")
+    ups, _ = make_device("UPS", kind=Device.Kind.EMAIL, room=None)
+    address = InboundAddress.objects.create(device=ups, local_part="ups")
+    InboundMail.objects.create(address=address, recipient="ups@alarms.localhost", raw=b"x")
     return alarm
 
 

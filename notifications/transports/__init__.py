@@ -30,6 +30,7 @@ CHANNEL_KINDS = {
     "discord": ("Discord webhook", _T + "chat.DiscordTransport"),
     "pagerduty": ("PagerDuty Events API v2", _T + "pagerduty.PagerDutyTransport"),
     "webhook": ("Signed JSON webhook", _T + "webhook.WebhookTransport"),
+    "cap": ("CAP 1.2 alerts (signed XML)", _T + "cap.CapTransport"),
     "upstream": ("Upstream alarm broker", _T + "upstream.UpstreamTransport"),
 }
 
