@@ -28,7 +28,7 @@ AUDITED = [
     "oncall.CalendarFeed",
 ]  # fmt: skip
 # Written down only as "changed": what they hold must not be readable here.
-HIDDEN = {"password", "token_hash", "previous_token_hash"}
+HIDDEN = {"password", "token_hash", "previous_token_hash", "sia_key"}
 # Bookkeeping the system itself writes; a save touching only these is no configuration change.
 IGNORED = {"last_login", "last_seen_at", "last_used_at", "updated_at"}
 

@@ -1,8 +1,8 @@
 """Alarms, their timeline, and the per-recipient links that acknowledge them."""
 
-import re
 import uuid
 
+import regex
 from celery.schedules import crontab
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -449,18 +449,24 @@ class CapMessage(models.Model):
         return f"{self.msg_type} {self.sender},{self.identifier}"
 
 
-# A subject that says the trouble is over (as UPS units, NAS boxes and panels word it); "not
-# OK" is not.
+# A subject that says the trouble is over, where devices put that: a state word first
+# ("RESOLVED:", "[OK]", "** RECOVERY", "NORMAL:"), OK, restored or cleared last ("Zone 4 OK"),
+# or a phrase ("back to normal", "no longer on battery"). Not a word anywhere: "clear the
+# building", "outside normal range" and "is back-up" are alarms; "not OK" is not an all-clear.
 DEFAULT_RESOLVED_PATTERN = (
-    r"(?i)(?<!not )\b(?:resolved|recovery|recovered|cleared|clear|restored|ok|okay|normal"
-    r"|no longer|is back|back online|back to normal|returned to normal)\b"
+    r"(?i)^[\W_]*(?:\[[^\]]{1,40}\][\W_]*)?"
+    r"(?:(?:resolved|recovery|recovered|cleared|restored|ok|okay)\b|(?:clear|normal)\s*[:\]-])"
+    r"|(?<!not )(?<!no longer )\b(?:ok|okay|restored|cleared|resolved|recovered)[\W_]*$"
+    r"|(?<!not )\b(?:back to normal|return(?:ed)? to normal|(?:is )?back online|all clear|no longer"
+    r"(?!\s+(?:ok|okay|normal|online|available|reachable|responding|running|redundant)\b))\b"
 )
 
 
 def validate_pattern(value: str) -> None:
+    """Compiled by the engine email in matches patterns with (regex: it has a timeout)."""
     try:
-        re.compile(value)
-    except re.error as exc:
+        regex.compile(value)
+    except regex.error as exc:
         raise ValidationError(f"Not a regular expression: {exc}") from exc
 
 

@@ -197,7 +197,7 @@ CELERY_TASK_ROUTES = {
     "alarms.tasks.watch_outbox": {"queue": "recovery"},
     "responders.tasks.sweep": {"queue": "recovery"},
     "responders.tasks.receive_signal": {"queue": "recovery"},
-    "alarms.tasks.sweep_mail": {"queue": "recovery"},
+    # Not alarms.tasks.sweep_mail: it reads senders' mails, which must never hold these up.
 }
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = "UTC"

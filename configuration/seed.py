@@ -42,8 +42,9 @@ STATES = ("created", "updated", "unchanged")
 PERSON_FIELDS = ["email", "phone", "signal_number", "extension", "ntfy_topic", "active"]
 CHANNEL_FIELDS = ["kind", "enabled", "config", "subject_template", "body_template"]
 SITE_FIELDS = ["address"]
+# A panel's key is a secret the seed does not carry: it is set in the admin.
 DEVICE_FIELDS = ["kind", "enabled", "allowed_networks", "mac_address", "rate_limit_per_minute",
-                 "heartbeat_interval_seconds"]  # fmt: skip
+                 "heartbeat_interval_seconds", "sia_account"]  # fmt: skip
 RULE_FIELDS = ["order", "enabled", "source", "min_severity", "matchers", "days", "start_time",
                "end_time", "time_zone", "outside_window", "set_severity", "silence",
                "continue_matching"]  # fmt: skip

@@ -59,10 +59,15 @@ def short_path(path: str | None) -> str:
 def schema_problems(element: Element) -> list[dict]:
     """Where the element breaks the CAP 1.2 schema, and why (at most MAX_ERRORS)."""
     problems = []
-    for error in schema().iter_errors(element):
-        problems.append({"path": short_path(error.path), "reason": error.reason or str(error)})
-        if len(problems) == MAX_ERRORS:
-            break
+    try:
+        for error in schema().iter_errors(element):
+            problems.append({"path": short_path(error.path), "reason": error.reason or str(error)})
+            if len(problems) == MAX_ERRORS:
+                break
+    except RecursionError:  # elements nested thousands deep (the signature's lax <any>)
+        raise CapXmlError("nested too deeply to be checked against the schema") from None
+    except ValueError as exc:  # a value the schema's checker itself cannot handle
+        raise CapXmlError(f"cannot be checked against the schema: {exc}") from None
     return problems
 
 

@@ -44,6 +44,10 @@ def html_text(html: str) -> str:
     """The text of an HTML document or fragment: lines trimmed, runs of blank lines as one."""
     parser = _Text()
     parser.feed(html)
+    # A tag or comment left open at the end is dropped, as browsers do: closing the parser on
+    # it would read it as text again from every "<" in it, in time quadratic in its length.
+    if parser.rawdata.startswith("<"):
+        parser.rawdata = ""
     parser.close()
     lines = (
         re.sub(r"[ \t\r\f\v\xa0]+", " ", line).strip() for line in "".join(parser.parts).split("\n")

@@ -11,6 +11,10 @@ from email.message import EmailMessage
 
 from .html_text import html_text
 
+# HTML beyond this many characters is not read (the parser's time grows with it; a device's
+# mail is far shorter): said in problems.
+MAX_HTML = 64 * 1024
+
 
 @dataclass(frozen=True)
 class Reading:
@@ -79,7 +83,10 @@ def _text(part: EmailMessage, problems: list[str]) -> str:
     if content is None:
         content = _try(lossy, "", problems, "body bytes")
     if part.get_content_subtype() == "html":
-        content = html_text(content)
+        if len(content) > MAX_HTML:
+            problems.append(f"HTML body cut at {MAX_HTML // 1024} KB of {len(content) // 1024} KB")
+            content = content[:MAX_HTML]
+        content = _try(lambda: html_text(content), "", problems, "HTML body")
     return content.replace("\r\n", "\n").strip()
 
 

@@ -131,12 +131,22 @@ class DeviceForm(forms.ModelForm):
         + " Saved keys are not shown; leave empty to keep it.",
     )  # fmt: skip
 
+    forget_sia_key = forms.BooleanField(
+        label="Remove the saved key", required=False,
+        help_text="The panel sends in the clear from now on.",
+    )  # fmt: skip
+
     class Meta:
         model = Device
         fields = "__all__"  # noqa: DJ007 (the admin picks the fields it shows)
 
-    def clean_sia_key(self):
-        return self.cleaned_data["sia_key"] or (self.instance.sia_key if self.instance.pk else "")
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned.get("forget_sia_key"):
+            cleaned["sia_key"] = ""
+        elif not cleaned.get("sia_key") and self.instance.pk:
+            cleaned["sia_key"] = self.instance.sia_key
+        return cleaned
 
 
 @admin.register(Device)

@@ -77,11 +77,15 @@ def secret_form_fields() -> dict:
     """For each secret key: a field to type a new value into, and a tick to clear it."""
     fields = {}
     for name, (spec, kinds) in all_secret_specs().items():
-        widget = (
-            BlankTextarea(attrs={"rows": 3, "cols": 80, "placeholder": '{"Header": "value"}'})
-            if spec.kind == "dict"
-            else forms.PasswordInput(attrs={"autocomplete": "new-password", "size": 60})
-        )
+        if spec.kind == "dict":
+            widget = BlankTextarea(
+                attrs={"rows": 3, "cols": 80, "placeholder": '{"Header": "value"}'}
+            )
+        elif spec.kind == "pem":  # a password input would strip the PEM's line breaks
+            widget = BlankTextarea(attrs={"rows": 6, "cols": 80, "autocomplete": "off",
+                                          "spellcheck": "false"})  # fmt: skip
+        else:
+            widget = forms.PasswordInput(attrs={"autocomplete": "new-password", "size": 60})
         fields[f"secret_{name}"] = forms.CharField(
             label=name, required=False, widget=widget, help_text=f"Secret of {', '.join(kinds)}."
         )
@@ -156,6 +160,8 @@ class ChannelFormBase(forms.ModelForm):
         return config
 
     def typed_value(self, name: str, spec, typed: str):
+        if spec.kind == "pem":
+            return typed.replace("\r\n", "\n")  # as a browser sends a textarea's lines
         if spec.kind != "dict":
             return typed
         try:

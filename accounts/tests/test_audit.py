@@ -62,6 +62,29 @@ def test_a_channels_secrets_are_masked_on_the_trail(operator):
     assert entries(action="created").last().changes["config"] == {"url": "***"}
 
 
+def test_a_panels_key_is_never_shown_again_nor_written_on_the_trail(operator, site):
+    form = {"name": "Intrusion panel", "kind": "sia", "site": site.pk, "enabled": "on",
+            "rate_limit_per_minute": 30, "sia_account": "ab12",
+            "sia_key": "0123456789ABCDEF"}  # fmt: skip
+    operator.post("/admin/devices/device/add/", form)
+    panel = Device.objects.get(name="Intrusion panel")
+    page = operator.get(f"/admin/devices/device/{panel.pk}/change/").content.decode()
+    operator.post(f"/admin/devices/device/{panel.pk}/change/",
+                  {**form, "sia_key": "", "zones-TOTAL_FORMS": "0",
+                   "zones-INITIAL_FORMS": "0"})  # fmt: skip
+    kept = Device.objects.get(pk=panel.pk).sia_key
+    operator.post(f"/admin/devices/device/{panel.pk}/change/",
+                  {**form, "sia_key": "", "forget_sia_key": "on", "zones-TOTAL_FORMS": "0",
+                   "zones-INITIAL_FORMS": "0"})  # fmt: skip
+
+    assert (panel.sia_account, kept) == ("AB12", "0123456789ABCDEF")
+    assert "0123456789ABCDEF" not in page
+    assert Device.objects.get(pk=panel.pk).sia_key == ""
+    trail = [entry.changes for entry in entries(object_type="devices.Device")]
+    assert len(trail) == 2 and "0123456789ABCDEF" not in str(trail)
+    assert trail[0]["sia_key"] == "(hidden)"
+
+
 def test_a_token_rotation_is_recorded_without_the_token(make_device):
     device, _ = make_device("Panic button", kind=Device.Kind.GENERIC)
     old_hash = device.token_hash

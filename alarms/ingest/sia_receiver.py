@@ -7,15 +7,15 @@ import logging
 import socketserver
 import threading
 
-from django.db import close_old_connections, connections
+from django.db import connections
 
 from ..sources import sia
 
 log = logging.getLogger(__name__)
 
-# A message is at most 4095 characters after its length field (0LLL); more without a CR is
-# garbage, and the connection is closed rather than buffered without end.
-MAX_FRAME = 4200
+# A message fits in sia.MAX_MESSAGE; more without a CR is garbage, and the connection is closed
+# rather than buffered without end.
+MAX_FRAME = sia.MAX_MESSAGE + 2
 # A panel that keeps its connection open sends at least a NULL message per supervision
 # interval; one silent for longer than this is closed (it reconnects when it has news).
 IDLE_SECONDS = 300
@@ -40,25 +40,40 @@ class TcpHandler(socketserver.BaseRequestHandler):
                 buffer += chunk
                 for message in frames(buffer):
                     if message.strip():
-                        close_old_connections()  # one that failed or aged is replaced
-                        self.request.sendall(sia.answer(message, ip))
+                        self.request.sendall(answered(message, ip))
                 if len(buffer) > MAX_FRAME:
                     log.warning("DC-09 peer %s sent %d bytes without a frame end", ip, len(buffer))
                     self.request.sendall(sia.nak())
                     return
         except (TimeoutError, ConnectionError, OSError) as exc:
             log.info("DC-09 connection from %s ended: %s", ip, exc)
-        finally:
-            connections.close_all()  # this thread's database connection
 
 
 class UdpHandler(socketserver.BaseRequestHandler):
+    """One message per datagram, and no answer to what is not one: a spoofed sender must not
+    turn a datagram into many answers, nor noise into NAKs."""
+
     def handle(self):
         data, sock = self.request
-        for message in frames(bytearray(data) + (b"" if data.endswith(b"\r") else b"\r")):
-            if message.strip():
-                close_old_connections()
-                sock.sendto(sia.answer(message, self.client_address[0]), self.client_address)
+        if len(data) > MAX_FRAME:
+            return
+        message = next(frames(bytearray(data) + b"\r"), b"")
+        if sia.looks_like_dc09(message):
+            sock.sendto(answered(message, self.client_address[0]), self.client_address)
+
+
+def answered(message: bytes, ip: str) -> bytes:
+    """The answer (a NAK if answering failed), the database connection handed back after it:
+    a panel may hold its TCP
+    connection for days, and a thread per panel must not hold a database connection each (with
+    DATABASE_POOL it goes back to the pool)."""
+    try:
+        return sia.answer(message, ip)
+    except Exception:  # a fault of ours: the panel is told to send again, and keeps its line
+        log.exception("DC-09 message from %s not answered as it should be (NAK)", ip)
+        return sia.nak()
+    finally:
+        connections.close_all()
 
 
 class TcpServer(socketserver.ThreadingTCPServer):

@@ -12,6 +12,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
+from elementpath.datatypes import DateTime as XsdDateTime
 
 from core import cap_xml
 from core.cap_xml import NS
@@ -144,9 +145,14 @@ def severity_of(info: dict | None) -> str:
 
 
 def expired(info: dict | None, now: datetime) -> bool:
+    """Whether `expires` has passed, read as the schema's xs:dateTime (which has 24:00:00,
+    midnight at the end of the day); a value it cannot read counts as not expired."""
     if not info or not info["expires"]:
         return False
-    return datetime.fromisoformat(info["expires"]) <= now
+    try:
+        return XsdDateTime.fromstring(info["expires"]) <= XsdDateTime.fromdatetime(now)
+    except ValueError:
+        return False
 
 
 def alarm_fields(alert: dict, info: dict | None) -> dict:
@@ -237,19 +243,23 @@ def _apply(alert: dict, device: Device, by: Actor) -> tuple[str, list]:
     )  # fmt: skip
     if not created:
         return _repeat(alert, message.dedup_key)
+    if alert["msgType"] == "Cancel":
+        _remember_referenced(device, triples, None)
+        return _cancel(alert, keys, by)
     if alert["msgType"] == "Update":
         _remember_referenced(device, triples, key)
-    if alert["msgType"] == "Cancel":
-        return _cancel(alert, keys, by)
     return _raise_or_update(alert, key, device, by)
 
 
-def _remember_referenced(device: Device, triples: list[tuple], key: str) -> None:
-    """The referenced messages we never had belong to this alarm too: a later message naming
-    only one of them finds it, and one of them arriving late changes nothing."""
+def _remember_referenced(device: Device, triples: list[tuple], key: str | None) -> None:
+    """The referenced messages we never had are noted, so one of them arriving late is a
+    repeat that changes nothing (an Alert after its Cancel raises nothing). An update's belong
+    to its alarm (`key`): a later message naming only one of them finds it; a cancel's keep
+    their own."""
     CapMessage.objects.bulk_create(
         [CapMessage(device=device, sender=s[:255], identifier=i[:255], sent=t[:40],
-                    msg_type="referenced", dedup_key=key) for s, i, t in triples],
+                    msg_type="referenced", dedup_key=key or dedup_key(device, s, i))
+         for s, i, t in triples],
         ignore_conflicts=True,
     )  # fmt: skip
 

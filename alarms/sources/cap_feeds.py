@@ -4,6 +4,7 @@ conditional GET; a new entry's alert is fetched once and applied as its CAP devi
 (alarms/sources/cap.py). What went wrong is written on the feed's row."""
 
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -11,6 +12,7 @@ from urllib.parse import urljoin, urlsplit
 from xml.etree.ElementTree import Element
 
 import requests
+import urllib3
 from django.conf import settings
 from django.utils import timezone
 
@@ -30,6 +32,7 @@ HEADERS = {
     "Accept": "application/atom+xml, application/rss+xml, application/xml;q=0.9",
 }
 MAX_ERROR_CHARS = 2000
+CHUNK_BYTES = 65536  # read at a time; a slow server's reads return what arrived
 
 
 class FeedError(Exception):
@@ -44,24 +47,51 @@ class Fetched:
 
 
 def fetch(url: str, max_bytes: int, headers: dict | None = None) -> Fetched:
-    """A GET of an http(s) URL with a timeout and a size limit (the body read up to it,
-    never further)."""
+    """A GET of an http(s) URL, redirects not followed (one is an error saying where it
+    pointed), the body read in chunks up to the size limit (never further) and within
+    CAP_FEED_TIMEOUT_SECONDS in all: a server sending a byte now and then is cut off."""
     if urlsplit(url).scheme not in ("http", "https"):
         raise FeedError(f"not an http(s) URL: {url[:200]}")
     timeout = settings.CAP_FEED_TIMEOUT_SECONDS
+    timed_out = FeedError(f"{url[:200]}: timed out after {timeout:g}s")
+    deadline = time.monotonic() + timeout
     try:
         with requests.get(url, headers={**HEADERS, **(headers or {})}, timeout=timeout,
-                          stream=True) as response:  # fmt: skip
-            body = response.raw.read(max_bytes + 1, decode_content=True)
-    except requests.Timeout:
-        raise FeedError(f"{url[:200]}: timed out after {timeout:g}s") from None
-    except requests.RequestException as exc:
+                          stream=True, allow_redirects=False) as response:  # fmt: skip
+            _check_status(url, response)
+            body = bytearray()
+            while len(body) <= max_bytes:
+                if not (chunk := response.raw.read1(CHUNK_BYTES, decode_content=True)):
+                    break
+                body += chunk
+                if time.monotonic() > deadline:
+                    raise timed_out
+    except (requests.Timeout, urllib3.exceptions.TimeoutError):
+        raise timed_out from None
+    except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
         raise FeedError(f"{url[:200]}: {exc.__class__.__name__}: {exc}") from None
     if len(body) > max_bytes:
         raise FeedError(f"{url[:200]}: larger than {max_bytes} bytes")
-    if response.status_code >= 400:
-        raise FeedError(f"{url[:200]}: HTTP {response.status_code}")
-    return Fetched(response.status_code, response.headers, body)
+    return Fetched(response.status_code, response.headers, bytes(body))
+
+
+def _check_status(url: str, response: requests.Response) -> None:
+    status = response.status_code
+    if 300 <= status < 400 and status != 304:
+        where = response.headers.get("Location", "nowhere")[:200]
+        raise FeedError(f"{url[:200]}: HTTP {status} redirect to {where} (not followed)")
+    if status >= 400:
+        raise FeedError(f"{url[:200]}: HTTP {status}")
+
+
+def on_feed_host(url: str, feed_url: str) -> bool:
+    """Whether an entry's link is on the feed's own host and port: a feed's body never makes
+    us fetch from another host (an internal service, a cloud metadata address)."""
+    try:
+        link, feed = urlsplit(url), urlsplit(feed_url)
+        return (link.hostname, link.port) == (feed.hostname, feed.port)
+    except ValueError:  # a port that is not a number
+        return False
 
 
 # --- entries -------------------------------------------------------------------------------
@@ -179,10 +209,13 @@ def poll(feed: CapFeed) -> dict:
         if key in seen:
             continue
         try:
-            taken.append(cap.apply(_alert_of(target), feed.device, by))
+            taken.append(cap.apply(_alert_of(target, feed.url), feed.device, by))
             seen.add(key)
         except (FeedError, Refused, cap_xml.CapXmlError) as exc:
             problems.append(f"{key.split('|')[0][:200]}: {exc}")
+        except Exception as exc:  # unforeseen: noted, and the other entries and feeds still go
+            log.exception("CAP feed %s: entry %s", feed.name, key)
+            problems.append(f"{key.split('|')[0][:200]}: {exc.__class__.__name__}: {exc}")
     current = [key for key, _ in found]
     feed.seen_entries = [key for key in current if key in seen]
     if not problems:
@@ -194,9 +227,12 @@ def poll(feed: CapFeed) -> dict:
     return {"status": response.status, "taken": taken, "problems": problems}
 
 
-def _alert_of(target) -> dict:
-    """The entry's alert, checked: carried inline, or fetched from its link."""
+def _alert_of(target, feed_url: str) -> dict:
+    """The entry's alert, checked: carried inline, or fetched from its link on the feed's
+    host."""
     if isinstance(target, str):
+        if not on_feed_host(target, feed_url):
+            raise FeedError(f"{target[:200]}: not on the feed's host, not fetched")
         body = fetch(target, settings.CAP_MAX_BYTES).body
         target = cap_xml.parsed(body, settings.CAP_MAX_BYTES)
     return cap.read(cap_xml.checked_alert(target))

@@ -2,11 +2,14 @@
 rate limit), its heartbeat, and the alarm a phone's emergency key raises (Yealink's Action URL,
 a GET with the token in the query string, as the phone can send neither headers nor body)."""
 
+import hashlib
+
 from core import rate_limits
 from devices.auth import device_for
 from devices.models import Device
 
 from .. import lifecycle
+from ..models import Alarm
 from ..timeline import Actor
 from . import heartbeats
 from .refusal import Refused
@@ -18,6 +21,7 @@ REQUIRED = {
     Device.Kind.CAP: "a CAP (public warnings) integration token is required",
 }
 UNKNOWN = "unknown or disabled device token"
+DEDUP_KEY_LENGTH = Alarm._meta.get_field("dedup_key").max_length
 
 
 def wrong_kind(device: Device, kind: str | None = None) -> str:
@@ -42,7 +46,16 @@ def integration_actor(device: Device, ip: str | None) -> Actor:
 
 def scoped_dedup_key(device: Device | None, key: str) -> str:
     """Dedup keys are per device token (as PagerDuty's are per routing key); users share one."""
-    return f"device:{device.pk}:{key}" if device else f"api:{key}"
+    return fitted(f"device:{device.pk}:{key}" if device else f"api:{key}")
+
+
+def fitted(key: str) -> str:
+    """The key as the alarm stores it: one too long for its column keeps its start and ends in
+    a hash of the whole, so the same key always finds the same alarm."""
+    if len(key) <= DEDUP_KEY_LENGTH:
+        return key
+    digest = hashlib.sha256(key.encode()).hexdigest()[:32]
+    return f"{key[: DEDUP_KEY_LENGTH - 33]}#{digest}"
 
 
 def over_limit(device: Device) -> bool:

@@ -10,6 +10,7 @@ import logging
 import re
 from datetime import timedelta
 
+import regex
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, transaction
 from django.utils import timezone
@@ -32,6 +33,10 @@ MAX_MESSAGE = 10000  # characters of the body kept in the alarm's message (the m
 CONNECTION_ERRORS = (OperationalError, InterfaceError)
 # A mail the listener stored but did not read this long after is read by the sweep.
 SWEEP_AFTER_SECONDS = 30.0
+# How long an operator's pattern (or the default) may take on one subject: past it, it counts as
+# no match. The regex package stops it then and lets the listener's other threads run meanwhile
+# (re would hold the GIL until it ended, which a backtracking pattern can put off for minutes).
+PATTERN_SECONDS = 0.5
 
 # Words that say the state rather than the thing: left out of the default key, so "ALARM:
 # Zone 4" and "Zone 4 OK" are one alarm.
@@ -144,12 +149,21 @@ def apply(mail: InboundMail) -> tuple:
     reading = mail_reading.read(bytes(mail.raw))
     by = devices.integration_actor(inbox.device, mail.peer)
     fields, changed = made_storable(alarm_fields(mail, reading))
-    key = devices.scoped_dedup_key(inbox.device, f"email:{subject_key(inbox, fields['title'])}")
-    if re.search(inbox.resolved_pattern, fields["title"]):
-        outcome = lifecycle.clear(key[:255], by, f"Resolved by mail: {fields['title']}")
+    problems: list[str] = []  # patterns that took too long
+    resolves = timed(
+        "resolved", regex.search, inbox.resolved_pattern, fields["title"], problems=problems
+    )
+    key = devices.scoped_dedup_key(
+        inbox.device, f"email:{subject_key(inbox, fields['title'], problems)}"
+    )
+    if resolves:
+        text = "; ".join([f"Resolved by mail: {fields['title']}", *problems])
+        outcome = lifecycle.clear(key[:255], by, text)
         if outcome is None:
             return None, "resolved nothing: no open alarm with its key"
         return outcome.alarm, "resolved" if outcome.changed else "was resolved already"
+    if problems:
+        fields["details"]["problems"] = [*fields["details"].get("problems", []), *problems]
     outcome = lifecycle.raise_alarm(
         source=SOURCE, dedup_key=key[:255], severity=inbox.severity, device=inbox.device,
         actor=by, labels={"device": inbox.device.name}, **fields,
@@ -179,15 +193,38 @@ def alarm_fields(mail: InboundMail, reading: mail_reading.Reading) -> dict:
     }
 
 
-def subject_key(inbox: InboundAddress, subject: str) -> str:
+def subject_key(inbox: InboundAddress, subject: str, problems: list | None = None) -> str:
     """Which alarm a subject is about: the key pattern's first group (or its match); else the
-    subject without its resolved marker, its state words and what changes between mails."""
-    found = re.search(inbox.key_pattern, subject) if inbox.key_pattern else None
+    subject without its resolved marker, its state words and what changes between mails.
+    Patterns that took too long are added to `problems`."""
+    problems = [] if problems is None else problems
+    found = None
+    if inbox.key_pattern:
+        found = timed("key", regex.search, inbox.key_pattern, subject, problems=problems)
     if found:
         key = (found.group(1) if found.re.groups else found.group(0)) or ""
     else:
-        key = STATE_WORDS.sub(" ", re.sub(inbox.resolved_pattern, " ", VOLATILE.sub(" ", subject)))
+        key = VOLATILE.sub(" ", subject)
+        key = timed(
+            "resolved", regex.sub, inbox.resolved_pattern, " ", key, problems=problems, nothing=key
+        )
+        key = STATE_WORDS.sub(" ", key)
     return " ".join(re.sub(r"[\W_]+", " ", key).lower().split())[:200]
+
+
+def timed(what: str, match, pattern: str, *args, problems: list, nothing=None):
+    """match(pattern, *args), i.e. regex.search or regex.sub, given PATTERN_SECONDS: the `what`
+    pattern taking longer matches nothing (`nothing` is returned), said in `problems` and the
+    log."""
+    try:
+        return match(pattern, *args, timeout=PATTERN_SECONDS)
+    except TimeoutError:
+        log.warning("the %s pattern %r took over %s s: taken as no match", what, pattern,
+                    PATTERN_SECONDS)  # fmt: skip
+        said = f"the {what} pattern took over {PATTERN_SECONDS} s on the subject: taken as no match"
+        if said not in problems:
+            problems.append(said)
+        return nothing
 
 
 def unreadable(mail: InboundMail) -> tuple:

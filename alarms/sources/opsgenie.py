@@ -28,7 +28,6 @@ from . import devices
 from .refusal import Refused
 
 PRIORITY = {"P1": "critical", "P2": "high", "P3": "warning", "P4": "info", "P5": "info"}
-ACTIONS = ("close", "acknowledge")
 IDENTIFIER_TYPES = ("id", "alias")
 UNPROCESSABLE = "Request body is not processable. Please check the errors."
 THROTTLED = "You are making too many requests! To avoid errors, we recommend you limit requests."
@@ -150,7 +149,7 @@ def flat_errors(detail, path="") -> dict:
 
 
 def dedup_key(device: Device, alias: str) -> str:
-    return f"device:{device.pk}:opsgenie:{alias}"
+    return devices.scoped_dedup_key(device, f"opsgenie:{alias}")
 
 
 def create(body, authorization: str, ip: str | None) -> dict:
@@ -164,7 +163,7 @@ def create(body, authorization: str, ip: str | None) -> dict:
     with transaction.atomic(savepoint=False):
         outcome = raise_from(device, by, data)
         note_made_storable(outcome, changed, by)
-    remember(request, "Create", outcome.alarm, data.get("alias"), "Created alert")
+    remember(request, device, "Create", outcome.alarm, data.get("alias"), "Created alert")
     return request.accepted()
 
 
@@ -251,7 +250,7 @@ def act(body, authorization: str, ip: str | None, identifier: str, action: str,
             status = "Alert is already closed"
     label = "Close" if action == "close" else "Acknowledge"
     alias = identifier if identifier_type == "alias" else None
-    remember(request, label, alarm, alias, status)
+    remember(request, device, label, alarm, alias, status)
     return request.accepted()
 
 
@@ -274,11 +273,13 @@ def actor(device: Device, ip: str | None, data: dict) -> Actor:
     return by
 
 
-def remember(request: Request, action: str, alarm: Alarm | None, alias: str | None,
-             status: str) -> None:  # fmt: skip
-    """What this request did, for `GET /v2/alerts/requests/{requestId}`; best effort."""
+def remember(request: Request, device: Device, action: str, alarm: Alarm | None,
+             alias: str | None, status: str) -> None:  # fmt: skip
+    """What this request did, for `GET /v2/alerts/requests/{requestId}` by the same
+    integration; best effort."""
     done = alarm is not None and status != "Alert is already closed"
     record = {
+        "integrationId": str(device.pk),
         "success": done,
         "isSuccess": done,
         "action": action,
@@ -302,10 +303,9 @@ def request_status(request_id: str, authorization: str, ip: str | None) -> dict:
         saved = redis_client.client().get(request_key(request_id))
     except redis.RedisError:
         saved = None
-    if saved is None:
+    data = json.loads(saved) if saved else {}
+    if data.get("integrationId") != str(device.pk):  # another integration's is not known here
         raise request.refused(404, f"Request with id [{request_id}] does not exist.")
-    data = json.loads(saved)
-    data["integrationId"] = str(device.pk)
     return request.body(data=data)
 
 

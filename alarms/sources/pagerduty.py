@@ -82,7 +82,7 @@ def _in(path: str, key) -> str:
 
 
 def dedup_key(device: Device, key: str) -> str:
-    return f"device:{device.pk}:pagerduty:{key}"
+    return devices.scoped_dedup_key(device, f"pagerduty:{key}")
 
 
 def receive(body, ip: str | None) -> str:

@@ -8,7 +8,7 @@ meaning (sia_codes); every message is supervision, so a panel that falls silent 
 `answer` is the whole receiver for one message: parse (pysiaalarm reads the formats and
 decrypts), check (CRC, length, account, key, the timestamp window), store, then the answer the
 standard requires. An ACK leaves only once what the message reports is committed; anything
-else is a NAK (the panel sends again) or a DUH (an event this receiver cannot read). The
+else is a NAK (the panel sends again) or a DUH (a message of a kind not read here). The
 answers are framed here, not by the parser, whose own answers put a NAK's line before its
 receiver and leave out the `|` after an encrypted answer's padding."""
 
@@ -20,11 +20,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-from django.db import DatabaseError
+from django.db import DatabaseError, transaction
 from django.db.models import Prefetch
 from pysiaalarm import SIAAccount, SIAEvent
-from pysiaalarm.event import OHEvent
-from pysiaalarm.utils import MessageTypes
+from pysiaalarm.utils import SIA_CODES, MessageTypes
 
 from core.config_cache import kept
 from devices.models import Device, PanelEventCode, PanelZone, normal_zone
@@ -41,7 +40,18 @@ log = logging.getLogger(__name__)
 TIMESTAMP_WINDOW = (40, 20)
 # A pad character may be anything printable but the frame's own brackets and bar.
 PAD_CHARACTERS = string.ascii_letters + string.digits
-ZONE_DIGITS = re.compile(r"\d+")
+# A message's frame up to its data: CRC, 0LLL length, "token", sequence, receiver, line,
+# account. Checked here first, so a well-formed message of a kind not read gets its DUH.
+HEADER = re.compile(
+    r'(?P<crc>[0-9A-Fa-f]{4})0[0-9A-Fa-f]{3}"(?P<token>\*?[A-Za-z0-9-]{1,16})"(?P<sequence>\d{4})'
+    r"(?P<receiver>R[0-9A-Fa-f]{1,6})?(?P<line>L[0-9A-Fa-f]{1,6})#?(?P<account>[0-9A-Fa-f]{3,16})?\["
+)
+READ_TOKENS = ("SIA-DCS", "ADM-CID", "NULL")
+# Real messages are a few hundred characters; the parser's cost grows fast with length.
+MAX_MESSAGE = 1024
+# One block of a SIA DCS message's data: an event code and its zone ("BA12"), or the area the
+# events after it concern ("ri2"); others (time, user id) are read past.
+BLOCK = re.compile(r"(?P<area>ri\d+)|(?P<code>[A-Z]{2})(?P<zone>\d*)")
 
 
 @dataclass(frozen=True)
@@ -86,21 +96,16 @@ class Unacceptable(Exception):
 
 def answer(data: bytes, ip: str | None) -> bytes:
     """The answer to one message (its bytes between LF and CR, or a whole datagram): an ACK
-    once what it reports is stored, else a NAK or a DUH."""
+    once every event it reports is stored, else a NAK or a DUH."""
     known = panels()
     try:
         event, panel = checked(data, known)
+    except Unsupported as exc:
+        log.warning("DC-09 message of a kind not read (DUH): %s", exc.header["token"])
+        return duh(exc.header)
     except Unacceptable as exc:
         log.warning("DC-09 message from %s refused (NAK): %s", ip or "?", exc)
         return nak()
-    if event is None:
-        return nak()
-    if event.sia_code is None and event.code not in operators_codes():
-        log.warning(
-            "DC-09 event code %r from account %s not known (DUH)", event.code, event.account
-        )
-        return duh(event)
-    found = sia_codes.meaning(event.code, operators_codes(), described(event))
     device = panel.device
     if refusal := device.refusal(ip, None):
         log.warning("DC-09 message for %s refused (NAK): %s", device.name, refusal)
@@ -109,32 +114,56 @@ def answer(data: bytes, ip: str | None) -> bytes:
         if devices.over_limit(device):
             log.warning("DC-09 panel %s over its rate limit (NAK)", device.name)
             return nak()
-        store(panel, event, found, Actor(f"panel {device.name}", ip=ip))
+        by = Actor(f"panel {device.name}", ip=ip)
+        with transaction.atomic():  # every event of the message, or none
+            for code, zone, area in events_of(event):
+                store(panel, event, Event(code, zone, area), by)
     except DatabaseError:
         log.exception("DC-09 event from %s not stored (NAK: the panel sends it again)", device.name)
         return nak()
     return ack(event, panel)
 
 
-def checked(data: bytes, known: dict[str, Panel]) -> tuple[SIAEvent | None, Panel | None]:
+class Unsupported(Exception):
+    """A well-formed message of a kind this receiver does not read: answered DUH."""
+
+    def __init__(self, header: dict):
+        super().__init__(header["token"])
+        self.header = header
+
+
+def looks_like_dc09(data: bytes) -> bool:
+    """Whether the bytes start as a DC-09 message does (what a UDP datagram must, to get an
+    answer at all)."""
+    return HEADER.match(data.decode("ascii", "replace").strip()) is not None
+
+
+def checked(data: bytes, known: dict[str, Panel]) -> tuple[SIAEvent, Panel]:
     """The parsed message and its panel, once every check the standard asks for has passed."""
-    line = data.decode("ascii", "replace").strip()  # a byte that is not ASCII fails the CRC
-    accounts = {number: panel.account for number, panel in known.items()}
-    try:
-        event = SIAEvent.from_line(line, accounts)
+    if len(data) > MAX_MESSAGE:
+        raise Unacceptable(f"{len(data)} bytes, more than a message has")
+    line = data.decode("ascii", "replace").strip()
+    if not line.isascii():
+        raise Unacceptable("a byte that is not ASCII")
+    header = HEADER.match(line)
+    if header is None:
+        raise Unacceptable(f"not a DC-09 message: {line[:40]!r}")
+    if crc(line[8:]) != header["crc"].upper():
+        raise Unacceptable(f"CRC {header['crc']} does not match {crc(line[8:])}")
+    if header["token"].lstrip("*").upper() not in READ_TOKENS:
+        raise Unsupported(header.groupdict())
+    spelled = header["account"] or ""
+    panel = known.get(spelled.upper())
+    if panel is None:
+        raise Unacceptable(f"no enabled panel has account {spelled!r}")
+    try:  # the account as the panel spells it: the parser looks it up so
+        event = SIAEvent.from_line(line, {spelled: panel.account})
     except Exception as exc:  # hostile bytes may trip the parser anywhere: one NAK, no crash
         raise Unacceptable(f"unreadable ({exc.__class__.__name__}: {str(exc)[:200]!r})") from None
-    if isinstance(event, OHEvent):
-        return None, None
-    if not event.valid_message:
-        raise Unacceptable(f"CRC {event.msg_crc} does not match {event.calc_crc}")
     if int(event.length, 16) != len(event.full_message):  # (the parser's own check misreads it)
         raise Unacceptable(f"length {event.length} does not match the message")
-    panel = known.get((event.account or "").upper())
-    if panel is None:
-        raise Unacceptable(f"no enabled panel has account {event.account!r}")
     if panel.account.encrypted and not event.encrypted:
-        raise Unacceptable(f"account {event.account} sends encrypted; this message was not")
+        raise Unacceptable(f"account {spelled} sends encrypted; this message was not")
     if event.encrypted and not isinstance(event.timestamp, datetime):
         raise Unacceptable("an encrypted message must carry its timestamp")
     if not event.valid_timestamp:
@@ -142,77 +171,94 @@ def checked(data: bytes, known: dict[str, Panel]) -> tuple[SIAEvent | None, Pane
     return event, panel
 
 
-def described(event: SIAEvent) -> str:
-    return event.sia_code.type if event.sia_code else ""
+@dataclass(frozen=True)
+class Event:
+    """One event of a message: a message may carry several ("Nri1/BA12/FA3")."""
+
+    code: str
+    zone: str
+    area: str
 
 
-def zone_of(event: SIAEvent) -> str:
-    """The zone (point, or user) an event concerns: Contact ID's three digits, or the digits
-    after a SIA code ("BA12"); '' when it names none."""
+def events_of(event: SIAEvent) -> list[tuple[str, str, str]]:
+    """(code, zone, area) of each event the message reports: Contact ID's one, every block of
+    a SIA DCS message's data, a NULL message's supervision."""
     if event.message_type == MessageTypes.ADMCID:
-        return normal_zone(event.ri) if event.ri else ""
-    found = ZONE_DIGITS.match(event.message or "")
-    return normal_zone(found.group()) if found else ""
+        zone = normal_zone(event.ri) if event.ri else ""
+        return [(event.code, zone, normal_zone(event.partition) if event.partition else "")]
+    if event.message_type == MessageTypes.NULL or not event.code:
+        return [("RP", "", "")]
+    area, found = normal_zone(event.ri) if event.ri else "", []
+    for block in f"{event.code}{event.message or ''}".split("/"):
+        matched = BLOCK.match(block.strip())
+        if matched and matched["area"]:
+            area = normal_zone(matched["area"][2:])
+        elif matched:
+            zone = normal_zone(matched["zone"]) if matched["zone"] else ""
+            found.append((matched["code"], zone, area))
+    return found or [(event.code, "", area)]
 
 
-def partition_of(event: SIAEvent) -> str:
-    part = event.partition if event.message_type == MessageTypes.ADMCID else event.ri
-    return normal_zone(part) if part else ""
+def described(code: str) -> str:
+    """What the SIA code list calls this code ('' when it is not on it)."""
+    known = SIA_CODES.get(code)
+    return known.type if known else ""
 
 
-def store(panel: Panel, event: SIAEvent, meaning: Meaning, by: Actor) -> None:
-    """What the event says, committed: an alarm raised or repeated, or cleared; nothing for
-    supervision (the panel was marked seen) and everyday events."""
-    device, zone = panel.device, zone_of(event)
-    key = f"device:{device.pk}:sia:{meaning.condition}:{zone or '-'}"
+def store(panel: Panel, event: SIAEvent, one: Event, by: Actor) -> None:
+    """What one event says, committed with the others of its message: an alarm raised or
+    repeated, or cleared; nothing for supervision (the panel was marked seen) and everyday
+    events."""
+    device, zone = panel.device, one.zone
+    meaning = sia_codes.meaning(one.code, operators_codes(), described(one.code))
+    key = devices.scoped_dedup_key(device, f"sia:{meaning.condition}:{zone or '-'}")
     if meaning.action in (SUPERVISION, IGNORE):
-        log.info("DC-09 %s from %s: %s", event.code, device.name, meaning.title or meaning.action)
+        log.info("DC-09 %s from %s: %s", one.code, device.name, meaning.title or meaning.action)
         return
     if meaning.action == CLEAR:
-        lifecycle.clear(
-            key, by, f"{meaning.title or event.code} ({event.code}, zone {zone or '-'})"
-        )
+        lifecycle.clear(key, by, f"{meaning.title or one.code} ({one.code}, zone {zone or '-'})")
         return
     assert meaning.action == RAISE
     mapped = panel.zones.get(zone)
     room = mapped.room if mapped else device.room
     where = ", ".join(part for part in (mapped and mapped.name, room and room.name) if part)
-    title = meaning.title or f"Panel event {event.code}"
+    title = meaning.title or f"Panel event {one.code}"
     lifecycle.raise_alarm(
         source="sia",
         dedup_key=key,
         title=f"{title}: {where or (f'zone {zone}' if zone else device.name)}",
-        message=message_of(event, device, zone),
+        message=message_of(event, one, device),
         severity=meaning.severity,
-        labels=labels_of(event, device, zone),
-        details={"sia": details_of(event, zone)},
+        labels=labels_of(event, one, device),
+        details={"sia": details_of(event, one)},
         device=device,
         room=room,
         actor=by,
     )
 
 
-def message_of(event: SIAEvent, device: Device, zone: str) -> str:
-    said = event.sia_code.description if event.sia_code else f"Event code {event.code}"
-    return f"{said}. Panel {device.name}, account {event.account}, zone {zone or 'none'}."
+def message_of(event: SIAEvent, one: Event, device: Device) -> str:
+    known = SIA_CODES.get(one.code)
+    said = known.description if known else f"Event code {one.code}"
+    return f"{said}. Panel {device.name}, account {event.account}, zone {one.zone or 'none'}."
 
 
-def labels_of(event: SIAEvent, device: Device, zone: str) -> dict:
-    labels = {"panel": device.name, "account": event.account, "code": event.code,
+def labels_of(event: SIAEvent, one: Event, device: Device) -> dict:
+    labels = {"panel": device.name, "account": event.account, "code": one.code,
               "protocol": event.message_type.value}  # fmt: skip
-    if zone:
-        labels["zone"] = zone
-    if partition := partition_of(event):
-        labels["partition"] = partition
+    if one.zone:
+        labels["zone"] = one.zone
+    if one.area:
+        labels["partition"] = one.area
     return labels
 
 
-def details_of(event: SIAEvent, zone: str) -> dict:
+def details_of(event: SIAEvent, one: Event) -> dict:
     details = {
-        "code": event.code, "type": described(event), "zone": zone,
-        "partition": partition_of(event), "receiver": event.receiver or "",
-        "line": event.line or "", "sequence": event.sequence, "encrypted": bool(event.encrypted),
-        "message_type": event.message_type.value, "text": (event.message or "").strip(),
+        "code": one.code, "type": described(one.code), "zone": one.zone, "partition": one.area,
+        "receiver": event.receiver or "", "line": event.line or "", "sequence": event.sequence,
+        "encrypted": bool(event.encrypted), "message_type": event.message_type.value,
+        "text": (event.message or "").strip(),
         "panel_time": event.timestamp.isoformat() if isinstance(event.timestamp, datetime) else "",
     }  # fmt: skip
     if event.message_type == MessageTypes.ADMCID:
@@ -241,19 +287,21 @@ def timestamp(now: datetime | None = None) -> str:
     return (now or datetime.now(UTC)).strftime("_%H:%M:%S,%m-%d-%Y")
 
 
-def routing(event: SIAEvent) -> str:
-    """The sequence, receiver, line and account of the message, echoed in its answer."""
-    return f"{event.sequence}{event.receiver or ''}{event.line or ''}#{event.account}"
+def routing(sequence: str, receiver: str | None, line: str | None, account: str | None) -> str:
+    """The sequence, receiver, line and account of a message, echoed in its answer."""
+    return f"{sequence}{receiver or ''}{line or ''}#{account or ''}"
 
 
 def ack(event: SIAEvent, panel: Panel) -> bytes:
+    echoed = routing(event.sequence, event.receiver, event.line, event.account)
     if not event.encrypted:
-        return frame(f'"ACK"{routing(event)}[]')
-    return frame(f'"*ACK"{routing(event)}[{encrypted(panel.account.key_b, "]" + timestamp())}')
+        return frame(f'"ACK"{echoed}[]')
+    return frame(f'"*ACK"{echoed}[{encrypted(panel.account.key_b, "]" + timestamp())}')
 
 
-def duh(event: SIAEvent) -> bytes:
-    return frame(f'"DUH"{routing(event)}[]')
+def duh(header: dict) -> bytes:
+    echoed = routing(header["sequence"], header["receiver"], header["line"], header["account"])
+    return frame(f'"DUH"{echoed}[]')
 
 
 def nak() -> bytes:

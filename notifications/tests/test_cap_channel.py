@@ -3,6 +3,8 @@ it verifies the enveloped XML Signature with the sender's certificate (signxml) 
 message against the OASIS CAP 1.2 schema before it takes it. Raise, acknowledge and resolve
 arrive as Alert, Update and Cancel, the later ones referencing the first."""
 
+import json
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -20,10 +22,11 @@ from core import cap_xml
 from core.cap_xml import NS
 from devices.models import Device
 from notifications.delivery.sample_sends import send_test
-from notifications.models import Delivery
+from notifications.models import Delivery, NotificationChannel
 
 from .fake_provider import Answer
 from .steps import make_channel, send_pending
+from .test_admin_secrets import ADD, FormFields, change_url, save_as_shown
 
 pytestmark = pytest.mark.django_db
 
@@ -195,3 +198,41 @@ def test_the_key_is_kept_out_of_what_is_shown(channel, rsa_pair):
 
     assert shown["key_pem"] == shown["cert_pem"] == "***"
     assert rsa_pair[0] in channel.transport().secrets()
+
+
+def as_a_browser_sends(page: str, name: str, pasted: str) -> str:
+    """What a browser submits for text pasted into the form's field `name`: a <textarea> keeps
+    the line breaks (as CRLF), an <input> strips them (HTML's value sanitization)."""
+    if re.search(rf'<textarea[^>]*name="{name}"', page):
+        return pasted.replace("\n", "\r\n")
+    return pasted.replace("\r", "").replace("\n", "")
+
+
+def test_a_key_and_certificate_pasted_into_the_admin_sign_messages_that_verify(
+    client, django_user_model, receiver, rsa_pair
+):
+    client.force_login(django_user_model.objects.create_superuser("op", "op@example.org", "pw"))
+    key_pem, cert_pem = rsa_pair
+    page = client.get(ADD).content.decode()
+    fields = FormFields(page).fields
+    fields.update(
+        name="Regional CAP hub", kind="cap", config=json.dumps({"url": receiver.url + CAP_PATH}),
+        secret_key_pem=as_a_browser_sends(page, "secret_key_pem", key_pem),
+        secret_cert_pem=as_a_browser_sends(page, "secret_cert_pem", cert_pem),
+    )  # fmt: skip
+
+    response = client.post(ADD, fields)
+
+    assert response.status_code == 302, response.content.decode()[-2000:]
+    channel = NotificationChannel.objects.get(name="Regional CAP hub")
+    pasted = (key_pem.strip(), cert_pem.strip())
+    assert (channel.config["key_pem"], channel.config["cert_pem"]) == pasted
+    assert save_as_shown(client, channel, name="CAP hub").status_code == 302  # left empty
+    channel.refresh_from_db()
+    assert (channel.name, channel.config["key_pem"], channel.config["cert_pem"]) == (
+        "CAP hub", *pasted)  # fmt: skip
+    shown = client.get(change_url(channel)).content.decode()
+    assert key_pem.splitlines()[1] not in shown and cert_pem.splitlines()[1] not in shown
+    assert [ok for _, _, ok in send_test(channel=channel)] == [True, True]
+    alert, cancel = received(receiver, cert_pem)
+    assert [field(m, "cap:msgType") for m in (alert, cancel)] == ["Alert", "Cancel"]

@@ -43,6 +43,15 @@ def cancel_of(sender, identifier, sent, new_identifier="cancel-1") -> bytes:
                    msgType="Cancel", references=f"{sender},{identifier},{sent}")  # fmt: skip
 
 
+def deeply_nested(document: bytes, depth: int = 3000) -> bytes:
+    """The document with signature elements nested `depth` deep, which the schema's lax
+    xmldsig <any> lets through to its checker (3000: 70 kB, well under the size limit)."""
+    ds = "<ds:Object xmlns:ds='http://www.w3.org/2000/09/xmldsig#'>"
+    return document.replace(
+        b"</alert>", (ds * depth + "</ds:Object>" * depth).encode() + b"</alert>"
+    )
+
+
 @pytest.fixture
 def cap_token(make_device):
     return integration(make_device, Device.Kind.CAP)[1]
@@ -131,6 +140,22 @@ def test_a_warning_that_expired_before_it_arrived_is_stored_resolved(post_cap):
     ]
     assert [g["value"] for g in area["geocode"]] == ["006109", "006009", "006003"]
     assert alarm.events.filter(kind="resolved", text__startswith="Expired at 2003-06-17").exists()
+
+
+@pytest.mark.parametrize(("expires", "action", "status"), [
+    ("2030-01-01T24:00:00+00:00", "raised", "triggered"),  # midnight at the end of the day
+    ("2003-06-17T24:00:00-07:00", "raised, expired: resolved", "resolved"),
+])  # fmt: skip
+def test_an_expiry_at_24_00_is_read_as_the_schema_reads_it(post_cap, expires, action, status):
+    warning = fixture("severe_thunderstorm_warning").replace(
+        b"2003-06-17T16:00:00-07:00", expires.encode()
+    )
+
+    response = post_cap(warning)
+
+    assert response.status_code == 200
+    assert response.json()["action"] == action
+    assert only_alarm().status == status
 
 
 def test_a_signed_ipaws_alert_with_an_embedded_image_is_taken_without_the_image(post_cap):
@@ -232,6 +257,16 @@ def test_a_cancel_clears_the_alarm_it_references(post_cap):
     assert alarm.events.filter(text__startswith="Cancelled by CAP message cancel-1").exists()
 
 
+def test_an_alert_arriving_after_its_cancel_is_a_repeat_that_raises_nothing(post_cap):
+    cancelled = post_cap(cancel_of(*HSAS)).json()
+
+    late = post_cap(fixture("hsas_advisory")).json()
+
+    assert cancelled["action"] == "nothing open to cancel"
+    assert (late["action"], late["alarm_ids"]) == ("repeat: nothing changed", [])
+    assert not Alarm.objects.exists()
+
+
 def test_a_cancel_of_nothing_we_have_changes_nothing(post_cap):
     answer = post_cap(cancel_of("hsas@dhs.gov", "never-sent", HSAS[2])).json()
 
@@ -325,6 +360,16 @@ def test_a_cap_1_1_document_is_refused_as_not_cap_1_2(post_cap):
 
     assert response.status_code == 400
     assert "not a CAP 1.2 alert" in response.json()["reason"]
+
+
+def test_elements_nested_too_deeply_for_the_schema_check_are_refused(post_cap):
+    response = post_cap(deeply_nested(fixture("hsas_advisory")))
+
+    assert response.status_code == 400
+    body = response.json()
+    assert body["error"] == "not a valid CAP 1.2 alert"
+    assert body["reason"] == "nested too deeply to be checked against the schema"
+    assert not Alarm.objects.exists()
 
 
 def test_xml_that_is_not_well_formed_is_refused(post_cap):

@@ -3,8 +3,11 @@ CAP alerts (fixtures/cap/warnings_index.atom, linking to the OASIS examples) and
 conditional GETs as a web server does: each alert is fetched and raised once, a 304 changes
 nothing, a Cancel in the feed clears, and failures are written on the feed's row."""
 
+import threading
+import time
 from datetime import timedelta
 from email.utils import formatdate
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from django.utils import timezone
@@ -17,7 +20,7 @@ from notifications.tests import fake_provider
 from notifications.tests.fake_provider import Answer
 
 from .payloads import integration
-from .test_cap import FIXTURES, HSAS, cancel_of, fixture
+from .test_cap import FIXTURES, HSAS, cancel_of, deeply_nested, fixture
 
 pytestmark = pytest.mark.django_db
 
@@ -54,6 +57,13 @@ class WarningService:
         self.feed = self.feed.replace("</feed>", entry + "</feed>")
         self.etag = etag
 
+    def add_inline_entry(self, entry_id: str, alert: bytes) -> None:
+        content = alert.split(b"?>", 1)[1].decode()  # without its XML declaration
+        entry = (f"<entry><id>{entry_id}</id><updated>2003-06-12T08:00:00-07:00</updated>"
+                 f"<title>{entry_id}</title><content type='application/cap+xml'>{content}"
+                 "</content></entry>")  # fmt: skip
+        self.feed = self.feed.replace("</feed>", entry + "</feed>")
+
     def fetched(self) -> list[str]:
         return [request.path for request in self.server.requests]
 
@@ -62,6 +72,15 @@ class WarningService:
 def service():
     server = fake_provider.start()
     yield WarningService(server)
+    fake_provider.stop(server)
+
+
+@pytest.fixture
+def elsewhere():
+    """Another server (another port of the loopback host): a feed's links must not reach it."""
+    server = fake_provider.start()
+    server.route("GET", r"/.*", lambda request, match: Answer(200, fixture("amber_alert")))
+    yield server
     fake_provider.stop(server)
 
 
@@ -218,6 +237,96 @@ def test_a_feed_over_the_size_limit_is_not_read(feed, service, settings):
     feed.refresh_from_db()
     assert "larger than 500 bytes" in feed.last_error
     assert not Alarm.objects.exists()
+
+
+def test_an_entry_that_breaks_the_schema_checker_is_noted_and_the_rest_still_taken(
+    feed, service, make_device
+):
+    service.add_inline_entry("urn:oid:deep", deeply_nested(fixture("earthquake_update")))
+    device, _ = make_device("Another CAP integration", kind=Device.Kind.CAP, room=None)
+    second = CapFeed.objects.create(name="Second", device=device, url=feed.url)
+
+    assert tasks.poll_cap_feeds() == 2
+
+    for each in (feed, second):
+        each.refresh_from_db()
+        assert each.last_error == "urn:oid:deep: nested too deeply to be checked against the schema"
+        assert len(each.seen_entries) == 2  # the two alerts taken, the deep one to retry
+    assert Alarm.objects.count() == 4  # each feed's device raised both
+
+
+def test_a_redirect_is_not_followed_and_says_where_it_pointed(make_device, service, elsewhere):
+    target = f"{elsewhere.url}/latest/meta-data/"
+    service.server.route("GET", "/moved.atom", lambda r, m: Answer(302, b"", {"Location": target}))
+    device, _ = integration(make_device, Device.Kind.CAP)
+    moved = CapFeed.objects.create(name="Moved", device=device,
+                                   url=f"{service.server.url}/moved.atom")  # fmt: skip
+
+    cap_feeds.poll(moved)
+
+    moved.refresh_from_db()
+    assert moved.last_error.endswith(f"/moved.atom: HTTP 302 redirect to {target} (not followed)")
+    assert elsewhere.requests == []
+
+
+def test_links_to_another_host_are_not_fetched(feed, service, elsewhere):
+    service.add_entry("urn:elsewhere", f"{elsewhere.url}/cap/amber_alert.xml", etag='"v2"')
+    service.add_entry("urn:file", "file:///etc/passwd", etag='"v2"')
+
+    result = cap_feeds.poll(feed)
+
+    assert [taken["action"] for taken in result["taken"]] == ["raised", "raised"]
+    assert elsewhere.requests == []
+    feed.refresh_from_db()
+    assert feed.last_error == (
+        f"urn:elsewhere: {elsewhere.url}/cap/amber_alert.xml: not on the feed's host, not "
+        "fetched; urn:file: file:///etc/passwd: not on the feed's host, not fetched"
+    )
+
+
+class Dripping(BaseHTTPRequestHandler):
+    """A server that answers at once and then sends its body a byte every tenth of a second:
+    no single read waits long, the whole takes seconds."""
+
+    body = b"<feed xmlns='http://www.w3.org/2005/Atom'><title>slow</title></feed>"
+
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(self.body)))
+        self.end_headers()
+        try:
+            for i in range(len(self.body)):
+                self.wfile.write(self.body[i : i + 1])
+                self.wfile.flush()
+                time.sleep(0.1)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def dripping():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Dripping)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}).start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_feed_dripping_its_body_is_cut_off_at_the_deadline(make_device, dripping, settings):
+    settings.CAP_FEED_TIMEOUT_SECONDS = 0.5
+    device, _ = integration(make_device, Device.Kind.CAP)
+    slow = CapFeed.objects.create(name="Slow", device=device, url=f"{dripping}/feed.atom")
+    started = time.monotonic()
+
+    cap_feeds.poll(slow)
+
+    assert time.monotonic() - started < 1.5  # the whole body would take 7 s
+    slow.refresh_from_db()
+    assert slow.last_error == f"{dripping}/feed.atom: timed out after 0.5s"
 
 
 def test_beat_polls_only_the_feeds_that_are_due(feed, service, make_device):

@@ -3,6 +3,7 @@ this test's database) spoken to with smtplib, device mails from fixtures/email/ 
 Synology NAS, a building management system) and a malformed one; its refusals as SMTP codes;
 the sweep that reads a mail stored but left unread."""
 
+import email.policy
 import os
 import re
 import smtplib
@@ -10,17 +11,30 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from datetime import timedelta
+from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
+import regex
+from django.core.exceptions import ValidationError
 from django.db import connection
 from django.utils import timezone
 
 from alarms import tasks
-from alarms.models import Alarm, AlarmEvent, InboundAddress, InboundMail
+from alarms.models import (
+    DEFAULT_RESOLVED_PATTERN,
+    Alarm,
+    AlarmEvent,
+    InboundAddress,
+    InboundMail,
+    validate_pattern,
+)
 from alarms.sources import email_in
+from alarmsite.celery import app
 from conftest import ROOT, free_port, test_database_url, wait_until
+from core import mail_reading
 from devices.models import Device
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -85,6 +99,17 @@ def inbox(make_device):
         return InboundAddress.objects.create(device=device, local_part=local_part, **fields)
 
     return make
+
+
+def with_subject(raw: bytes, subject: str) -> bytes:
+    return re.sub(rb"(?m)^Subject: .*$", b"Subject: " + subject.encode(), raw, count=1)
+
+
+def html_mail(subject: str, html: str) -> bytes:
+    message = EmailMessage(policy=email.policy.SMTP)
+    message["From"], message["To"], message["Subject"] = "panel@example.org", "x@x", subject
+    message.set_content(html, subtype="html", cte="quoted-printable")
+    return message.as_bytes()
 
 
 def send(port: int, raw: bytes, to: str, sender: str = "device@example.org") -> dict:
@@ -182,6 +207,86 @@ def test_a_device_that_ends_its_lines_with_lf_alone_is_understood(listener, inbo
         assert smtp.data(raw)[0] == 250
 
     assert Alarm.objects.get().title.startswith("[DS920] Storage Pool 1 on DS920 has degraded")
+
+
+@pytest.mark.parametrize(
+    "subject",
+    [
+        "Fire alarm: zone 4 - clear the building",
+        "ALARM Temperature outside normal range",
+        "Supply air temperature above normal",
+        "Power failure: is back-up generator running?",
+    ],
+)
+def test_an_alarm_with_an_all_clear_word_inside_its_subject_raises(listener, inbox, subject):
+    inbox("bms")
+
+    send(listener, with_subject(device_mail("bms_supply_air_high.eml"), subject), f"bms@{DOMAIN}")
+
+    alarm = Alarm.objects.get()
+    assert (alarm.title, alarm.status) == (subject, "triggered")
+    assert InboundMail.objects.get().outcome == "raised"
+
+
+def test_html_the_parser_gives_up_on_still_raises_with_its_subject(listener, inbox):
+    inbox("panel")
+    html = "<p>Zone 4: smoke detector</p><![ a"  # HTMLParser: AssertionError
+
+    send(listener, html_mail("Zone 4 fire", html), f"panel@{DOMAIN}")
+
+    alarm = Alarm.objects.get()
+    assert alarm.title == "Zone 4 fire"
+    assert "HTML body unreadable (AssertionError)" in alarm.details["problems"]
+
+
+def test_html_left_open_is_read_at_once(listener, inbox):
+    inbox("panel")
+    html = "<p>Zone 4: smoke detector</p>" + "<a " * 15000  # took HTMLParser 15 s
+
+    started = time.monotonic()
+    send(listener, html_mail("Zone 4 fire", html), f"panel@{DOMAIN}")
+
+    assert time.monotonic() - started < 5
+    assert Alarm.objects.get().message == "Zone 4: smoke detector"
+
+
+def test_html_beyond_64_kb_is_cut_and_said_so():
+    html = "<p>Drive 2 failed</p>" + "<br>" * 250_000
+
+    reading = mail_reading.read(html_mail("[DS920] Drive 2 failed", html))
+
+    assert reading.text == "Drive 2 failed"
+    assert "HTML body cut at 64 KB of 976 KB" in reading.problems
+
+
+def test_a_pattern_that_backtracks_on_a_subject_counts_as_no_match(listener, inbox):
+    slow = r"(a|aa)+$"  # exponential on a run of a's that does not end the subject
+    inbox("bms", resolved_pattern=slow, key_pattern=slow)
+    subject = "a" * 40 + "!"  # stdlib re: minutes, holding the GIL
+
+    started = time.monotonic()
+    send(listener, with_subject(device_mail("bms_supply_air_high.eml"), subject), f"bms@{DOMAIN}")
+
+    assert time.monotonic() - started < 5
+    alarm = Alarm.objects.get()
+    assert (alarm.title, alarm.status) == (subject, "triggered")
+    for what in ("resolved", "key"):
+        said = f"the {what} pattern took over 0.5 s on the subject: taken as no match"
+        assert said in alarm.details["problems"]
+    assert "pattern '(a|aa)+$' took over 0.5 s" in (ROOT / "var" / "listen_mail.log").read_text()
+
+
+def test_patterns_are_checked_by_the_engine_that_matches_them():
+    validate_pattern(r"(?i)\p{Lu}+ OK$")  # regex's Unicode classes; re refuses them
+    validate_pattern(DEFAULT_RESOLVED_PATTERN)
+    with pytest.raises(ValidationError):
+        validate_pattern("(")
+
+
+def test_the_mail_sweep_is_not_on_the_recovery_queue():
+    # Senders' mails must not hold up the sweeps that look after escalation and deliveries.
+    route = app.amqp.router.route({}, "alarms.tasks.sweep_mail")
+    assert route["queue"].name == "celery"
 
 
 def test_an_unknown_address_or_a_disabled_integration_is_550_5_1_1(listener, inbox):
@@ -372,14 +477,24 @@ def test_two_sweeps_at_once_read_a_mail_once(inbox):
          "** RECOVERY Service Alert: web01/HTTP is OK **"),
         ("UPS on battery, 2024-03-14 10:12:45", "UPS no longer on battery (3 min)"),
         ("Fault: chiller 2 at 31.5 °C, Thu Mar 14 10:12", "Cleared: chiller 2 at 22 °C"),
+        ("Chiller 2 fault", "Chiller 2 back to normal"),
+        ("Server web01 down", "Server web01 is back online"),
     ],
 )  # fmt: skip
 def test_the_default_key_makes_an_alarm_and_its_all_clear_one(alarm, all_clear):
     address = InboundAddress(local_part="x")
 
-    assert re.search(address.resolved_pattern, all_clear)
-    assert not re.search(address.resolved_pattern, alarm)
+    assert regex.search(address.resolved_pattern, all_clear)
+    assert not regex.search(address.resolved_pattern, alarm)
     assert email_in.subject_key(address, alarm) == email_in.subject_key(address, all_clear)
+
+
+def test_the_default_resolved_pattern_finds_all_clears_where_devices_put_them():
+    all_clears = ["[RESOLVED] HighLatency web01", "Resolved in 5m 0s: High CPU on web01",
+                  "[OK] CPU usage", "CLEAR: zone 4", "Return to normal: AHU-3",
+                  "Checkmk: web01/CPU CRIT -> OK", "UPS: Power restored."]  # fmt: skip
+    for subject in all_clears:
+        assert regex.search(DEFAULT_RESOLVED_PATTERN, subject), subject
 
 
 def test_the_default_key_keeps_which_disk_and_not_ok_is_no_all_clear():
@@ -388,4 +503,10 @@ def test_the_default_key_keeps_which_disk_and_not_ok_is_no_all_clear():
     assert email_in.subject_key(address, "Disk 2 failed") != email_in.subject_key(
         address, "Disk 3 failed"
     )
-    assert not re.search(address.resolved_pattern, "Power supply status: not OK")
+    for alarm in (
+        "Power supply status: not OK",
+        "Battery no longer OK",
+        "Controller no longer responding",
+        "Clear the building: fire in zone 4",
+    ):
+        assert not regex.search(address.resolved_pattern, alarm), alarm  # fmt: skip

@@ -139,6 +139,31 @@ def test_closing_what_is_not_open_is_accepted_as_opsgenie_accepts_it(client, gen
         "Alert does not exist", False, "")  # fmt: skip
 
 
+def test_a_long_alias_is_one_alarm_and_closes_by_that_alias(client, genie_key):
+    alias = "backup/" + "x" * 500  # Opsgenie takes up to 512 characters
+
+    for _ in range(2):
+        assert send(client, "/v2/alerts", {"message": "Backup failed", "alias": alias},
+                    genie_key).status_code == 202  # fmt: skip
+    send(client, f"/v2/alerts/{alias.replace('/', '%2F')}/close?identifierType=alias", {},
+         genie_key)  # fmt: skip
+
+    alarm = Alarm.objects.get()
+    assert (alarm.occurrences, alarm.status) == (2, "resolved")
+
+
+def test_a_request_status_is_only_its_own_integrations(client, genie_key, make_device):
+    _, other = make_device("another sender", kind=Device.Kind.OPSGENIE, room=None)
+    created = send(client, "/v2/alerts", {"message": "Queue backlog"}, genie_key).json()
+
+    path = f"/v2/alerts/requests/{created['requestId']}"
+    answer = send(client, path, key=other, method="get")
+
+    assert answer.status_code == 404
+    own = send(client, path, key=genie_key, method="get").json()["data"]
+    assert own["integrationId"] == str(Device.objects.get(name="opsgenie integration").pk)
+
+
 def test_a_named_team_escalates_by_our_team_of_that_name(client, genie_key, make_policy):
     noc = Team.objects.create(name="NOC")
     policy = make_policy([(0, [], [])], name="NOC policy", team=noc)

@@ -128,3 +128,15 @@ def test_pagerduty_invalid_events_answer_as_pagerduty_does(client, make_device, 
     assert body["status"] == "invalid event" and body["message"] == "Event object is invalid"
     assert any(error in line for line in body["errors"]), body
     assert not Alarm.objects.exists()
+
+
+def test_a_dedup_key_of_the_longest_length_pagerduty_takes_is_one_alarm(client, make_device):
+    _, key = integration(make_device, Device.Kind.PAGERDUTY)
+    long_key = "k" * 255
+
+    for _ in range(2):
+        assert post_pagerduty(client, pagerduty_event(key, dedup_key=long_key)).status_code == 202
+    assert post_pagerduty(client, pagerduty_event(key, "resolve", long_key)).status_code == 202
+
+    alarm = Alarm.objects.get()
+    assert (alarm.occurrences, alarm.status) == (1, "resolved")  # a resend is a no-op

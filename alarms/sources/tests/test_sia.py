@@ -184,22 +184,70 @@ def test_bad_messages_are_naked_and_cost_nothing_already_accepted(receiver, make
         assert answer == nak_of(answer), why
         assert answer[9:-21] == b'"NAK"0000R0L0A0[]', why
     assert crc16(bad["wrong CRC"][9:-1].decode()) != "0000"
+    too_long = link(receiver).send(panel.sia("BA", "1" * 1100))
+    assert too_long == nak_of(too_long), "a frame longer than a message has"
     assert panel.read(wire.send(good)).kind == "ACK", "the connection still serves the panel"
     assert sorted(Alarm.objects.values_list("title", flat=True)) == [
         "Burglary alarm: Back door contact, Reception", "Fire alarm: zone 3"]  # fmt: skip
 
 
-def test_an_unknown_event_code_is_a_duh_until_operators_say_what_it_means(receiver, make_panel):
+def test_a_message_of_a_kind_not_read_is_a_duh_byte_for_byte(receiver, make_panel):
     make_panel("1234")
-    panel, wire = Dc09Panel("1234", receiver="R1", line="L1"), link(receiver)
+    body = '"SIA-HKE"0002R1L1#1234[#1234|Nri1/BA12]'
 
-    assert wire.send(panel.sia("QQ", "4", sequence="0002")) == b'\nA6AB0014"DUH"0002R1L1#1234[]\r'
+    assert link(receiver).send(framed(body)) == b'\nA6AB0014"DUH"0002R1L1#1234[]\r'
     assert not Alarm.objects.exists()
-    PanelEventCode.objects.create(code="QQ", action="raise", title="Cold store door open",
-                                  severity="warning")  # fmt: skip
+
+
+def test_an_unknown_event_code_raises_until_operators_say_what_it_means(receiver, make_panel):
+    make_panel("1234")
+    panel, wire = Dc09Panel("1234"), link(receiver)
 
     assert panel.read(wire.send(panel.sia("QQ", "4"))).kind == "ACK"
-    assert Alarm.objects.get().title == "Cold store door open: zone 4"
+    alarm = Alarm.objects.get()
+    assert (alarm.title, alarm.severity) == ("Panel event QQ: zone 4", "high")
+    PanelEventCode.objects.create(code="QQ", action="raise", title="Cold store door open",
+                                  severity="warning", condition="cold-store")  # fmt: skip
+
+    assert panel.read(wire.send(panel.sia("QQ", "5"))).kind == "ACK"
+    assert Alarm.objects.get(labels__zone="5").title == "Cold store door open: zone 5"
+
+
+def test_every_event_of_a_message_is_stored_before_its_ack(receiver, make_panel):
+    make_panel("1234")
+    panel = Dc09Panel("1234")
+    message = panel.message("SIA-DCS", "#1234|Nri1/BA12/FA3/ri2/TA7")
+
+    assert panel.read(link(receiver).send(message)).kind == "ACK"
+    found = {(a.title, a.labels["partition"]) for a in Alarm.objects.all()}
+    assert found == {("Burglary alarm: Back door contact, Reception", "1"),
+                     ("Fire alarm: zone 3", "1"), ("Tamper alarm: zone 7", "2")}  # fmt: skip
+
+
+def test_an_account_in_lower_case_is_the_panels(receiver, make_panel):
+    make_panel("AB12", key=KEYS["AES-128"])
+    panel = Dc09Panel("ab12", key=KEYS["AES-128"])
+    old = datetime.now(UTC) - timedelta(minutes=2)
+
+    assert panel.read(link(receiver).send(panel.sia("BA", "12"))).kind == "ACK"
+    assert panel.read(link(receiver).send(panel.sia("BA", "12", at=old))).kind == "NAK"
+    assert Alarm.objects.get().occurrences == 1
+
+
+def test_udp_answers_one_message_a_datagram_and_nothing_to_noise(receiver, make_panel):
+    make_panel("1234")
+    panel, wire = Dc09Panel("1234"), link(receiver, udp=True)
+    wire.sock.settimeout(1)
+
+    wire.sock.send(b"x\r" * 500)
+    wire.sock.send(b"\n" + b"0" * 3000 + b"\r")
+    both = panel.sia("BA", "12") + panel.sia("FA", "3")
+    answers = [panel.read(wire.send(both)).kind]
+    with pytest.raises(TimeoutError):
+        wire.receive()  # no second answer, and none to the noise before
+
+    assert answers == ["ACK"]
+    assert Alarm.objects.get().title == "Burglary alarm: Back door contact, Reception"
 
 
 def test_several_messages_in_one_packet_and_one_split_over_two(receiver, make_panel):
