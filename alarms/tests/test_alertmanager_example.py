@@ -10,18 +10,17 @@ from pathlib import PurePosixPath
 from urllib.parse import urlsplit
 
 import pytest
-import requests
 import yaml
 from django.urls import resolve
 
 from alarms.api.integrations import AlertmanagerView
 from alarms.models import Alarm
-from conftest import ROOT, free_port, wait_until
+from conftest import ROOT, wait_until
+
+from .alertmanager_process import NOT_INSTALLED, post_alert, running
 
 EXAMPLE = ROOT / "deploy" / "alertmanager" / "alertmanager.yml"
 AMTOOL = shutil.which("amtool")
-ALERTMANAGER = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
-NOT_INSTALLED = "Alertmanager is not installed (apt-get install prometheus-alertmanager)"
 
 
 def example() -> tuple[dict, dict]:
@@ -55,41 +54,14 @@ def alertmanager(tmp_path, live_server, make_device):
     """A real Alertmanager running the example, pointed at this test's live server with the
     token of a new Alertmanager integration in a file. Its group interval is shortened to a
     second so that the resolve is sent at once instead of a minute later."""
-    if ALERTMANAGER is None:
-        pytest.skip(NOT_INSTALLED)
     _, token = make_device(name="Prometheus", kind="alertmanager", room=None)
     (tmp_path / "token").write_text(token)
     config, webhook = example()
     webhook["url"] = live_server.url + urlsplit(webhook["url"]).path
     webhook["http_config"]["authorization"]["credentials_file"] = str(tmp_path / "token")
     config["route"]["group_interval"] = "1s"
-    (tmp_path / "alertmanager.yml").write_text(yaml.safe_dump(config))
-    port = free_port()
-    process = subprocess.Popen(
-        [ALERTMANAGER, f"--config.file={tmp_path / 'alertmanager.yml'}",
-         f"--storage.path={tmp_path / 'data'}", f"--web.listen-address=127.0.0.1:{port}",
-         "--cluster.listen-address=", "--log.level=warn"],
-        stdout=subprocess.DEVNULL, stderr=(tmp_path / "alertmanager.log").open("w"),
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    wait_until(lambda: _ready(url), timeout=30)
-    yield url
-    process.terminate()
-    process.wait(10)
-
-
-def _ready(url: str) -> bool:
-    try:
-        return requests.get(url + "/-/ready", timeout=1).status_code == 200
-    except requests.ConnectionError:
-        return False
-
-
-def post_alert(alertmanager: str, **fields) -> None:
-    alert = {"labels": {"alertname": "DiskFull", "instance": "db-1"},
-             "annotations": {"summary": "Disk full on db-1"}, **fields}  # fmt: skip
-    response = requests.post(alertmanager + "/api/v2/alerts", json=[alert], timeout=5)
-    assert response.status_code == 200, response.text
+    with running(config, tmp_path) as url:
+        yield url
 
 
 @pytest.mark.django_db(transaction=True)

@@ -3,27 +3,22 @@ requests of its API documentation), answered as Opsgenie answers; and a real Ale
 `opsgenie_configs` were moved to us by their base URL and key alone."""
 
 import json
-import shutil
-import subprocess
 import uuid
 from datetime import timedelta
 
 import pytest
-import requests
-import yaml
 from django.utils import timezone
 
 from alarms.models import Alarm, AlarmEvent
 from alarms.sources import heartbeats
-from conftest import free_port, wait_until
+from alarms.tests.alertmanager_process import post_alert, running
+from conftest import wait_until
 from devices.models import Device
 from oncall.models import Team
 
 from .payloads import integration, payload
 
 pytestmark = pytest.mark.django_db
-
-ALERTMANAGER = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
 
 
 @pytest.fixture
@@ -253,8 +248,6 @@ def test_only_an_opsgenie_heartbeat_can_be_pinged(client, genie_key, make_device
 def alertmanager_to_opsgenie(tmp_path, live_server, genie_key):
     """A real Alertmanager whose Opsgenie receiver has our base URL and an integration's key:
     the whole move."""
-    if ALERTMANAGER is None:
-        pytest.skip("Alertmanager is not installed (apt-get install prometheus-alertmanager)")
     config = {
         "route": {"receiver": "opsgenie", "group_by": ["alertname"], "group_wait": "0s",
                   "group_interval": "1s", "repeat_interval": "1h"},
@@ -262,33 +255,8 @@ def alertmanager_to_opsgenie(tmp_path, live_server, genie_key):
             {"api_url": live_server.url + "/", "api_key": genie_key, "priority": "P2",
              "tags": "database,disk", "send_resolved": True}]}],
     }  # fmt: skip
-    (tmp_path / "alertmanager.yml").write_text(yaml.safe_dump(config))
-    port = free_port()
-    process = subprocess.Popen(
-        [ALERTMANAGER, f"--config.file={tmp_path / 'alertmanager.yml'}",
-         f"--storage.path={tmp_path / 'data'}", f"--web.listen-address=127.0.0.1:{port}",
-         "--cluster.listen-address=", "--log.level=warn"],
-        stdout=subprocess.DEVNULL, stderr=(tmp_path / "alertmanager.log").open("w"),
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    wait_until(lambda: _ready(url), timeout=30)
-    yield url
-    process.terminate()
-    process.wait(10)
-
-
-def _ready(url: str) -> bool:
-    try:
-        return requests.get(url + "/-/ready", timeout=1).status_code == 200
-    except requests.ConnectionError:
-        return False
-
-
-def post_alert(alertmanager: str, **fields) -> None:
-    alert = {"labels": {"alertname": "DiskFull", "instance": "db-1"},
-             "annotations": {"summary": "Disk full on db-1"}, **fields}  # fmt: skip
-    response = requests.post(alertmanager + "/api/v2/alerts", json=[alert], timeout=5)
-    assert response.status_code == 200, response.text
+    with running(config, tmp_path) as url:
+        yield url
 
 
 @pytest.mark.django_db(transaction=True)
