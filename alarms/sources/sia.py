@@ -94,6 +94,14 @@ class Unacceptable(Exception):
     """A message that is NAKed: why, for the log."""
 
 
+class Unsupported(Exception):
+    """A well-formed message of a kind this receiver does not read: answered DUH."""
+
+    def __init__(self, header: dict):
+        super().__init__(header["token"])
+        self.header = header
+
+
 def answer(data: bytes, ip: str | None) -> bytes:
     """The answer to one message (its bytes between LF and CR, or a whole datagram): an ACK
     once every event it reports is stored, else a NAK or a DUH."""
@@ -116,20 +124,12 @@ def answer(data: bytes, ip: str | None) -> bytes:
             return nak()
         by = Actor(f"panel {device.name}", ip=ip)
         with transaction.atomic():  # every event of the message, or none
-            for code, zone, area in events_of(event):
-                store(panel, event, Event(code, zone, area), by)
+            for one in events_of(event):
+                store(panel, event, one, by)
     except DatabaseError:
         log.exception("DC-09 event from %s not stored (NAK: the panel sends it again)", device.name)
         return nak()
     return ack(event, panel)
-
-
-class Unsupported(Exception):
-    """A well-formed message of a kind this receiver does not read: answered DUH."""
-
-    def __init__(self, header: dict):
-        super().__init__(header["token"])
-        self.header = header
 
 
 def looks_like_dc09(data: bytes) -> bool:
@@ -180,14 +180,14 @@ class Event:
     area: str
 
 
-def events_of(event: SIAEvent) -> list[tuple[str, str, str]]:
-    """(code, zone, area) of each event the message reports: Contact ID's one, every block of
-    a SIA DCS message's data, a NULL message's supervision."""
+def events_of(event: SIAEvent) -> list[Event]:
+    """Each event the message reports: Contact ID's one, every block of a SIA DCS message's
+    data, a NULL message's supervision."""
     if event.message_type == MessageTypes.ADMCID:
         zone = normal_zone(event.ri) if event.ri else ""
-        return [(event.code, zone, normal_zone(event.partition) if event.partition else "")]
+        return [Event(event.code, zone, normal_zone(event.partition) if event.partition else "")]
     if event.message_type == MessageTypes.NULL or not event.code:
-        return [("RP", "", "")]
+        return [Event("RP", "", "")]
     area, found = normal_zone(event.ri) if event.ri else "", []
     for block in f"{event.code}{event.message or ''}".split("/"):
         matched = BLOCK.match(block.strip())
@@ -195,8 +195,8 @@ def events_of(event: SIAEvent) -> list[tuple[str, str, str]]:
             area = normal_zone(matched["area"][2:])
         elif matched:
             zone = normal_zone(matched["zone"]) if matched["zone"] else ""
-            found.append((matched["code"], zone, area))
-    return found or [(event.code, "", area)]
+            found.append(Event(matched["code"], zone, area))
+    return found or [Event(event.code, "", area)]
 
 
 def described(code: str) -> str:
