@@ -25,7 +25,7 @@ from .. import lifecycle
 from ..models import Alarm
 from ..timeline import Actor, note_made_storable
 from . import devices
-from .refusal import Refused
+from .refusal import Refused, field_errors
 
 PRIORITY = {"P1": "critical", "P2": "high", "P3": "warning", "P4": "info", "P5": "info"}
 IDENTIFIER_TYPES = ("id", "alias")
@@ -125,27 +125,13 @@ def validated(request: Request, serializer_class, body) -> dict:
     return serializer.validated_data
 
 
-def flat_errors(detail, path="") -> dict:
+def flat_errors(detail) -> dict:
     """One message per field path ("responders[0]"), as Opsgenie names them."""
-    if isinstance(detail, dict):
-        found = {}
-        for key, value in detail.items():
-            if key == "non_field_errors":
-                name = path
-            elif isinstance(key, int):  # a list's item
-                name = f"{path}[{key}]"
-            else:
-                name = f"{path}.{key}" if path else str(key)
-            found.update(flat_errors(value, name))
-        return found
-    if isinstance(detail, list) and detail and not isinstance(detail[0], str):
-        found = {}
-        for index, item in enumerate(detail):
-            if item:
-                found.update(flat_errors(item, f"{path}[{index}]"))
-        return found
-    messages = detail if isinstance(detail, list) else [detail]
-    return {path or "body": " ".join(str(message) for message in messages)}
+    found: dict[str, str] = {}
+    for path, message in field_errors(detail):
+        name = path or "body"
+        found[name] = f"{found[name]} {message}" if name in found else message
+    return found
 
 
 def dedup_key(device: Device, alias: str) -> str:

@@ -16,7 +16,7 @@ from devices.models import Device
 from .. import lifecycle
 from ..timeline import Actor, note_made_storable
 from . import devices
-from .refusal import Refused
+from .refusal import Refused, field_errors
 
 SEVERITY = {"critical": "critical", "error": "high", "warning": "warning", "info": "info"}
 THROTTLED = {
@@ -65,20 +65,10 @@ def invalid(errors: list[str], status: int = 400) -> Refused:
     return Refused(status, "; ".join(errors), body=body)
 
 
-def flat_errors(detail, path="") -> list[str]:
+def flat_errors(detail) -> list[str]:
     """Each problem on a line of its own, named by its field's path as PagerDuty names it
     ("payload.summary: …")."""
-    if isinstance(detail, dict):
-        return [e for key, value in detail.items() for e in flat_errors(value, _in(path, key))]
-    if isinstance(detail, list):
-        return [e for item in detail for e in flat_errors(item, path)]
-    return [f"{path}: {detail}" if path else str(detail)]
-
-
-def _in(path: str, key) -> str:
-    if key == "non_field_errors":
-        return path
-    return f"{path}.{key}" if path else str(key)
+    return [f"{path}: {message}" if path else message for path, message in field_errors(detail)]
 
 
 def dedup_key(device: Device, key: str) -> str:

@@ -22,3 +22,22 @@ def validated(serializer_class, data) -> dict:
     if not serializer.is_valid():
         raise Refused(400, "invalid input", body=invalid_input(serializer.errors))
     return serializer.validated_data
+
+
+def field_errors(detail, path: str = "") -> list[tuple[str, str]]:
+    """Each problem of a serializer's errors with the path of its field, as the senders' own
+    APIs name them ("payload.summary", "responders[0]"; '' for the body as a whole)."""
+    if isinstance(detail, dict):
+        return [found for key, value in detail.items()
+                for found in field_errors(value, _path(path, key))]  # fmt: skip
+    if isinstance(detail, list):
+        return [found for item in detail for found in field_errors(item, path)]
+    return [(path, str(detail))]
+
+
+def _path(path: str, key) -> str:
+    if key == "non_field_errors":
+        return path
+    if isinstance(key, int):  # an item of a list of objects
+        return f"{path}[{key}]"
+    return f"{path}.{key}" if path else str(key)
