@@ -10,9 +10,11 @@ RUN pip install --no-cache-dir -r requirements.txt
 COPY . .
 # A throwaway key: collectstatic must not write a real one into the image.
 RUN SECRET_KEY=collectstatic-only python manage.py collectstatic --noinput \
-    && useradd --system --home-dir /app alarms \
+    && groupadd --system --gid 10001 alarms \
+    && useradd --system --uid 10001 --gid 10001 --home-dir /app alarms \
     && chown -R alarms /app/var
-USER alarms
+# By number, so Kubernetes can check runAsNonRoot (deploy/kubernetes).
+USER 10001
 
 EXPOSE 8000
 # Daphne, its access log through logging (JSON, tokens redacted): see alarmsite/serve.py.
