@@ -158,14 +158,14 @@ def apply(mail: InboundMail) -> tuple:
     )
     if resolves:
         text = "; ".join([f"Resolved by mail: {fields['title']}", *problems])
-        outcome = lifecycle.clear(key[:255], by, text)
+        outcome = lifecycle.clear(key, by, text)
         if outcome is None:
             return None, "resolved nothing: no open alarm with its key"
         return outcome.alarm, "resolved" if outcome.changed else "was resolved already"
     if problems:
         fields["details"]["problems"] = [*fields["details"].get("problems", []), *problems]
     outcome = lifecycle.raise_alarm(
-        source=SOURCE, dedup_key=key[:255], severity=inbox.severity, device=inbox.device,
+        source=SOURCE, dedup_key=key, severity=inbox.severity, device=inbox.device,
         actor=by, labels={"device": inbox.device.name}, **fields,
     )  # fmt: skip
     note_made_storable(outcome, changed, by)

@@ -25,7 +25,7 @@ from django.db.models import Prefetch
 from pysiaalarm import SIAAccount, SIAEvent
 from pysiaalarm.utils import SIA_CODES, MessageTypes
 
-from core.config_cache import kept
+from core.config_cache import kept, one_version
 from devices.models import Device, PanelEventCode, PanelZone, normal_zone
 
 from .. import lifecycle
@@ -104,7 +104,13 @@ class Unsupported(Exception):
 
 def answer(data: bytes, ip: str | None) -> bytes:
     """The answer to one message (its bytes between LF and CR, or a whole datagram): an ACK
-    once every event it reports is stored, else a NAK or a DUH."""
+    once every event it reports is stored, else a NAK or a DUH. The message sees one
+    configuration: its panels, codes, routing and policies for one Redis round trip."""
+    with one_version():
+        return _answer(data, ip)
+
+
+def _answer(data: bytes, ip: str | None) -> bytes:
     known = panels()
     try:
         event, panel = checked(data, known)
