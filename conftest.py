@@ -23,7 +23,9 @@ from django.db import connection
 from redis import Redis
 
 from alarms import engine
-from alarms.tests.faults.postgres import PrivatePostgres, server_programs
+from alarms.tests.faults.local import free_port, wait_until
+from alarms.tests.faults.postgres import server_programs
+from alarms.tests.faults.replicas import PostgresPair
 from alarmsite.celery import app as celery_app
 from core import config_cache
 from devices.models import Device, Person, Room, Site
@@ -60,26 +62,32 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(scope="session")
 def private_postgres(request):
-    """With --faults, a PostgreSQL cluster of this run's own (one scenario restarts it);
-    None without, or where no PostgreSQL server is installed."""
+    """With --faults, a PostgreSQL primary and synchronous standby of this run's own (one
+    scenario restarts the primary, another kills it and promotes the standby); None without,
+    or where no PostgreSQL server is installed."""
     if not request.config.getoption("--faults") or server_programs() is None:
         yield None
         return
     if connection.vendor != "postgresql":
         pytest.exit("--faults needs a PostgreSQL DATABASE_URL", returncode=4)
-    cluster = PrivatePostgres()
-    cluster.create()
-    yield cluster
-    cluster.remove()
+    pair = PostgresPair().create()
+    yield pair
+    pair.remove()
 
 
 @pytest.fixture(scope="session")
 def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix, private_postgres):
-    """The test database goes on the private cluster when there is one."""
+    """The test database goes on the private pair when there is one: both servers named, as
+    production names them, so this process too follows a promotion."""
     if private_postgres is not None:
-        django_settings.DATABASES["default"].update(
-            HOST="127.0.0.1", PORT=str(private_postgres.port), USER="postgres", PASSWORD=""
-        )
+        servers = (private_postgres.primary, private_postgres.standby)
+        database = django_settings.DATABASES["default"]
+        database.update(
+            HOST=",".join("127.0.0.1" for _ in servers),
+            PORT=",".join(str(server.port) for server in servers),
+            USER="postgres", PASSWORD="",
+        )  # fmt: skip
+        database["OPTIONS"] = {**database.get("OPTIONS", {}), "target_session_attrs": "read-write"}
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -94,23 +102,6 @@ def _close_stray_connections(django_db_setup, django_db_blocker):
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
             " WHERE datname = current_database() AND pid <> pg_backend_pid()"
         )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05):
-    """Poll until predicate() is truthy; return its value or fail the test with a clear message."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    pytest.fail(f"condition not met within {timeout}s: {predicate.__doc__ or predicate}")
 
 
 def raise_over_api(client, token: str, **body) -> str:
@@ -387,8 +378,13 @@ def test_database_url() -> str:
     db = connection.settings_dict
     if connection.vendor == "sqlite":
         return f"sqlite:///{db['NAME']}"
-    user, host, port = db["USER"] or "postgres", db["HOST"] or "127.0.0.1", db["PORT"] or 5432
-    return f"postgres://{user}@{host}:{port}/{db['NAME']}"
+    hosts = (db["HOST"] or "127.0.0.1").split(",")
+    ports = str(db["PORT"] or 5432).split(",")
+    servers = ",".join(f"{host}:{port}" for host, port in zip(hosts, ports, strict=True))
+    url = f"postgres://{db['USER'] or 'postgres'}@{servers}/{db['NAME']}"
+    if "target_session_attrs" in db.get("OPTIONS", {}):
+        url += f"?target_session_attrs={db['OPTIONS']['target_session_attrs']}"
+    return url
 
 
 test_database_url.__test__ = False
@@ -414,6 +410,11 @@ class PrivateRedis:
         self.dir = tmp_path
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.process = None
+
+    @property
+    def env(self) -> dict:
+        """Where processes started by a test find it."""
+        return {"REDIS_URL": self.url}
 
     def start(self):
         self.process = subprocess.Popen(

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import environ
 from kombu import Queue
-from redis.connection import parse_url as parse_redis_url
 
 from core import logs
+from core.redis_location import RedisLocation, parse_sentinels
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -124,24 +124,36 @@ TEMPLATES = [
 ]
 
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}")}
-if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+DATABASE_IS_SQLITE = DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3"
+if DATABASE_IS_SQLITE:
     # Web, worker and beat share one file: wait for the write lock instead of failing, and
     # take it at BEGIN so two writers never deadlock upgrading a read lock.
     DATABASES["default"]["OPTIONS"] = {"timeout": 30, "transaction_mode": "IMMEDIATE"}
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-db.sqlite3")}
-elif env.bool("DATABASE_POOL", default=False):
+else:
+    # A server that stops answering (a lost primary, a partition) is given up on within
+    # seconds, not after TCP's minutes: the web answers 503 and /readyz turns red meanwhile.
+    # Options in DATABASE_URL's query come first (target_session_attrs=read-write, with
+    # several hosts: each process finds the primary by itself).
+    DATABASES["default"]["OPTIONS"] = {
+        "connect_timeout": 3,
+        "keepalives_idle": 5,
+        "keepalives_interval": 2,
+        "keepalives_count": 2,
+        "tcp_user_timeout": 5000,
+        **DATABASES["default"].get("OPTIONS", {}),
+    }
+if not DATABASE_IS_SQLITE and env.bool("DATABASE_POOL", default=False):
     # The web process (alarmsite/asgi.py turns this on): each request runs on a thread of its
     # own, so it borrows a connection from a pool instead of opening one per request.
     DATABASES["default"]["CONN_MAX_AGE"] = 0
-    DATABASES["default"]["OPTIONS"] = {
-        "pool": {
-            "min_size": 2,
-            "max_size": env.int("DATABASE_POOL_SIZE", default=10),
-            # A request waits this long for a connection, then is answered 503.
-            "timeout": 5,
-        }
+    DATABASES["default"]["OPTIONS"]["pool"] = {
+        "min_size": 2,
+        "max_size": env.int("DATABASE_POOL_SIZE", default=10),
+        # A request waits this long for a connection, then is answered 503.
+        "timeout": 5,
     }
-else:
+elif not DATABASE_IS_SQLITE:
     # Worker and beat: their threads live long and keep their connections.
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
@@ -150,15 +162,15 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # With REDIS_URL unset, the runner starts its own Redis on this socket.
 EMBEDDED_REDIS_SOCKET = VAR_DIR / "redis.sock"
 REDIS_URL = env.str("REDIS_URL", default=f"unix://{EMBEDDED_REDIS_SOCKET}")
+# With Sentinels, every Redis client finds the master through them (core/redis_location.py).
+REDIS_SENTINELS = parse_sentinels(env.list("REDIS_SENTINELS", default=[]))
+REDIS_SENTINEL_MASTER = env.str("REDIS_SENTINEL_MASTER", default="mymaster")
+REDIS_SENTINEL_PASSWORD = env.str("REDIS_SENTINEL_PASSWORD", default="")
+REDIS_LOCATION = RedisLocation(
+    REDIS_URL, REDIS_SENTINELS, REDIS_SENTINEL_MASTER, REDIS_SENTINEL_PASSWORD
+)
 
-
-def _celery_broker_url(redis_url: str) -> str:
-    if redis_url.startswith("unix://"):
-        return "redis+socket://" + redis_url.removeprefix("unix://")
-    return redis_url
-
-
-CELERY_BROKER_URL = _celery_broker_url(REDIS_URL)
+CELERY_BROKER_URL = REDIS_LOCATION.celery_broker_url()
 CELERY_RESULT_BACKEND = None
 # One (disabled) result backend for all threads: the web process runs each request on a new
 # thread, and Celery would otherwise make a backend for each when it queues a task.
@@ -178,6 +190,7 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": CELERY_BROKER_VISIBILITY_TIMEOUT,
     "socket_timeout": 5,
     "socket_connect_timeout": 2,
+    **REDIS_LOCATION.celery_transport_options(),
 }
 # Publishing happens after the alarm is committed; never hold the answer long on a dead broker.
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2}
@@ -263,8 +276,8 @@ CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
         "CONFIG": {
-            "hosts": [REDIS_URL],
-            "prefix": f"asgi-db{parse_redis_url(REDIS_URL).get('db', 0)}",
+            "hosts": [REDIS_LOCATION.channel_layer_host()],
+            "prefix": f"asgi-db{REDIS_LOCATION.db}",
         },
     }
 }

@@ -15,9 +15,8 @@ import threading
 import time
 
 import redis
-from django.conf import settings
 
-from core.redis_client import client
+from core.redis_client import client, connect
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +45,7 @@ def _missing_key(name: str) -> str:
 def renew_forever(what: str, write, every: float) -> None:
     """From a daemon thread, call `write(redis client)` every `every` seconds, with a Redis of
     its own configured now (a forked process must not share its parent's connection)."""
-    reporter = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
+    reporter = connect(socket_timeout=2, socket_connect_timeout=2)
 
     def renew():
         while True:

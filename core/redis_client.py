@@ -1,7 +1,9 @@
-"""One Redis client for small, fast bookkeeping (rate limits, board sequence numbers).
+"""Redis clients: one for small, fast bookkeeping (rate limits, board sequence numbers), and
+others made with their own options (core.liveness's reporters).
 
-Short timeouts and no retries: callers fail open rather than hold up an alarm when Redis is
-slow or down (redis-py would otherwise retry with a growing backoff).
+The bookkeeping client has short timeouts and no retries: callers fail open rather than hold
+up an alarm when Redis is slow or down (redis-py would otherwise retry with a growing backoff).
+Both find the master through Sentinel when REDIS_SENTINELS is set.
 """
 
 import redis
@@ -9,13 +11,28 @@ from django.conf import settings
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-_clients: dict[str, redis.Redis] = {}
+from core.redis_location import RedisLocation
+
+_clients: dict[RedisLocation, redis.Redis] = {}
+
+
+def location() -> RedisLocation:
+    """Where Redis is now (read at each call: a test may point REDIS_URL elsewhere)."""
+    return RedisLocation(
+        settings.REDIS_URL, settings.REDIS_SENTINELS, settings.REDIS_SENTINEL_MASTER,
+        settings.REDIS_SENTINEL_PASSWORD,
+    )  # fmt: skip
+
+
+def connect(**options) -> redis.Redis:
+    """A client of its own, with these options."""
+    return location().connect(**options)
 
 
 def client() -> redis.Redis:
-    url = settings.REDIS_URL
-    if url not in _clients:
-        _clients[url] = redis.Redis.from_url(
-            url, socket_timeout=0.3, socket_connect_timeout=0.3, retry=Retry(NoBackoff(), 0)
+    where = location()
+    if where not in _clients:
+        _clients[where] = where.connect(
+            socket_timeout=0.3, socket_connect_timeout=0.3, retry=Retry(NoBackoff(), 0)
         )
-    return _clients[url]
+    return _clients[where]

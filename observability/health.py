@@ -84,11 +84,17 @@ def readyz(request):
 
 
 def _database() -> dict:
+    """Answers, and takes writes: a standby (a pooled connection to a primary that was demoted)
+    would take no alarm."""
+    read_only = "SELECT pg_is_in_recovery()" if connection.vendor == "postgresql" else "SELECT 0"
     try:
         with connection.cursor() as cursor:
-            cursor.execute("SELECT 1")
+            cursor.execute(read_only)
+            (standby,) = cursor.fetchone()
     except Exception as exc:  # noqa: BLE001 (any failure means not ready)
         return {"ok": False, "error": exc.__class__.__name__}
+    if standby:
+        return {"ok": False, "error": "a standby: read-only"}
     return {"ok": True}
 
 

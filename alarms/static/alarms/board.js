@@ -154,7 +154,10 @@ function handle(message) {
       problem = "";
       markDirty();
     }
-    if (message.seq > lastSeq && !seen.has(message.seq)) watchGap();
+    // Numbers going back: Redis lost its count (restarted empty, or a replica that had not
+    // heard the last ones took over); what this board holds is read again at once.
+    if (message.seq < lastSeq) send({ action: "resync" });
+    else if (message.seq > lastSeq && !seen.has(message.seq)) watchGap();
     return;
   }
   if (message.type === "outbox") return showOutbox(message.channels);

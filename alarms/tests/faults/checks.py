@@ -171,3 +171,31 @@ def tally(
     if phantom:
         problems.append(f"{phantom} messages reached a sink without a sent delivery")
     return Tally(counts, problems)
+
+
+# What a dead worker was sending must go again within this long of its death (with another
+# worker there to send it): its keys expire, stay gone 3 s, and a sweep sees it.
+SENT_AGAIN_WITHIN = 12.0
+
+
+def sending(pids: set[str], alarm_ids=None) -> list[int]:
+    """The deliveries these processes were sending (of these alarms, else of any)."""
+    rows = Delivery.objects.filter(status="sending")
+    if alarm_ids is not None:
+        rows = rows.filter(alarm_id__in=alarm_ids)
+    claimants = rows.values_list("pk", "claimed_by")
+    return [pk for pk, by in claimants if by.count(":") == 2 and by.split(":")[1] in pids]
+
+
+def check_sent_again(result, in_flight: list[int], since: float) -> None:
+    """The messages being sent at the kill went again soon after it (or after `since`)."""
+    result.counts["in flight at the kill"] = len(in_flight)
+    sent = Delivery.objects.filter(pk__in=in_flight, status="sent").values_list(
+        "sent_at", flat=True
+    )
+    if not in_flight or len(sent) < len(in_flight):
+        return  # unsent ones are the tally's problem
+    after = max(at.timestamp() for at in sent) - since
+    result.counts["sent again after"] = f"{after:.1f} s"
+    if after > SENT_AGAIN_WITHIN:
+        result.problems.append(f"in-flight messages went {after:.1f} s after the kill")

@@ -2,6 +2,7 @@
 scenario's people and policy, and the PASS/FAIL line each scenario prints (again in a section
 at the end of the run, whatever pytest captured)."""
 
+import shutil
 import time
 
 import pytest
@@ -10,6 +11,8 @@ from devices.models import Device
 from notifications.models import NotificationChannel
 
 from .checks import Tally
+from .cluster import Cluster
+from .replicas import SentinelRedis
 from .sinks import MailSink, WebhookSink
 from .stack import Stack
 
@@ -34,6 +37,32 @@ def hook_sink():
 def stack(transactional_db, tmp_path, private_redis, mail_sink):
     """The scenario starts its processes; whatever still runs is stopped at the end."""
     made = Stack(tmp_path, private_redis, mail_sink.port)
+    yield made
+    made.stop()
+
+
+@pytest.fixture
+def sentinel_redis(tmp_path):
+    """A Redis master, its replica and three Sentinels."""
+    group = SentinelRedis(tmp_path).start()
+    yield group
+    group.stop()
+
+
+@pytest.fixture
+def sentinel_stack(transactional_db, tmp_path, sentinel_redis, mail_sink):
+    """The stack on the Sentinels' master: its processes know only the Sentinels."""
+    made = Stack(tmp_path, sentinel_redis, mail_sink.port)
+    yield made
+    made.stop()
+
+
+@pytest.fixture
+def cluster(transactional_db, tmp_path, private_redis, mail_sink):
+    """Two nodes behind HAProxy; started by the scenario, stopped at the end."""
+    if shutil.which("haproxy") is None:
+        pytest.skip("needs HAProxy (Debian's haproxy) in front of the nodes")
+    made = Cluster(tmp_path, private_redis, mail_sink.port)
     yield made
     made.stop()
 
@@ -68,9 +97,11 @@ def escalation(make_person, make_policy, make_device):
 
 
 @pytest.fixture
-def report(request, stack):
+def report(request):
     """report(scenario, tally): print the scenario's line, timed from the test's start; fail on
-    any problem (a process of the stack that ended by itself is one)."""
+    any problem (a process of the stack, or of the cluster, that ended by itself is one)."""
+    watched = next(n for n in ("cluster", "sentinel_stack", "stack") if n in request.fixturenames)
+    stack = request.getfixturevalue(watched)
     started = time.monotonic()  # after the stack and the sinks: the scenario starts now
 
     def write(scenario: str, tally: Tally) -> None:

@@ -5,10 +5,12 @@ programs run as the `postgres` user, in a directory that user owns."""
 import glob
 import os
 import shutil
-import socket
+import signal
 import subprocess
 import tempfile
 from pathlib import Path
+
+from .local import free_port
 
 
 def server_programs() -> Path | None:
@@ -20,12 +22,19 @@ def server_programs() -> Path | None:
 class PrivatePostgres:
     def __init__(self):
         self.bin = server_programs()
-        self.port = _free_port()
+        self.port = free_port()
         # Not under pytest's own temporary directory: only root may enter that.
         self.dir = Path(tempfile.mkdtemp(prefix="alarmbroker-pg-"))
         self.data = self.dir / "data"
         if os.geteuid() == 0:
             shutil.chown(self.dir, "postgres")
+        # Durability is not under test in most scenarios, only availability: fsync off keeps
+        # it fast (replicas.PostgresPair puts it back).
+        self.options = (
+            f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1,127.0.0.2"
+            " -c fsync=off"
+            " -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+        )
 
     def _run(self, program: str, *args: str) -> None:
         command = [str(self.bin / program), *args]
@@ -35,16 +44,34 @@ class PrivatePostgres:
 
     def create(self) -> None:
         self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync")
+        # Any loopback address (a node partitioned away reaches it on one of its own), and
+        # standbys on this machine.
+        with (self.data / "pg_hba.conf").open("a") as hba:
+            hba.write("host all all 127.0.0.0/8 trust\nhost replication all 127.0.0.0/8 trust\n")
         self.start()
 
     def start(self) -> None:
-        # Durability is not under test here, only availability: fsync off keeps it fast.
-        options = (
-            f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off"
-            " -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
-        )
         log = str(self.dir / "server.log")
-        self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", log, "-w", "start")
+        self._run("pg_ctl", "-D", str(self.data), "-o", self.options, "-l", log, "-w", "start")
+
+    def clone_from(self, primary: "PrivatePostgres") -> None:
+        """A standby of `primary`: its base backup, streaming from it from now on."""
+        self._run(
+            "pg_basebackup", "-h", "127.0.0.1", "-p", str(primary.port), "-U", "postgres",
+            "-D", str(self.data), "-X", "stream", "-R", "--no-sync", "--checkpoint=fast",
+            "-d", f"application_name=standby{self.port}",
+        )  # fmt: skip
+
+    def promote(self) -> None:
+        self._run("pg_ctl", "-D", str(self.data), "-w", "promote")
+
+    def kill(self) -> None:
+        """SIGKILL to the postmaster and every backend at once, as a lost machine: stopped
+        first, so it cannot notice its backends go and write anything more."""
+        postmaster = int((self.data / "postmaster.pid").read_text().split()[0])
+        os.kill(postmaster, signal.SIGSTOP)
+        subprocess.run(["pkill", "-KILL", "-P", str(postmaster)], check=False)
+        os.kill(postmaster, signal.SIGKILL)
 
     def stop(self) -> None:
         """Stop as an operator's restart does: sessions are ended, transactions rolled back."""
@@ -56,9 +83,3 @@ class PrivatePostgres:
         except subprocess.CalledProcessError:
             pass  # already stopped
         shutil.rmtree(self.dir, ignore_errors=True)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]

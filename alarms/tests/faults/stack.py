@@ -96,7 +96,7 @@ class Stack:
         self.env = dict(
             os.environ,
             DATABASE_URL=test_database_url(),
-            REDIS_URL=redis_server.url,
+            **redis_server.env,
             VAR_DIR=str(run_dir),
             SECRET_KEY="fault-scenario-" + "k" * 40,  # one key for all, none written twice
             PUBLIC_BASE_URL=self.url,

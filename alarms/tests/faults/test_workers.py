@@ -7,9 +7,8 @@ import time
 import pytest
 
 from alarms.models import Alarm
-from notifications.models import Delivery
 
-from .checks import receipts, settle, tally, wait_for
+from .checks import check_sent_again, receipts, sending, settle, tally, wait_for
 from .traffic import accepted, burst
 
 pytestmark = pytest.mark.postgres
@@ -85,7 +84,7 @@ def test_a_worker_killed_mid_fan_out_loses_nothing_and_resends_only_what_was_in_
     before = len(receipts(sinks))
     doomed.kill()
     killed_at = time.time()
-    in_flight = _sending(alarm_ids, doomed_pids)
+    in_flight = sending(doomed_pids, alarm_ids)
     # What the dead worker was sending goes again once its processes are seen dead (seconds),
     # not when its lease (3 x timeout + 30 s) runs out.
     settle(alarm_ids, sinks, timeout=60)
@@ -94,7 +93,7 @@ def test_a_worker_killed_mid_fan_out_loses_nothing_and_resends_only_what_was_in_
     result = tally(alarm_ids, sinks, steps_each=2, resends_allowed=2)
     result.counts["received before the kill"] = before
     result.counts["posts cut off by the kill"] = hook_sink.abandoned
-    _check_sent_again(result, in_flight, killed_at)
+    check_sent_again(result, in_flight, killed_at)
     report("worker killed with SIGKILL mid fan-out", result)
 
 
@@ -116,7 +115,7 @@ def test_a_worker_killed_after_the_provider_took_a_message_sends_it_again_within
     mail_sink.on_accept = kill_the_sender
     alarm_ids = accepted(burst(stack.url, token, 10))
     wait_for(lambda: killed_at, timeout=30)
-    in_flight = _sending(alarm_ids, doomed_pids)
+    in_flight = sending(doomed_pids, alarm_ids)
     stack.wait_ready(stack.worker("survivor"))
     ready_at = time.time()  # from here on another worker is there to send them again
     settle(alarm_ids, [mail_sink], timeout=60)
@@ -135,31 +134,5 @@ def test_a_worker_killed_after_the_provider_took_a_message_sends_it_again_within
             f"{result.counts['resent']} sent again"
         )
     result.counts["survivor ready after"] = f"{ready_at - killed_at[0]:.1f} s" if killed_at else "-"
-    _check_sent_again(result, in_flight, ready_at)
+    check_sent_again(result, in_flight, ready_at)
     report("worker killed after the provider took a message", result)
-
-
-# What a dead worker was sending must go again within this long of its death (with another
-# worker there to send it): its keys expire, stay gone 3 s, and a sweep sees it.
-SENT_AGAIN_WITHIN = 12.0
-
-
-def _sending(alarm_ids, pids: set[str]) -> list[int]:
-    """The deliveries these processes were sending."""
-    rows = Delivery.objects.filter(alarm_id__in=alarm_ids, status="sending")
-    claimants = rows.values_list("pk", "claimed_by")
-    return [pk for pk, by in claimants if by.count(":") == 2 and by.split(":")[1] in pids]
-
-
-def _check_sent_again(result, in_flight: list[int], since: float) -> None:
-    """The messages being sent at the kill went again soon after it (or after `since`)."""
-    result.counts["in flight at the kill"] = len(in_flight)
-    sent = Delivery.objects.filter(pk__in=in_flight, status="sent").values_list(
-        "sent_at", flat=True
-    )
-    if not in_flight or len(sent) < len(in_flight):
-        return  # unsent ones are the tally's problem
-    after = max(at.timestamp() for at in sent) - since
-    result.counts["sent again after"] = f"{after:.1f} s"
-    if after > SENT_AGAIN_WITHIN:
-        result.problems.append(f"in-flight messages went {after:.1f} s after the kill")

@@ -17,23 +17,30 @@ class Raise:
     started: float  # time.monotonic() of the first try
     answers: list[int | None] = field(default_factory=list)
     seconds: list[float] = field(default_factory=list)
+    tried_at: list[float] = field(default_factory=list)  # time.monotonic() of each try
     alarm_id: str | None = None
 
 
-def raise_alarm(base_url: str, token: str, title: str, give_up_at: float | None = None) -> Raise:
-    """POST /v1/alarms/raise until it is accepted; without `give_up_at` (monotonic) once."""
+def raise_alarm(
+    base_url: str, token: str, title: str, give_up_at: float | None = None, dedup_key: str = ""
+) -> Raise:
+    """POST /v1/alarms/raise until it is accepted; without `give_up_at` (monotonic) once. With
+    a `dedup_key`, each try carries it, as a device's does: an alarm stored by a try whose
+    answer was lost (a node or the database gone mid-request) is the one the next try finds."""
     result = Raise(started=time.monotonic())
+    body = {"title": title, **({"dedup_key": dedup_key} if dedup_key else {})}
     while True:
         started = time.monotonic()
         response = None
         try:
             response = requests.post(
-                f"{base_url}/v1/alarms/raise", json={"title": title},
+                f"{base_url}/v1/alarms/raise", json=body,
                 headers={"Authorization": f"Bearer {token}"}, timeout=30,
             )  # fmt: skip
         except requests.RequestException:
             pass
         result.answers.append(response.status_code if response is not None else None)
+        result.tried_at.append(started)
         result.seconds.append(time.monotonic() - started)
         if response is not None and response.status_code in (200, 201):
             result.alarm_id = response.json()["alarm_id"]
@@ -55,8 +62,11 @@ class Stream:
     """Alarms at a steady rate until stopped, each tried until accepted (or `patience` seconds
     passed): a slow or refused answer never slows the stream."""
 
-    def __init__(self, base_url: str, token: str, per_second: float, patience: float = 60):
-        self.base_url, self.token = base_url, token
+    def __init__(
+        self, base_url: str, token: str, per_second: float, patience: float = 60,
+        dedup: bool = False,
+    ):  # fmt: skip
+        self.base_url, self.token, self.dedup = base_url, token, dedup
         self.interval, self.patience = 1 / per_second, patience
         self._stop = threading.Event()
         self._pool = ThreadPoolExecutor(32)
@@ -74,7 +84,14 @@ class Stream:
             give_up_at = time.monotonic() + self.patience
             title = f"Fault scenario stream {n}"
             self._futures.append(
-                self._pool.submit(raise_alarm, self.base_url, self.token, title, give_up_at)
+                self._pool.submit(
+                    raise_alarm,
+                    self.base_url,
+                    self.token,
+                    title,
+                    give_up_at,
+                    f"stream-{n}" if self.dedup else "",
+                )  # fmt: skip
             )
             n += 1
             self._stop.wait(max(0.0, started + n * self.interval - time.monotonic()))
