@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from alarms.tests.test_board_browser import browser  # noqa: F401 (the board in chromium)
 from devices.models import Device
 from notifications.models import NotificationChannel
 

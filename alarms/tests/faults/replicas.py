@@ -103,18 +103,26 @@ class SentinelRedis:
         return port
 
     def wait_for_new_master(self, old: int, timeout: float = 30) -> float:
-        """Seconds until the Sentinels name another master and it takes writes."""
+        """Seconds until every Sentinel names another master, sees it up (what a client asks
+        before it connects) and it takes writes."""
         started = time.monotonic()
 
         def promoted():
             try:
-                port = self.master_port()
-                return port != old and self._ask(port, "ROLE")[0] == "master"
-            except (redis.RedisError, RuntimeError):
+                views = [self._master_view(port) for port in self.sentinel_ports]
+                ports = {int(view["port"]) for view in views}
+                flags = {flag for view in views for flag in view["flags"].split(",")}
+                (port,) = ports
+                up = not flags & {"s_down", "o_down", "disconnected"}
+                return port != old and up and self._ask(port, "ROLE")[0] == "master"
+            except (redis.RedisError, ValueError):
                 return False
 
         wait_until(promoted, timeout=timeout, interval=0.1)
         return time.monotonic() - started
+
+    def _master_view(self, port: int) -> dict:
+        return self._ask(port, "SENTINEL", "MASTER", MASTER)  # redis-py makes it a dict
 
     def stop(self) -> None:
         for process in [*self.sentinels, *self.servers.values()]:

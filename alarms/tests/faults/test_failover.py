@@ -2,10 +2,14 @@
 process finds the new one by itself (libpq's multi-host connection strings, Sentinel), no
 alarm answered 2xx is lost, no step runs twice."""
 
+import os
 import time
 
 import pytest
+from django.contrib.auth.models import Group, User
 from django.db import connection
+
+from alarms.tests.test_board_browser import CHROMIUM, open_board
 
 from .checks import receipts, settle, tally, wait_for
 from .traffic import Stream, accepted, answers, burst
@@ -67,13 +71,19 @@ def test_the_database_primary_killed_and_the_standby_promoted_mid_storm(
 
 
 def test_the_redis_master_killed_mid_fan_out_and_a_replica_promoted_by_sentinel(
-    sentinel_redis, sentinel_stack, mail_sink, hook_sink, escalation, report
+    sentinel_redis, sentinel_stack, mail_sink, hook_sink, escalation, report, browser
 ):
+    if not os.path.exists(CHROMIUM):
+        pytest.skip("the board is watched in Debian's chromium, which is not installed")
     stack = sentinel_stack
+    stack.configure(BOARD_HEARTBEAT_SECONDS=2)
     hook_sink.delay = 0.05  # a slow provider: the queue backs up behind it
     hooks = [hook_sink.url("sentinel-1"), hook_sink.url("sentinel-2")]
     token = escalation([(0, 3, hooks), (4, 1, hooks[:1])])
     stack.start()
+    dispatcher = User.objects.create_user("dana", password="pw")
+    dispatcher.groups.add(Group.objects.get(name="Dispatch"))
+    board = open_board(browser, stack.url, "dana")
 
     alarm_ids = accepted(burst(stack.url, token, 20))
     wait_for(lambda: len(receipts([mail_sink, hook_sink])) >= 30, timeout=20)
@@ -84,4 +94,18 @@ def test_the_redis_master_killed_mid_fan_out_and_a_replica_promoted_by_sentinel(
 
     result = tally(alarm_ids + more, [mail_sink, hook_sink], steps_each=2)
     result.counts["Sentinel failover"] = f"{failover:.1f} s"
+    # The board's page, as a dispatcher has it open: it shows every open alarm again, those
+    # raised after the failover too, with no banner left.
+    shown = _cards_when(board, len(alarm_ids + more), timeout=30)
+    result.counts["cards on the open board"] = shown
+    if shown != len(alarm_ids + more) or board.is_visible("#banner"):
+        result.problems.append(f"the open board shows {shown} cards, or still a banner")
     report("Redis master killed mid fan-out, replica promoted by Sentinel", result)
+
+
+def _cards_when(page, expected: int, timeout: float) -> int:
+    """How many cards the page shows once it shows `expected`, or when time ran out."""
+    deadline = time.monotonic() + timeout
+    while (shown := page.locator(".card").count()) != expected and time.monotonic() < deadline:
+        page.wait_for_timeout(200)
+    return shown
