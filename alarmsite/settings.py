@@ -143,6 +143,12 @@ else:
         "tcp_user_timeout": 5000,
         **DATABASES["default"].get("OPTIONS", {}),
     }
+if not DATABASE_IS_SQLITE and env.bool("DATABASE_PGBOUNCER", default=False):
+    # Behind PgBouncer's transaction pooling each transaction may run on another server
+    # session, so nothing may outlive one: no server-side cursors (a queryset's iterator()).
+    # Django binds parameters on the client (no prepared statements), and the code keeps no
+    # other session state (its only lock is pg_advisory_xact_lock).
+    DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
 if not DATABASE_IS_SQLITE and env.bool("DATABASE_POOL", default=False):
     # The web process (alarmsite/asgi.py turns this on): each request runs on a thread of its
     # own, so it borrows a connection from a pool instead of opening one per request.
