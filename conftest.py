@@ -23,6 +23,7 @@ from django.db import connection
 from redis import Redis
 
 from alarms import engine
+from alarms.tests.faults import patroni
 from alarms.tests.faults.local import free_port, wait_until
 from alarms.tests.faults.postgres import server_programs
 from alarms.tests.faults.replicas import PostgresPair
@@ -62,15 +63,17 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(scope="session")
 def private_postgres(request):
-    """With --faults, a PostgreSQL primary and synchronous standby of this run's own (one
-    scenario restarts the primary, another kills it and promotes the standby); None without,
-    or where no PostgreSQL server is installed."""
+    """With --faults, a PostgreSQL primary and synchronous standby of this run's own, run by
+    Patroni where it and etcd are installed (FAULTS_POSTGRES=pair: promoted by hand); one
+    scenario restarts the database, another kills the primary. None without --faults, or
+    where no PostgreSQL server is installed."""
     if not request.config.getoption("--faults") or server_programs() is None:
         yield None
         return
     if connection.vendor != "postgresql":
         pytest.exit("--faults needs a PostgreSQL DATABASE_URL", returncode=4)
-    pair = PostgresPair().create()
+    by_patroni = patroni.installed() and os.environ.get("FAULTS_POSTGRES") != "pair"
+    pair = (patroni.PatroniPair() if by_patroni else PostgresPair()).create()
     yield pair
     pair.remove()
 
@@ -80,11 +83,10 @@ def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix, p
     """The test database goes on the private pair when there is one: both servers named, as
     production names them, so this process too follows a promotion."""
     if private_postgres is not None:
-        servers = (private_postgres.primary, private_postgres.standby)
         database = django_settings.DATABASES["default"]
         database.update(
-            HOST=",".join("127.0.0.1" for _ in servers),
-            PORT=",".join(str(server.port) for server in servers),
+            HOST=",".join("127.0.0.1" for _ in private_postgres.ports),
+            PORT=",".join(map(str, private_postgres.ports)),
             USER="postgres", PASSWORD="",
         )  # fmt: skip
         database["OPTIONS"] = {**database.get("OPTIONS", {}), "target_session_attrs": "read-write"}

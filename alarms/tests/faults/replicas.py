@@ -16,6 +16,8 @@ from .local import free_port, wait_until
 from .postgres import PrivatePostgres
 
 MASTER = "alarmbroker"
+# What an operator takes to decide the primary is gone before promoting the standby.
+PROMOTE_AFTER = 3
 
 
 def _redis_server(*args: str, log: Path) -> subprocess.Popen:
@@ -139,6 +141,7 @@ def _answers(port: int) -> bool:
 
 
 class PostgresPair:
+    manager = "pg_ctl promote"
     """A primary and a standby that streams from it synchronously: a commit returns only once
     the standby has it, so an alarm answered 2xx survives the primary's loss. `promote()`
     makes the standby the primary, as an operator's `pg_ctl promote` or Patroni does.
@@ -148,6 +151,7 @@ class PostgresPair:
     def __init__(self):
         self.primary = PrivatePostgres()
         self.standby = PrivatePostgres()
+        self.ports = [self.primary.port, self.standby.port]
         for server in (self.primary, self.standby):
             server.options = server.options.replace(" -c synchronous_commit=off", "") + (
                 " -c wal_level=replica -c max_wal_senders=5"
@@ -183,13 +187,18 @@ class PostgresPair:
         """SIGKILL to the primary's postmaster and its backends: a lost machine."""
         self.primary.kill()
 
-    def promote(self) -> None:
-        """The standby takes over, and the servers swap their parts. Alone, it must not wait
-        for a standby on each commit, or every commit would hang until one is back: its
-        synchronous_standby_names is emptied (Patroni's synchronous_mode does the same)."""
+    def promote(self) -> float:
+        """After PROMOTE_AFTER seconds (an operator, or a failover manager, deciding the primary
+        is gone) the standby takes over, and the servers swap their parts; returns when it was
+        still a standby. Alone, it must not wait for a standby on each commit, or every commit
+        would hang until one is back: its synchronous_standby_names is emptied (Patroni's
+        synchronous_mode does the same)."""
+        time.sleep(PROMOTE_AFTER)
+        still_standby = time.monotonic()
         self.standby.promote()
         self.primary, self.standby = self.standby, self.primary
         self._synchronous_standby_names("")
+        return still_standby
 
     def rejoin(self) -> None:
         """The lost primary comes back as the new primary's standby, from a fresh copy (as an
