@@ -3,6 +3,8 @@
 import importlib
 import re
 import shlex
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -10,7 +12,7 @@ import yaml
 from celery import Celery
 
 ROOT = Path(__file__).resolve().parents[2]
-APP_SERVICES = ("web", "worker", "beat", "calls", "mail-in", "sia")
+APP_SERVICES = ("web", "worker", "beat", "calls", "mail-in", "sia", "web-b", "worker-b", "beat-b")
 REQUIRED = ("DATABASE_URL", "REDIS_URL", "SECRET_KEY", "PUBLIC_BASE_URL", "ALLOWED_HOSTS")
 
 
@@ -89,3 +91,45 @@ def test_readme_documents_every_variable_settings_reads():
     readme = (ROOT / "README.md").read_text()
     undocumented = {name for name in settings_variables() if f"| `{name}` |" not in readme}
     assert not undocumented, f"add {sorted(undocumented)} to the README's Configuration table"
+
+
+HA = ("web-b", "worker-b", "beat-b", "balancer", "postgres-standby", "redis-replica",
+      "sentinel-1", "sentinel-2", "sentinel-3")  # fmt: skip
+
+
+def ha_environment() -> dict[str, str]:
+    lines = (ROOT / "deploy" / "compose" / "ha.env").read_text().splitlines()
+    pairs = [line.split("=", 1) for line in lines if line.strip() and not line.startswith("#")]
+    return {name: value for name, value in pairs}
+
+
+def test_the_ha_profile_adds_a_second_node_and_the_standbys(services):
+    assert all(services[name]["profiles"] == ["ha"] for name in HA)
+    for name in ("worker", "beat"):
+        assert services[f"{name}-b"]["command"] == services[name]["command"]
+    # Only the first web migrates; the second serves the same application.
+    assert "migrate" not in words(services["web-b"]["command"])
+    assert "alarmsite.asgi:application" in words(services["web-b"]["command"])
+
+
+def test_ha_env_points_every_process_at_both_databases_and_the_sentinels(services):
+    env = ha_environment()
+    assert "@postgres:5432,postgres-standby:5432/" in env["DATABASE_URL"]
+    assert env["DATABASE_URL"].endswith("?target_session_attrs=read-write")
+    sentinels = [address.split(":")[0] for address in env["REDIS_SENTINELS"].split(",")]
+    assert sentinels == ["sentinel-1", "sentinel-2", "sentinel-3"]
+    # Each is read by the settings or by the compose file itself.
+    compose = (ROOT / "docker-compose.yml").read_text()
+    assert all(name in settings_variables() or f"${{{name}:" in compose for name in env)
+
+
+def test_the_balancer_checks_readiness_and_knows_both_webs():
+    config = (ROOT / "deploy" / "compose" / "haproxy.cfg").read_text()
+    assert "uri /readyz" in config
+    assert re.findall(r"^\s+server (\S+) \1:8000 check$", config, re.M) == ["web", "web-b"]
+    if shutil.which("haproxy"):
+        checked = subprocess.run(
+            ["haproxy", "-c", "-f", str(ROOT / "deploy" / "compose" / "haproxy.cfg")],
+            capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        assert checked.returncode == 0, checked.stdout + checked.stderr

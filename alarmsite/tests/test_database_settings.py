@@ -12,10 +12,17 @@ from conftest import ROOT
 READ = "from django.conf import settings; print(json.dumps(settings.DATABASES['default']))"
 
 
+def inherited() -> dict:
+    """This process's environment but what it set for itself (importing alarmsite.asgi sets
+    the web process's CONN_MAX_AGE and DATABASE_POOL)."""
+    own = ("CONN_MAX_AGE", "DATABASE_POOL", "DATABASE_PGBOUNCER")
+    return {name: value for name, value in os.environ.items() if name not in own}
+
+
 def database_settings(**env) -> dict:
     done = subprocess.run(
         [sys.executable, "-c", f"import json, django; django.setup(); {READ}"],
-        env={**os.environ, "DJANGO_SETTINGS_MODULE": "alarmsite.settings", **env},
+        env={**inherited(), "DJANGO_SETTINGS_MODULE": "alarmsite.settings", **env},
         cwd=ROOT, capture_output=True, text=True, check=True, timeout=60,
     )  # fmt: skip
     return json.loads(done.stdout)
