@@ -24,6 +24,7 @@ from django.conf import settings
 from honcho.manager import Manager
 from honcho.printer import Message
 
+from core.redis_client import location
 from observability import health
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -214,7 +215,7 @@ def announce_when_up(manager: Manager, local_url: str, env: dict, since: float) 
     """Print the banner once the web process answers and the worker and beat have reported
     since `since` (epoch seconds), then again whenever Enter is pressed."""
     deadline = time.monotonic() + UP_WITHIN
-    reports = redis.Redis.from_url(env["REDIS_URL"], socket_timeout=2, socket_connect_timeout=2)
+    reports = location(env["REDIS_URL"]).connect(socket_timeout=2, socket_connect_timeout=2)
     missing = parts_not_up(local_url, reports, since)
     while missing and time.monotonic() < deadline:
         time.sleep(0.25)

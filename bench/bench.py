@@ -25,7 +25,9 @@ in count and time. Phases (--only):
   sink; lost (accepted, never notified) and duplicated (one event posted twice) notifications;
 - dc09: alarm panels (8 TCP connections, AES-128) sending SIA DCS events to the DC-09
   receiver as fast as it ACKs them, each ACK only once the alarm is stored (bench/dc09.py);
-- board: the delay from raising an alarm to each of 500 board WebSocket clients seeing it.
+- board: the delay from raising an alarm to each of 500 board WebSocket clients seeing it;
+- nodes: JSON raises at concurrency 64 through HAProxy to one node, then to two (a second
+  web, worker and beat beside the first), when HAProxy is installed (bench/nodes.py).
 
 Then, with our stack stopped, the same throughput, latency and storm loads go to
 prometheus-alertmanager when it is installed (a webhook receiver posting to the same sink, one
@@ -76,7 +78,7 @@ DATABASE_URL, REDIS_URL, RUN_DIR = configure(
 )
 LOAD = ROOT / "bench" / "load.py"
 BOARD = ROOT / "bench" / "board.py"
-PHASES = ("throughput", "latency", "escalation", "storm", "dc09", "board")
+PHASES = ("throughput", "latency", "escalation", "storm", "dc09", "board", "nodes")
 # Phases whose load also goes to Alertmanager (it has no escalation steps and no board).
 COMPARED = ("throughput", "latency", "storm")
 ALERTMANAGER_NAMES = ("prometheus-alertmanager", "alertmanager")
@@ -92,6 +94,7 @@ TARGETS = {
 }
 
 import dc09  # noqa: E402
+import nodes  # noqa: E402
 from django.db.models import Count, Sum  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
@@ -353,6 +356,12 @@ def throughput(run: Run, kind: str, tokens: list[str], concurrency: int, count: 
         return figures, load
 
     return run.measured(phase)
+
+
+def raises_at_64(run: Run, tokens: list[str], count: int) -> dict:
+    figures = throughput(run, "raise", tokens, 64, count)
+    figures["worker_idle_after"] = run.settle()
+    return figures
 
 
 def throughputs(run: Run, fixtures: Fixtures) -> dict:
@@ -672,6 +681,9 @@ def run_phases(args, sink: Sink, stack: Stack, phases: list[str]) -> dict:
             result["dc09"] = panels(run)
         if "board" in phases:
             result["board"] = board(run)
+        if "nodes" in phases:
+            result["nodes"] = nodes.phase(run, raises_at_64, fixtures.raise_tokens,
+                                          run.sizes.throughput_counts[1])  # fmt: skip
         result["duplicated_over_the_run"] = sink.repeats
         result["postgres_connections_peak"] = postgres.peak
         stack.stop()
@@ -861,6 +873,9 @@ def phase_figures(result: dict) -> list[tuple[str, dict]]:
         for phase in ("escalation", "storm", "dc09", "board"):
             if phase in source:
                 found.append((f"{owner}{phase}", source[phase]))
+        for key, figures in source.get("nodes", {}).items():
+            if isinstance(figures, dict):
+                found.append((f"{owner}nodes, {key}", figures))
     return found
 
 
@@ -898,6 +913,7 @@ def table(result: dict) -> str:
     rows += storm_rows(result, theirs.get("storm"))
     rows += dc09.rows(result.get("dc09"), TARGETS["dc09_per_second"])
     rows += board_rows(result)
+    rows += nodes.rows(result.get("nodes"))
     widths = (48, 20, 20, 9, 22, 6)
     lines = [*header, ""]
     for row in rows:

@@ -16,10 +16,11 @@ from core.redis_location import RedisLocation
 _clients: dict[RedisLocation, redis.Redis] = {}
 
 
-def location() -> RedisLocation:
-    """Where Redis is now (read at each call: a test may point REDIS_URL elsewhere)."""
+def location(url: str = "") -> RedisLocation:
+    """Where Redis is now (read at each call: a test may point REDIS_URL elsewhere), or where
+    `url` names it with the same Sentinels."""
     return RedisLocation(
-        settings.REDIS_URL, settings.REDIS_SENTINELS, settings.REDIS_SENTINEL_MASTER,
+        url or settings.REDIS_URL, settings.REDIS_SENTINELS, settings.REDIS_SENTINEL_MASTER,
         settings.REDIS_SENTINEL_PASSWORD,
     )  # fmt: skip
 
