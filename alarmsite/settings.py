@@ -90,6 +90,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "observability.health.probes_first",
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "core.content_security.content_security_policy",
@@ -125,12 +126,13 @@ TEMPLATES = [
 
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}")}
 DATABASE_IS_SQLITE = DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3"
+DATABASE_IS_POSTGRES = DATABASES["default"]["ENGINE"].endswith(("postgresql", "postgis"))
 if DATABASE_IS_SQLITE:
     # Web, worker and beat share one file: wait for the write lock instead of failing, and
     # take it at BEGIN so two writers never deadlock upgrading a read lock.
     DATABASES["default"]["OPTIONS"] = {"timeout": 30, "transaction_mode": "IMMEDIATE"}
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-db.sqlite3")}
-else:
+elif DATABASE_IS_POSTGRES:
     # A server that stops answering (a lost primary, a partition) is given up on within
     # seconds, not after TCP's minutes: the web answers 503 and /readyz turns red meanwhile.
     # Options in DATABASE_URL's query come first (target_session_attrs=read-write, with
@@ -143,13 +145,13 @@ else:
         "tcp_user_timeout": 5000,
         **DATABASES["default"].get("OPTIONS", {}),
     }
-if not DATABASE_IS_SQLITE and env.bool("DATABASE_PGBOUNCER", default=False):
+if DATABASE_IS_POSTGRES and env.bool("DATABASE_PGBOUNCER", default=False):
     # Behind PgBouncer's transaction pooling each transaction may run on another server
     # session, so nothing may outlive one: no server-side cursors (a queryset's iterator()).
     # Django binds parameters on the client (no prepared statements), and the code keeps no
     # other session state (its only lock is pg_advisory_xact_lock).
     DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
-if not DATABASE_IS_SQLITE and env.bool("DATABASE_POOL", default=False):
+if DATABASE_IS_POSTGRES and env.bool("DATABASE_POOL", default=False):
     # The web process (alarmsite/asgi.py turns this on): each request runs on a thread of its
     # own, so it borrows a connection from a pool instead of opening one per request.
     DATABASES["default"]["CONN_MAX_AGE"] = 0

@@ -10,14 +10,12 @@ from accounts.views import LoginView, PasswordResetView
 from alarms import views as alarm_views
 from alarms.api import opsgenie
 from alarms.api.integrations import PagerDutyEventsView
-from observability import health, metrics_view
+from observability import metrics_view
 from oncall.views import calendar_feed
 from responders import me
 
 urlpatterns = [
     path("admin/", admin.site.urls),
-    path("healthz", health.healthz, name="healthz"),
-    path("readyz", health.readyz, name="readyz"),
     path("v1/schema", SpectacularAPIView.as_view(), name="schema"),
     # The split view serves its start-up script as a file of its own: no inline script.
     path("v1/docs", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="api-docs"),

@@ -88,7 +88,7 @@ def phase(run, measure, tokens: list[str], count: int) -> dict:
         run.settle()
     finally:
         run.base = first_base
-        run.stack.stop(*[n for n in ("balancer-2", "web-b", "worker-b", "beat-b")
+        run.stack.stop(*[n for n in ("balancer-1", "balancer-2", "web-b", "worker-b", "beat-b")
                          if n in run.stack.processes])  # fmt: skip
     return found
 

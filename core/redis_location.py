@@ -7,10 +7,18 @@ host is not used).
 """
 
 from dataclasses import dataclass, field
+from urllib.parse import quote
 
 import redis
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import NoBackoff
 from redis.connection import parse_url
+from redis.retry import Retry
 from redis.sentinel import Sentinel
+
+# How Celery's broker and the channel layer ask the Sentinels: a Sentinel that does not answer
+# is passed over for the next at once (both connect again by themselves).
+ASKING = {"socket_timeout": 2, "socket_connect_timeout": 2}
 
 
 @dataclass(frozen=True)
@@ -22,6 +30,13 @@ class RedisLocation:
     _parsed: dict = field(init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self):
+        if self.sentinels and not self.url.startswith("redis://"):
+            # TLS (rediss://) or a socket cannot be asked of a master found through Sentinels
+            # here: refuse at start-up rather than reach the master another way than meant.
+            raise ValueError(
+                "with REDIS_SENTINELS, REDIS_URL is redis://[:password@]name/db, not "
+                f"{self.url.split(':', 1)[0]}://"
+            )
         object.__setattr__(self, "_parsed", parse_url(self.url))
 
     @property
@@ -42,7 +57,7 @@ class RedisLocation:
             return "redis+socket://" + self.url.removeprefix("unix://")
         if not self.sentinels:
             return self.url
-        auth = self._master_auth()
+        auth = {name: quote(value, safe="") for name, value in self._master_auth().items()}
         credentials = f"{auth.get('username', '')}:{auth['password']}@" if auth else ""
         return ";".join(
             f"sentinel://{credentials}{host}:{port}/{self.db}" for host, port in self.sentinels
@@ -51,10 +66,8 @@ class RedisLocation:
     def celery_transport_options(self) -> dict:
         if not self.sentinels:
             return {}
-        options = {"master_name": self.master}
-        if self.sentinel_password:
-            options["sentinel_kwargs"] = {"password": self.sentinel_password}
-        return options
+        asking = {**ASKING, "retry": Retry(NoBackoff(), 0)}
+        return {"master_name": self.master, "sentinel_kwargs": self._sentinel_kwargs(asking)}
 
     def channel_layer_host(self) -> str | dict:
         if not self.sentinels:
@@ -62,7 +75,9 @@ class RedisLocation:
         return {
             "sentinels": list(self.sentinels),
             "master_name": self.master,
-            "sentinel_kwargs": self._sentinel_kwargs({}),
+            "sentinel_kwargs": self._sentinel_kwargs(
+                {**ASKING, "retry": AsyncRetry(NoBackoff(), 0)}
+            ),
             "db": self.db,
             **self._master_auth(),
         }
@@ -76,8 +91,9 @@ class RedisLocation:
         return auth
 
     def _sentinel_kwargs(self, options: dict) -> dict:
-        """The Sentinels are asked with the same timeouts, and their own password if any."""
-        kwargs = {k: v for k, v in options.items() if k.startswith("socket_")}
+        """The Sentinels are asked with the same timeouts and retries as the master (redis-py's
+        default would retry each ten times, with a growing pause), and their own password."""
+        kwargs = {k: v for k, v in options.items() if k.startswith("socket_") or k == "retry"}
         if self.sentinel_password:
             kwargs["password"] = self.sentinel_password
         return kwargs

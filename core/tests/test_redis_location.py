@@ -51,13 +51,28 @@ def test_with_sentinels_the_master_password_and_database_come_from_redis_url():
     assert where.celery_broker_url() == (
         "sentinel://:secret@s1:26379/2;sentinel://:secret@s2:26380/2"
     )
-    assert where.celery_transport_options() == {
-        "master_name": "cache-master", "sentinel_kwargs": {"password": "sentpw"},
-    }  # fmt: skip
-    assert where.channel_layer_host() == {
-        "sentinels": [("s1", 26379), ("s2", 26380)], "master_name": "cache-master",
-        "sentinel_kwargs": {"password": "sentpw"}, "db": 2, "password": "secret",
-    }  # fmt: skip
+    options = where.celery_transport_options()
+    assert options["master_name"] == "cache-master"
+    asked = options["sentinel_kwargs"]
+    assert (asked["password"], asked["socket_timeout"], asked["retry"].get_retries()) == (
+        "sentpw", 2, 0,
+    )  # fmt: skip
+    host = where.channel_layer_host()
+    assert (host["sentinels"], host["master_name"], host["db"], host["password"]) == (
+        [("s1", 26379), ("s2", 26380)], "cache-master", 2, "secret",
+    )  # fmt: skip
+    assert host["sentinel_kwargs"]["password"] == "sentpw"
+
+
+def test_a_password_with_url_characters_reaches_the_broker_url_quoted():
+    where = RedisLocation("redis://:a%2Fb%23c@mymaster/0", (("s1", 26379),))
+    assert where.celery_broker_url() == "sentinel://:a%2Fb%23c@s1:26379/0"
+    assert where.channel_layer_host()["password"] == "a/b#c"
+
+
+def test_a_url_sentinels_cannot_honour_is_refused_at_start_up():
+    with pytest.raises(ValueError, match="rediss://"):
+        RedisLocation("rediss://:pw@mymaster/0", (("s1", 26379),))
 
 
 def test_the_bookkeeping_client_follows_a_failover(sentinels):
@@ -99,15 +114,28 @@ def test_celery_s_broker_publishes_and_consumes_through_the_sentinels(sentinels)
     assert sorted(m["n"] for m in got) == [1, 2]
 
 
-def test_the_channel_layer_reaches_its_groups_through_the_sentinels(sentinels):
+def test_the_channel_layer_reaches_its_groups_through_the_sentinels_after_a_failover(sentinels):
     layer = RedisPubSubChannelLayer(hosts=[located(sentinels).channel_layer_host()])
 
-    async def round_trip():
+    async def round_trip(channel, text):
+        await layer.group_send("board", {"type": "board.alarm", "text": text})
+        return (await asyncio.wait_for(layer.receive(channel), 10))["text"]
+
+    async def scenario():
         channel = await layer.new_channel()
         await layer.group_add("board", channel)
-        await layer.group_send("board", {"type": "board.alarm", "text": "hello"})
-        message = await asyncio.wait_for(layer.receive(channel), 5)
+        before = await round_trip(channel, "before")
+        old = await asyncio.to_thread(sentinels.kill_master)
+        await asyncio.to_thread(sentinels.wait_for_new_master, old)
+        # The layer's subscription was on the dead master: it subscribes again on the new one.
+        after = None
+        for _ in range(20):
+            try:
+                after = await round_trip(channel, "after")
+                break
+            except (redis.RedisError, OSError, TimeoutError):
+                await asyncio.sleep(0.5)
         await layer.flush()
-        return message
+        return before, after
 
-    assert asyncio.run(round_trip())["text"] == "hello"
+    assert asyncio.run(scenario()) == ("before", "after")

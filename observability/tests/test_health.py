@@ -1,8 +1,11 @@
 """/healthz and /readyz: each part of the alarm path reported by name; 503 while one is gone."""
 
 import pytest
+import requests
 
-from conftest import wait_until
+from alarms.tests.faults.postgres import server_programs
+from alarms.tests.faults.replicas import PostgresPair
+from conftest import free_port, wait_until
 
 pytestmark = pytest.mark.django_db
 
@@ -10,6 +13,42 @@ pytestmark = pytest.mark.django_db
 def test_healthz_says_the_web_process_answers(client):
     response = client.get("/healthz")
     assert response.status_code == 200 and response.json() == {"status": "ok"}
+
+
+def test_probes_answer_whatever_host_a_balancer_or_kubernetes_sends(client, settings):
+    settings.ALLOWED_HOSTS = ["alarms.example.org"]
+    assert client.get("/healthz", HTTP_HOST="10.1.2.3:8000").json() == {"status": "ok"}
+    assert "checks" in client.get("/readyz", HTTP_HOST="10.1.2.3:8000").json()
+    # Anything else under that Host is still refused.
+    assert client.get("/v1/schema", HTTP_HOST="10.1.2.3:8000").status_code == 400
+
+
+@pytest.mark.postgres
+def test_readyz_is_red_on_a_standby_which_takes_no_alarm(process_env, start_process, tmp_path):
+    if server_programs() is None:
+        pytest.skip("needs a PostgreSQL server installed to run a standby")
+    pair = PostgresPair().create()
+    try:
+        port = free_port()
+        standby = f"postgres://postgres@127.0.0.1:{pair.standby.port}/postgres"
+        start_process(
+            ["-m", "alarmsite.serve", "-b", "127.0.0.1", "-p", str(port),
+             "alarmsite.asgi:application"],
+            process_env(DATABASE_URL=standby, VAR_DIR=str(tmp_path)), log_name="standby-web",
+        )  # fmt: skip
+        status, body = wait_until(lambda: _readyz(port), timeout=30)
+        assert status == 503
+        assert body["checks"]["database"] == {"ok": False, "error": "a standby: read-only"}
+    finally:
+        pair.remove()
+
+
+def _readyz(port: int) -> tuple[int, dict] | None:
+    try:
+        answer = requests.get(f"http://127.0.0.1:{port}/readyz", timeout=5)
+    except requests.RequestException:
+        return None  # not up yet
+    return answer.status_code, answer.json()
 
 
 def test_readyz_names_what_is_missing(client, private_redis, settings):

@@ -135,12 +135,16 @@ class Partition:
         return shutil.which("iptables") is not None and _iptables("-L", "OUTPUT", "-n")
 
     def __enter__(self) -> "Partition":
-        _iptables("-N", self.chain, check=True)
-        for port in self.ports:
-            for rule in (("-d", self.address, "--dport"), ("-s", self.address, "--sport")):
-                _iptables("-A", self.chain, "-p", "tcp", rule[0], rule[1], rule[2], str(port),
-                          "-j", "DROP", check=True)  # fmt: skip
-        _iptables("-I", "OUTPUT", "-j", self.chain, check=True)
+        try:
+            _iptables("-N", self.chain, check=True)
+            for port in self.ports:
+                for side in (("-d", self.address, "--dport"), ("-s", self.address, "--sport")):
+                    _iptables("-A", self.chain, "-p", "tcp", *side, str(port), "-j", "DROP",
+                              check=True)  # fmt: skip
+            _iptables("-I", "OUTPUT", "-j", self.chain, check=True)
+        except RuntimeError:
+            self.__exit__()  # no rule of a half-made partition stays behind
+            raise
         self.started = time.monotonic()
         return self
 

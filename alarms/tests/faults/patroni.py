@@ -5,7 +5,6 @@ replicas.PostgresPair offers, so every scenario runs on either."""
 
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -14,7 +13,7 @@ from pathlib import Path
 import psycopg
 
 from .local import free_port, wait_until
-from .postgres import server_programs
+from .postgres import kill_server, server_programs
 
 # The leader key lives this long unrenewed: Patroni's failover time. Its own rule: loop_wait
 # plus twice retry_timeout must fit within it.
@@ -49,13 +48,9 @@ class Node:
         """Patroni and its server with SIGKILL, both stopped first so neither sees the other go:
         a lost machine."""
         postmaster = self._postmaster()
-        victims = [pid for pid in (self.process.pid, postmaster) if pid]
-        for pid in victims:
-            os.kill(pid, signal.SIGSTOP)
-        if postmaster:
-            subprocess.run(["pkill", "-KILL", "-P", str(postmaster)], check=False)
-        for pid in victims:
-            os.kill(pid, signal.SIGKILL)
+        if postmaster is None:
+            raise RuntimeError(f"{self.name}: no postmaster.pid, so no server to kill")
+        kill_server(postmaster, also=[self.process.pid])
         self.process.wait(10)
 
     def _postmaster(self) -> int | None:
@@ -132,8 +127,11 @@ class PatroniPair:
         seen still a standby (the promotion came after it)."""
         (standby,) = [node for node in self.nodes if node is not self.lost]
         seen = time.monotonic()
+        deadline = seen + 6 * TTL
         while standby.in_recovery() or not standby.takes_writes():
             seen = time.monotonic()
+            if seen > deadline:
+                raise RuntimeError(f"Patroni did not promote {standby.name} in {6 * TTL} s")
             time.sleep(0.05)
         return seen
 

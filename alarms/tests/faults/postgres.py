@@ -28,8 +28,8 @@ class PrivatePostgres:
         self.data = self.dir / "data"
         if os.geteuid() == 0:
             shutil.chown(self.dir, "postgres")
-        # Durability is not under test in most scenarios, only availability: fsync off keeps
-        # it fast (replicas.PostgresPair puts it back).
+        # Processes are killed here, not the machine's power: fsync off keeps it fast and
+        # loses nothing (replicas.PostgresPair turns synchronous_commit back on).
         self.options = (
             f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1,127.0.0.2"
             " -c fsync=off"
@@ -66,12 +66,7 @@ class PrivatePostgres:
         self._run("pg_ctl", "-D", str(self.data), "-w", "promote")
 
     def kill(self) -> None:
-        """SIGKILL to the postmaster and every backend at once, as a lost machine: stopped
-        first, so it cannot notice its backends go and write anything more."""
-        postmaster = int((self.data / "postmaster.pid").read_text().split()[0])
-        os.kill(postmaster, signal.SIGSTOP)
-        subprocess.run(["pkill", "-KILL", "-P", str(postmaster)], check=False)
-        os.kill(postmaster, signal.SIGKILL)
+        kill_server(int((self.data / "postmaster.pid").read_text().split()[0]))
 
     def stop(self) -> None:
         """Stop as an operator's restart does: sessions are ended, transactions rolled back."""
@@ -83,3 +78,13 @@ class PrivatePostgres:
         except subprocess.CalledProcessError:
             pass  # already stopped
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def kill_server(postmaster: int, also: list[int] = ()) -> None:
+    """SIGKILL to a postmaster, every backend of it, and `also` (the manager running it) at
+    once, as a lost machine: all stopped first, so none notices the others go and acts."""
+    for pid in (postmaster, *also):
+        os.kill(pid, signal.SIGSTOP)
+    subprocess.run(["pkill", "-KILL", "-P", str(postmaster)], check=False)
+    for pid in (postmaster, *also):
+        os.kill(pid, signal.SIGKILL)

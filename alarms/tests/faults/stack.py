@@ -13,7 +13,9 @@ from pathlib import Path
 import redis
 from celery import Celery
 
-from conftest import ROOT, PrivateRedis, free_port, test_database_url
+from conftest import ROOT, PrivateRedis, test_database_url
+
+from .local import free_port
 
 
 class Process:

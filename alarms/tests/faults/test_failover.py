@@ -30,12 +30,15 @@ def test_the_database_primary_killed_and_the_standby_promoted_mid_storm(
     time.sleep(8)
     private_postgres.kill_primary()
     killed = time.monotonic()
-    promoted = private_postgres.promote()  # by hand after a while, or by Patroni
-    time.sleep(15)
-    raises = stream.stop()
-    connection.close()  # this process's session was on the lost primary
-    alarm_ids = accepted(raises)
-    settle(alarm_ids, [mail_sink, hook_sink], timeout=90)
+    try:
+        promoted = private_postgres.promote()  # by hand after a while, or by Patroni
+        time.sleep(15)
+        raises = stream.stop()
+        connection.close()  # this process's session was on the lost primary
+        alarm_ids = accepted(raises)
+        settle(alarm_ids, [mail_sink, hook_sink], timeout=90)
+    finally:
+        private_postgres.rejoin()  # the pair whole again for the scenarios after this one
 
     # A send the lost primary could not record goes again (at-least-once), once per process.
     result = tally(alarm_ids, [mail_sink, hook_sink], steps_each=2, resends_allowed=3)
@@ -59,13 +62,10 @@ def test_the_database_primary_killed_and_the_standby_promoted_mid_storm(
         result.problems.append(f"answers other than 200/201/503: {sorted(others, key=str)}")
     if sum(1 for r in raises if not r.alarm_id):
         result.problems.append("a device that kept trying was never accepted")
-    try:
-        report(
-            f"PostgreSQL primary killed, standby promoted by {private_postgres.manager} mid-storm",
-            result,
-        )
-    finally:
-        private_postgres.rejoin()  # the pair whole again for the scenarios after this one
+    report(
+        f"PostgreSQL primary killed, standby promoted by {private_postgres.manager} mid-storm",
+        result,
+    )
 
 
 def test_the_redis_master_killed_mid_fan_out_and_a_replica_promoted_by_sentinel(

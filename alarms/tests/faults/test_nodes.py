@@ -87,6 +87,8 @@ def test_a_node_cut_off_from_the_database_stops_accepting_within_seconds(
         result.problems.append("the cut-off node answered 2xx for an alarm it cannot store")
     if red_after > 15:
         result.problems.append(f"its /readyz stayed green {red_after:.1f} s")
+    if green_after > 30:
+        result.problems.append(f"its /readyz was not green again {green_after:.1f} s after")
     if sum(1 for r in raises if not r.alarm_id):
         result.problems.append("a device that kept trying was never accepted")
     report("a node cut off from the database", result)
