@@ -133,3 +133,15 @@ def test_the_balancer_checks_readiness_and_knows_both_webs():
             capture_output=True, text=True, timeout=30,
         )  # fmt: skip
         assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_the_primary_waits_for_no_standby_while_it_is_made(services):
+    # The image's first start runs its own server with the command's options, where no
+    # standby can connect: a synchronous_standby_names there would hang the making for ever.
+    assert services["postgres"]["command"] == ["sh", "/primary.sh"]
+    scripts = ROOT / "deploy" / "compose"
+    assert "synchronous_standby_names" not in (scripts / "postgres-primary.sh").read_text()
+    assert "synchronous_standby_names" in (scripts / "postgres-standby.sh").read_text()
+    for script in scripts.glob("*.sh"):
+        checked = subprocess.run(["sh", "-n", str(script)], capture_output=True, text=True)
+        assert checked.returncode == 0, f"{script.name}: {checked.stderr}"
