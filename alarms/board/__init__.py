@@ -49,16 +49,21 @@ def can_watch(user) -> bool:
     return roles.may_read_alarms(user)
 
 
-def keep_watched() -> int | None:
-    """A board is open: say so for a few heartbeats; return the current sequence number, or
-    None when Redis cannot be reached (then no event reaches any board)."""
+def keep_watched() -> tuple[int, str] | None:
+    """A board is open: say so for a few heartbeats; return the current sequence number and
+    the numbering's epoch, or None when Redis cannot be reached (then no event reaches any
+    board). The epoch is the Redis server's run id: another server (restarted empty, or a
+    replica promoted without the last numbers) numbers anew, and every board reads itself
+    again when it changes."""
     try:
         pipe = client().pipeline(transaction=False)
         pipe.set(WATCHED_KEY, 1, ex=max(60, int(4 * settings.BOARD_HEARTBEAT_SECONDS)))
         pipe.get(SEQUENCE_KEY)
-        return int(pipe.execute()[1] or 0)
+        pipe.info("server")
+        _, sequence, server = pipe.execute()
     except redis.RedisError:
         return None
+    return int(sequence or 0), server["run_id"]
 
 
 def publish(alarm: Alarm) -> None:

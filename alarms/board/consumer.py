@@ -104,11 +104,12 @@ class BoardConsumer(AsyncJsonWebsocketConsumer):
             if not await database_sync_to_async(user_may_watch)(self.user.pk):
                 await self.close(code=CLOSE_LOGGED_OUT)
                 return
-            seq = await database_sync_to_async(board.keep_watched)()
-            if seq is None:  # changes cannot reach this board: it must not look up to date
+            watched = await database_sync_to_async(board.keep_watched)()
+            if watched is None:  # changes cannot reach this board: it must not look up to date
                 await self.send_json({"type": "error", "error": LIVE_UPDATES_DOWN, "live": False})
             else:
-                await self.send_json({"type": "heartbeat", "seq": seq})
+                seq, epoch = watched
+                await self.send_json({"type": "heartbeat", "seq": seq, "epoch": epoch})
 
     async def receive_json(self, content, **kwargs):
         action = content.get("action") if isinstance(content, dict) else None

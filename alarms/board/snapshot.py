@@ -26,7 +26,7 @@ class Snapshot:
     def __init__(self):
         # Read the sequence before the database: any event numbered up to it was committed
         # before these queries ran, so the snapshot already holds it. Any later one is sent.
-        self.seq = keep_watched() or 0
+        self.seq, self.epoch = keep_watched() or (0, "")
         self.ids = list(by_urgency(Alarm.objects.filter(status__in=OPEN_STATUSES)))
         self.outbox = health.outbox_backlog() or []
         # The alarm ids of each part, to be read one part at a time.
@@ -51,7 +51,8 @@ class Snapshot:
             head = {"type": "snapshot_part", "seq": self.seq,
                     "done": last and index == len(pieces) - 1}  # fmt: skip
             if number == 0 and index == 0:
-                head.update(type="snapshot", total=len(self.ids), outbox=self.outbox)
+                head.update(type="snapshot", total=len(self.ids), outbox=self.outbox,
+                            epoch=self.epoch)  # fmt: skip
             texts.append(f'{json.dumps(head)[:-1]}, "alarms": [{",".join(piece)}]}}')
         return texts
 

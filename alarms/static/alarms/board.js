@@ -32,6 +32,7 @@ const ACTION_NAMES = { acknowledge: "Acknowledge", claim: "On my way", resolve: 
 
 const alarms = new Map(); // id -> entry: {card, seq, closedAt, version, fresh, flashFrom, text}
 let lastSeq = 0; // every event up to this number has been seen (or is in the snapshot)
+let epoch = ""; // which Redis numbered them (its run id), as the last snapshot said
 const seen = new Set(); // numbers above lastSeq already received
 let gapTimer = null;
 let socket = null;
@@ -154,9 +155,9 @@ function handle(message) {
       problem = "";
       markDirty();
     }
-    // Numbers going back: Redis lost its count (restarted empty, or a replica that had not
-    // heard the last ones took over); what this board holds is read again at once.
-    if (message.seq < lastSeq) send({ action: "resync" });
+    // Another Redis numbers the events now (restarted empty, or a replica that had not heard
+    // the last numbers took over): numbers seen before mean nothing, so read everything again.
+    if (message.epoch !== epoch) send({ action: "resync" });
     else if (message.seq > lastSeq && !seen.has(message.seq)) watchGap();
     return;
   }
@@ -188,6 +189,7 @@ function startSnapshot(message) {
   clearTimeout(gapTimer);
   gapTimer = null;
   lastSeq = message.seq;
+  epoch = message.epoch;
   loading = { total: message.total, received: 0, announce: everComplete };
   showOutbox(message.outbox);
   applyPart(message);
