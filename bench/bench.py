@@ -49,7 +49,6 @@ from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 
 import redis
-import requests
 import yaml
 from stack import (
     ROOT,
@@ -69,6 +68,7 @@ from stack import (
     postgres_setting,
     run_stack,
     start_broker,
+    wait_answering,
     wait_idle,
     write_result,
 )
@@ -585,16 +585,8 @@ def start_alertmanager(stack: Stack, binary: str, sink: Sink) -> str:
             "--log.level=warn"]  # fmt: skip
     stack.start("alertmanager", argv, child_env())
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        stack.check()
-        try:
-            if requests.get(f"{base}/-/ready", timeout=1).status_code == 200:
-                return base
-        except requests.RequestException:
-            pass
-        time.sleep(0.2)
-    raise SystemExit("Alertmanager did not answer /-/ready within 30 s")
+    wait_answering(stack, f"{base}/-/ready", "Alertmanager")
+    return base
 
 
 def alertmanager(run: Run, phases: list[str]) -> dict:

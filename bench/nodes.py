@@ -4,10 +4,8 @@ PostgreSQL and Redis) beside the first, so the table shows what a second node bu
 machine. Both runs go through the balancer, so its own cost is in both."""
 
 import shutil
-import time
 
-import requests
-from stack import child_env, free_port
+from stack import child_env, free_port, wait_answering
 
 CONFIG = """global
     maxconn 4000
@@ -35,16 +33,8 @@ def start_balancer(stack, name: str, web_ports: list[int]) -> str:
     config.write_text(CONFIG.format(port=port, servers=servers))
     stack.start(name, ["haproxy", "-db", "-f", str(config)], child_env())
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        stack.check()
-        try:
-            if requests.get(f"{base}/healthz", timeout=1).status_code == 200:
-                return base
-        except requests.RequestException:
-            pass
-        time.sleep(0.2)
-    raise SystemExit(f"{name} did not answer")
+    wait_answering(stack, f"{base}/healthz", name)
+    return base
 
 
 def start_second_node(stack, public_url: str) -> int:
@@ -57,15 +47,8 @@ def start_second_node(stack, public_url: str) -> int:
                                     "info", "-n", "bench-b@%h"], env)  # fmt: skip
     stack.start_python("beat-b", ["celery", "-A", "alarmsite", "--quiet", "beat", "-l", "info",
                                   "-s", str(stack.run_dir / "beat-b")], env)  # fmt: skip
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        stack.check()
-        try:
-            requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
-            return port
-        except requests.RequestException:
-            time.sleep(0.2)
-    raise SystemExit("the second node's web did not answer")
+    wait_answering(stack, f"http://127.0.0.1:{port}/healthz", "the second node's web", 90)
+    return port
 
 
 def phase(run, measure, tokens: list[str], count: int) -> dict:

@@ -324,6 +324,20 @@ def wait_until_up(
         time.sleep(0.2)
 
 
+def wait_answering(stack: Stack, url: str, what: str, timeout: float = 30) -> None:
+    """Until `url` answers 200 (a process of the stack that exits meanwhile stops the run)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        stack.check()
+        try:
+            if requests.get(url, timeout=1).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    raise SystemExit(f"{what} did not answer {url} within {timeout:.0f} s")
+
+
 def wait_idle(redis_url: str, timeout: float) -> bool:
     """Until no task is queued or running (kombu's Redis keys), or the timeout (False)."""
     broker = redis.Redis.from_url(redis_url)
