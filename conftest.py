@@ -4,7 +4,6 @@
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -24,7 +23,7 @@ from redis import Redis
 
 from alarms import engine
 from alarms.tests.faults import patroni
-from alarms.tests.faults.local import free_port, wait_until
+from alarms.tests.faults.local import free_port, redis_answers, wait_until
 from alarms.tests.faults.postgres import server_programs
 from alarms.tests.faults.replicas import PostgresPair
 from alarmsite.celery import app as celery_app
@@ -424,22 +423,13 @@ class PrivateRedis:
              "--save", "", "--appendonly", "no", "--dir", str(self.dir)],
             stdout=subprocess.DEVNULL,
         )  # fmt: skip
-        wait_until(lambda: _answers(self.port), timeout=10)
+        wait_until(lambda: redis_answers(self.port), timeout=10)
 
     def stop(self):
         if self.process:
             self.process.terminate()
             self.process.wait(10)
             self.process = None
-
-
-def _answers(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(16).startswith(b"+PONG")
-    except OSError:
-        return False
 
 
 @pytest.fixture

